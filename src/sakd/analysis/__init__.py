@@ -1,0 +1,5 @@
+"""Measurements of trained models."""
+
+from sakd.analysis.firing import FiringRateMonitor
+
+__all__ = ["FiringRateMonitor"]

@@ -1,0 +1,6 @@
+"""Data sets by name: the embedded digits, a synthetic set, CIFAR-10/100."""
+
+from sakd.data import cifar, digits, synthetic  # noqa: F401  (registers the data sets)
+from sakd.data.registry import DataBundle, build_dataset, list_datasets, register_dataset
+
+__all__ = ["DataBundle", "build_dataset", "list_datasets", "register_dataset"]

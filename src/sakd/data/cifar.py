@@ -1,0 +1,60 @@
+"""CIFAR-10 / CIFAR-100 through torchvision, with the augmentation of the paper's A.1.
+
+Train: random crop 32 with 4-pixel padding, horizontal flip, normalisation. Test: normalisation.
+``download`` is off by default: point ``data.root`` at a folder holding ``cifar-10-batches-py``
+(or ``cifar-100-python``), or set ``data.download=true`` on a machine with internet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from sakd.data.registry import DataBundle, register_dataset
+from sakd.errors import DatasetNotFoundError
+
+STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+CLASSES = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}
+
+
+def _transforms(name: str, train: bool, augment: bool):
+    mean, std = STATS[name]
+    ops = [v2.ToImage()]
+    if train and augment:
+        ops += [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
+    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    return v2.Compose(ops)
+
+
+def _cifar(name: str, root: str, download: bool, augment: bool) -> DataBundle:
+    folder = Path(root).expanduser() / FOLDERS[name]
+    if not download and not folder.is_dir():
+        raise DatasetNotFoundError(
+            f"{name} not found: expected the folder {folder} (the extracted python version of the "
+            f"data set). Set data.root to the folder that holds it, or data.download=true to "
+            f"fetch it (needs internet)."
+        )
+    cls = CLASSES[name]
+    try:
+        train = cls(root, train=True, download=download, transform=_transforms(name, True, augment))
+        test = cls(root, train=False, download=download, transform=_transforms(name, False, augment))
+    except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
+        raise DatasetNotFoundError(f"{name} at {folder} is incomplete or corrupted: {exc}") from None
+    return DataBundle(train, test, num_classes=len(train.classes), in_channels=3, image_size=32)
+
+
+@register_dataset("cifar10")
+def cifar10(root: str, download: bool = False, augment: bool = True) -> DataBundle:
+    return _cifar("cifar10", root, download, augment)
+
+
+@register_dataset("cifar100")
+def cifar100(root: str, download: bool = False, augment: bool = True) -> DataBundle:
+    return _cifar("cifar100", root, download, augment)

@@ -1,0 +1,27 @@
+"""Distillation terms: logits KD (eq. 7) and feature distances (eq. 9, Table 6)."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from sakd.errors import ConfigError
+
+
+def logits_kd(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:
+    """``τ² · KL(p_τ^teacher ‖ p_τ^student)``, summed over classes and averaged over the batch."""
+    log_ps = F.log_softmax(student / tau, dim=1)
+    log_pt = F.log_softmax(teacher / tau, dim=1)
+    return F.kl_div(log_ps, log_pt, reduction="batchmean", log_target=True) * tau * tau
+
+
+DISTANCES = {
+    "l2": F.mse_loss,  # mean squared error, eq. 9
+    "l1": F.l1_loss,
+}
+
+
+def feature_distance(kind: str):
+    if kind not in DISTANCES:
+        raise ConfigError(f"unknown feature distance {kind!r}; choose one of {tuple(DISTANCES)}")
+    return DISTANCES[kind]

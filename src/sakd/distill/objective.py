@@ -1,0 +1,116 @@
+"""The SAKD objective, paper eq. 5: ``L = α·CE + β·L_feaKD + γ·L_logKD``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from sakd.distill.losses import feature_distance, logits_kd
+from sakd.distill.transforms import make_transform
+from sakd.errors import ConfigError
+
+
+@dataclass
+class LossTerms:
+    """The total loss and its (unweighted) terms, detached, for logging."""
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+
+class SAKDLoss(nn.Module):
+    """Cross-entropy plus feature and logits distillation.
+
+    The feature transforms (one per tap) belong to this module: optimise its parameters together
+    with the student's and leave them out of the exported student. The teacher's features and
+    logits must come without gradient. A zero coefficient skips its term entirely.
+
+    Args:
+        student_channels, teacher_channels: channels at each tap, in order; give them whenever
+            feature KD is used at some epoch (one transform is built per tap).
+        alpha, beta, gamma: weights of CE, feature KD and logits KD.
+        tau: softmax temperature of the logits KD.
+        transform: ``"conv"`` (default), ``"none"`` or ``"norm"``.
+        distance: ``"l2"`` (default) or ``"l1"``.
+    """
+
+    def __init__(
+        self,
+        student_channels: list[int] = (),
+        teacher_channels: list[int] = (),
+        *,
+        alpha: float = 1.0,
+        beta: float = 0.0,
+        gamma: float = 0.0,
+        tau: float = 1.0,
+        transform: str = "conv",
+        distance: str = "l2",
+    ):
+        super().__init__()
+        for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+            if value < 0:
+                raise ConfigError(f"distill.{name} must be >= 0, got {value}")
+        if tau <= 0:
+            raise ConfigError(f"distill.tau must be > 0, got {tau}")
+        if alpha == beta == gamma == 0:
+            raise ConfigError("alpha, beta and gamma are all zero: there is nothing to optimise")
+        if len(student_channels) != len(teacher_channels):
+            raise ConfigError(
+                f"the student has {len(student_channels)} feature taps and the teacher "
+                f"{len(teacher_channels)}; feature distillation pairs them one to one"
+            )
+        if beta and not student_channels:
+            raise ConfigError("feature distillation (beta > 0) needs the channels of each tap")
+        self.alpha, self.beta, self.gamma, self.tau = float(alpha), float(beta), float(gamma), float(tau)
+        self.distance = feature_distance(distance)
+        self.transforms = nn.ModuleList(
+            make_transform(transform, cs, ct) for cs, ct in zip(student_channels, teacher_channels)
+        )
+
+    def feature_loss(self, student_feats, teacher_feats) -> torch.Tensor:
+        total = 0.0
+        for transform, fs, ft in zip(self.transforms, student_feats, teacher_feats, strict=True):
+            # features shaped [T, B, C, H, W] are averaged over time (eq. 8): the SNN's always,
+            # an ANN teacher's when it was given event frames
+            fs = fs.mean(0) if fs.dim() == 5 else fs
+            ft = ft.mean(0) if ft.dim() == 5 else ft
+            if fs.shape[0] != ft.shape[0] or fs.shape[2:] != ft.shape[2:]:
+                raise ConfigError(
+                    f"student feature {tuple(fs.shape)} and teacher feature {tuple(ft.shape)} "
+                    "differ in batch or spatial size; teacher and student taps must align"
+                )
+            fs, ft = transform(fs, ft)
+            total = total + self.distance(fs, ft)
+        return total
+
+    def forward(
+        self,
+        student_logits: torch.Tensor,
+        target: torch.Tensor,
+        teacher_logits: torch.Tensor | None = None,
+        student_feats: list[torch.Tensor] | None = None,
+        teacher_feats: list[torch.Tensor] | None = None,
+        beta: float | None = None,
+    ) -> LossTerms:
+        """``beta`` overrides the constructor's for this call (a β schedule); 0 skips the term."""
+        beta = self.beta if beta is None else beta
+        total = student_logits.new_zeros(())
+        terms: dict[str, torch.Tensor] = {}
+        if self.alpha:
+            ce = F.cross_entropy(student_logits, target)
+            total = total + self.alpha * ce
+            terms["ce"] = ce.detach()
+        if beta:
+            if not self.transforms:
+                raise ConfigError("beta > 0 but this objective was built without feature taps")
+            fea = self.feature_loss(student_feats, teacher_feats)
+            total = total + beta * fea
+            terms["feature_kd"] = fea.detach()
+        if self.gamma:
+            kd = logits_kd(student_logits, teacher_logits, self.tau)
+            total = total + self.gamma * kd
+            terms["logit_kd"] = kd.detach()
+        return LossTerms(total, terms)

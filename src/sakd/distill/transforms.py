@@ -1,0 +1,59 @@
+"""Feature transforms that bring SNN and ANN features into one space (paper eq. 8, Table 5).
+
+Each transform takes the student's features averaged over time, ``[B, C_s, H, W]``, and the
+teacher's, ``[B, C_t, H, W]``, and returns the pair to compare.
+
+* ``conv``: ``BN(Conv1x1(F_s))`` on the student (trainable, maps C_s to C_t), teacher unchanged.
+* ``none``: both unchanged (C_s must equal C_t).
+* ``norm``: both normalised per channel without learnable parameters (normalized feature
+  distillation); C_s must equal C_t.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from sakd.errors import ConfigError
+
+TRANSFORMS = ("conv", "none", "norm")
+
+
+class ConvTransform(nn.Module):
+    def __init__(self, cs: int, ct: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cs, ct, 1, bias=False)
+        self.bn = nn.BatchNorm2d(ct)
+
+    def forward(self, fs, ft):
+        return self.bn(self.conv(fs)), ft
+
+
+class IdentityTransform(nn.Module):
+    def forward(self, fs, ft):
+        return fs, ft
+
+
+class NormTransform(nn.Module):
+    """Standardise each channel over batch and space (BatchNorm statistics, no affine, no state)."""
+
+    def forward(self, fs, ft):
+        return _standardise(fs), _standardise(ft)
+
+
+def _standardise(f: torch.Tensor) -> torch.Tensor:
+    return F.batch_norm(f, None, None, training=True, eps=1e-5)
+
+
+def make_transform(kind: str, cs: int, ct: int) -> nn.Module:
+    if kind not in TRANSFORMS:
+        raise ConfigError(f"unknown feature transform {kind!r}; choose one of {TRANSFORMS}")
+    if kind == "conv":
+        return ConvTransform(cs, ct)
+    if cs != ct:
+        raise ConfigError(
+            f"feature transform {kind!r} needs equal channels, but the student has {cs} and the "
+            f"teacher {ct} at one tap; use distill.features.transform=conv"
+        )
+    return IdentityTransform() if kind == "none" else NormTransform()

@@ -1,0 +1,151 @@
+"""What ANN and SNN twins share: activations, time folding, input encoding and tap points.
+
+A twin is one architecture built twice, with ``nn.ReLU`` (ANN) or a multi-step LIF (SNN) at every
+activation. Activations own no parameters or buffers, so both builds have identical state dicts
+and weights copy strictly either way.
+
+Inside a spiking model every tensor is *time-folded*, ``[T*B, C, H, W]``: convolutions, BatchNorm
+and pooling see one big batch, and each :class:`SpikeActivation` unfolds to ``[T, B, ...]`` only
+for the neuron. Inputs:
+
+* a static image ``[B, C, H, W]`` is encoded directly (the same image at every timestep). The stem
+  (first conv + BN) of such an input is identical at every timestep, so it runs once on ``[B, ...]``
+  and is repeated over T just before the first neuron.
+* event frames ``[T, B, C, H, W]`` give one frame per timestep.
+
+The logits are averaged over T. An ANN given frames sees them as T images and averages its logits
+the same way, so an ANN teacher and an SNN student read the same ``[T, B, C, H, W]`` batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sakd.neurons import LIF
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """LIF settings shared by all neurons of a spiking model."""
+
+    decay: float = 0.5
+    threshold: float = 1.0
+    surrogate: str = "triangle"
+    detach_reset: bool = False
+    backend: str = "fused"
+
+
+class SpikeActivation(nn.Module):
+    """LIF on time-folded tensors: ``[T*B, ...] -> [T, B, ...] -> LIF -> [T*B, ...]``."""
+
+    def __init__(self, timesteps: int, neuron: NeuronSpec):
+        super().__init__()
+        self.timesteps = timesteps
+        self.lif = LIF(
+            decay=neuron.decay,
+            threshold=neuron.threshold,
+            surrogate=neuron.surrogate,
+            detach_reset=neuron.detach_reset,
+            backend=neuron.backend,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lif(x.unflatten(0, (self.timesteps, -1))).flatten(0, 1)
+
+    def extra_repr(self) -> str:
+        return f"timesteps={self.timesteps}"
+
+
+@dataclass
+class TapPoint:
+    """One place whose activation input (before spike/ReLU) or output (after) can be read."""
+
+    name: str
+    activation: nn.Module
+    channels: int
+
+
+class TwinModel(nn.Module):
+    """Base of every registered model. Subclasses build layers with :meth:`act` and implement
+    :meth:`forward_stem` (up to, not including, the first activation), :meth:`forward_body`
+    (the rest, returning per-sample logits) and :meth:`tap_points`."""
+
+    def __init__(self, *, spiking: bool, timesteps: int, neuron: NeuronSpec | None):
+        super().__init__()
+        if spiking and (not isinstance(timesteps, int) or timesteps < 1):
+            raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
+        self.spiking = bool(spiking)
+        self._timesteps = int(timesteps) if spiking else 1
+        self.neuron = neuron or NeuronSpec()
+
+    # -- construction helpers -------------------------------------------------------------
+    def act(self) -> nn.Module:
+        """A fresh activation: ReLU for the ANN, a LIF layer for the SNN."""
+        if self.spiking:
+            return SpikeActivation(self._timesteps, self.neuron)
+        return nn.ReLU(inplace=False)
+
+    # -- time ---------------------------------------------------------------------------------
+    @property
+    def timesteps(self) -> int:
+        return self._timesteps
+
+    @timesteps.setter
+    def timesteps(self, value: int) -> None:
+        if not self.spiking:
+            raise AttributeError("an ANN has no timesteps")
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"timesteps must be a positive integer, got {value!r}")
+        self._timesteps = value
+        for m in self.modules():
+            if isinstance(m, SpikeActivation):
+                m.timesteps = value
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 5:  # frames [T, B, C, H, W]
+            frames = x.shape[0]
+            if self.spiking and frames != self._timesteps:
+                raise ValueError(
+                    f"input has {frames} frames but the model runs {self._timesteps} timesteps; "
+                    f"set model.timesteps = {frames} or re-frame the data"
+                )
+            h = self.forward_stem(x.flatten(0, 1))
+        elif x.dim() == 4:  # static images, direct encoding
+            frames = self._timesteps
+            h = self.forward_stem(x)
+            if frames > 1:
+                h = h.repeat(frames, *([1] * (h.dim() - 1)))
+        else:
+            raise ValueError(
+                f"expected images [B, C, H, W] or frames [T, B, C, H, W], got shape {tuple(x.shape)}"
+            )
+        logits = self.forward_body(h)
+        return logits.unflatten(0, (frames, -1)).mean(0) if frames > 1 else logits
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_body(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def tap_points(self, level: str = "stage") -> list[TapPoint]:  # pragma: no cover - abstract
+        """Feature positions: the end of each ``"stage"`` or each ``"block"``."""
+        raise NotImplementedError
+
+    def spiking_layers(self) -> dict[str, LIF]:
+        """Every LIF layer by its module name (empty for an ANN)."""
+        return {n: m for n, m in self.named_modules() if isinstance(m, LIF)}
+
+
+def init_weights(model: nn.Module) -> None:
+    """He init for convolutions, unit/zero BatchNorm (as torchvision's ResNet)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

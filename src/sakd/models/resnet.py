@@ -1,0 +1,201 @@
+"""ResNet twins: torchvision's ResNet-18..152 layout, the CIFAR ResNet-19, and a tiny test model.
+
+Parameter names follow torchvision (``conv1``, ``bn1``, ``layer1.0.conv1``, ``downsample.0``,
+``fc``), so ImageNet-stem ANNs load torchvision state dicts strictly. Every activation is its own
+module (``act1``, ``act2``, ...) so each can be tapped and each LIF layer counted.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from sakd.models.base import NeuronSpec, TapPoint, TwinModel, init_weights
+from sakd.models.registry import register_model
+
+
+def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, owner: TwinModel, cin: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = conv3x3(cin, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.act1 = owner.act()
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = _shortcut(cin, planes, stride)
+        self.act2 = owner.act()
+
+    @property
+    def out_act(self) -> nn.Module:
+        return self.act2
+
+    def forward(self, x):
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.act2(out + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, owner: TwinModel, cin: int, planes: int, stride: int = 1):
+        super().__init__()
+        cout = planes * self.expansion
+        self.conv1 = conv1x1(cin, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.act1 = owner.act()
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.act2 = owner.act()
+        self.conv3 = conv1x1(planes, cout)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.downsample = _shortcut(cin, cout, stride)
+        self.act3 = owner.act()
+
+    @property
+    def out_act(self) -> nn.Module:
+        return self.act3
+
+    def forward(self, x):
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.act2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.act3(out + identity)
+
+
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Module | None:
+    if stride == 1 and cin == cout:
+        return None
+    return nn.Sequential(conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))
+
+
+class ResNet(TwinModel):
+    """Generic ResNet.
+
+    Args:
+        block: :class:`BasicBlock` or :class:`Bottleneck`.
+        depths: blocks per stage.
+        widths: ``planes`` per stage (output channels are ``planes * block.expansion``).
+        stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool) or ``"cifar"`` (3x3/1 conv).
+        stem_width: channels of the stem conv.
+        head_hidden: if set, the head is ``fc1 -> activation -> fc2`` with this many hidden units
+            (ResNet-19); otherwise one ``fc``.
+    """
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        depths: Sequence[int],
+        widths: Sequence[int],
+        *,
+        num_classes: int,
+        spiking: bool,
+        timesteps: int = 4,
+        in_channels: int = 3,
+        stem: str = "cifar",
+        stem_width: int = 64,
+        head_hidden: int | None = None,
+        neuron: NeuronSpec | None = None,
+    ):
+        super().__init__(spiking=spiking, timesteps=timesteps, neuron=neuron)
+        if stem not in ("cifar", "imagenet"):
+            raise ValueError(f"unknown stem {stem!r}; choose 'cifar' or 'imagenet'")
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, stem_width, 7, stride=2, padding=3, bias=False)
+        else:
+            self.conv1 = conv3x3(in_channels, stem_width)
+        self.bn1 = nn.BatchNorm2d(stem_width)
+        self.act1 = self.act()
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem == "imagenet" else nn.Identity()
+
+        cin = stem_width
+        self.stages: list[str] = []
+        for i, (depth, planes) in enumerate(zip(depths, widths)):
+            blocks = []
+            for j in range(depth):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(block(self, cin, planes, stride))
+                cin = planes * block.expansion
+            name = f"layer{i + 1}"
+            self.add_module(name, nn.Sequential(*blocks))
+            self.stages.append(name)
+
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        if head_hidden:
+            self.fc1 = nn.Linear(cin, head_hidden)
+            self.act_fc = self.act()
+            self.fc2 = nn.Linear(head_hidden, num_classes)
+        else:
+            self.fc = nn.Linear(cin, num_classes)
+        self.head_hidden = head_hidden
+        self.num_features = cin
+        init_weights(self)
+
+    def forward_stem(self, x):
+        return self.bn1(self.conv1(x))
+
+    def forward_body(self, x):
+        x = self.maxpool(self.act1(x))
+        for name in self.stages:
+            x = getattr(self, name)(x)
+        x = torch.flatten(self.avgpool(x), 1)
+        if self.head_hidden:
+            return self.fc2(self.act_fc(self.fc1(x)))
+        return self.fc(x)
+
+    def tap_points(self, level: str = "stage") -> list[TapPoint]:
+        points = []
+        for name in self.stages:
+            stage = getattr(self, name)
+            blocks = list(enumerate(stage))
+            if level == "stage":
+                blocks = blocks[-1:]
+            elif level != "block":
+                raise ValueError(f"unknown tap level {level!r}; choose 'stage' or 'block'")
+            for j, blk in blocks:
+                channels = blk.bn3.num_features if isinstance(blk, Bottleneck) else blk.bn2.num_features
+                label = name if level == "stage" else f"{name}.{j}"
+                points.append(TapPoint(label, blk.out_act, channels))
+        return points
+
+
+def _resnet(block, depths, widths=(64, 128, 256, 512), **defaults):
+    def build(*, num_classes: int, spiking: bool, **kwargs) -> ResNet:
+        return ResNet(block, depths, widths, num_classes=num_classes, spiking=spiking, **{**defaults, **kwargs})
+
+    return build
+
+
+for _name, _block, _depths in [
+    ("resnet18", BasicBlock, (2, 2, 2, 2)),
+    ("resnet34", BasicBlock, (3, 4, 6, 3)),
+    ("resnet50", Bottleneck, (3, 4, 6, 3)),
+    ("resnet101", Bottleneck, (3, 4, 23, 3)),
+    ("resnet152", Bottleneck, (3, 8, 36, 3)),
+]:
+    register_model(_name, _resnet(_block, _depths), description=f"torchvision {_name} layout")
+
+register_model(
+    "resnet19",
+    _resnet(BasicBlock, (3, 3, 2), (128, 256, 512), stem_width=128, head_hidden=256),
+    description="CIFAR ResNet-19: 128-ch stem, stages [3,3,2] x 128/256/512, FC 512-256-classes",
+)
+register_model(
+    "resnet_tiny",
+    _resnet(BasicBlock, (1, 1, 1), (16, 32, 64), stem_width=16),
+    description="3-stage, 1-block-per-stage ResNet (16/32/64) for tests and the quickstart",
+)

@@ -1,0 +1,119 @@
+"""Surrogate gradients for the Heaviside spike function (paper eq. 4 and common alternatives).
+
+The forward pass of a spike is always the exact step ``Θ(x) = 1 if x >= 0 else 0`` with
+``x = U - V_th``; a surrogate only replaces its derivative in the backward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from sakd.errors import ConfigError
+
+
+class Surrogate:
+    """Derivative ``dΘ/dx`` used in place of the Dirac delta. Subclasses implement :meth:`grad`."""
+
+    name: str = ""
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in vars(self).items())
+        return f"{self.name}({params})"
+
+
+class Triangle(Surrogate):
+    """Paper eq. 4: ``max(0, 1 - |x| / width) / width`` (``width=1`` gives ``max(0, 1 - |x|)``)."""
+
+    name = "triangle"
+
+    def __init__(self, width: float = 1.0):
+        self.width = float(width)
+
+    def grad(self, x):
+        return (1.0 - x.abs() / self.width).clamp_min(0.0) / self.width
+
+
+class Sigmoid(Surrogate):
+    """Derivative of ``sigmoid(alpha * x)``: ``alpha * σ(αx)(1 - σ(αx))`` (SpikingJelly's default, α=4)."""
+
+    name = "sigmoid"
+
+    def __init__(self, alpha: float = 4.0):
+        self.alpha = float(alpha)
+
+    def grad(self, x):
+        s = torch.sigmoid(self.alpha * x)
+        return self.alpha * s * (1.0 - s)
+
+
+class ATan(Surrogate):
+    """Derivative of ``atan(π/2 · αx)/π + 1/2``: ``α / (2 (1 + (π/2 · αx)²))`` (α=2)."""
+
+    name = "atan"
+
+    def __init__(self, alpha: float = 2.0):
+        self.alpha = float(alpha)
+
+    def grad(self, x):
+        return self.alpha / 2.0 / (1.0 + (math.pi / 2.0 * self.alpha * x) ** 2)
+
+
+class Rectangle(Surrogate):
+    """Box of unit area: ``1/width`` where ``|x| < width/2``, else 0 (STBP)."""
+
+    name = "rectangle"
+
+    def __init__(self, width: float = 1.0):
+        self.width = float(width)
+
+    def grad(self, x):
+        return (x.abs() < self.width / 2.0).to(x.dtype) / self.width
+
+
+SURROGATES: dict[str, Callable[..., Surrogate]] = {
+    cls.name: cls for cls in (Triangle, Sigmoid, ATan, Rectangle)
+}
+
+
+def get_surrogate(spec: str | Surrogate | dict) -> Surrogate:
+    """Build a surrogate from a name (``"triangle"``), an instance, or ``{"name": ..., **params}``."""
+    if isinstance(spec, Surrogate):
+        return spec
+    params: dict = {}
+    if isinstance(spec, dict):
+        params = dict(spec)
+        spec = params.pop("name", None)
+    if not isinstance(spec, str) or spec.lower() not in SURROGATES:
+        raise ConfigError(
+            f"unknown surrogate {spec!r}; known surrogates: {', '.join(sorted(SURROGATES))}"
+        )
+    try:
+        return SURROGATES[spec.lower()](**params)
+    except TypeError as exc:
+        raise ConfigError(f"bad parameters for surrogate {spec!r}: {exc}") from None
+
+
+class SpikeFunction(torch.autograd.Function):
+    """``Θ(x)`` forward, ``surrogate.grad(x)`` backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.surrogate = surrogate
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        return grad_out * ctx.surrogate.grad(x), None
+
+
+def spike(x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
+    """Heaviside spike of ``x = U - V_th`` with a surrogate gradient."""
+    return SpikeFunction.apply(x, surrogate)

@@ -1,0 +1,44 @@
+"""Evaluation: top-1/top-5 accuracy, loss, and (for SNNs) firing rates."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch.nn import functional as F
+
+from sakd.analysis import FiringRateMonitor
+from sakd.training.metrics import topk_correct
+
+
+@torch.no_grad()
+def evaluate(model, loader, device: torch.device, amp_dtype: torch.dtype | None = None) -> dict:
+    """Accuracy (in %) and mean cross-entropy over ``loader``; firing rates if the model spikes."""
+    was_training = model.training
+    model.eval()
+    monitor = FiringRateMonitor(model)
+    autocast = (
+        torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    )
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    top1 = torch.zeros((), dtype=torch.long, device=device)
+    top5 = torch.zeros((), dtype=torch.long, device=device)
+    n = 0
+    with monitor, autocast:
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            logits = model(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            c1, c5 = topk_correct(logits, y)
+            top1 += c1
+            top5 += c5
+            n += y.shape[0]
+    model.train(was_training)
+    if n == 0:
+        raise ValueError("the evaluation data set is empty")
+    result = {"top1": 100.0 * top1.item() / n, "top5": 100.0 * top5.item() / n, "loss": loss_sum.item() / n, "samples": n}
+    rate = monitor.mean_rate()
+    if rate is not None:
+        result["firing_rate"] = rate
+        result["layer_firing_rates"] = monitor.rates()
+    return result
