@@ -1,0 +1,5 @@
+import sys
+
+from sakd.cli import main
+
+sys.exit(main())

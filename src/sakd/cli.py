@@ -1,0 +1,126 @@
+"""The ``sakd`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sakd import __version__
+from sakd.errors import SakdError
+
+EPILOG = """examples:
+  sakd quickstart                                   # digits: ANN teacher, SNN baseline, SAKD student
+  sakd train --config cifar10/resnet19_ann          # train the ANN teacher
+  sakd train --config cifar10/resnet19_sakd data.root=~/data optim.epochs=100
+  sakd train --resume runs/cifar10-resnet19-sakd    # continue an interrupted run
+  sakd eval runs/cifar10-resnet19-sakd/best.pt --json result.json
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sakd", description="Train spiking neural networks by distilling an ANN twin (SAKD).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sakd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("quickstart", help="teacher, SNN and SAKD student on the embedded digits (CPU, minutes)")
+    p.add_argument("--output-dir", default="runs/quickstart", help="where the runs go (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the config's, 15)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for all three runs")
+
+    p = sub.add_parser("train", help="train an ANN, an SNN baseline or an SAKD student from a YAML config")
+    p.add_argument("--config", help="a YAML file or a packaged config name (see `sakd configs`)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder (or from this checkpoint)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=0.05")
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint: top-1/top-5, firing rates")
+    p.add_argument("checkpoint", help="a checkpoint file (or run folder: its last.pt)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("overrides", nargs="*", metavar="data.key=value",
+                   help="change the data the checkpoint was trained on, e.g. data.root=/data")
+
+    sub.add_parser("models", help="list the registered models")
+    sub.add_parser("configs", help="list the packaged configs")
+    sub.add_parser("datasets", help="list the registered data sets")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SakdError as exc:
+        print(f"sakd {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_quickstart(args) -> int:
+    from sakd.training.quickstart import quickstart
+
+    quickstart(args.output_dir, args.epochs, args.overrides)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from sakd.training import Trainer, load_config
+
+    if args.resume:
+        if args.config:
+            raise SakdError("give --config or --resume, not both (a resumed run keeps its own config)")
+        trainer = Trainer.resume(args.resume, args.overrides)
+    else:
+        if not args.config:
+            raise SakdError("sakd train needs --config FILE (or --resume RUN); see `sakd configs`")
+        trainer = Trainer(load_config(args.config, args.overrides))
+    trainer.console.print(f"run folder: {trainer.run_dir}")
+    summary = trainer.fit()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from sakd.evaluation import evaluate_checkpoint, print_report
+
+    result = evaluate_checkpoint(args.checkpoint, args.overrides, device=args.device)
+    print_report(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from sakd.models import list_models
+
+    for name, desc in list_models().items():
+        print(f"{name:<12} {desc}")
+    return 0
+
+
+def cmd_configs(args) -> int:
+    from sakd.training.config import packaged_configs
+
+    print("\n".join(packaged_configs()))
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from sakd.data import list_datasets
+
+    print("\n".join(list_datasets()))
+    return 0
+
+
+COMMANDS = {
+    "quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval,
+    "models": cmd_models, "configs": cmd_configs, "datasets": cmd_datasets,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Evaluate a saved checkpoint on its data set's test split (``sakd eval``)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from torch.utils.data import DataLoader
+
+from sakd.data import build_dataset
+from sakd.errors import ConfigError
+from sakd.training import checkpoint as ckpt_io
+from sakd.training.config import apply_overrides, config_from_dict
+from sakd.training.evaluate import evaluate
+from sakd.training.runtime import resolve_amp, resolve_device
+
+
+def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = "auto") -> dict:
+    """Top-1/top-5, loss and firing rates of a checkpoint, on the data of its own config
+    (changed by ``data.*`` overrides)."""
+    overrides = list(overrides or [])
+    bad = [o for o in overrides if not o.startswith("data.")]
+    if bad:
+        raise ConfigError(f"sakd eval only takes data.* overrides, got {bad}")
+    state = ckpt_io.load_checkpoint(path)
+    cfg = config_from_dict(apply_overrides(state["config"], overrides))
+    dev = resolve_device(device)
+    model, _ = ckpt_io.model_from_checkpoint(state)
+    data = build_dataset(cfg.data.name, root=cfg.data.root, download=cfg.data.download, augment=False,
+                         **cfg.data.options)
+    if data.num_classes != state["arch"]["num_classes"]:
+        raise ConfigError(
+            f"the checkpoint predicts {state['arch']['num_classes']} classes but {cfg.data.name} has {data.num_classes}"
+        )
+    loader = DataLoader(data.test, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
+                        num_workers=cfg.data.num_workers)
+    result = evaluate(model.to(dev), loader, dev, resolve_amp(cfg.run.amp, dev))
+    return {"checkpoint": state["path"], "model": state["arch"]["name"], "spiking": state["arch"]["spiking"],
+            "timesteps": state["arch"]["timesteps"] if state["arch"]["spiking"] else None,
+            "data": cfg.data.name, "epoch": state["epoch"], **result}
+
+
+def print_report(result: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    kind = f"SNN, T={result['timesteps']}" if result["spiking"] else "ANN"
+    console.print(f"{result['checkpoint']}: {result['model']} ({kind}), epoch {result['epoch']}, "
+                  f"{result['data']} test split, {result['samples']} samples")
+    console.print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}")
+    if "firing_rate" in result:
+        console.print(f"mean firing rate {result['firing_rate']:.4f}")
+        table = Table("layer", "firing rate")
+        for name, rate in result["layer_firing_rates"].items():
+            table.add_row(name, f"{rate:.4f}")
+        console.print(table)

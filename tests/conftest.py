@@ -1,0 +1,21 @@
+import pytest
+
+from sakd.training import load_config, train
+
+# A small, learnable problem: 10 classes of 16x16 synthetic images, a tiny ResNet, CPU.
+FAST = [
+    "data.name=synthetic", "data.num_workers=0", "data.batch_size=64",
+    "model.name=resnet_tiny", "model.timesteps=2", "optim.lr=0.05", "optim.epochs=2",
+    "run.device=cpu", "run.log_interval=2",
+]
+
+
+def fast_config(tmp_path, *extra):
+    return load_config(None, FAST + [f"run.output_dir={tmp_path}", *extra])
+
+
+@pytest.fixture(scope="session")
+def teacher_ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    summary = train(fast_config(out, "model.spiking=false", "optim.epochs=6", "run.name=teacher"))
+    return f"{summary['run_dir']}/best.pt"

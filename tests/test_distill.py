@@ -1,0 +1,98 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from sakd.distill import SAKDLoss, logits_kd
+from sakd.errors import ConfigError
+from sakd.models import FeatureExtractor, create_model
+
+
+def test_logits_kd_matches_manual_formula():
+    torch.manual_seed(0)
+    s, t, tau = torch.randn(5, 7), torch.randn(5, 7), 3.0
+    ps, pt = F.softmax(s / tau, 1), F.softmax(t / tau, 1)
+    manual = tau**2 * (pt * (pt.log() - ps.log())).sum(1).mean()
+    assert torch.allclose(logits_kd(s, t, tau), manual, atol=1e-6)
+    assert logits_kd(t, t, tau).abs() < 1e-6
+
+
+@pytest.mark.parametrize("level", ["stage", "block"])
+@pytest.mark.parametrize("position", ["before", "after"])
+@pytest.mark.parametrize("name", ["resnet_tiny", "resnet19", "vgg11"])
+def test_taps_align_and_transform_maps_every_position(name, level, position):
+    torch.manual_seed(0)
+    snn = create_model(name, spiking=True, num_classes=10, timesteps=2)
+    ann = create_model(name, spiking=False, num_classes=10)
+    s_fx, t_fx = FeatureExtractor(snn, level, position), FeatureExtractor(ann, level, position)
+    x = torch.randn(2, 3, 32, 32)
+    s_logits, s_feats = s_fx(x)
+    with torch.no_grad():
+        t_logits, t_feats = t_fx(x)
+    assert len(s_feats) == len(t_feats) == len(s_fx.channels)
+    for fs, ft, c in zip(s_feats, t_feats, s_fx.channels):
+        assert fs.shape[:3] == (2, 2, c) and ft.shape[:2] == (2, c) and fs.shape[3:] == ft.shape[2:]
+        if position == "after":
+            assert set(fs.unique().tolist()) <= {0.0, 1.0}  # spikes
+            assert (ft >= 0).all()  # ReLU output
+    loss = SAKDLoss(s_fx.channels, t_fx.channels, alpha=0, beta=1.0, gamma=0)
+    for transform, fs, ft in zip(loss.transforms, s_feats, t_feats):
+        mapped, target = transform(fs.mean(0), ft)
+        assert mapped.shape == target.shape
+    loss(s_logits, torch.zeros(2, dtype=torch.long), t_logits, s_feats, t_feats).total.backward()
+    assert snn.conv1.weight.grad is not None if hasattr(snn, "conv1") else True
+
+
+def test_feature_kd_is_mse_of_time_averaged_transformed_features():
+    torch.manual_seed(0)
+    loss = SAKDLoss([3], [4], alpha=0, beta=2.0, gamma=0)
+    fs = (torch.rand(4, 2, 3, 5, 5) > 0.5).float()  # [T, B, C, H, W] spikes
+    ft = torch.randn(2, 4, 5, 5)
+    tf = loss.transforms[0]
+    expected = F.mse_loss(tf.bn(tf.conv(fs.mean(0))), ft)
+    out = loss(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), None, [fs], [ft])
+    assert torch.allclose(out.total, 2.0 * expected)
+    assert torch.allclose(out.terms["feature_kd"], expected)
+
+
+def test_gradients_reach_student_and_transform_not_teacher():
+    torch.manual_seed(0)
+    snn = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=2)
+    ann = create_model("resnet_tiny", spiking=False, num_classes=10)
+    s_fx, t_fx = FeatureExtractor(snn), FeatureExtractor(ann)
+    loss = SAKDLoss(s_fx.channels, t_fx.channels, alpha=1, beta=1, gamma=1, tau=2)
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    with torch.no_grad():
+        t_logits, t_feats = t_fx(x)
+    s_logits, s_feats = s_fx(x)
+    out = loss(s_logits, y, t_logits, s_feats, t_feats)
+    out.total.backward()
+    assert set(out.terms) == {"ce", "feature_kd", "logit_kd"}
+    assert snn.conv1.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in loss.parameters())
+    assert all(p.grad is None for p in ann.parameters())
+
+
+def test_zero_coefficients_skip_their_terms():
+    loss = SAKDLoss(alpha=1.0, beta=0.0, gamma=0.0)
+    out = loss(torch.randn(3, 5), torch.tensor([0, 1, 2]))  # no teacher outputs needed at all
+    assert set(out.terms) == {"ce"}
+    assert len(loss.transforms) == 0
+
+
+@pytest.mark.parametrize("transform", ["none", "norm"])
+def test_parameter_free_transforms(transform):
+    loss = SAKDLoss([4], [4], alpha=0, beta=1, gamma=0, transform=transform)
+    assert sum(p.numel() for p in loss.parameters()) == 0
+    fs, ft = torch.rand(2, 3, 4, 5, 5), torch.randn(3, 4, 5, 5)
+    assert torch.isfinite(loss(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), None, [fs], [ft]).total)
+
+
+def test_bad_objective_settings_are_clear_errors():
+    with pytest.raises(ConfigError, match="nothing to optimise"):
+        SAKDLoss(alpha=0, beta=0, gamma=0)
+    with pytest.raises(ConfigError, match="needs equal channels"):
+        SAKDLoss([3], [4], beta=1, transform="none")
+    with pytest.raises(ConfigError, match="2 feature taps and the teacher 1"):
+        SAKDLoss([3, 4], [4], beta=1)
+    with pytest.raises(ConfigError, match="unknown feature distance"):
+        SAKDLoss([3], [3], beta=1, distance="cosine")

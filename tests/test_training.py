@@ -1,0 +1,142 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import fast_config
+from sakd.cli import main
+from sakd.distill import SAKDLoss
+from sakd.errors import CheckpointError, ConfigError, DatasetNotFoundError, TrainingDivergedError
+from sakd.training import Trainer, load_config, train
+from sakd.training.checkpoint import load_checkpoint
+
+SAKD = ["distill.alpha=1", "distill.beta=1", "distill.gamma=1", "distill.tau=4"]
+
+
+def test_teacher_learns(teacher_ckpt):
+    assert load_checkpoint(teacher_ckpt)["best_top1"] > 60.0  # chance is 10%
+
+
+def test_short_sakd_run_beats_chance_and_writes_its_run_folder(tmp_path, teacher_ckpt):
+    cfg = fast_config(tmp_path, f"distill.teacher.checkpoint={teacher_ckpt}", *SAKD, "optim.epochs=8", "optim.lr=0.1")
+    summary = train(cfg)
+    assert summary["mode"] == "sakd"
+    assert summary["best_top1"] > 50.0  # chance is 10%
+    assert 0.0 < summary["firing_rate"] < 1.0
+    run = Path(summary["run_dir"])
+    assert {"config.yaml", "metrics.jsonl", "last.pt", "best.pt", "tensorboard"} <= {p.name for p in run.iterdir()}
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(1, 9))
+    assert {"train/ce", "train/feature_kd", "train/logit_kd", "test/top1", "test/top5", "lr"} <= set(records[0])
+    assert load_config(run / "config.yaml").distill.teacher.checkpoint == teacher_ckpt
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["objective"] and not any(k.startswith("transforms") for k in ckpt["model"])
+
+
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, teacher_ckpt, monkeypatch):
+    extra = [f"distill.teacher.checkpoint={teacher_ckpt}", *SAKD, "optim.epochs=3"]
+    full = train(fast_config(tmp_path / "a", *extra))
+
+    real = Trainer.train_epoch
+
+    def interrupted(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    trainer = Trainer(fast_config(tmp_path / "b", *extra))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    monkeypatch.setattr(Trainer, "train_epoch", real)
+    resumed = Trainer.resume(trainer.run_dir).fit()
+
+    def numbers(run_dir):
+        lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(l).items() if not k.startswith("time/")} for l in lines]
+
+    assert numbers(resumed["run_dir"]) == numbers(full["run_dir"])
+
+
+def test_nan_loss_stops_with_the_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = fast_config(tmp_path, "optim.epochs=3")
+    real = SAKDLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 10:  # epoch 2 (8 steps per epoch), step 2
+            out.total = out.total * float("nan")
+        return out
+
+    monkeypatch.setattr(SAKDLoss, "forward", poisoned)
+    trainer = Trainer(cfg)
+    with pytest.raises(TrainingDivergedError, match="epoch 2, step 2/8.*last good checkpoint.*epoch 1"):
+        trainer.fit()
+    ckpt = load_checkpoint(trainer.run_dir / "last.pt")
+    assert ckpt["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_teacher_of_another_architecture_is_refused(tmp_path, teacher_ckpt):
+    cfg = fast_config(tmp_path, "model.name=resnet19", f"distill.teacher.checkpoint={teacher_ckpt}", *SAKD)
+    with pytest.raises(ConfigError, match="holds resnet_tiny but the student is resnet19.*distill.teacher.name"):
+        Trainer(cfg)
+    assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_spiking_teacher_is_refused(tmp_path, teacher_ckpt):
+    snn = train(fast_config(tmp_path, "optim.epochs=1"))
+    with pytest.raises(ConfigError, match="holds a spiking model"):
+        Trainer(fast_config(tmp_path, f"distill.teacher.checkpoint={snn['run_dir']}/last.pt", *SAKD))
+
+
+def test_distillation_without_teacher_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="needs a teacher"):
+        Trainer(fast_config(tmp_path, "distill.gamma=1"))
+
+
+def test_student_initialised_from_teacher_copies_weights(tmp_path, teacher_ckpt):
+    trainer = Trainer(fast_config(tmp_path, f"distill.teacher.checkpoint={teacher_ckpt}", *SAKD, "model.init=teacher"))
+    teacher_sd = load_checkpoint(teacher_ckpt)["model"]
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, teacher_sd[k])
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path, teacher_ckpt):
+    with pytest.raises(CheckpointError, match="do not fit model resnet19"):
+        Trainer(fast_config(tmp_path, "model.name=resnet19", f"model.init={teacher_ckpt}"))
+
+
+def test_not_a_checkpoint_is_refused(tmp_path):
+    bare = tmp_path / "weights.pt"
+    torch.save({"conv1.weight": torch.zeros(1)}, bare)
+    with pytest.raises(CheckpointError, match="not a sakd checkpoint"):
+        load_checkpoint(bare)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_missing_dataset_names_the_path(tmp_path):
+    cfg = load_config("cifar10/resnet19_snn", [f"data.root={tmp_path}/nowhere", f"run.output_dir={tmp_path}/runs"])
+    with pytest.raises(DatasetNotFoundError, match=r"nowhere/cifar-10-batches-py.*data.download=true"):
+        Trainer(cfg)
+
+
+def test_runs_never_overwrite_each_other(tmp_path):
+    a = train(fast_config(tmp_path, "optim.epochs=1", "model.spiking=false", "run.name=same"))
+    b = train(fast_config(tmp_path, "optim.epochs=1", "model.spiking=false", "run.name=same"))
+    assert a["run_dir"] != b["run_dir"] and Path(a["run_dir"], "last.pt").exists()
+
+
+def test_cli_eval_and_errors(tmp_path, teacher_ckpt, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", teacher_ckpt, "--json", str(out), "--device", "cpu"]) == 0
+    result = json.loads(out.read_text())
+    assert result["top1"] > 60.0 and result["model"] == "resnet_tiny"
+    assert main(["train", "--config", "quickstart/snn", "model.name=resnet91"]) == 2
+    assert "unknown model 'resnet91'" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nope.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
