@@ -19,15 +19,7 @@ from typing import Any, Union
 import yaml
 
 from sakd.errors import ConfigError
-
-
-@dataclass
-class NeuronConfig:
-    decay: float = 0.5
-    threshold: float = 1.0
-    surrogate: str = "triangle"
-    detach_reset: bool = False
-    backend: str = "fused"
+from sakd.models.base import NeuronSpec
 
 
 @dataclass
@@ -36,7 +28,7 @@ class ModelConfig:
     spiking: bool = True
     timesteps: int = 4
     stem: str = "cifar"
-    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    neuron: NeuronSpec = field(default_factory=NeuronSpec)
     init: str | None = None  # None, "teacher" (copy the teacher's weights) or a checkpoint path
 
 
