@@ -96,3 +96,27 @@ def test_bad_objective_settings_are_clear_errors():
         SAKDLoss([3, 4], [4], beta=1)
     with pytest.raises(ConfigError, match="unknown feature distance"):
         SAKDLoss([3], [3], beta=1, distance="cosine")
+
+
+def test_normalized_l2_distance_is_scale_invariant():
+    loss = SAKDLoss([4], [4], alpha=0, beta=1, gamma=0, transform="none", distance="l2_normalized")
+    fs, ft = torch.rand(2, 3, 4, 5, 5), torch.randn(3, 4, 5, 5)
+    args = (torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), None)
+    a = loss(*args, [fs], [ft]).total
+    b = loss(*args, [fs], [ft * 7.0]).total
+    assert torch.allclose(a, b) and 0 <= a <= 4
+
+
+@pytest.mark.parametrize("distance", ["l2", "l1", "l2_normalized"])
+def test_per_tap_weights_scale_each_term(distance):
+    fs = [torch.rand(2, 3, 4, 5, 5), torch.rand(2, 3, 4, 5, 5)]
+    ft = [torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)]
+    args = (torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), None, fs, ft)
+    kw = dict(alpha=0, beta=1, gamma=0, transform="none", distance=distance)
+    only_first = SAKDLoss([4, 4], [4, 4], feature_weights=[1.0, 0.0], **kw)(*args).total
+    halves = SAKDLoss([4, 4], [4, 4], feature_weights=[0.5, 0.5], **kw)(*args).total
+    both = SAKDLoss([4, 4], [4, 4], **kw)(*args).total
+    single = SAKDLoss([4], [4], **kw)(*args[:3], fs[:1], ft[:1]).total
+    assert torch.allclose(only_first, single) and torch.allclose(2 * halves, both)
+    with pytest.raises(ConfigError, match="has 1 entries but there are 2 feature taps"):
+        SAKDLoss([4, 4], [4, 4], feature_weights=[1.0], **kw)

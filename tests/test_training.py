@@ -19,7 +19,7 @@ def test_teacher_learns(teacher_ckpt):
 
 
 def test_short_sakd_run_beats_chance_and_writes_its_run_folder(tmp_path, teacher_ckpt):
-    cfg = fast_config(tmp_path, f"distill.teacher.checkpoint={teacher_ckpt}", *SAKD, "optim.epochs=8", "optim.lr=0.1")
+    cfg = fast_config(tmp_path, f"distill.teacher.weights={teacher_ckpt}", *SAKD, "optim.epochs=8", "optim.lr=0.1")
     summary = train(cfg)
     assert summary["mode"] == "sakd"
     assert summary["best_top1"] > 50.0  # chance is 10%
@@ -29,13 +29,13 @@ def test_short_sakd_run_beats_chance_and_writes_its_run_folder(tmp_path, teacher
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, 9))
     assert {"train/ce", "train/feature_kd", "train/logit_kd", "test/top1", "test/top5", "lr"} <= set(records[0])
-    assert load_config(run / "config.yaml").distill.teacher.checkpoint == teacher_ckpt
+    assert load_config(run / "config.yaml").distill.teacher.weights == teacher_ckpt
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["objective"] and not any(k.startswith("transforms") for k in ckpt["model"])
 
 
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, teacher_ckpt, monkeypatch):
-    extra = [f"distill.teacher.checkpoint={teacher_ckpt}", *SAKD, "optim.epochs=3"]
+    extra = [f"distill.teacher.weights={teacher_ckpt}", *SAKD, "optim.epochs=3"]
     full = train(fast_config(tmp_path / "a", *extra))
 
     real = Trainer.train_epoch
@@ -81,7 +81,7 @@ def test_nan_loss_stops_with_the_epoch_and_step_and_keeps_the_last_good_checkpoi
 
 
 def test_teacher_of_another_architecture_is_refused(tmp_path, teacher_ckpt):
-    cfg = fast_config(tmp_path, "model.name=resnet19", f"distill.teacher.checkpoint={teacher_ckpt}", *SAKD)
+    cfg = fast_config(tmp_path, "model.name=resnet19", f"distill.teacher.weights={teacher_ckpt}", *SAKD)
     with pytest.raises(ConfigError, match="holds resnet_tiny but the student is resnet19.*distill.teacher.name"):
         Trainer(cfg)
     assert not any(tmp_path.iterdir())  # nothing half-written
@@ -90,7 +90,7 @@ def test_teacher_of_another_architecture_is_refused(tmp_path, teacher_ckpt):
 def test_spiking_teacher_is_refused(tmp_path, teacher_ckpt):
     snn = train(fast_config(tmp_path, "optim.epochs=1"))
     with pytest.raises(ConfigError, match="holds a spiking model"):
-        Trainer(fast_config(tmp_path, f"distill.teacher.checkpoint={snn['run_dir']}/last.pt", *SAKD))
+        Trainer(fast_config(tmp_path, f"distill.teacher.weights={snn['run_dir']}/last.pt", *SAKD))
 
 
 def test_distillation_without_teacher_is_refused(tmp_path):
@@ -99,15 +99,19 @@ def test_distillation_without_teacher_is_refused(tmp_path):
 
 
 def test_student_initialised_from_teacher_copies_weights(tmp_path, teacher_ckpt):
-    trainer = Trainer(fast_config(tmp_path, f"distill.teacher.checkpoint={teacher_ckpt}", *SAKD, "model.init=teacher"))
+    trainer = Trainer(fast_config(tmp_path, f"distill.teacher.weights={teacher_ckpt}", *SAKD, "model.init=teacher"))
     teacher_sd = load_checkpoint(teacher_ckpt)["model"]
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(v, teacher_sd[k])
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path, teacher_ckpt):
-    with pytest.raises(CheckpointError, match="do not fit model resnet19"):
+    with pytest.raises(ConfigError, match="holds resnet_tiny, the model is resnet19"):
         Trainer(fast_config(tmp_path, "model.name=resnet19", f"model.init={teacher_ckpt}"))
+    bare = tmp_path / "tiny_state_dict.pt"
+    torch.save(load_checkpoint(teacher_ckpt)["model"], bare)  # no record of its architecture
+    with pytest.raises(CheckpointError, match="do not fit model resnet19; missing: .*shape mismatch: conv1.weight"):
+        Trainer(fast_config(tmp_path, "model.name=resnet19", f"model.init={bare}"))
 
 
 def test_not_a_checkpoint_is_refused(tmp_path):

@@ -15,9 +15,17 @@ def logits_kd(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch
     return F.kl_div(log_ps, log_pt, reduction="batchmean", log_target=True) * tau * tau
 
 
+def normalized_l2(fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
+    """Squared L2 distance between per-sample unit-normalised feature maps, batch mean (in [0, 4])."""
+    fs = F.normalize(fs.flatten(1), dim=1)
+    ft = F.normalize(ft.flatten(1), dim=1)
+    return (fs - ft).pow(2).sum(1).mean()
+
+
 DISTANCES = {
     "l2": F.mse_loss,  # mean squared error, eq. 9
     "l1": F.l1_loss,
+    "l2_normalized": normalized_l2,
 }
 
 

@@ -34,7 +34,8 @@ class SAKDLoss(nn.Module):
         alpha, beta, gamma: weights of CE, feature KD and logits KD.
         tau: softmax temperature of the logits KD.
         transform: ``"conv"`` (default), ``"none"`` or ``"norm"``.
-        distance: ``"l2"`` (default) or ``"l1"``.
+        distance: ``"l2"`` (default), ``"l1"`` or ``"l2_normalized"``.
+        feature_weights: one weight per tap (default: all 1); the feature loss is their weighted sum.
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class SAKDLoss(nn.Module):
         tau: float = 1.0,
         transform: str = "conv",
         distance: str = "l2",
+        feature_weights: list[float] | None = None,
     ):
         super().__init__()
         for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
@@ -69,10 +71,16 @@ class SAKDLoss(nn.Module):
         self.transforms = nn.ModuleList(
             make_transform(transform, cs, ct) for cs, ct in zip(student_channels, teacher_channels)
         )
+        weights = list(feature_weights) if feature_weights else [1.0] * len(self.transforms)
+        if len(weights) != len(self.transforms):
+            raise ConfigError(
+                f"distill.features.weights has {len(weights)} entries but there are {len(self.transforms)} feature taps"
+            )
+        self.feature_weights = weights
 
     def feature_loss(self, student_feats, teacher_feats) -> torch.Tensor:
         total = 0.0
-        for transform, fs, ft in zip(self.transforms, student_feats, teacher_feats, strict=True):
+        for transform, weight, fs, ft in zip(self.transforms, self.feature_weights, student_feats, teacher_feats, strict=True):
             # features shaped [T, B, C, H, W] are averaged over time (eq. 8): the SNN's always,
             # an ANN teacher's when it was given event frames
             fs = fs.mean(0) if fs.dim() == 5 else fs
@@ -83,7 +91,7 @@ class SAKDLoss(nn.Module):
                     "differ in batch or spatial size; teacher and student taps must align"
                 )
             fs, ft = transform(fs, ft)
-            total = total + self.distance(fs, ft)
+            total = total + weight * self.distance(fs, ft)
         return total
 
     def forward(

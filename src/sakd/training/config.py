@@ -29,7 +29,7 @@ class ModelConfig:
     timesteps: int = 4
     stem: str = "cifar"
     neuron: NeuronSpec = field(default_factory=NeuronSpec)
-    init: str | None = None  # None, "teacher" (copy the teacher's weights) or a checkpoint path
+    init: str | None = None  # None, "teacher" (copy the teacher's weights) or a weight source
 
 
 @dataclass
@@ -60,7 +60,9 @@ class OptimConfig:
 
 @dataclass
 class TeacherConfig:
-    checkpoint: str | None = None  # an ANN checkpoint of this project; None = no distillation
+    # a weight source (see sakd.models.weights): a sakd checkpoint, a torchvision/timm state-dict
+    # file, torchvision:NAME or timm:NAME; None = no distillation
+    weights: str | None = None
     name: str | None = None  # the teacher's architecture; None = the student's own
 
 
@@ -69,7 +71,8 @@ class FeaturesConfig:
     level: str = "stage"  # stage | block
     position: str = "after"  # before | after the spike (ReLU for the teacher)
     transform: str = "conv"  # conv | none | norm
-    distance: str = "l2"  # l2 | l1
+    distance: str = "l2"  # l2 | l1 | l2_normalized
+    weights: list[float] = field(default_factory=list)  # per tap; empty = 1 for every tap
 
 
 @dataclass
@@ -121,7 +124,7 @@ class Config:
         """``ann``, ``snn`` (surrogate-gradient baseline) or ``sakd`` (distilled student)."""
         if not self.model.spiking:
             return "ann"
-        return "sakd" if self.distill.teacher.checkpoint else "snn"
+        return "sakd" if self.distill.teacher.weights else "snn"
 
     def to_dict(self) -> dict:
         return asdict(self)

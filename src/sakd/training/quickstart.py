@@ -27,7 +27,7 @@ def quickstart(output_dir: str = "runs/quickstart", epochs: int | None = None, o
         ("sakd", "SNN student (SAKD)", None),
     ):
         if extra is None:
-            extra = [f"distill.teacher.checkpoint={results['teacher']['run_dir']}/best.pt"]
+            extra = [f"distill.teacher.weights={results['teacher']['run_dir']}/best.pt"]
         console.rule(f"[bold]{label}")
         results[name] = train(load_config(f"quickstart/{name}", common + extra), console=console)
     wall = time.perf_counter() - start

@@ -19,6 +19,7 @@ from sakd.data import build_dataset
 from sakd.distill import SAKDLoss
 from sakd.errors import ConfigError, TrainingDivergedError
 from sakd.models import FeatureExtractor
+from sakd.models.weights import load_weight_source
 from sakd.models.registry import check_model_name
 from sakd.training import checkpoint as ckpt_io
 from sakd.training.config import Config, apply_overrides, config_from_dict, save_config
@@ -95,39 +96,43 @@ class Trainer:
 
     def _build_teacher(self):
         cfg, tcfg = self.cfg, self.cfg.distill.teacher
-        if not tcfg.checkpoint:
+        if not tcfg.weights:
             uses = [k for k in ("beta", "gamma") if getattr(cfg.distill, k)]
             if uses or any(s.beta for s in cfg.distill.beta_schedule):
                 raise ConfigError(
                     f"distill.{'/'.join(uses or ['beta_schedule'])} > 0 needs a teacher: "
-                    "set distill.teacher.checkpoint to an ANN checkpoint"
+                    "set distill.teacher.weights to an ANN checkpoint or state dict"
                 )
             if cfg.model.init == "teacher":
-                raise ConfigError("model.init=teacher needs distill.teacher.checkpoint")
+                raise ConfigError("model.init=teacher needs distill.teacher.weights")
             return None
         if not cfg.model.spiking:
             raise ConfigError("distillation trains a spiking student: set model.spiking=true")
-        state = ckpt_io.load_checkpoint(tcfg.checkpoint)
-        arch = state["arch"]
-        if arch["spiking"]:
-            raise ConfigError(f"the teacher checkpoint {state['path']} holds a spiking model; the teacher must be an ANN")
+        source = load_weight_source(tcfg.weights)
         expected = tcfg.name or cfg.model.name
-        if arch["name"] != expected:
-            if tcfg.name:
+        arch = {**self.arch, "name": expected, "spiking": False}
+        if source.arch is not None:  # a sakd checkpoint says what it holds: check it
+            if source.arch["spiking"]:
+                raise ConfigError(f"the teacher {source.description} holds a spiking model; the teacher must be an ANN")
+            if source.arch["name"] != expected:
+                if tcfg.name:
+                    raise ConfigError(
+                        f"the teacher {source.description} holds {source.arch['name']}, but distill.teacher.name is {tcfg.name}"
+                    )
                 raise ConfigError(
-                    f"the teacher checkpoint {state['path']} holds {arch['name']}, but distill.teacher.name is {tcfg.name}"
+                    f"the teacher {source.description} holds {source.arch['name']} but the student is "
+                    f"{cfg.model.name}: SAKD distils from a teacher of the same architecture. To use "
+                    f"another architecture, say so with distill.teacher.name={source.arch['name']}"
                 )
-            raise ConfigError(
-                f"the teacher checkpoint {state['path']} holds {arch['name']} but the student is "
-                f"{cfg.model.name}: SAKD distils from a teacher of the same architecture. To use "
-                f"another architecture, say so with distill.teacher.name={arch['name']}"
-            )
-        for key in ("num_classes", "in_channels"):
-            if arch[key] != self.arch[key]:
-                raise ConfigError(
-                    f"the teacher has {key}={arch[key]} but the data set {cfg.data.name} gives {self.arch[key]}"
-                )
-        teacher, _ = ckpt_io.model_from_checkpoint(state)
+            for key in ("num_classes", "in_channels"):
+                if source.arch[key] != self.arch[key]:
+                    raise ConfigError(
+                        f"the teacher has {key}={source.arch[key]} but the data set {cfg.data.name} gives {self.arch[key]}"
+                    )
+            arch = source.arch
+        teacher = ckpt_io.build_model(arch)
+        ckpt_io.load_weights(teacher, source.state_dict, source.description)
+        self.teacher_source = source.description
         return teacher.to(self.device).eval().requires_grad_(False)
 
     def _init_student(self) -> None:
@@ -136,19 +141,22 @@ class Trainer:
             return
         if init == "teacher":
             t = self.teacher
-            if t.arch != self.model.arch or _weight_layout(t) != _weight_layout(self.model):
+            if _weight_layout(t) != _weight_layout(self.model):
                 raise ConfigError(
                     f"model.init=teacher copies the teacher's weights and needs the same architecture; "
                     f"the teacher is {t.arch}, the student {self.model.arch}"
                 )
-            ckpt_io.load_weights(self.model, t.state_dict(), "the teacher")
-            source = f"the teacher ({self.cfg.distill.teacher.checkpoint})"
+            state, description = t.state_dict(), f"the teacher ({self.teacher_source})"
         else:
-            state = ckpt_io.load_checkpoint(init)
-            ckpt_io.load_weights(self.model, state["model"], state["path"])
-            source = state["path"]
+            source = load_weight_source(init)
+            if source.arch is not None and source.arch["name"] != self.model.arch:
+                raise ConfigError(f"model.init: {source.description} holds {source.arch['name']}, the model is {self.model.arch}")
+            state, description = source.state_dict, source.description
+        ckpt_io.load_weights(self.model, state, description)
         n = sum(v.numel() for v in self.model.state_dict().values())
-        self.console.print(f"initialised the student from {source}: {len(self.model.state_dict())} tensors, {n:,} values")
+        self.console.print(
+            f"initialised the student from {description}: all {len(state)} tensors ({n:,} values) copied strictly"
+        )
 
     def _build_objective(self):
         d = self.cfg.distill
@@ -165,6 +173,7 @@ class Trainer:
             alpha=d.alpha, beta=d.beta if self.teacher is not None else 0.0,
             gamma=d.gamma if self.teacher is not None else 0.0, tau=d.tau,
             transform=d.features.transform, distance=d.features.distance,
+            feature_weights=d.features.weights,
         )
         return objective, s_taps, t_taps
 
