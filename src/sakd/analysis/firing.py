@@ -41,6 +41,21 @@ class FiringRateMonitor:
             h.remove()
         self._handles = []
 
+    def all_reduce(self, ctx) -> None:
+        """Sum the counts over the processes of a distributed run (``ctx``: a DistContext)."""
+        if not ctx.enabled or not self.layers:
+            return
+        from sakd.training.distributed import all_reduce_sum
+
+        device = next(iter(self.spikes.values())).device if self.spikes else "cpu"
+        names = list(self.layers)
+        spikes = torch.stack([self.spikes.get(n, torch.zeros((), dtype=torch.float64, device=device)) for n in names])
+        counts = torch.tensor([self.counts[n] for n in names], dtype=torch.float64, device=device)
+        all_reduce_sum(spikes, ctx)
+        all_reduce_sum(counts, ctx)
+        self.spikes = dict(zip(names, spikes))
+        self.counts = {n: int(c) for n, c in zip(names, counts.tolist())}
+
     def rates(self) -> dict[str, float]:
         return {n: float(self.spikes[n]) / self.counts[n] for n in self.layers if self.counts[n]}
 

@@ -38,7 +38,7 @@ class DataConfig:
     root: str = "data"
     download: bool = False
     augment: bool = True
-    batch_size: int = 128
+    batch_size: int = 128  # the global batch of one optimiser step, over all processes
     eval_batch_size: int | None = None
     num_workers: int = 4
     options: dict = field(default_factory=dict)  # data-set specific, e.g. digits' image_size
@@ -56,6 +56,7 @@ class OptimConfig:
     warmup_epochs: float = 0.0
     scheduler: str = "cosine"  # cosine | constant
     min_lr: float = 0.0
+    accumulate_steps: int = 1  # micro-batches per optimiser step (data.batch_size is the global batch)
 
 
 @dataclass
@@ -109,6 +110,8 @@ class RunConfig:
     amp: str = "auto"  # auto (bf16 on capable GPUs, else off) | off | bf16 | fp16
     log_interval: int = 20
     progress: bool = True
+    sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only)
+    dist_backend: str = "auto"  # torchrun process group: auto (nccl on GPU, gloo on CPU) | nccl | gloo
 
 
 @dataclass

@@ -8,12 +8,15 @@ import torch
 from torch.nn import functional as F
 
 from sakd.analysis import FiringRateMonitor
+from sakd.training.distributed import DistContext, all_reduce_sum
 from sakd.training.metrics import topk_correct
 
 
 @torch.no_grad()
-def evaluate(model, loader, device: torch.device, amp_dtype: torch.dtype | None = None) -> dict:
-    """Accuracy (in %) and mean cross-entropy over ``loader``; firing rates if the model spikes."""
+def evaluate(model, loader, device: torch.device, amp_dtype: torch.dtype | None = None,
+             ctx: DistContext = DistContext()) -> dict:
+    """Accuracy (in %) and mean cross-entropy over ``loader``; firing rates if the model spikes.
+    Under torchrun each process evaluates its shard and the counts are summed over processes."""
     was_training = model.training
     model.eval()
     monitor = FiringRateMonitor(model)
@@ -34,6 +37,10 @@ def evaluate(model, loader, device: torch.device, amp_dtype: torch.dtype | None 
             top5 += c5
             n += y.shape[0]
     model.train(was_training)
+    totals = all_reduce_sum(torch.stack([loss_sum, top1.double(), top5.double(),
+                                         torch.tensor(n, dtype=torch.float64, device=device)]), ctx)
+    loss_sum, top1, top5, n = totals[0], totals[1], totals[2], int(totals[3].item())
+    monitor.all_reduce(ctx)
     if n == 0:
         raise ValueError("the evaluation data set is empty")
     result = {"top1": 100.0 * top1.item() / n, "top5": 100.0 * top5.item() / n, "loss": loss_sum.item() / n, "samples": n}

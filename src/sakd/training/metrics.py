@@ -20,21 +20,19 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[
 class MetricsLog:
     """Append epoch records to ``metrics.jsonl`` and mirror the numbers to TensorBoard."""
 
-    def __init__(self, run_dir: Path, history: list[dict] | None = None, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, history: list[dict], tensorboard: bool = True):
         self.path = Path(run_dir) / "metrics.jsonl"
-        self.history: list[dict] = list(history or [])
         # rewrite from the checkpoint's history, so a resumed run has no line of a lost epoch
         tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
         tmp.replace(self.path)
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"), purge_step=len(self.history) + 1)
+            self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"), purge_step=len(history) + 1)
 
     def log(self, record: dict) -> None:
-        self.history.append(record)
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         if self.writer is not None:

@@ -7,14 +7,18 @@ import random
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from sakd.errors import ConfigError
+from sakd.training.distributed import DistContext, GlobalBatchSampler, ShardSampler
 
 
-def resolve_device(spec: str) -> torch.device:
+def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+    """``auto`` is this process's GPU (``cuda:LOCAL_RANK`` under torchrun) if there is one, else CPU."""
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda":
+        spec = f"cuda:{local_rank}"
     try:
         device = torch.device(spec)
     except RuntimeError:
@@ -50,34 +54,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class EpochSampler(RandomSampler):
-    """Shuffles with a generator reseeded from ``(seed, epoch)``: the order of an epoch does not
-    depend on what ran before it, so a resumed run sees the same batches."""
-
-    def __init__(self, data: Dataset, seed: int):
-        super().__init__(data, generator=torch.Generator())
-        self.seed = seed
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.generator.manual_seed(self.seed * 1_000_003 + epoch)
-
-
 def make_loaders(train: Dataset, test: Dataset, *, batch_size: int, eval_batch_size: int, num_workers: int,
-                 seed: int, device: torch.device) -> tuple[DataLoader, DataLoader]:
+                 seed: int, device: torch.device, ctx: DistContext, accumulate: int = 1) -> tuple[DataLoader, DataLoader]:
+    """Training loader of this process's micro-batches; test loader of its shard of the test set."""
     if len(train) == 0:
         raise ConfigError("the training data set is empty")
-    common = dict(
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=num_workers > 0,
-    )
-    train_loader = DataLoader(
-        train,
-        batch_size=batch_size,
-        sampler=EpochSampler(train, seed),
-        drop_last=len(train) > batch_size,  # BatchNorm cannot train on a last batch of one
-        **common,
-    )
-    test_loader = DataLoader(test, batch_size=eval_batch_size, shuffle=False, **common)
+    common = dict(num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0)
+    sampler = GlobalBatchSampler(len(train), batch_size, seed, ctx, accumulate)
+    train_loader = DataLoader(train, batch_sampler=sampler, **common)
+    test_loader = DataLoader(test, batch_size=eval_batch_size, sampler=ShardSampler(len(test), ctx), **common)
     return train_loader, test_loader

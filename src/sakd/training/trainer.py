@@ -8,10 +8,13 @@ left it: weights, optimiser, schedule, epoch, random state and metric history.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -23,6 +26,7 @@ from sakd.models.weights import load_weight_source
 from sakd.models.registry import check_model_name
 from sakd.training import checkpoint as ckpt_io
 from sakd.training.config import Config, apply_overrides, config_from_dict, save_config
+from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object, init_distributed
 from sakd.training.evaluate import evaluate
 from sakd.training.metrics import MetricsLog, topk_correct
 from sakd.training.optim import build_optimizer, build_scheduler
@@ -32,11 +36,16 @@ from sakd.training.runtime import autocast, make_loaders, resolve_amp, resolve_d
 class Trainer:
     def __init__(self, config: Config, *, console: Console | None = None, _state: dict | None = None):
         self.cfg = cfg = config
-        self.console = console or Console(stderr=True)
         check_model_name(cfg.model.name)
         if cfg.optim.epochs < 1:
             raise ConfigError(f"optim.epochs must be at least 1, got {cfg.optim.epochs}")
-        self.device = resolve_device(cfg.run.device)
+        if cfg.optim.accumulate_steps < 1:
+            raise ConfigError(f"optim.accumulate_steps must be at least 1, got {cfg.optim.accumulate_steps}")
+        self.dist = init_distributed(resolve_device(cfg.run.device), cfg.run.dist_backend)
+        self.device = resolve_device(cfg.run.device, self.dist.local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.console = console or Console(stderr=True, quiet=not self.dist.is_main)
         self.amp_dtype = resolve_amp(cfg.run.amp, self.device)
         seed_everything(cfg.run.seed)
 
@@ -49,6 +58,7 @@ class Trainer:
             batch_size=cfg.data.batch_size,
             eval_batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
             num_workers=cfg.data.num_workers, seed=cfg.run.seed, device=self.device,
+            ctx=self.dist, accumulate=cfg.optim.accumulate_steps,
         )
         self.arch = {
             "name": cfg.model.name, "spiking": cfg.model.spiking, "num_classes": self.data.num_classes,
@@ -60,19 +70,36 @@ class Trainer:
         self._init_student()
         self.objective, self.student_taps, self.teacher_taps = self._build_objective()
         self.objective.to(self.device)
+        self.step_module = self._wrap(StudentStep(self.model, self.objective, self.student_taps))
 
         self.optimizer = build_optimizer([self.model, self.objective], cfg.optim)
-        self.scheduler = build_scheduler(self.optimizer, cfg.optim, len(self.train_loader))
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.train_loader.batch_sampler.steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self.epoch, self.best_top1, history = 0, float("-inf"), []
+        self.epoch, self.best_top1, self.history = 0, float("-inf"), []
         if _state is not None:
             self._load_state(_state)
-            history = _state["history"]
+            self.history = list(_state["history"])
             self.run_dir = Path(_state["path"]).parent
         else:
-            self.run_dir = self._new_run_dir()
-        save_config(cfg, self.run_dir / "config.yaml")
-        self.log = MetricsLog(self.run_dir, history)
+            self.run_dir = Path(broadcast_object(str(self._new_run_dir()) if self.dist.is_main else None, self.dist))
+        self.log = None
+        if self.dist.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
+            self.log = MetricsLog(self.run_dir, self.history)
+
+    def _wrap(self, step: nn.Module) -> nn.Module:
+        """DistributedDataParallel over the student and the objective's transforms, under torchrun."""
+        if self.cfg.run.sync_bn:
+            if self.device.type != "cuda":
+                raise ConfigError("run.sync_bn=true needs CUDA devices (SyncBatchNorm does not run on the CPU)")
+            nn.SyncBatchNorm.convert_sync_batchnorm(step)
+        if not self.dist.enabled:
+            return step
+        schedule = self.cfg.distill.beta_schedule
+        # transforms sit idle in epochs whose beta is 0, which DDP must be told
+        idle = bool(self.objective.transforms) and (self.cfg.distill.beta == 0 or any(s.beta == 0 for s in schedule))
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(step, device_ids=ids, find_unused_parameters=idle)
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -186,7 +213,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "best_top1": self.best_top1,
-            "history": self.log.history, "config": self.cfg.to_dict(), "rng": ckpt_io.rng_state(),
+            "history": self.history, "config": self.cfg.to_dict(), "rng": ckpt_io.rng_state(),
         }
 
     def _load_state(self, state: dict) -> None:
@@ -211,11 +238,14 @@ class Trainer:
             while self.epoch < cfg.optim.epochs:
                 record = self.train_epoch()
                 self.epoch += 1
-                self.log.log(record)
-                ckpt_io.atomic_save(self.state(), self.run_dir / "last.pt")
-                if record["test/top1"] > self.best_top1:
-                    self.best_top1 = record["test/top1"]
-                    ckpt_io.atomic_save(self.state(), self.run_dir / "best.pt")
+                self.history.append(record)
+                if self.dist.is_main:
+                    self.log.log(record)
+                    ckpt_io.atomic_save(self.state(), self.run_dir / "last.pt")
+                    if record["test/top1"] > self.best_top1:
+                        ckpt_io.atomic_save({**self.state(), "best_top1": record["test/top1"]}, self.run_dir / "best.pt")
+                self.best_top1 = max(self.best_top1, record["test/top1"])
+                barrier(self.dist)
                 self._print_epoch(record)
         except KeyboardInterrupt:
             self.console.print(
@@ -223,8 +253,9 @@ class Trainer:
             )
             raise
         finally:
-            self.log.close()
-        last = self.log.history[-1] if self.log.history else {}
+            if self.log is not None:
+                self.log.close()
+        last = self.history[-1] if self.history else {}
         return {
             "run_dir": str(self.run_dir), "mode": cfg.mode, "model": cfg.model.name,
             "best_top1": self.best_top1, "final_top1": last.get("test/top1"),
@@ -241,62 +272,71 @@ class Trainer:
 
     def train_epoch(self) -> dict:
         cfg, dev = self.cfg, self.device
-        epoch = self.epoch
+        epoch, accumulate = self.epoch, cfg.optim.accumulate_steps
         beta = cfg.distill.beta_at(epoch) if self.teacher_taps else 0.0
-        self.model.train()
-        self.objective.train()
-        self.train_loader.sampler.set_epoch(epoch)
+        self.step_module.train()
+        sampler = self.train_loader.batch_sampler
+        sampler.set_epoch(epoch)
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), dtype=torch.long, device=dev)
         bad_step = torch.full((), -1, dtype=torch.long, device=dev)  # first step with a non-finite loss
         n, t0 = 0, time.perf_counter()
-        steps = len(self.train_loader)
+        steps = sampler.steps
         with self._progress() as progress:
             task = progress.add_task(f"{cfg.mode} epoch {epoch + 1}/{cfg.optim.epochs}", total=steps, info="")
-            for step, (x, y) in enumerate(self.train_loader):
+            for i, (x, y) in enumerate(self.train_loader):
+                step, micro = divmod(i, accumulate)
+                last_micro = micro == accumulate - 1
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                with autocast(dev, self.amp_dtype):
-                    t_logits = t_feats = s_feats = None
-                    if self.teacher is not None:
-                        with torch.no_grad():
-                            t_logits, t_feats = self.teacher_taps(x) if beta else (self.teacher(x), None)
-                    s_logits, s_feats = self.student_taps(x) if beta else (self.model(x), None)
-                    out = self.objective(s_logits.float(), y, t_logits, s_feats, t_feats, beta=beta)
-                loss = out.total
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.scheduler.step()
-
+                if micro == 0:
+                    self.optimizer.zero_grad(set_to_none=True)
+                sync = contextlib.nullcontext() if last_micro or not self.dist.enabled else self.step_module.no_sync()
+                with sync:
+                    with autocast(dev, self.amp_dtype):
+                        t_logits = t_feats = None
+                        if self.teacher is not None:
+                            with torch.no_grad():
+                                t_logits, t_feats = self.teacher_taps(x) if beta else (self.teacher(x), None)
+                        loss, terms, s_logits = self.step_module(x, y, t_logits, t_feats, beta)
+                    self.scaler.scale(loss / accumulate).backward()
                 b = y.shape[0]
                 n += b
                 loss_d = loss.detach()
                 bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss_d), step, bad_step)
-                for k, v in {"loss": loss_d, **out.terms}.items():
+                for k, v in {"loss": loss_d, **terms}.items():
                     sums[k] = sums.get(k, 0.0) + v.float() * b
                 correct += topk_correct(s_logits.detach(), y, ks=(1,))[0]
+                if not last_micro:
+                    continue
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
                 if (step + 1) % cfg.run.log_interval == 0 or step + 1 == steps:
-                    self._check_finite(bad_step, out.terms, steps)
+                    self._check_finite(bad_step, terms, steps)
                     progress.update(task, completed=step + 1, info=f"loss {sums['loss'].item() / n:.4f}")
                 else:
                     progress.advance(task)
         train_time = time.perf_counter() - t0
-        test = evaluate(self.model, self.test_loader, dev, self.amp_dtype)
+        keys = sorted(sums)
+        totals = all_reduce_sum(torch.stack([sums[k].double() for k in keys] + [
+            correct.double(), torch.tensor(n, dtype=torch.float64, device=dev)]), self.dist)
+        n = totals[-1].item()
+        test = evaluate(self.model, self.test_loader, dev, self.amp_dtype, self.dist)
         record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
         if self.teacher is not None:
             record["beta"] = beta
-        record.update({f"train/{k}": (v / n).item() for k, v in sums.items()})
-        record["train/top1"] = 100.0 * correct.item() / n
+        record.update({f"train/{k}": (totals[j] / n).item() for j, k in enumerate(keys)})
+        record["train/top1"] = 100.0 * totals[-2].item() / n
         record.update({f"test/{k}": v for k, v in test.items() if k not in ("samples", "layer_firing_rates")})
         record["time/train_s"] = train_time
         record["time/train_samples_per_s"] = n / train_time
         return record
 
     def _check_finite(self, bad_step: torch.Tensor, terms: dict, steps: int) -> None:
-        step = int(bad_step.item())
-        if step < 0:
+        flagged = all_reduce_sum((bad_step >= 0).long(), self.dist)  # every process stops together
+        if flagged.item() == 0:
             return
+        step = int(bad_step.item()) if bad_step.item() >= 0 else steps - 1
         values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
         kept = self.run_dir / "last.pt"
         keep = f"the last good checkpoint is {kept} (epoch {self.epoch})" if kept.exists() else "no epoch had finished, so no checkpoint was written"
@@ -313,6 +353,22 @@ class Trainer:
             parts.append(f"rate {r['test/firing_rate']:.3f}")
         parts.append(f"{r['time/train_s']:.1f}s")
         self.console.print("  ".join(parts))
+
+
+class StudentStep(nn.Module):
+    """The student's forward and the objective in one module, so that DistributedDataParallel
+    synchronises the gradients of both (the feature transforms train with the student)."""
+
+    def __init__(self, model: nn.Module, objective: SAKDLoss, taps: FeatureExtractor | None):
+        super().__init__()
+        self.model, self.objective = model, objective
+        self._taps = [taps]  # a plain list: the extractor's model is already registered as `model`
+
+    def forward(self, x, y, t_logits, t_feats, beta: float):
+        taps = self._taps[0]
+        s_logits, s_feats = taps(x) if beta else (self.model(x), None)
+        out = self.objective(s_logits.float(), y, t_logits, s_feats, t_feats, beta=beta)
+        return out.total, out.terms, s_logits
 
 
 def _weight_layout(model) -> tuple:
