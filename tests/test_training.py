@@ -144,3 +144,14 @@ def test_cli_eval_and_errors(tmp_path, teacher_ckpt, capsys):
     assert "unknown model 'resnet91'" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nope.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_compare_tables_runs(tmp_path, teacher_ckpt, capsys):
+    snn = train(fast_config(tmp_path, "optim.epochs=1"))
+    out = tmp_path / "rows.json"
+    assert main(["compare", str(Path(teacher_ckpt).parent), snn["run_dir"], "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["mode"] for r in rows] == ["ANN", "SNN"]
+    assert rows[0]["best_top1"] == load_checkpoint(teacher_ckpt)["best_top1"]
+    assert rows[1]["timesteps"] == 2 and 0 < rows[1]["firing_rate"] < 1
+    assert main(["compare", str(tmp_path)]) == 2

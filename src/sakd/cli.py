@@ -16,6 +16,8 @@ EPILOG = """examples:
   sakd train --config cifar10/resnet19_sakd data.root=~/data optim.epochs=100
   sakd train --resume runs/cifar10-resnet19-sakd    # continue an interrupted run
   sakd eval runs/cifar10-resnet19-sakd/best.pt --json result.json
+  sakd compare runs/cifar10-resnet19-*                 # a table of runs, as in the paper
+  torchrun --nproc_per_node=8 -m sakd train --config imagenet/resnet34_sakd data.root=/data/imagenet
 """
 
 
@@ -43,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("overrides", nargs="*", metavar="data.key=value",
                    help="change the data the checkpoint was trained on, e.g. data.root=/data")
+
+    p = sub.add_parser("compare", help="runs side by side: best/final top-1, top-5, firing rate")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
 
     sub.add_parser("models", help="list the registered models")
     sub.add_parser("configs", help="list the packaged configs")
@@ -95,6 +101,15 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from sakd.compare import compare
+
+    rows = compare(args.runs)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
 def cmd_models(args) -> int:
     from sakd.models import list_models
 
@@ -118,7 +133,7 @@ def cmd_datasets(args) -> int:
 
 
 COMMANDS = {
-    "quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval,
+    "quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "compare": cmd_compare,
     "models": cmd_models, "configs": cmd_configs, "datasets": cmd_datasets,
 }
 

@@ -46,7 +46,8 @@ def build_dataset(name: str, *, root: str, download: bool = False, augment: bool
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ConfigError(f"unknown data set {name!r}.{hint} Known: {', '.join(list_datasets())}")
     builder = _DATASETS[name]
-    accepted = set(inspect.signature(builder).parameters) - {"root", "download", "augment"}
+    params = inspect.signature(builder).parameters
+    accepted = {p for p in params if not p.startswith("_")} - {"root", "download", "augment"}
     unknown = set(options) - accepted
     if unknown:
         raise ConfigError(
