@@ -155,3 +155,29 @@ def test_cli_compare_tables_runs(tmp_path, teacher_ckpt, capsys):
     assert rows[0]["best_top1"] == load_checkpoint(teacher_ckpt)["best_top1"]
     assert rows[1]["timesteps"] == 2 and 0 < rows[1]["firing_rate"] < 1
     assert main(["compare", str(tmp_path)]) == 2
+
+
+def test_beta_schedule_switches_feature_kd_off_mid_training(tmp_path, teacher_ckpt):
+    cfg = fast_config(tmp_path, f"distill.teacher.weights={teacher_ckpt}", *SAKD, "optim.epochs=3",
+                      "distill.beta_schedule=[{epoch: 1, beta: 0.5}, {epoch: 2, beta: 0.0}]")
+    run = Path(train(cfg)["run_dir"])
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["beta"] for r in records] == [1.0, 0.5, 0.0]
+    assert ["train/feature_kd" in r for r in records] == [True, True, False]
+    assert all("train/logit_kd" in r for r in records)
+
+
+def test_teacher_of_another_architecture_when_named(tmp_path):
+    # a ResNet-19 ANN (128/256/512 channels) teaches a resnet_tiny SNN (16/32/64): the Conv
+    # transforms map the channels; spatial sizes agree stage by stage
+    teacher = train(fast_config(tmp_path, "model.name=resnet19", "model.spiking=false", "optim.epochs=1",
+                                "data.options={image_size: 8}"))
+    cfg = fast_config(tmp_path, f"distill.teacher.weights={teacher['run_dir']}/last.pt", "distill.teacher.name=resnet19",
+                      *SAKD, "optim.epochs=1", "data.options={image_size: 8}")
+    trainer = Trainer(cfg)
+    assert [(t.conv.in_channels, t.conv.out_channels) for t in trainer.objective.transforms] == [(16, 128), (32, 256), (64, 512)]
+    record = trainer.train_epoch()
+    assert record["train/feature_kd"] > 0
+    with pytest.raises(ConfigError, match="needs the same architecture"):
+        Trainer(fast_config(tmp_path, f"distill.teacher.weights={teacher['run_dir']}/last.pt",
+                            "distill.teacher.name=resnet19", *SAKD, "model.init=teacher", "data.options={image_size: 8}"))
