@@ -32,7 +32,7 @@ def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = 
             f"the checkpoint predicts {state['arch']['num_classes']} classes but {cfg.data.name} has {data.num_classes}"
         )
     loader = DataLoader(data.test, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
-                        num_workers=cfg.data.num_workers)
+                        num_workers=cfg.data.num_workers, collate_fn=data.collate_fn)
     result = evaluate(model.to(dev), loader, dev, resolve_amp(cfg.run.amp, dev))
     return {"checkpoint": state["path"], "model": state["arch"]["name"], "spiking": state["arch"]["spiking"],
             "timesteps": state["arch"]["timesteps"] if state["arch"]["spiking"] else None,

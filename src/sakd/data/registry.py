@@ -22,6 +22,7 @@ class DataBundle:
     in_channels: int
     image_size: int
     frames: int | None = None  # event data: timesteps per sample; None for static images
+    collate_fn: Callable | None = None  # how samples become a batch (event frames: time-first)
 
 
 _DATASETS: dict[str, Callable[..., DataBundle]] = {}

@@ -55,11 +55,13 @@ def seed_everything(seed: int) -> None:
 
 
 def make_loaders(train: Dataset, test: Dataset, *, batch_size: int, eval_batch_size: int, num_workers: int,
-                 seed: int, device: torch.device, ctx: DistContext, accumulate: int = 1) -> tuple[DataLoader, DataLoader]:
+                 seed: int, device: torch.device, ctx: DistContext, accumulate: int = 1,
+                 collate_fn=None) -> tuple[DataLoader, DataLoader]:
     """Training loader of this process's micro-batches; test loader of its shard of the test set."""
     if len(train) == 0:
         raise ConfigError("the training data set is empty")
-    common = dict(num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0)
+    common = dict(num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
+                  collate_fn=collate_fn)
     sampler = GlobalBatchSampler(len(train), batch_size, seed, ctx, accumulate)
     train_loader = DataLoader(train, batch_sampler=sampler, **common)
     test_loader = DataLoader(test, batch_size=eval_batch_size, sampler=ShardSampler(len(test), ctx), **common)

@@ -58,8 +58,13 @@ class Trainer:
             batch_size=cfg.data.batch_size,
             eval_batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
             num_workers=cfg.data.num_workers, seed=cfg.run.seed, device=self.device,
-            ctx=self.dist, accumulate=cfg.optim.accumulate_steps,
+            ctx=self.dist, accumulate=cfg.optim.accumulate_steps, collate_fn=self.data.collate_fn,
         )
+        if self.data.frames and cfg.model.spiking and cfg.model.timesteps != self.data.frames:
+            raise ConfigError(
+                f"{cfg.data.name} gives {self.data.frames} frames per sample but model.timesteps="
+                f"{cfg.model.timesteps}; set model.timesteps={self.data.frames} (one frame per timestep)"
+            )
         self.arch = {
             "name": cfg.model.name, "spiking": cfg.model.spiking, "num_classes": self.data.num_classes,
             "timesteps": cfg.model.timesteps, "in_channels": self.data.in_channels, "stem": cfg.model.stem,

@@ -1,0 +1,125 @@
+"""Event streams: decoding files and integrating events into frames.
+
+Events are a dict of equal-length numpy arrays ``t`` (microseconds), ``x``, ``y`` (pixels) and
+``p`` (polarity, 0 = OFF, 1 = ON).
+
+Readers:
+
+* :func:`read_aedat2_cifar10dvs`: the original CIFAR10-DVS release (jAER AEDAT 2.0): ASCII header
+  lines starting with ``#``, then big-endian ``uint32`` pairs (address, timestamp). The address
+  holds ``x = (a & 0xFE) >> 1``, ``y = (a & 0x7F00) >> 8`` and ``p = a & 1``; like the SNN
+  literature's loaders (SpikingJelly) the sensor is re-oriented to ``x' = 127 - y``,
+  ``y' = 127 - x``, ``p' = 1 - p``, so frames look the same as from the converted releases.
+* :func:`read_event_array`: pre-converted ``.npz`` (keys t, x, y, p, as SpikingJelly writes) or
+  ``.npy`` structured arrays with fields t, x, y, p (as tonic uses).
+
+No library reads the original AEDAT 2.0 release without a network and heavy extras (tonic reads
+only the AEDAT 4 re-release; SpikingJelly needs torchaudio), hence this small decoder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sakd.errors import SakdError
+
+FIELDS = ("t", "x", "y", "p")
+SPLITS = ("number", "time")
+
+
+class EventFileError(SakdError):
+    """An event file is unreadable, truncated or not in the expected format."""
+
+
+def read_aedat2_cifar10dvs(path: str | Path, size: int = 128) -> dict[str, np.ndarray]:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise EventFileError(f"cannot read event file {path}: {exc}") from None
+    start = 0
+    while raw.startswith(b"#", start):  # header lines
+        end = raw.find(b"\n", start)
+        if end < 0:
+            raise EventFileError(f"{path}: header never ends (no event data)")
+        start = end + 1
+    body = raw[start:]
+    if len(body) % 8:
+        raise EventFileError(
+            f"{path}: {len(body)} bytes of events is not a whole number of 8-byte events (truncated or corrupt)"
+        )
+    data = np.frombuffer(body, dtype=">u4")
+    address, t = data[0::2], data[1::2]
+    x = (address & 0xFE) >> 1
+    y = (address & 0x7F00) >> 8
+    p = address & 0x1
+    if len(t) and (np.diff(t.astype(np.int64)) < 0).any():
+        raise EventFileError(f"{path}: timestamps go backwards (not an AEDAT 2.0 CIFAR10-DVS file?)")
+    return {
+        "t": t.astype(np.int64),
+        "x": (size - 1 - y).astype(np.int64),
+        "y": (size - 1 - x).astype(np.int64),
+        "p": (1 - p).astype(np.int64),
+    }
+
+
+def read_event_array(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    try:
+        obj = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise EventFileError(f"cannot read event file {path}: {exc}") from None
+    if isinstance(obj, np.lib.npyio.NpzFile):
+        names, get = set(obj.files), obj.__getitem__
+    elif obj.dtype.names:
+        names, get = set(obj.dtype.names), obj.__getitem__
+    else:
+        raise EventFileError(f"{path}: expected a structured array with fields {FIELDS}, got dtype {obj.dtype}")
+    missing = [f for f in FIELDS if f not in names]
+    if missing:
+        raise EventFileError(f"{path}: missing event field(s) {missing}; has {sorted(names)}")
+    events = {f: np.asarray(get(f)).astype(np.int64).ravel() for f in FIELDS}
+    if len({len(v) for v in events.values()}) != 1:
+        raise EventFileError(f"{path}: fields t, x, y, p have different lengths")
+    return events
+
+
+READERS = {".aedat": read_aedat2_cifar10dvs, ".npz": read_event_array, ".npy": read_event_array}
+
+
+def read_events(path: str | Path) -> dict[str, np.ndarray]:
+    suffix = Path(path).suffix
+    if suffix not in READERS:
+        raise EventFileError(f"{path}: unknown event file type {suffix!r}; readable: {sorted(READERS)}")
+    return READERS[suffix](path)
+
+
+def frame_index(t: np.ndarray, frames: int, split_by: str) -> np.ndarray:
+    """The frame (0..frames-1) of every event.
+
+    * ``"number"``: equal event counts: event ``i`` of ``N`` goes to frame ``floor(i * frames / N)``.
+    * ``"time"``: equal durations: frame ``floor((t - t_0) * frames / (t_last - t_0 + 1))``.
+    """
+    n = len(t)
+    if split_by == "number":
+        return (np.arange(n, dtype=np.int64) * frames) // max(n, 1)
+    if split_by == "time":
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        t0, span = t[0], int(t[-1] - t[0]) + 1
+        return ((t - t0) * frames) // span
+    raise ValueError(f"unknown split_by {split_by!r}; choose one of {SPLITS}")
+
+
+def events_to_frames(events: dict[str, np.ndarray], frames: int, split_by: str = "number",
+                     height: int = 128, width: int = 128) -> np.ndarray:
+    """Count events per (frame, polarity, y, x): an array ``[frames, 2, height, width]`` (float32)."""
+    x, y, p = events["x"], events["y"], events["p"]
+    if len(x) and (x.min() < 0 or x.max() >= width or y.min() < 0 or y.max() >= height or not np.isin(p, (0, 1)).all()):
+        raise EventFileError(f"events fall outside a {width}x{height} sensor with polarities 0/1")
+    f = frame_index(events["t"], frames, split_by)
+    flat = ((f * 2 + p) * height + y) * width + x
+    counts = np.bincount(flat, minlength=frames * 2 * height * width)
+    return counts.reshape(frames, 2, height, width).astype(np.float32)
