@@ -26,7 +26,7 @@ def test_base_inheritance_and_paper_presets():
 @pytest.mark.parametrize("name", packaged_configs())
 def test_every_packaged_config_loads_and_names_a_model(name):
     cfg = load_config(name)
-    create_model(cfg.model.name, spiking=cfg.model.spiking, num_classes=10)
+    create_model(cfg.model.name, spiking=cfg.model.spiking, num_classes=10, **cfg.model.options)
 
 
 @pytest.mark.parametrize(

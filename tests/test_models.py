@@ -79,3 +79,8 @@ def test_timesteps_setter_reaches_every_neuron():
 def test_unknown_model_name_suggests_the_right_one():
     with pytest.raises(ConfigError, match="unknown model 'resnet91'.*resnet19"):
         create_model("resnet91", spiking=True, num_classes=10)
+
+
+def test_an_option_a_model_does_not_take_is_named():
+    with pytest.raises(ConfigError, match="model 'resnet19': bad model.options \\(given: \\['widths'\\]\\)"):
+        create_model("resnet19", spiking=True, num_classes=10, widths=[8, 16])

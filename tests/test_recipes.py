@@ -11,7 +11,7 @@ from sakd.models import create_model
 from sakd.training import Trainer, load_config
 from sakd.training.config import packaged_configs
 
-RECIPES = [c for c in packaged_configs() if not c.startswith(("presets/", "quickstart/"))]
+RECIPES = [c for c in packaged_configs() if not c.startswith(("presets/", "quickstart/", "nas/"))]
 TINY = [
     "data.name=synthetic", "data.options={image_size: 32, train_size: 2, test_size: 2}",
     "data.batch_size=2", "data.eval_batch_size=2", "data.num_workers=0", "optim.epochs=1",
@@ -61,3 +61,15 @@ def test_recipe_runs_one_step(name, tmp_path, local_weights):
     if cfg.mode == "sakd":
         assert ("train/feature_kd" in record) == (cfg.distill.beta_at(0) > 0)
         assert ("train/logit_kd" in record) == (cfg.distill.gamma > 0)
+
+
+def test_nas_recipes_run_one_supernet_step(tmp_path, local_weights):
+    from sakd.nas.train import SupernetTrainer
+
+    teacher = Trainer(load_config("nas/tiny_teacher", TINY + [f"run.output_dir={tmp_path}"]))
+    teacher.fit()
+    for name, weights in (("nas/tiny_supernet", f"{teacher.run_dir}/last.pt"),
+                          ("nas/cifar100_resnet34_supernet", local_weights("resnet34", "cifar"))):
+        trainer = SupernetTrainer(load_config(name, TINY + [f"run.output_dir={tmp_path}", f"distill.teacher.weights={weights}"]))
+        record = trainer.train_epoch()
+        assert record["train/feature_kd"] > 0 and record["train/logit_kd"] >= 0

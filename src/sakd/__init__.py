@@ -7,6 +7,7 @@ The main entry points::
 
 __version__ = "0.1.0"
 
+from sakd import nas  # noqa: E402,F401  (registers the supernet model)
 from sakd.distill import SAKDLoss  # noqa: E402
 from sakd.models import FeatureExtractor, create_model, list_models  # noqa: E402
 from sakd.neurons import LIF  # noqa: E402

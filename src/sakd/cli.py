@@ -17,6 +17,8 @@ EPILOG = """examples:
   sakd train --resume runs/cifar10-resnet19-sakd    # continue an interrupted run
   sakd eval runs/cifar10-resnet19-sakd/best.pt --json result.json
   sakd compare runs/cifar10-resnet19-*                 # a table of runs, as in the paper
+  sakd nas train --config nas/tiny_supernet           # the architecture study, then:
+  sakd nas search runs/nas-tiny-supernet/last.pt && sakd nas plot runs/nas-tiny-supernet/search.jsonl
   torchrun --nproc_per_node=8 -m sakd train --config imagenet/resnet34_sakd data.root=/data/imagenet
 """
 
@@ -49,6 +51,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="runs side by side: best/final top-1, top-5, firing rate")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+
+    p = sub.add_parser("nas", help="the architecture study (§3.3): supernet training, search, Figure 3")
+    nas = p.add_subparsers(dest="nas_command", required=True, metavar="STEP")
+    q = nas.add_parser("train", help="train a one-shot supernet distilled from a fixed ANN teacher")
+    q.add_argument("--config", help="a YAML file or packaged config (e.g. nas/tiny_supernet)")
+    q.add_argument("--resume", metavar="RUN", help="continue the supernet run in this folder")
+    q.add_argument("overrides", nargs="*", metavar="key=value")
+    q = nas.add_parser("search", help="evaluate subnets of a trained supernet (resumable)")
+    q.add_argument("checkpoint", help="the supernet's checkpoint (or run folder)")
+    q.add_argument("--strategy", choices=("tpe", "random"), help="default: the config's nas.strategy")
+    q.add_argument("--subnets", type=int, help="distinct subnets to evaluate (default: nas.subnets)")
+    q.add_argument("--results", help="JSONL results file (default: search.jsonl beside the checkpoint)")
+    q.add_argument("--calibration-batches", type=int, help="batches to re-estimate BatchNorm statistics")
+    q.add_argument("--seed", type=int)
+    q.add_argument("--device", default="auto")
+    q = nas.add_parser("plot", help="Figure 3: parallel coordinates of a results file, as PNG and SVG")
+    q.add_argument("results")
+    q.add_argument("--out", help="output path without suffix (default: beside the results)")
 
     sub.add_parser("models", help="list the registered models")
     sub.add_parser("configs", help="list the packaged configs")
@@ -110,6 +130,31 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_nas(args) -> int:
+    if args.nas_command == "train":
+        from sakd.nas.train import SupernetTrainer
+        from sakd.training import load_config
+
+        if bool(args.config) == bool(args.resume):
+            raise SakdError("sakd nas train needs --config FILE or --resume RUN (one of them)")
+        trainer = (SupernetTrainer.resume(args.resume, args.overrides) if args.resume
+                   else SupernetTrainer(load_config(args.config, args.overrides)))
+        trainer.console.print(f"run folder: {trainer.run_dir}")
+        print(json.dumps(trainer.fit(), indent=2))
+    elif args.nas_command == "search":
+        from sakd.nas.search import search
+
+        summary = search(args.checkpoint, args.results, strategy=args.strategy, subnets=args.subnets,
+                         calibration_batches=args.calibration_batches, seed=args.seed, device=args.device)
+        print(json.dumps(summary, indent=2))
+    else:
+        from sakd.nas.plot import plot_results
+
+        for path in plot_results(args.results, args.out):
+            print(path)
+    return 0
+
+
 def cmd_models(args) -> int:
     from sakd.models import list_models
 
@@ -133,7 +178,7 @@ def cmd_datasets(args) -> int:
 
 
 COMMANDS = {
-    "quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "compare": cmd_compare,
+    "quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "compare": cmd_compare, "nas": cmd_nas,
     "models": cmd_models, "configs": cmd_configs, "datasets": cmd_datasets,
 }
 

@@ -27,7 +27,9 @@ class ConvTransform(nn.Module):
         self.bn = nn.BatchNorm2d(ct)
 
     def forward(self, fs, ft):
-        return self.bn(self.conv(fs)), ft
+        # a student narrower than this transform (a NAS subnet) uses its leading input channels
+        weight = self.conv.weight if fs.shape[1] == self.conv.in_channels else self.conv.weight[:, : fs.shape[1]]
+        return self.bn(F.conv2d(fs, weight)), ft
 
 
 class IdentityTransform(nn.Module):

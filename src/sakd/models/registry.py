@@ -57,20 +57,27 @@ def create_model(
     in_channels: int = 3,
     stem: str = "cifar",
     neuron: NeuronSpec | dict | None = None,
+    **options,
 ) -> TwinModel:
     """Build the ANN (``spiking=False``) or SNN (``spiking=True``) twin of a registered model.
 
     Both twins of one name have identical parameter and buffer names and shapes, so
-    ``snn.load_state_dict(ann.state_dict())`` works strictly.
+    ``snn.load_state_dict(ann.state_dict())`` works strictly. ``options`` go to parametric models
+    (``resnet_custom``: ``depths``, ``widths``, ``stem_width``, ...).
     """
     check_model_name(name)
-    model = _REGISTRY[name].builder(
-        num_classes=int(num_classes),
-        spiking=bool(spiking),
-        timesteps=int(timesteps),
-        in_channels=int(in_channels),
-        stem=stem,
-        neuron=neuron_spec(neuron),
-    )
+    try:
+        model = _REGISTRY[name].builder(
+            num_classes=int(num_classes),
+            spiking=bool(spiking),
+            timesteps=int(timesteps),
+            in_channels=int(in_channels),
+            stem=stem,
+            neuron=neuron_spec(neuron),
+            **options,
+        )
+    except TypeError as exc:
+        given = f" (given: {sorted(options)})" if options else ""
+        raise ConfigError(f"model {name!r}: bad model.options{given}: {exc}") from None
     model.arch = name
     return model

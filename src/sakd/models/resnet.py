@@ -199,3 +199,18 @@ register_model(
     _resnet(BasicBlock, (1, 1, 1), (16, 32, 64), stem_width=16),
     description="3-stage, 1-block-per-stage ResNet (16/32/64) for tests and the quickstart",
 )
+
+
+def resnet_custom(*, num_classes: int, spiking: bool, depths=(2, 2, 2, 2), widths=(64, 128, 256, 512),
+                  block: str = "basic", stem_width: int = 64, head_hidden: int | None = None, **kwargs) -> ResNet:
+    """Any ResNet of BasicBlocks (or Bottlenecks): the form every subnet of a NAS space takes."""
+    blocks = {"basic": BasicBlock, "bottleneck": Bottleneck}
+    if block not in blocks:
+        raise ValueError(f"unknown block {block!r}; choose 'basic' or 'bottleneck'")
+    if len(depths) != len(widths):
+        raise ValueError(f"depths {list(depths)} and widths {list(widths)} must have one entry per stage")
+    return ResNet(blocks[block], tuple(depths), tuple(widths), num_classes=num_classes, spiking=spiking,
+                  stem_width=stem_width, head_hidden=head_hidden, **kwargs)
+
+
+register_model("resnet_custom", resnet_custom, description="ResNet of any depths/widths (model.options), e.g. a NAS subnet")

@@ -68,6 +68,7 @@ def build_model(arch: dict, **changes) -> nn.Module:
         in_channels=spec.get("in_channels", 3),
         stem=spec.get("stem", "cifar"),
         neuron=spec.get("neuron"),
+        **spec.get("options", {}),
     )
 
 

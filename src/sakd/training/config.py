@@ -30,6 +30,7 @@ class ModelConfig:
     stem: str = "cifar"
     neuron: NeuronSpec = field(default_factory=NeuronSpec)
     init: str | None = None  # None, "teacher" (copy the teacher's weights) or a weight source
+    options: dict = field(default_factory=dict)  # parametric models, e.g. resnet_custom's depths/widths
 
 
 @dataclass
@@ -102,6 +103,18 @@ class DistillConfig:
 
 
 @dataclass
+class NasConfig:
+    """The architecture study (``sakd nas``); ignored by ``sakd train``."""
+
+    sampling: str = "uniform"  # supernet training: uniform (one random subnet per step) | sandwich
+    sandwich_random: int = 2  # sandwich rule: largest + smallest + this many random subnets per step
+    strategy: str = "tpe"  # search: tpe (optuna's Bayesian TPE) | random
+    subnets: int = 300  # subnets to evaluate
+    calibration_batches: int = 10  # training batches to re-estimate a subnet's BatchNorm statistics
+    seed: int = 0
+
+
+@dataclass
 class RunConfig:
     name: str | None = None  # run folder under output_dir; None = derived from the config
     output_dir: str = "runs"
@@ -121,6 +134,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    nas: NasConfig = field(default_factory=NasConfig)
 
     @property
     def mode(self) -> str:

@@ -68,14 +68,15 @@ class Trainer:
         self.arch = {
             "name": cfg.model.name, "spiking": cfg.model.spiking, "num_classes": self.data.num_classes,
             "timesteps": cfg.model.timesteps, "in_channels": self.data.in_channels, "stem": cfg.model.stem,
-            "neuron": vars(cfg.model.neuron).copy(),
+            "neuron": vars(cfg.model.neuron).copy(), "options": dict(cfg.model.options),
         }
         self.model = ckpt_io.build_model(self.arch).to(self.device)
         self.teacher = self._build_teacher()
         self._init_student()
         self.objective, self.student_taps, self.teacher_taps = self._build_objective()
         self.objective.to(self.device)
-        self.step_module = self._wrap(StudentStep(self.model, self.objective, self.student_taps))
+        self.student_step = self._student_step()
+        self.step_module = self._wrap(self.student_step)
 
         self.optimizer = build_optimizer([self.model, self.objective], cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.train_loader.batch_sampler.steps)
@@ -92,6 +93,21 @@ class Trainer:
             save_config(cfg, self.run_dir / "config.yaml")
             self.log = MetricsLog(self.run_dir, self.history)
 
+    def _student_step(self) -> nn.Module:
+        return StudentStep(self.model, self.objective, self.student_taps)
+
+    def _has_idle_parameters(self) -> bool:
+        """Whether some trainable parameters may get no gradient in a step (DDP must know)."""
+        schedule = self.cfg.distill.beta_schedule
+        # the transforms sit idle in epochs whose beta is 0
+        return bool(self.objective.transforms) and (self.cfg.distill.beta == 0 or any(s.beta == 0 for s in schedule))
+
+    def on_step(self, epoch: int, step: int) -> None:
+        """Called before each optimiser step's first micro-batch (the supernet samples subnets here)."""
+
+    def evaluate_test(self) -> dict:
+        return evaluate(self.model, self.test_loader, self.device, self.amp_dtype, self.dist)
+
     def _wrap(self, step: nn.Module) -> nn.Module:
         """DistributedDataParallel over the student and the objective's transforms, under torchrun."""
         if self.cfg.run.sync_bn:
@@ -100,11 +116,8 @@ class Trainer:
             nn.SyncBatchNorm.convert_sync_batchnorm(step)
         if not self.dist.enabled:
             return step
-        schedule = self.cfg.distill.beta_schedule
-        # transforms sit idle in epochs whose beta is 0, which DDP must be told
-        idle = bool(self.objective.transforms) and (self.cfg.distill.beta == 0 or any(s.beta == 0 for s in schedule))
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(step, device_ids=ids, find_unused_parameters=idle)
+        return DistributedDataParallel(step, device_ids=ids, find_unused_parameters=self._has_idle_parameters())
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -143,6 +156,8 @@ class Trainer:
         source = load_weight_source(tcfg.weights)
         expected = tcfg.name or cfg.model.name
         arch = {**self.arch, "name": expected, "spiking": False}
+        if expected != cfg.model.name:
+            arch["options"] = {}
         if source.arch is not None:  # a sakd checkpoint says what it holds: check it
             if source.arch["spiking"]:
                 raise ConfigError(f"the teacher {source.description} holds a spiking model; the teacher must be an ANN")
@@ -295,6 +310,7 @@ class Trainer:
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
                 if micro == 0:
                     self.optimizer.zero_grad(set_to_none=True)
+                    self.on_step(epoch, step)
                 sync = contextlib.nullcontext() if last_micro or not self.dist.enabled else self.step_module.no_sync()
                 with sync:
                     with autocast(dev, self.amp_dtype):
@@ -326,7 +342,7 @@ class Trainer:
         totals = all_reduce_sum(torch.stack([sums[k].double() for k in keys] + [
             correct.double(), torch.tensor(n, dtype=torch.float64, device=dev)]), self.dist)
         n = totals[-1].item()
-        test = evaluate(self.model, self.test_loader, dev, self.amp_dtype, self.dist)
+        test = self.evaluate_test()
         record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
         if self.teacher is not None:
             record["beta"] = beta
