@@ -2,7 +2,10 @@ import pytest
 import torch
 
 from sakd.errors import ConfigError
-from sakd.neurons import LIF, get_surrogate, lif_reference
+from sakd.neurons import LIF, get_surrogate, kernels, lif_reference
+
+FAST_BACKENDS = ["fused", pytest.param("compiled", marks=pytest.mark.skipif(
+    not kernels.compiler_available("cpu"), reason="torch.compile has no C++ compiler here"))]
 
 
 def test_lif_forward_matches_hand_computed_sequence():
@@ -11,8 +14,8 @@ def test_lif_forward_matches_hand_computed_sequence():
     # H1=0.6 no spike, V=0.6; H2=0.3+0.7=1.0 -> spike (>=), V=0; H3=0.3 -> V=0.3;
     # H4=0.15+2.0=2.15 -> spike, V=0; H5=0.1 -> no spike.
     expected = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0]).view(5, 1)
-    for backend in ("fused", "reference"):
-        assert torch.equal(LIF(backend=backend)(x), expected)
+    for backend in ("auto", "compiled", "fused", "reference"):
+        assert torch.equal(LIF(backend=backend)(x), expected), backend
 
 
 def test_lif_input_exactly_at_threshold_spikes_and_resets():
@@ -39,20 +42,81 @@ def test_other_surrogates_integrate_to_one(surrogate):
     assert abs(area.item() - 1.0) < 1e-3
 
 
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
 @pytest.mark.parametrize("detach_reset", [False, True])
 @pytest.mark.parametrize("surrogate", ["triangle", "sigmoid"])
-def test_fused_bptt_matches_autograd_of_reference_loop(detach_reset, surrogate):
+def test_fast_paths_match_autograd_of_reference_loop(backend, detach_reset, surrogate):
     torch.manual_seed(0)
     x = (torch.randn(6, 4, 3, 5, dtype=torch.float64) * 1.2 + 0.4)
     x[2, 0, 0, 0] = 1.0  # exactly at threshold
+    x[0, 1, 1, 1] = 1.0
+    x[3, 2, 2, 2] = 1.0 - 0.5 * x[2, 2, 2, 2]  # charge exactly at threshold after a leak, if x[2] < 1
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
-    out_a = LIF(surrogate=surrogate, detach_reset=detach_reset)(a)
+    out_a = LIF(surrogate=surrogate, detach_reset=detach_reset, backend=backend)(a)
     out_b = lif_reference(b, 0.5, 1.0, get_surrogate(surrogate), detach_reset)
     w = torch.randn_like(out_a)
     (out_a * w).sum().backward()
     (out_b * w).sum().backward()
     assert torch.equal(out_a, out_b)
     assert torch.allclose(a.grad, b.grad, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+@pytest.mark.parametrize("decay", [0.25, 0.9])
+def test_fast_paths_in_float32_channels_last_and_inference(backend, decay):
+    torch.manual_seed(1)
+    x = torch.randn(4, 3, 6, 5, 7) * 1.5 + 0.5
+    x[1, 0, 0, 0, 0] = 1.0
+    x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (4, 3))
+    a, b = x.clone().requires_grad_(), x.contiguous().requires_grad_()
+    lif = LIF(decay=decay, backend=backend)
+    out_a = lif(a)
+    out_b = lif_reference(b, decay, 1.0, get_surrogate("triangle"), False)
+    assert out_a.stride() == x.stride()  # the layout is kept, no copy to contiguous
+    assert torch.equal(out_a, out_b)
+    w = torch.randn_like(out_b)
+    (out_a * w).sum().backward()
+    (out_b * w).sum().backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-6)
+    with torch.no_grad():  # inference keeps nothing for backward and gives the same spikes
+        assert torch.equal(lif(x), out_b)
+        strided = x[:, :, :, ::2]  # no dense layout: the path copies, same numbers
+        assert torch.equal(lif(strided), lif_reference(strided, decay, 1.0, get_surrogate("triangle"), False))
+
+
+def test_auto_backend_falls_back_to_eager_when_the_compiler_fails(monkeypatch):
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    def broken(fn):
+        def run(*args):
+            raise BackendCompilerFailed(broken, RuntimeError("no compiler"), None)
+        return run
+
+    monkeypatch.setattr(kernels, "compiled", broken)
+    monkeypatch.setattr(kernels, "_failure", [])
+    monkeypatch.setattr(kernels, "compiler_available", lambda device_type: True)
+    x = torch.randn(4, 2, 3) + 0.8
+    with pytest.warns(RuntimeWarning, match="using the eager 'fused' backend"):
+        out = LIF(backend="auto")(x)
+    assert torch.equal(out, lif_reference(x, 0.5, 1.0, get_surrogate("triangle"), False))
+    with pytest.raises(BackendCompilerFailed):  # asked for explicitly: no silent fallback
+        LIF(backend="compiled")(x)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or not kernels.compiler_available("cuda"),
+                    reason="needs a CUDA device with Triton")
+def test_compiled_cuda_kernel_matches_reference():
+    torch.manual_seed(2)
+    x = (torch.randn(4, 8, 16, 9, 9, device="cuda") * 1.5 + 0.5)
+    x[2, 0, 0, 0, 0] = 1.0
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_a = LIF(backend="compiled")(a)
+    out_b = lif_reference(b, 0.5, 1.0, get_surrogate("triangle"), False)
+    assert torch.equal(out_a, out_b)
+    w = torch.randn_like(out_b)
+    (out_a * w).sum().backward()
+    (out_b * w).sum().backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-6)
 
 
 def test_reset_path_carries_gradient_unless_detached():
@@ -70,6 +134,11 @@ def test_lif_is_stateless_between_calls():
     lif = LIF()
     x = torch.rand(4, 8, 3) * 2
     assert torch.equal(lif(x), lif(x))
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown LIF backend 'cuda'.*'auto', 'compiled', 'fused', 'reference'"):
+        LIF(backend="cuda")
 
 
 def test_unknown_surrogate_is_a_clear_error():

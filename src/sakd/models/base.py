@@ -35,7 +35,7 @@ class NeuronSpec:
     threshold: float = 1.0
     surrogate: str = "triangle"
     detach_reset: bool = False
-    backend: str = "fused"
+    backend: str = "auto"
 
 
 class SpikeActivation(nn.Module):

@@ -6,12 +6,18 @@ For each timestep ``t = 1..T`` (with ``V_0 = 0``)::
     S_t = Θ(H_t - V_th)              # fire, Θ(0) = 1 (eq. 2)
     V_t = H_t · (1 - S_t)            # hard reset (eq. 3)
 
-Two implementations give the same spikes and gradients:
+Three implementations give the same spikes and gradients:
 
 * ``"reference"``: a plain loop that autograd differentiates; the ground truth in the tests.
-* ``"fused"``: one autograd function over the whole sequence. Its forward keeps only the charges
-  ``H`` (spikes are recomputed from them), and its backward runs the BPTT recursion by hand, so a
-  layer stores one tensor instead of the loop's five per timestep.
+* ``"fused"``: one autograd function over the whole sequence (:mod:`sakd.neurons.kernels`, run
+  eagerly). Its forward keeps only the charges ``H`` (spikes are recomputed from them) and its
+  backward runs the BPTT recursion by hand, so a layer stores one tensor instead of the loop's five
+  per timestep.
+* ``"compiled"``: the same two functions through ``torch.compile``: one fused kernel for the forward
+  and one for the backward (vectorised C++ on CPU, Triton on CUDA).
+
+``"auto"`` (the default) picks ``"compiled"`` where ``torch.compile`` can build kernels for the
+input's device and ``"fused"`` elsewhere, or after a compilation failure (reported once).
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import torch
 from torch import nn
 
 from sakd.errors import ConfigError
+from sakd.neurons import kernels
 from sakd.neurons.surrogate import Surrogate, get_surrogate, spike
 
-BACKENDS = ("fused", "reference")
+BACKENDS = ("auto", "compiled", "fused", "reference")
 
 
 def lif_reference(
@@ -39,42 +46,54 @@ def lif_reference(
     return torch.stack(spikes)
 
 
-class _FusedLIF(torch.autograd.Function):
+def _dense_time_major(x: torch.Tensor) -> tuple[torch.Tensor, list[int] | None]:
+    """``x`` as a ``[T, N]`` view without a copy (also for channels-last tensors), and the
+    permutation that restores its shape; ``None`` where ``x`` has no dense time-major layout."""
+    order = sorted(range(1, x.dim()), key=lambda d: -x.stride(d))
+    perm = [0, *order]
+    dense = x.permute(perm)
+    if not dense.is_contiguous():
+        flat, perm = x.reshape(x.shape[0], -1), None
+    else:
+        flat = dense.view(x.shape[0], -1)
+    torch._dynamo.maybe_mark_dynamic(flat, 1)  # one compiled kernel for every layer's size
+    return flat, perm
+
+
+def _restore(y: torch.Tensor, like: torch.Tensor, perm: list[int] | None) -> torch.Tensor:
+    if perm is None:
+        return y.view(like.shape)
+    inverse = [perm.index(d) for d in range(like.dim())]
+    return y.view([like.shape[d] for d in perm]).permute(inverse)
+
+
+class _LIFFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, decay, threshold, surrogate, detach_reset):
-        charges = torch.empty_like(x)
-        spikes = torch.empty_like(x)
-        v = torch.zeros_like(x[0])
-        for t in range(x.shape[0]):
-            h = torch.add(x[t], v, alpha=decay) if t else x[t]
-            charges[t] = h
-            s = spikes[t]
-            torch.ge(h, threshold, out=s)  # writes 0./1. in x's dtype
-            v = h * (1.0 - s)
+    def forward(ctx, x, decay, threshold, surrogate, detach_reset, compiled):
+        flat, perm = _dense_time_major(x)
+        forward = kernels.compiled(kernels.lif_forward) if compiled else kernels.lif_forward
+        spikes, charges = forward(flat, decay, threshold)
         ctx.save_for_backward(charges)
-        ctx.cfg = (decay, threshold, surrogate, detach_reset)
-        return spikes
+        ctx.cfg = (decay, threshold, surrogate, detach_reset, compiled, perm)
+        return _restore(spikes, x, perm)
 
     @staticmethod
     def backward(ctx, grad_spikes):
         (charges,) = ctx.saved_tensors
-        decay, threshold, surrogate, detach_reset = ctx.cfg
-        grad_x = torch.empty_like(charges)
-        grad_v = None  # dL/dV_t flowing back from step t+1
-        for t in range(charges.shape[0] - 1, -1, -1):
-            h = charges[t]
-            u = h - threshold
-            s = (u >= 0).to(h.dtype)
-            grad_s = grad_spikes[t]
-            if grad_v is None:
-                grad_h = grad_s * surrogate.grad(u)
-            else:
-                if not detach_reset:  # dV_t/dS_t = -H_t
-                    grad_s = grad_s - grad_v * h
-                grad_h = grad_v * (1.0 - s) + grad_s * surrogate.grad(u)
-            grad_x[t] = grad_h
-            grad_v = grad_h * decay
-        return grad_x, None, None, None, None
+        decay, threshold, surrogate, detach_reset, compiled, perm = ctx.cfg
+        grad = grad_spikes.permute(perm) if perm is not None else grad_spikes
+        grad = grad.reshape(charges.shape)
+        backward = kernels.compiled(kernels.lif_backward) if compiled else kernels.lif_backward
+        grad_x = backward(grad, charges, decay, threshold, surrogate, detach_reset)
+        return _restore(grad_x, grad_spikes, perm), None, None, None, None, None
+
+
+def _spikes_only(x, decay, threshold, compiled):
+    """Inference: the forward kernel without keeping anything for a backward pass."""
+    flat, perm = _dense_time_major(x)
+    forward = kernels.compiled(kernels.lif_spikes) if compiled else kernels.lif_spikes
+    with torch.no_grad():  # one grad mode, one compiled kernel
+        return _restore(forward(flat, decay, threshold), x, perm)
 
 
 class LIF(nn.Module):
@@ -88,7 +107,8 @@ class LIF(nn.Module):
         surrogate: name in :data:`sakd.neurons.SURROGATES`, a dict ``{"name": ..., **params}`` or a
             :class:`~sakd.neurons.surrogate.Surrogate`.
         detach_reset: stop the gradient through the reset term ``H_t · S_t``.
-        backend: ``"fused"`` (default) or ``"reference"``; both give the same numbers.
+        backend: ``"auto"`` (default), ``"compiled"``, ``"fused"`` or ``"reference"``; all give
+            the same numbers (see the module's docstring).
     """
 
     def __init__(
@@ -97,7 +117,7 @@ class LIF(nn.Module):
         threshold: float = 1.0,
         surrogate: str | Surrogate | dict = "triangle",
         detach_reset: bool = False,
-        backend: str = "fused",
+        backend: str = "auto",
     ):
         super().__init__()
         if backend not in BACKENDS:
@@ -113,10 +133,23 @@ class LIF(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
             raise ValueError(f"LIF expects input shaped [T, B, ...], got shape {tuple(x.shape)}")
-        args = (self.decay, self.threshold, self.surrogate, self.detach_reset)
         if self.backend == "reference":
-            return lif_reference(x, *args)
-        return _FusedLIF.apply(x, *args)
+            return lif_reference(x, self.decay, self.threshold, self.surrogate, self.detach_reset)
+        compiled = self.backend == "compiled" or (
+            self.backend == "auto" and kernels.compiler_available(x.device.type) and not kernels.failed()
+        )
+        try:
+            return self._run(x, compiled)
+        except Exception as exc:  # a compiler that is present but broken: fall back, say so once
+            if not compiled or self.backend == "compiled" or not kernels.is_compile_error(exc):
+                raise
+            kernels.mark_failed(exc)
+            return self._run(x, False)
+
+    def _run(self, x: torch.Tensor, compiled: bool) -> torch.Tensor:
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return _spikes_only(x, self.decay, self.threshold, compiled)
+        return _LIFFunction.apply(x, self.decay, self.threshold, self.surrogate, self.detach_reset, compiled)
 
     def extra_repr(self) -> str:
         return (
