@@ -87,7 +87,7 @@ def test_fast_paths_in_float32_channels_last_and_inference(backend, decay):
 def test_auto_backend_falls_back_to_eager_when_the_compiler_fails(monkeypatch):
     from torch._dynamo.exc import BackendCompilerFailed
 
-    def broken(fn):
+    def broken(fn, key=()):
         def run(*args):
             raise BackendCompilerFailed(broken, RuntimeError("no compiler"), None)
         return run

@@ -11,7 +11,7 @@ from sakd.errors import ConfigError
 from sakd.training import checkpoint as ckpt_io
 from sakd.training.config import apply_overrides, config_from_dict
 from sakd.training.evaluate import evaluate
-from sakd.training.runtime import resolve_amp, resolve_device
+from sakd.training.runtime import place, resolve_amp, resolve_device
 
 
 def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = "auto") -> dict:
@@ -33,7 +33,7 @@ def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = 
         )
     loader = DataLoader(data.test, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
                         num_workers=cfg.data.num_workers, collate_fn=data.collate_fn)
-    result = evaluate(model.to(dev), loader, dev, resolve_amp(cfg.run.amp, dev))
+    result = evaluate(place(model, dev, cfg.run.channels_last), loader, dev, resolve_amp(cfg.run.amp, dev))
     return {"checkpoint": state["path"], "model": state["arch"]["name"], "spiking": state["arch"]["spiking"],
             "timesteps": state["arch"]["timesteps"] if state["arch"]["spiking"] else None,
             "data": cfg.data.name, "epoch": state["epoch"], **result}

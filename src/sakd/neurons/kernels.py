@@ -1,11 +1,15 @@
-"""The LIF recursion over T as two pure functions, run eagerly or compiled into one fused kernel.
+"""The LIF recursion over T as two pure functions, run eagerly or compiled into fused kernels.
 
 :func:`lif_forward` and :func:`lif_backward` hold the whole per-element computation of a
 multi-step LIF layer on a ``[T, N]`` view. Eagerly they are a few tensor ops per timestep;
 through ``torch.compile`` (Inductor: vectorised C++ on CPU, Triton on CUDA) each becomes a single
-pass over memory: the forward reads ``X`` once and writes the spikes and the charges ``H``, the
-backward reads ``H`` and the incoming gradient once and writes ``dL/dX``. ``H`` is the only tensor
-kept for the backward pass (the spikes are recomputed from it).
+pass over memory, as cheap as a ReLU's:
+
+* forward: reads ``X``, writes the spikes ``S`` (8 bytes per float32 element, like a ReLU);
+* backward: reads ``X`` and ``dL/dS``, recomputes the charges ``H`` in registers, runs BPTT
+  backwards over T and writes ``dL/dX`` (12 bytes per element, like a ReLU's backward).
+
+The layer keeps only its input ``X`` for the backward pass: no charges, membranes or spike masks.
 
 The arithmetic is the reference loop's, in the same order: ``H_t = X_t + λ·V_{t-1}`` (an exact
 product for λ = 0.5, so a fused multiply-add cannot round differently), ``S_t = [H_t − V_th >= 0]``,
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import types
 import warnings
 
 import torch
@@ -23,39 +28,31 @@ import torch
 from sakd.neurons.surrogate import Surrogate
 
 
-def lif_forward(x: torch.Tensor, decay: float, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spikes and charges ``H`` of ``x`` shaped ``[T, ...]``."""
-    spikes, charges = [], []
+def lif_charges(x: torch.Tensor, decay: float, threshold: float) -> list[torch.Tensor]:
+    """The charges ``H_t`` (membrane potential before the spike) of ``x`` shaped ``[T, ...]``."""
+    charges = []
     v = None
     for t in range(x.shape[0]):
         h = x[t] if v is None else x[t] + decay * v
-        s = (h - threshold >= 0).to(x.dtype)
-        v = h * (1.0 - s)
-        spikes.append(s)
+        v = h * (1.0 - (h - threshold >= 0).to(x.dtype))
         charges.append(h)
-    return torch.stack(spikes), torch.stack(charges)
+    return charges
 
 
-def lif_spikes(x: torch.Tensor, decay: float, threshold: float) -> torch.Tensor:
-    """Spikes only (inference: nothing is kept for a backward pass)."""
-    spikes = []
-    v = None
-    for t in range(x.shape[0]):
-        h = x[t] if v is None else x[t] + decay * v
-        s = (h - threshold >= 0).to(x.dtype)
-        v = h * (1.0 - s)
-        spikes.append(s)
-    return torch.stack(spikes)
+def lif_forward(x: torch.Tensor, decay: float, threshold: float) -> torch.Tensor:
+    """Spikes ``[T, ...]`` of ``x`` shaped ``[T, ...]``."""
+    return torch.stack([(h - threshold >= 0).to(x.dtype) for h in lif_charges(x, decay, threshold)])
 
 
 def lif_backward(
-    grad_spikes: torch.Tensor, charges: torch.Tensor, decay: float, threshold: float,
+    grad_spikes: torch.Tensor, x: torch.Tensor, decay: float, threshold: float,
     surrogate: Surrogate, detach_reset: bool,
 ) -> torch.Tensor:
-    """BPTT through the LIF recursion: ``dL/dX`` from ``dL/dS`` and the saved charges."""
+    """BPTT through the LIF recursion: ``dL/dX`` from ``dL/dS`` and the layer's input ``X``."""
+    charges = lif_charges(x, decay, threshold)
     grads = []
     grad_v = None  # dL/dV_t flowing back from step t+1
-    for t in range(charges.shape[0] - 1, -1, -1):
+    for t in range(len(charges) - 1, -1, -1):
         h = charges[t]
         u = h - threshold
         grad_s = grad_spikes[t]
@@ -84,23 +81,28 @@ def compiler_available(device_type: str) -> bool:
     return False
 
 
-# Each (T, dtype, surrogate, decay, detach_reset, grad mode) is one compiled graph of the same
-# function; a run uses one or two, a test session or a sweep in one process many more than
-# torch.compile's default budget of 8 per function.
-RECOMPILE_LIMIT = 64
+# N is dynamic, so Inductor cannot size the CPU thread split from the shape it first saw (a small
+# first layer would leave every later, large one single-threaded): let OpenMP split at run time.
+_OPTIONS = {"cpp.dynamic_threads": True}
 
 
 @functools.cache
-def compiled(fn):
-    """``fn`` compiled by ``torch.compile`` (once per configuration, dynamic in N)."""
-    kernel = torch.compile(fn, fullgraph=True)
+def compiled(fn, key: tuple = ()):
+    """``fn`` compiled by ``torch.compile`` for one neuron configuration ``key``.
 
-    @functools.wraps(fn)
-    def run(*args):
-        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
-            return kernel(*args)
+    Each key gets its own copy of ``fn``'s code object, so its compiled graphs live in their own
+    cache: a call checks the guards of one or two graphs (dtype), not of every configuration
+    seen in the process, and a test session or a sweep never reaches Dynamo's per-function
+    recompile limit.
+    """
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{len(_copies)}")
+    _copies.append(key)
+    copy = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = code.co_name
+    return torch.compile(copy, fullgraph=True, options=_OPTIONS)
 
-    return run
+
+_copies: list[tuple] = []
 
 
 _failure: list[str] = []

@@ -10,9 +10,9 @@ Three implementations give the same spikes and gradients:
 
 * ``"reference"``: a plain loop that autograd differentiates; the ground truth in the tests.
 * ``"fused"``: one autograd function over the whole sequence (:mod:`sakd.neurons.kernels`, run
-  eagerly). Its forward keeps only the charges ``H`` (spikes are recomputed from them) and its
-  backward runs the BPTT recursion by hand, so a layer stores one tensor instead of the loop's five
-  per timestep.
+  eagerly). It keeps only its input ``X`` for the backward pass, which recomputes the charges and
+  runs the BPTT recursion by hand: one stored tensor per layer instead of the loop's five per
+  timestep.
 * ``"compiled"``: the same two functions through ``torch.compile``: one fused kernel for the forward
   and one for the backward (vectorised C++ on CPU, Triton on CUDA).
 
@@ -71,29 +71,37 @@ class _LIFFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, decay, threshold, surrogate, detach_reset, compiled):
         flat, perm = _dense_time_major(x)
-        forward = kernels.compiled(kernels.lif_forward) if compiled else kernels.lif_forward
-        spikes, charges = forward(flat, decay, threshold)
-        ctx.save_for_backward(charges)
+        spikes = _forward_kernel(flat.shape[0], decay, threshold, compiled)(flat, decay, threshold)
+        ctx.save_for_backward(flat)
         ctx.cfg = (decay, threshold, surrogate, detach_reset, compiled, perm)
         return _restore(spikes, x, perm)
 
     @staticmethod
     def backward(ctx, grad_spikes):
-        (charges,) = ctx.saved_tensors
+        (flat,) = ctx.saved_tensors
         decay, threshold, surrogate, detach_reset, compiled, perm = ctx.cfg
         grad = grad_spikes.permute(perm) if perm is not None else grad_spikes
-        grad = grad.reshape(charges.shape)
-        backward = kernels.compiled(kernels.lif_backward) if compiled else kernels.lif_backward
-        grad_x = backward(grad, charges, decay, threshold, surrogate, detach_reset)
+        grad = grad.reshape(flat.shape)
+        if compiled:
+            key = (flat.shape[0], decay, threshold, repr(surrogate), detach_reset)
+            backward = kernels.compiled(kernels.lif_backward, key)
+        else:
+            backward = kernels.lif_backward
+        grad_x = backward(grad, flat, decay, threshold, surrogate, detach_reset)
         return _restore(grad_x, grad_spikes, perm), None, None, None, None, None
 
 
+def _forward_kernel(timesteps, decay, threshold, compiled):
+    if compiled:
+        return kernels.compiled(kernels.lif_forward, (timesteps, decay, threshold))
+    return kernels.lif_forward
+
+
 def _spikes_only(x, decay, threshold, compiled):
-    """Inference: the forward kernel without keeping anything for a backward pass."""
+    """Inference: the forward kernel, keeping nothing for a backward pass."""
     flat, perm = _dense_time_major(x)
-    forward = kernels.compiled(kernels.lif_spikes) if compiled else kernels.lif_spikes
     with torch.no_grad():  # one grad mode, one compiled kernel
-        return _restore(forward(flat, decay, threshold), x, perm)
+        return _restore(_forward_kernel(flat.shape[0], decay, threshold, compiled)(flat, decay, threshold), x, perm)
 
 
 class LIF(nn.Module):

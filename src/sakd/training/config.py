@@ -121,6 +121,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16 on capable GPUs, else off) | off | bf16 | fp16
+    channels_last: bool = True  # NHWC weights and activations (faster convolutions on CPU and GPU)
     log_interval: int = 20
     progress: bool = True
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only)

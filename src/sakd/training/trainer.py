@@ -30,7 +30,7 @@ from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object,
 from sakd.training.evaluate import evaluate
 from sakd.training.metrics import MetricsLog, topk_correct
 from sakd.training.optim import build_optimizer, build_scheduler
-from sakd.training.runtime import autocast, make_loaders, resolve_amp, resolve_device, seed_everything
+from sakd.training.runtime import autocast, make_loaders, place, resolve_amp, resolve_device, seed_everything
 
 
 class Trainer:
@@ -70,11 +70,11 @@ class Trainer:
             "timesteps": cfg.model.timesteps, "in_channels": self.data.in_channels, "stem": cfg.model.stem,
             "neuron": vars(cfg.model.neuron).copy(), "options": dict(cfg.model.options),
         }
-        self.model = ckpt_io.build_model(self.arch).to(self.device)
+        self.model = place(ckpt_io.build_model(self.arch), self.device, cfg.run.channels_last)
         self.teacher = self._build_teacher()
         self._init_student()
         self.objective, self.student_taps, self.teacher_taps = self._build_objective()
-        self.objective.to(self.device)
+        place(self.objective, self.device, cfg.run.channels_last)
         self.student_step = self._student_step()
         self.step_module = self._wrap(self.student_step)
 
@@ -180,7 +180,7 @@ class Trainer:
         teacher = ckpt_io.build_model(arch)
         ckpt_io.load_weights(teacher, source.state_dict, source.description)
         self.teacher_source = source.description
-        return teacher.to(self.device).eval().requires_grad_(False)
+        return place(teacher, self.device, self.cfg.run.channels_last).eval().requires_grad_(False)
 
     def _init_student(self) -> None:
         init = self.cfg.model.init
