@@ -118,7 +118,7 @@ class TwinModel(nn.Module):
             frames = self._timesteps
             h = self.forward_stem(x)
             if frames > 1:
-                h = h.repeat(frames, *([1] * (h.dim() - 1)))
+                h = torch.cat([h] * frames)  # keeps h's memory format (channels-last), unlike repeat
         else:
             raise ValueError(
                 f"expected images [B, C, H, W] or frames [T, B, C, H, W], got shape {tuple(x.shape)}"

@@ -41,7 +41,14 @@ def lif_charges(x: torch.Tensor, decay: float, threshold: float) -> list[torch.T
 
 def lif_forward(x: torch.Tensor, decay: float, threshold: float) -> torch.Tensor:
     """Spikes ``[T, ...]`` of ``x`` shaped ``[T, ...]``."""
-    return torch.stack([(h - threshold >= 0).to(x.dtype) for h in lif_charges(x, decay, threshold)])
+    spikes = torch.empty_like(x)
+    v = None
+    for t in range(x.shape[0]):
+        h = x[t] if v is None else x[t] + decay * v
+        s = (h - threshold >= 0).to(x.dtype)
+        v = h * (1.0 - s)
+        spikes[t] = s
+    return spikes
 
 
 def lif_backward(

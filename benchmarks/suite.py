@@ -1,0 +1,427 @@
+"""Speed and memory of SAKD training: against the convolution limit, the plain SNN, and SpikingJelly.
+
+Six figures for a ResNet-19 student at T=4 on 32x32 inputs (training mode: forward, backward and
+an SGD step), every ratio measured side by side in one interleaved run (round-robin over the
+candidates, median over repeats), so that a noisy machine slows all candidates alike:
+
+1. limit ratio    SNN step / step of the same ANN on a batch of T·B images (the convolution work
+                  an SNN cannot avoid).                                             goal <= 1.10
+2. SAKD overhead  SAKD step (teacher forward, taps, transforms, losses) / plain SNN step.  <= 1.20
+3. peer ratio     the same network and SAKD step on SpikingJelly's multi-step LIFNode (its
+                  fastest backend on the device, same triangle surrogate) / ours: >= 1.3x faster,
+                  <= 0.8x its memory.
+4. neuron alone   forward+backward of a multi-step LIF on [4, 64, 128, 16, 16]: ours (compiled,
+                  fused), SpikingJelly, a plain PyTorch loop.
+5. memory vs T    memory of a training step for T = 1, 2, 4, 8, and its slope per timestep.
+6. inference      images/s of the student at T=4 in eval mode.
+
+Memory is what a training step keeps for its backward pass (every distinct tensor storage saved
+by autograd, parameters excluded: the part of peak memory that grows with T and batch and that
+neuron implementations differ in), on every device; on CUDA the true peak allocation is reported
+too. SpikingJelly is optional: ``pip install --no-deps spikingjelly==2.0.0 loguru`` (its declared
+torchaudio dependency does not install beside every torch; the LIF node does not need it).
+
+    python benchmarks/suite.py            # ResNet-19 and a 1/4-width ResNet-19 (CPU: ~5 min)
+    python benchmarks/suite.py --quick    # the 1/4-width model only, fewer repeats (CPU: < 2 min)
+
+Prints a table and writes JSON to ``benchmarks/results/suite-<device>.json`` (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from sakd.distill import SAKDLoss
+from sakd.models import FeatureExtractor, create_model
+from sakd.models.base import SpikeActivation
+from sakd.neurons import LIF, kernels, lif_reference
+from sakd.neurons.surrogate import get_surrogate
+from sakd.training.runtime import place
+from sakd.training.trainer import StudentStep
+
+GOALS = {"limit_ratio": 1.10, "sakd_overhead": 1.20, "peer_speedup": 1.3, "peer_memory": 0.8}
+T = 4
+
+
+# -- measurement ----------------------------------------------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(fns: dict[str, Callable[[], object]], device, warmup: int, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each function, timed round-robin."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+@contextlib.contextmanager
+def saved_for_backward(exclude: set[int]):
+    """Bytes of the distinct storages autograd saves inside the block (``exclude``: data pointers
+    of parameters, which exist anyway)."""
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in exclude:
+            storages[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield storages
+
+
+def mib(n: float) -> float:
+    return n / 2**20
+
+
+# -- networks ---------------------------------------------------------------------------------------
+def resnet19(width: float, spiking: bool, timesteps: int = T, num_classes: int = 10):
+    w = [max(1, round(c * width)) for c in (128, 256, 512)]
+    return create_model("resnet_custom", spiking=spiking, num_classes=num_classes, timesteps=timesteps,
+                        depths=[3, 3, 2], widths=w, stem_width=w[0], head_hidden=max(1, round(256 * width)))
+
+
+def spikingjelly():
+    """SpikingJelly's activation-based package, or None with the reason."""
+    try:
+        from spikingjelly.activation_based import functional, neuron, surrogate
+    except Exception as exc:  # missing, or broken beside this torch
+        return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return (functional, neuron, surrogate), None
+
+
+def sj_lif(sj):
+    """SpikingJelly's multi-step LIF set up as the paper's: λ = 1 - 1/τ = 0.5 without input decay,
+    V_th = 1, hard reset to 0, triangle surrogate max(0, 1 - |x|) (PiecewiseQuadratic, α = 1)."""
+    _, neuron, surrogate = sj
+    return neuron.LIFNode(tau=2.0, decay_input=False, v_threshold=1.0, v_reset=0.0,
+                          surrogate_function=surrogate.PiecewiseQuadratic(alpha=1.0), detach_reset=False,
+                          step_mode="m")
+
+
+def on_spikingjelly(model, sj):
+    """The same network with every LIF replaced by SpikingJelly's node."""
+    for m in model.modules():
+        if isinstance(m, SpikeActivation):
+            m.lif = sj_lif(sj)
+    return model
+
+
+class Setup:
+    """Models, data and one training step per candidate for one width on one device."""
+
+    def __init__(self, width: float, batch: int, device: torch.device, sj):
+        torch.manual_seed(0)
+        self.device, self.batch, self.sj = device, batch, sj
+        self.x = torch.randn(batch, 3, 32, 32, device=device)
+        self.y = torch.randint(0, 10, (batch,), device=device)
+        self.x_ann = self.x.repeat(T, 1, 1, 1)  # the T·B images of the convolution limit
+        self.y_ann = self.y.repeat(T)
+        self.width = width
+        self.ann = place(resnet19(width, False), device, True)
+        self.teacher = place(resnet19(width, False), device, True).eval().requires_grad_(False)
+
+    def student(self, peer: bool = False, timesteps: int = T):
+        model = resnet19(self.width, True, timesteps)
+        if peer:
+            on_spikingjelly(model, self.sj)
+        return place(model, self.device, True)
+
+    def step(self, model, sakd: bool):
+        """One SGD step of the plain SNN (cross-entropy) or of the SAKD student (CIFAR preset:
+        tau=20, alpha=0, gamma=1, beta=100, stage taps before the spike, conv transform, L2)."""
+        taps = FeatureExtractor(model, "stage", "before") if sakd else None
+        t_taps = FeatureExtractor(self.teacher, "stage", "before") if sakd else None
+        objective = SAKDLoss(taps.channels if sakd else (), t_taps.channels if sakd else (),
+                             alpha=0.0 if sakd else 1.0, beta=100.0 if sakd else 0.0,
+                             gamma=1.0 if sakd else 0.0, tau=20.0)
+        place(objective, self.device, True)
+        module = StudentStep(model, objective, taps)
+        opt = torch.optim.SGD([*model.parameters(), *objective.parameters()], lr=1e-3, momentum=0.9)
+        reset = self.sj[0].reset_net if self.sj and any(
+            not isinstance(m.lif, LIF) for m in model.modules() if isinstance(m, SpikeActivation)) else None
+        beta = 100.0 if sakd else 0.0
+
+        def run():
+            opt.zero_grad(set_to_none=True)
+            t_logits = t_feats = None
+            if sakd:
+                with torch.no_grad():
+                    t_logits, t_feats = t_taps(self.x)
+            loss, _, _ = module(self.x, self.y, t_logits, t_feats, beta)
+            loss.backward()
+            opt.step()
+            if reset:
+                reset(model)
+
+        run.model = model
+        return run
+
+    def ann_step(self):
+        opt = torch.optim.SGD(self.ann.parameters(), lr=1e-3, momentum=0.9)
+
+        def run():
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(self.ann(self.x_ann), self.y_ann).backward()
+            opt.step()
+
+        run.model = self.ann
+        return run
+
+
+def step_memory(step) -> dict:
+    """Memory of one training step: saved-for-backward bytes, and the CUDA peak where there is one."""
+    params = {p.untyped_storage().data_ptr() for p in step.model.parameters()}
+    dev = next(step.model.parameters()).device
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+    with saved_for_backward(params) as saved:
+        step()
+    out = {"saved_mib": mib(sum(saved.values()))}
+    if dev.type == "cuda":
+        out["peak_mib"] = mib(torch.cuda.max_memory_allocated(dev) - base)
+    return out
+
+
+# -- the six figures ---------------------------------------------------------------------------------
+def bench_width(width: float, batch: int, device, sj, warmup: int, repeats: int, log) -> dict:
+    s = Setup(width, batch, device, sj)
+    steps = {"ann_TxB": s.ann_step(), "snn": s.step(s.student(), False), "sakd": s.step(s.student(), True)}
+    if sj:
+        steps["snn_spikingjelly"] = s.step(s.student(peer=True), False)
+        steps["sakd_spikingjelly"] = s.step(s.student(peer=True), True)
+    log(f"width {width}: timing {', '.join(steps)} (batch {batch}, T={T}, {repeats} rounds)")
+    sec = interleaved(steps, device, warmup, repeats)
+    mem = {k: step_memory(fn) for k, fn in steps.items()}
+    out = {
+        "width": width, "batch": batch, "timesteps": T, "step_s": sec, "memory": mem,
+        "limit_ratio": sec["snn"] / sec["ann_TxB"],
+        "sakd_overhead": sec["sakd"] / sec["snn"],
+    }
+    if sj:
+        key = "peak_mib" if device.type == "cuda" else "saved_mib"
+        out["peer"] = {
+            "snn_speedup": sec["snn_spikingjelly"] / sec["snn"],
+            "sakd_speedup": sec["sakd_spikingjelly"] / sec["sakd"],
+            "sakd_memory_ratio": mem["sakd"][key] / mem["sakd_spikingjelly"][key],
+            "memory_measure": key,
+        }
+
+    # 5. memory vs T (one step each; the time axis is what grows)
+    by_t = {}
+    for t in (1, 2, 4, 8):
+        by_t[t] = step_memory(s.step(s.student(timesteps=t), True))
+    ts = list(by_t)
+    key = "peak_mib" if device.type == "cuda" else "saved_mib"
+    ys = [by_t[t][key] for t in ts]
+    mt, my = statistics.mean(ts), statistics.mean(ys)
+    slope = sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / sum((t - mt) ** 2 for t in ts)
+    out["memory_vs_T"] = {"measure": key, "mib": {str(t): by_t[t] for t in ts}, "slope_mib_per_step": slope,
+                          "intercept_mib": my - slope * mt}
+
+    # 6. inference, eval mode, no grad
+    inf_batch = batch * 4
+    xi = torch.randn(inf_batch, 3, 32, 32, device=device)
+    models = {"snn": s.student().eval(), "ann": s.ann.eval()}
+    if sj:
+        models["snn_spikingjelly"] = s.student(peer=True).eval()
+
+    def infer(m):
+        def run():
+            with torch.inference_mode():
+                m(xi)
+            if sj and m is models.get("snn_spikingjelly"):
+                sj[0].reset_net(m)
+        return run
+
+    isec = interleaved({k: infer(m) for k, m in models.items()}, device, warmup, repeats)
+    out["inference_images_per_s"] = {k: inf_batch / v for k, v in isec.items()}
+    out["inference_batch"] = inf_batch
+    s.ann.train()
+    return out
+
+
+def bench_neuron(device, sj, warmup: int, repeats: int, shape=(4, 64, 128, 16, 16)) -> dict:
+    """Figure 4: one LIF layer, forward + backward."""
+    torch.manual_seed(0)
+    x = (torch.randn(shape, device=device) * 1.5 + 0.5).requires_grad_()
+    g = torch.randn(shape, device=device)
+    tri = get_surrogate("triangle")
+    layers: dict[str, Callable] = {}
+    if kernels.compiler_available(device.type):
+        layers["sakd_compiled"] = LIF(backend="compiled")
+    layers["sakd_fused"] = LIF(backend="fused")
+    layers["pytorch_loop"] = lambda v: lif_reference(v, 0.5, 1.0, tri, False)
+    if sj:
+        node = sj_lif(sj).to(device)
+
+        def peer(v):
+            out = node(v)
+            sj[0].reset_net(node)
+            return out
+        layers["spikingjelly"] = peer
+    reference = lif_reference(x.detach(), 0.5, 1.0, tri, False)
+    agree = {k: bool(torch.equal(f(x).detach(), reference)) for k, f in layers.items()}
+
+    def fwd_bwd(f):
+        def run():
+            x.grad = None
+            f(x).backward(g)
+        return run
+
+    sec = interleaved({k: fwd_bwd(f) for k, f in layers.items()}, device, warmup, repeats)
+    mem = {}
+    for k, f in layers.items():
+        with saved_for_backward(set()) as saved:
+            out = f(x)
+        out.backward(g)
+        mem[k] = mib(sum(saved.values()))
+    return {"shape": list(shape), "ms": {k: v * 1e3 for k, v in sec.items()}, "saved_mib": mem,
+            "same_spikes_as_reference": agree}
+
+
+# -- report ------------------------------------------------------------------------------------------
+def machine(device: torch.device) -> dict:
+    info = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    try:
+        import spikingjelly
+        info["spikingjelly"] = getattr(spikingjelly, "__version__", "installed")
+    except Exception:
+        pass
+    return info
+
+
+def verdict(value: float | None, goal: float, higher_is_better: bool) -> str:
+    if value is None:
+        return "n/a"
+    ok = value >= goal if higher_is_better else value <= goal
+    return "met" if ok else "missed"
+
+
+def report(result: dict) -> list[list[str]]:
+    rows = []
+    for w in result["widths"]:
+        tag = f"ResNet-19 x{w['width']:g}, B={w['batch']}"
+        rows.append([f"1 limit ratio ({tag})", f"{w['limit_ratio']:.3f}",
+                     f"<= {GOALS['limit_ratio']}", verdict(w["limit_ratio"], GOALS["limit_ratio"], False),
+                     f"SNN {w['step_s']['snn'] * 1e3:.0f} ms vs ANN on T·B {w['step_s']['ann_TxB'] * 1e3:.0f} ms"])
+        rows.append([f"2 SAKD overhead ({tag})", f"{w['sakd_overhead']:.3f}",
+                     f"<= {GOALS['sakd_overhead']}", verdict(w["sakd_overhead"], GOALS["sakd_overhead"], False),
+                     f"SAKD {w['step_s']['sakd'] * 1e3:.0f} ms"])
+        peer = w.get("peer")
+        if peer:
+            rows.append([f"3 peer speed-up, SNN step ({tag})", f"{peer['snn_speedup']:.2f}x",
+                         f">= {GOALS['peer_speedup']}x", verdict(peer["snn_speedup"], GOALS["peer_speedup"], True),
+                         f"SpikingJelly {w['step_s']['snn_spikingjelly'] * 1e3:.0f} ms"])
+            rows.append([f"3 peer speed-up, SAKD step ({tag})", f"{peer['sakd_speedup']:.2f}x",
+                         f">= {GOALS['peer_speedup']}x", verdict(peer["sakd_speedup"], GOALS["peer_speedup"], True),
+                         f"SpikingJelly {w['step_s']['sakd_spikingjelly'] * 1e3:.0f} ms"])
+            rows.append([f"3 peer memory, SAKD step ({tag})", f"{peer['sakd_memory_ratio']:.2f}x",
+                         f"<= {GOALS['peer_memory']}x", verdict(peer["sakd_memory_ratio"], GOALS["peer_memory"], False),
+                         f"{peer['memory_measure']}: ours {w['memory']['sakd'][peer['memory_measure']]:.0f} MiB, "
+                         f"SpikingJelly {w['memory']['sakd_spikingjelly'][peer['memory_measure']]:.0f} MiB"])
+        else:
+            rows.append([f"3 peer ({tag})", "n/a", "", "n/a", f"SpikingJelly: {result['spikingjelly_missing']}"])
+        m = w["memory_vs_T"]
+        pts = ", ".join(f"T={t}: {v[m['measure']]:.0f}" for t, v in m["mib"].items())
+        rows.append([f"5 memory vs T ({tag})", f"{m['slope_mib_per_step']:.1f} MiB/T", "", "",
+                     f"{m['measure']} of a SAKD step, MiB: {pts}"])
+        ips = w["inference_images_per_s"]
+        rows.append([f"6 inference, T={T} ({tag})", f"{ips['snn']:.0f} img/s", "", "",
+                     f"batch {w['inference_batch']}; ANN {ips['ann']:.0f} img/s"
+                     + (f", SpikingJelly SNN {ips['snn_spikingjelly']:.0f} img/s" if "snn_spikingjelly" in ips else "")])
+    n = result["neuron"]
+    ms = n["ms"]
+    best = ms.get("sakd_compiled", ms["sakd_fused"])
+    detail = ", ".join(f"{k} {v:.1f} ms ({n['saved_mib'][k]:.0f} MiB saved)" for k, v in ms.items())
+    rows.append([f"4 neuron alone {n['shape']}", f"{best:.1f} ms", "", "", detail])
+    if "spikingjelly" in ms:
+        rows.append(["4 neuron speed-up vs SpikingJelly", f"{ms['spikingjelly'] / best:.2f}x", "", "",
+                     f"vs the plain PyTorch loop {ms['pytorch_loop'] / best:.2f}x"])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1/4-width model only, fewer repeats")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--batch", type=int, default=None, help="training batch B (default: per device)")
+    parser.add_argument("--widths", type=float, nargs="+", default=None, help="width multipliers of ResNet-19")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--neuron-shape", type=int, nargs="+", default=[4, 64, 128, 16, 16])
+    parser.add_argument("--no-peer", action="store_true", help="skip SpikingJelly even where installed")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/suite-<device>.json)")
+    args = parser.parse_args(argv)
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    widths = args.widths or ([0.25] if args.quick else [1.0, 0.25])
+    repeats = args.repeats or (3 if args.quick else 7)
+    batch = args.batch or (64 if device.type == "cuda" else 8)
+    sj, missing = (None, "skipped (--no-peer)") if args.no_peer else spikingjelly()
+    start = time.perf_counter()
+
+    def log(msg):
+        print(f"[{time.perf_counter() - start:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    result = {"machine": machine(device), "quick": args.quick, "goals": GOALS, "spikingjelly_missing": missing,
+              "widths": []}
+    for w in widths:
+        result["widths"].append(bench_width(w, batch, device, sj, args.warmup, repeats, log))
+    log(f"neuron alone {args.neuron_shape}")
+    result["neuron"] = bench_neuron(device, sj, args.warmup, repeats, tuple(args.neuron_shape))
+    result["wall_s"] = time.perf_counter() - start
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sakd benchmarks on {result['machine'].get('gpu', result['machine']['cpu'])} "
+                        f"({result['machine']['threads']} threads), {result['wall_s']:.0f} s")
+    for col in ("figure", "value", "goal", "", "details"):
+        table.add_column(col)
+    for row in report(result):
+        table.add_row(*row)
+    Console(width=150).print(table)
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"suite-{device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
