@@ -35,7 +35,7 @@ class NeuronSpec:
     threshold: float = 1.0
     surrogate: str = "triangle"
     detach_reset: bool = False
-    backend: str = "auto"
+    backend: str = "auto"  # auto | compiled (torch.compile kernels) | fused (eager) | reference (autograd loop)
 
 
 class SpikeActivation(nn.Module):
