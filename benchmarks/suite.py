@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import json
 import platform
 import statistics
@@ -316,11 +317,8 @@ def machine(device: torch.device) -> dict:
                 break
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        import spikingjelly
-        info["spikingjelly"] = getattr(spikingjelly, "__version__", "installed")
-    except Exception:
-        pass
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        info["spikingjelly"] = importlib.metadata.version("spikingjelly")
     return info
 
 
