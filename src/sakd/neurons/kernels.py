@@ -19,6 +19,7 @@ product for λ = 0.5, so a fused multiply-add cannot round differently), ``S_t =
 from __future__ import annotations
 
 import functools
+import itertools
 import shutil
 import types
 import warnings
@@ -28,27 +29,22 @@ import torch
 from sakd.neurons.surrogate import Surrogate
 
 
-def lif_charges(x: torch.Tensor, decay: float, threshold: float) -> list[torch.Tensor]:
-    """The charges ``H_t`` (membrane potential before the spike) of ``x`` shaped ``[T, ...]``."""
-    charges = []
-    v = None
-    for t in range(x.shape[0]):
-        h = x[t] if v is None else x[t] + decay * v
-        v = h * (1.0 - (h - threshold >= 0).to(x.dtype))
-        charges.append(h)
-    return charges
-
-
-def lif_forward(x: torch.Tensor, decay: float, threshold: float) -> torch.Tensor:
-    """Spikes ``[T, ...]`` of ``x`` shaped ``[T, ...]``."""
-    spikes = torch.empty_like(x)
+def lif_steps(x: torch.Tensor, decay: float, threshold: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The charge ``H_t`` (membrane potential before the spike) and spike ``S_t`` of each
+    timestep of ``x`` shaped ``[T, ...]``."""
+    steps = []
     v = None
     for t in range(x.shape[0]):
         h = x[t] if v is None else x[t] + decay * v
         s = (h - threshold >= 0).to(x.dtype)
         v = h * (1.0 - s)
-        spikes[t] = s
-    return spikes
+        steps.append((h, s))
+    return steps
+
+
+def lif_forward(x: torch.Tensor, decay: float, threshold: float) -> torch.Tensor:
+    """Spikes ``[T, ...]`` of ``x`` shaped ``[T, ...]``."""
+    return torch.stack([s for _, s in lif_steps(x, decay, threshold)])
 
 
 def lif_backward(
@@ -56,19 +52,19 @@ def lif_backward(
     surrogate: Surrogate, detach_reset: bool,
 ) -> torch.Tensor:
     """BPTT through the LIF recursion: ``dL/dX`` from ``dL/dS`` and the layer's input ``X``."""
-    charges = lif_charges(x, decay, threshold)
+    steps = lif_steps(x, decay, threshold)
     grads = []
     grad_v = None  # dL/dV_t flowing back from step t+1
-    for t in range(len(charges) - 1, -1, -1):
-        h = charges[t]
-        u = h - threshold
+    for t in range(len(steps) - 1, -1, -1):
+        h, s = steps[t]
         grad_s = grad_spikes[t]
+        sg = surrogate.grad(h - threshold)
         if grad_v is None:
-            grad_h = grad_s * surrogate.grad(u)
+            grad_h = grad_s * sg
         else:
             if not detach_reset:  # dV_t/dS_t = -H_t
                 grad_s = grad_s - grad_v * h
-            grad_h = grad_v * (1.0 - (u >= 0).to(h.dtype)) + grad_s * surrogate.grad(u)
+            grad_h = grad_v * (1.0 - s) + grad_s * sg
         grads.append(grad_h)
         grad_v = grad_h * decay
     return torch.stack(grads[::-1])
@@ -102,14 +98,13 @@ def compiled(fn, key: tuple = ()):
     seen in the process, and a test session or a sweep never reaches Dynamo's per-function
     recompile limit.
     """
-    code = fn.__code__.replace(co_name=f"{fn.__name__}_{len(_copies)}")
-    _copies.append(key)
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{next(_copy_ids)}")
     copy = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
     copy.__qualname__ = code.co_name
     return torch.compile(copy, fullgraph=True, options=_OPTIONS)
 
 
-_copies: list[tuple] = []
+_copy_ids = itertools.count()
 
 
 _failure: list[str] = []

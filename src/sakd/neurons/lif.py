@@ -46,7 +46,7 @@ def lif_reference(
     return torch.stack(spikes)
 
 
-def _dense_time_major(x: torch.Tensor) -> tuple[torch.Tensor, list[int] | None]:
+def _dense_time_major(x: torch.Tensor, compiled: bool) -> tuple[torch.Tensor, list[int] | None]:
     """``x`` as a ``[T, N]`` view without a copy (also for channels-last tensors), and the
     permutation that restores its shape; ``None`` where ``x`` has no dense time-major layout."""
     order = sorted(range(1, x.dim()), key=lambda d: -x.stride(d))
@@ -56,7 +56,8 @@ def _dense_time_major(x: torch.Tensor) -> tuple[torch.Tensor, list[int] | None]:
         flat, perm = x.reshape(x.shape[0], -1), None
     else:
         flat = dense.view(x.shape[0], -1)
-    torch._dynamo.maybe_mark_dynamic(flat, 1)  # one compiled kernel for every layer's size
+    if compiled:
+        torch._dynamo.maybe_mark_dynamic(flat, 1)  # one compiled kernel for every layer's size
     return flat, perm
 
 
@@ -70,7 +71,7 @@ def _restore(y: torch.Tensor, like: torch.Tensor, perm: list[int] | None) -> tor
 class _LIFFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, decay, threshold, surrogate, detach_reset, compiled):
-        flat, perm = _dense_time_major(x)
+        flat, perm = _dense_time_major(x, compiled)
         spikes = _forward_kernel(flat.shape[0], decay, threshold, compiled)(flat, decay, threshold)
         ctx.save_for_backward(flat)
         ctx.cfg = (decay, threshold, surrogate, detach_reset, compiled, perm)
@@ -99,7 +100,7 @@ def _forward_kernel(timesteps, decay, threshold, compiled):
 
 def _spikes_only(x, decay, threshold, compiled):
     """Inference: the forward kernel, keeping nothing for a backward pass."""
-    flat, perm = _dense_time_major(x)
+    flat, perm = _dense_time_major(x, compiled)
     with torch.no_grad():  # one grad mode, one compiled kernel
         return _restore(_forward_kernel(flat.shape[0], decay, threshold, compiled)(flat, decay, threshold), x, perm)
 
