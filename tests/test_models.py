@@ -56,12 +56,74 @@ def test_spiking_model_static_and_frame_inputs():
     assert torch.equal(static, again)  # no state kept between calls
 
 
-def test_snn_output_is_mean_of_per_timestep_logits():
-    snn = create_model("vgg11", spiking=True, num_classes=4, timesteps=2, in_channels=2).eval()
-    frames = torch.randn(2, 3, 2, 32, 32)
+@pytest.mark.parametrize("name", ["vgg11", "resnet_tiny"])
+def test_snn_output_is_mean_of_per_timestep_logits(name):
+    torch.manual_seed(0)
+    # train mode: batch statistics keep an untrained network spiking all the way to the head
+    snn = create_model(name, spiking=True, num_classes=4, timesteps=3, in_channels=2).double().train()
+    frames = torch.randn(3, 5, 2, 32, 32, dtype=torch.float64) * 2
+    head = snn.fc2 if hasattr(snn, "fc2") else snn.fc  # the last linear layer: per-timestep logits
+    seen = []
+    head.register_forward_hook(lambda m, i, o: seen.append(o))
     with torch.no_grad():
         logits = snn(frames)
-    assert logits.shape == (3, 4)
+    per_step = seen[0].unflatten(0, (3, 5))  # [T, B, classes]
+    assert logits.shape == (5, 4)
+    assert not torch.equal(per_step[0], per_step[1])  # the timesteps really differ
+    assert torch.equal(logits, per_step.mean(0))
+
+
+# every registered model at the input size of the recipes that use it
+DATA_SIZES = {"cifar10": (3, 32), "cifar100": (3, 32), "imagenet": (3, 224), "dvs_cifar10": (2, 48),
+              "digits": (1, 16), "synthetic": (3, 16)}
+
+
+def _recipe_inputs():
+    from sakd.training.config import load_config, packaged_configs
+
+    seen = {}
+    for name in packaged_configs():
+        if name.startswith("presets/"):  # fragments that recipes build on, not runs
+            continue
+        cfg = load_config(name)
+        channels, size = DATA_SIZES[cfg.data.name]
+        size = cfg.data.options.get("image_size", size)
+        key = (cfg.model.name, cfg.model.stem, channels, size)
+        if cfg.model.name != "resnet_supernet":  # its subnets materialise as resnet_custom
+            seen.setdefault(key, cfg.model.options)
+    return sorted(seen.items(), key=lambda kv: kv[0])
+
+
+@pytest.mark.parametrize("model, stem, channels, size, options",
+                         [(*k, v) for k, v in _recipe_inputs()] + [("vgg11", "cifar", 3, 32, {}), ("vgg11", "cifar", 2, 56, {})],
+                         ids=lambda v: str(v) if not isinstance(v, dict) else "")
+def test_gradient_reaches_every_position_of_the_last_feature_map(model, stem, channels, size, options):
+    torch.manual_seed(0)
+    net = create_model(model, spiking=False, num_classes=10, in_channels=channels, stem=stem, **options)
+    last = net.tap_points("stage")[-1].activation
+    kept = []
+
+    def keep(module, inputs, output):
+        output.retain_grad()
+        kept.append(output)
+
+    last.register_forward_hook(keep)
+    net(torch.randn(2, channels, size, size)).square().sum().backward()
+    reach = kept[0].grad.abs().sum(dim=(0, 1))  # [H, W]
+    assert reach.numel() > 1 or size <= 32
+    assert (reach > 0).all(), f"{model} at {size}x{size}: no gradient at {(reach == 0).nonzero().tolist()}"
+
+
+def test_vgg11_is_tets_vggsnn_on_dvs_frames():
+    net = create_model("vgg11", spiking=True, num_classes=10, timesteps=4, in_channels=2)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 256, 512, 512, 512, 512]
+    assert net.fc.in_features == 512 * 3 * 3
+    x = torch.randn(4, 1, 2, 48, 48)
+    maps = []
+    net.stage4[-1].register_forward_hook(lambda m, i, o: maps.append(net.pool(o)))
+    net(x)
+    assert maps[0].shape[-2:] == (3, 3)  # 48 -> 24 -> 12 -> 6 -> 3: four pools
 
 
 def test_frame_count_must_match_timesteps():

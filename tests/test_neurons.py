@@ -6,6 +6,7 @@ from sakd.neurons import LIF, get_surrogate, kernels, lif_reference
 
 FAST_BACKENDS = ["fused", pytest.param("compiled", marks=pytest.mark.skipif(
     not kernels.compiler_available("cpu"), reason="torch.compile has no C++ compiler here"))]
+ALL_BACKENDS = ["reference", "fused"] + (["compiled"] if kernels.compiler_available("cpu") else [])
 
 
 def test_lif_forward_matches_hand_computed_sequence():
@@ -119,15 +120,64 @@ def test_compiled_cuda_kernel_matches_reference():
     assert torch.allclose(a.grad, b.grad, atol=1e-6)
 
 
-def test_reset_path_carries_gradient_unless_detached():
-    x = torch.tensor([[1.5], [0.2]], requires_grad=True)
-    grads = []
-    for detach in (False, True):
-        x.grad = None
-        LIF(detach_reset=detach)(x)[1].sum().backward()
-        grads.append(x.grad[0].item())
-    # H2 = 0.5*H1*(1-S1) + x2; dS2/dx1 through the reset term is -0.5*H1*sg(H1-1)*sg(H2-1)
-    assert grads[0] != grads[1]
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_reset_path_carries_gradient_unless_detached(backend):
+    # H1 = 1.5 -> S1 = 1, V1 = H1(1 - S1) = 0; H2 = 0.5 V1 + 0.2 = 0.2 -> S2 = 0.
+    # dS2/dx1 = sg(H2 - 1) · 0.5 · dV1/dH1, with sg(-0.8) = 0.2 and
+    # dV1/dH1 = (1 - S1) - H1 · sg(H1 - 1) = 0 - 1.5 · 0.5 = -0.75 through the reset, 0 detached.
+    # dS2/dx2 = sg(-0.8) = 0.2 either way.
+    expected = {False: [0.2 * 0.5 * -0.75, 0.2], True: [0.0, 0.2]}
+    for detach, grad in expected.items():
+        x = torch.tensor([[1.5], [0.2]], dtype=torch.float64, requires_grad=True)
+        LIF(detach_reset=detach, backend=backend)(x)[1].sum().backward()
+        assert torch.allclose(x.grad.flatten(), torch.tensor(grad, dtype=torch.float64), atol=1e-15), detach
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_every_backend_keeps_the_membrane_in_float32(dtype):
+    # charges near the threshold: a half-precision membrane would round some of them across V_th
+    torch.manual_seed(3)
+    x = (torch.randn(6, 64, 33) * 0.6 + 0.55).to(dtype)
+    expected = lif_reference(x.float(), 0.5, 1.0, get_surrogate("triangle"), False)
+    w = torch.randn(6, 64, 33)
+    grads = {}
+    for backend in ALL_BACKENDS:
+        a = x.clone().requires_grad_()
+        out = LIF(backend=backend)(a)
+        assert out.dtype == dtype and torch.equal(out.float(), expected), backend
+        (out.float() * w).sum().backward()
+        assert a.grad.dtype == dtype
+        grads[backend] = a.grad
+    for backend in ALL_BACKENDS[1:]:
+        assert torch.equal(grads[backend], grads["reference"]), backend
+
+
+def test_whole_model_under_bf16_autocast_gives_identical_spikes_and_gradients_on_every_backend():
+    from sakd.analysis import FiringRateMonitor
+    from sakd.models import create_model
+
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    ref = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=4, neuron={"backend": "reference"})
+    results = {}
+    for backend in ALL_BACKENDS:
+        net = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=4, neuron={"backend": backend})
+        net.load_state_dict(ref.state_dict())
+        spikes = []
+        for m in net.modules():
+            if isinstance(m, LIF):
+                m.register_forward_hook(lambda mod, i, o: spikes.append(o))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = net(x)
+        torch.nn.functional.cross_entropy(logits.float(), y).backward()
+        results[backend] = (spikes, logits, [p.grad for p in net.parameters()])
+    base_spikes, base_logits, base_grads = results["reference"]
+    assert sum(int(s.sum()) for s in base_spikes) > 0
+    for backend in ALL_BACKENDS[1:]:
+        spikes, logits, grads = results[backend]
+        assert all(torch.equal(a, b) for a, b in zip(spikes, base_spikes, strict=True)), backend
+        assert torch.equal(logits, base_logits), backend
+        assert all(torch.equal(a, b) for a, b in zip(grads, base_grads, strict=True)), backend
 
 
 def test_lif_is_stateless_between_calls():

@@ -1,7 +1,18 @@
-"""VGG-11 twin with BatchNorm, for 32x32 (CIFAR) or 48x48 (DVS-CIFAR10) inputs.
+"""VGG-11 twin with BatchNorm: the VGGSNN of the DVS literature the paper compares with.
 
-Stages end at each 2x2 max-pool (five stages); blocks are the individual conv layers. The head
-is global average pooling and one linear layer, as in the SNN literature's VGG-11 for DVS data.
+The layout is TET's VGGSNN (Deng et al. 2022, the DVS-CIFAR10 row of the paper's Table 3): eight
+3x3 conv+BN layers in four stages, ``64, 128 | 256, 256 | 512, 512 | 512, 512``, each stage
+ending in a 2x2 average pool. A 48x48 DVS frame leaves a 3x3 map, which the head flattens into one
+linear layer (512·3·3 inputs), so every position of the last map reaches the logits. The head
+pools the last map adaptively to that 3x3 grid: at 48x48 the pool is the identity (TET's model
+exactly); a 32x32 CIFAR image leaves a 2x2 map whose cells the grid's overlapping bins all read. The pools
+round up (``ceil_mode``), so a map of odd size keeps its last row and column; at sizes divisible by
+16 (32, 48) that changes nothing.
+
+(The classic VGG-11 has a fifth pool: on 48x48 inputs it took the 3x3 map to 1x1 from its top-left
+2x2 window, so five of the nine positions got no gradient.)
+
+Stages end at each pool; blocks are the individual conv layers.
 """
 
 from __future__ import annotations
@@ -11,7 +22,8 @@ from torch import nn
 from sakd.models.base import NeuronSpec, TapPoint, TwinModel, init_weights
 from sakd.models.registry import register_model
 
-VGG11_STAGES = ((64,), (128,), (256, 256), (512, 512), (512, 512))
+VGG11_STAGES = ((64, 128), (256, 256), (512, 512), (512, 512))
+HEAD_GRID = 3  # the last map as the head reads it: 3x3, TET's VGGSNN on 48x48 frames
 
 
 class VGGLayer(nn.Module):
@@ -50,9 +62,9 @@ class VGG(TwinModel):
             name = f"stage{i + 1}"
             self.add_module(name, nn.Sequential(*layers))
             self.stage_names.append(name)
-        self.pool = nn.MaxPool2d(2)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, num_classes)
+        self.pool = nn.AvgPool2d(2, ceil_mode=True)  # an odd-sized map keeps its last row/column
+        self.grid = nn.AdaptiveAvgPool2d(HEAD_GRID)
+        self.fc = nn.Linear(cin * HEAD_GRID * HEAD_GRID, num_classes)
         self.num_features = cin
         init_weights(self)
 
@@ -68,7 +80,7 @@ class VGG(TwinModel):
             for layer in layers[1:] if i == 0 else layers:
                 x = layer(x)
             x = self.pool(x)
-        return self.fc(self.avgpool(x).flatten(1))
+        return self.fc(self.grid(x).flatten(1))
 
     def tap_points(self, level: str = "stage") -> list[TapPoint]:
         if level not in ("stage", "block"):
@@ -85,5 +97,5 @@ class VGG(TwinModel):
 register_model(
     "vgg11",
     lambda *, num_classes, spiking, **kw: VGG(num_classes=num_classes, spiking=spiking, **kw),
-    description="VGG-11 with BatchNorm, global-average-pool head (CIFAR / DVS-CIFAR10)",
+    description="VGG-11 with BatchNorm, TET's VGGSNN layout: 4 stages, 2x2 avg-pools, 3x3-grid linear head (DVS/CIFAR)",
 )

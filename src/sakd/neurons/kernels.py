@@ -14,6 +14,12 @@ The layer keeps only its input ``X`` for the backward pass: no charges, membrane
 The arithmetic is the reference loop's, in the same order: ``H_t = X_t + λ·V_{t-1}`` (an exact
 product for λ = 0.5, so a fused multiply-add cannot round differently), ``S_t = [H_t − V_th >= 0]``,
 ``V_t = H_t·(1 − S_t)``.
+
+Numerics, the same for every backend: the membrane, the surrogate and the BPTT recursion run in
+:func:`compute_dtype` of the input (float32 for bfloat16/float16/float32 inputs, float64 for
+float64), whatever autocast is in force; the spikes and ``dL/dX`` come back in the input's dtype.
+A half-precision membrane would flip spikes wherever its rounding crosses the threshold, and the
+flips would grow with depth.
 """
 
 from __future__ import annotations
@@ -29,35 +35,44 @@ import torch
 from sakd.neurons.surrogate import Surrogate
 
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the membrane is kept in for inputs of ``dtype``: at least float32."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def lif_steps(x: torch.Tensor, decay: float, threshold: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The charge ``H_t`` (membrane potential before the spike) and spike ``S_t`` of each
-    timestep of ``x`` shaped ``[T, ...]``."""
+    timestep of ``x`` shaped ``[T, ...]``, both in :func:`compute_dtype`."""
+    dtype = compute_dtype(x.dtype)
     steps = []
     v = None
     for t in range(x.shape[0]):
-        h = x[t] if v is None else x[t] + decay * v
-        s = (h - threshold >= 0).to(x.dtype)
+        x_t = x[t].to(dtype)
+        h = x_t if v is None else x_t + decay * v
+        s = (h - threshold >= 0).to(dtype)
         v = h * (1.0 - s)
         steps.append((h, s))
     return steps
 
 
 def lif_forward(x: torch.Tensor, decay: float, threshold: float) -> torch.Tensor:
-    """Spikes ``[T, ...]`` of ``x`` shaped ``[T, ...]``."""
-    return torch.stack([s for _, s in lif_steps(x, decay, threshold)])
+    """Spikes ``[T, ...]`` (in ``x``'s dtype) of ``x`` shaped ``[T, ...]``."""
+    return torch.stack([s for _, s in lif_steps(x, decay, threshold)]).to(x.dtype)
 
 
 def lif_backward(
     grad_spikes: torch.Tensor, x: torch.Tensor, decay: float, threshold: float,
     surrogate: Surrogate, detach_reset: bool,
 ) -> torch.Tensor:
-    """BPTT through the LIF recursion: ``dL/dX`` from ``dL/dS`` and the layer's input ``X``."""
+    """BPTT through the LIF recursion: ``dL/dX`` (in ``x``'s dtype) from ``dL/dS`` and the layer's
+    input ``X``, computed in :func:`compute_dtype`."""
     steps = lif_steps(x, decay, threshold)
+    dtype = compute_dtype(x.dtype)
     grads = []
     grad_v = None  # dL/dV_t flowing back from step t+1
     for t in range(len(steps) - 1, -1, -1):
         h, s = steps[t]
-        grad_s = grad_spikes[t]
+        grad_s = grad_spikes[t].to(dtype)
         sg = surrogate.grad(h - threshold)
         if grad_v is None:
             grad_h = grad_s * sg
@@ -67,7 +82,7 @@ def lif_backward(
             grad_h = grad_v * (1.0 - s) + grad_s * sg
         grads.append(grad_h)
         grad_v = grad_h * decay
-    return torch.stack(grads[::-1])
+    return torch.stack(grads[::-1]).to(x.dtype)
 
 
 @functools.cache

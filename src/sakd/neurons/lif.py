@@ -35,15 +35,17 @@ BACKENDS = ("auto", "compiled", "fused", "reference")
 def lif_reference(
     x: torch.Tensor, decay: float, threshold: float, surrogate: Surrogate, detach_reset: bool
 ) -> torch.Tensor:
-    """Loop over ``x.shape[0]`` timesteps; autograd gives BPTT."""
-    v = torch.zeros_like(x[0])
+    """Loop over ``x.shape[0]`` timesteps; autograd gives BPTT. The membrane and the surrogate run
+    in :func:`~sakd.neurons.kernels.compute_dtype` of ``x``; the spikes come back in ``x``'s dtype."""
+    dtype = kernels.compute_dtype(x.dtype)
+    v = torch.zeros_like(x[0], dtype=dtype)
     spikes = []
     for x_t in x:
-        h = decay * v + x_t
+        h = decay * v + x_t.to(dtype)
         s = spike(h - threshold, surrogate)
         v = h * (1.0 - (s.detach() if detach_reset else s))
         spikes.append(s)
-    return torch.stack(spikes)
+    return torch.stack(spikes).to(x.dtype)
 
 
 def _dense_time_major(x: torch.Tensor, compiled: bool) -> tuple[torch.Tensor, list[int] | None]:
