@@ -54,3 +54,90 @@ def test_bad_yaml_is_reported_with_its_path(tmp_path):
     bad.write_text("model: {name: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.timesteps=0", "config key 'model.timesteps' must be >= 1, got 0"),
+        ("run.amp=fp8", "config key 'run.amp' must be one of auto, off, bf16, fp16; got 'fp8'"),
+        ("optim.name=adam", "config key 'optim.name' must be one of sgd, adamw; got 'adam' (did you mean 'adamw'?)"),
+        ("optim.scheduler=step", "config key 'optim.scheduler' must be one of cosine, constant; got 'step'"),
+        ("distill.features.level=blocks", "'distill.features.level' must be one of stage, block; got 'blocks'"),
+        ("distill.features.position=middle", "'distill.features.position' must be one of before, after"),
+        ("distill.features.transform=conv3", "'distill.features.transform' must be one of conv, none, norm"),
+        ("distill.features.distance=cosine", "'distill.features.distance' must be one of l2, l1, l2_normalized"),
+        ("distill.features.reduce=max", "'distill.features.reduce' must be one of sum, mean"),
+        ("distill.features.weights=[1, -1]", "'distill.features.weights' must be >= 0.0, got -1.0"),
+        ("model.neuron.backend=cuda", "'model.neuron.backend' must be one of auto, compiled, fused, reference"),
+        ("model.neuron.surrogate=triangel", "(did you mean 'triangle'?)"),
+        ("model.neuron.decay=1.5", "'model.neuron.decay' must be <= 1.0, got 1.5"),
+        ("model.neuron.threshold=0", "'model.neuron.threshold' must be > 0.0, got 0.0"),
+        ("model.stem=tiny", "'model.stem' must be one of cifar, imagenet; got 'tiny'"),
+        ("model.name=resnet91", "'model.name' must be one of"),
+        ("distill.teacher.name=vgg13", "'distill.teacher.name' must be one of"),
+        ("data.name=cifar11", "(did you mean 'cifar10'?)"),
+        ("data.batch_size=0", "'data.batch_size' must be >= 1, got 0"),
+        ("data.num_workers=-1", "'data.num_workers' must be >= 0, got -1"),
+        ("data.val_fraction=1", "'data.val_fraction' must be < 1.0, got 1.0"),
+        ("optim.lr=0", "'optim.lr' must be > 0.0, got 0.0"),
+        ("optim.epochs=0", "'optim.epochs' must be >= 1, got 0"),
+        ("optim.betas=[0.9, 1.5]", "'optim.betas': AdamW betas lie in [0, 1), got 1.5"),
+        ("distill.tau=0", "'distill.tau' must be > 0.0, got 0.0"),
+        ("distill.beta=-1", "'distill.beta' must be >= 0.0, got -1.0"),
+        ("distill.beta_schedule=[{epoch: -1, beta: 1}]", "'distill.beta_schedule[0].epoch' must be >= 0, got -1"),
+        ("nas.sampling=random", "'nas.sampling' must be one of uniform, sandwich; got 'random'"),
+        ("run.device=gpu", "'run.device': 'gpu' is not a device"),
+        ("run.checkpoint_every=5x", "'run.checkpoint_every': '5x' is not an interval"),
+        ("run.checkpoint_every=2.5", "'run.checkpoint_every': '2.5': a number of steps must be whole"),
+        ("run.log_interval=0", "'run.log_interval' must be >= 1, got 0"),
+    ],
+)
+def test_every_field_is_checked_when_the_config_loads(override, message):
+    import re
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("cifar10/resnet19_sakd", [override])
+
+
+@pytest.mark.parametrize("spec, expected", [("0", None), ("off", None), (500, ("steps", 500.0)),
+                                            ("500steps", ("steps", 500.0)), ("30min", ("min", 30.0)),
+                                            ("1.5m", ("min", 1.5))])
+def test_checkpoint_intervals(spec, expected):
+    from sakd.training.config import parse_interval
+
+    assert parse_interval(spec) == expected
+    assert load_config(None, [f"run.checkpoint_every={spec}"]).run.checkpoint_every == str(spec)
+
+
+def test_cli_errors_are_one_line_with_status_2_and_come_before_any_data(tmp_path, monkeypatch, capsys):
+    from sakd.cli import main
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data set was loaded before the config was checked")
+
+    monkeypatch.setattr("sakd.training.trainer.build_dataset", no_data)
+    for argv in (["train", "--config", "quickstart/snn", "model.timesteps=0", f"run.output_dir={tmp_path}"],
+                 ["train", "--config", "quickstart/snn", "run.amp=fp8"],
+                 ["train", "--config", "nope/none"],
+                 ["eval", str(tmp_path / "missing.pt")],
+                 ["compare", str(tmp_path)],
+                 ["nas", "search", str(tmp_path / "missing.pt")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"sakd {argv[0]}: error: ") and "Traceback" not in err
+    for argv in (["train", "--bogus"], ["frobnicate"], ["eval"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1 and "error:" in err, argv
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_config_built_in_python_is_checked_too(tmp_path):
+    from sakd.training import Trainer
+
+    cfg = load_config("quickstart/snn", [f"run.output_dir={tmp_path}"])
+    cfg.model.timesteps = 0
+    with pytest.raises(ConfigError, match="'model.timesteps' must be >= 1"):
+        Trainer(cfg)

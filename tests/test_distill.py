@@ -122,3 +122,15 @@ def test_per_tap_weights_scale_each_term(distance):
     assert torch.allclose(only_first, single) and torch.allclose(2 * halves, both)
     with pytest.raises(ConfigError, match="has 1 entries but there are 2 feature taps"):
         SAKDLoss([4, 4], [4, 4], feature_weights=[1.0], **kw)
+
+
+def test_feature_kd_reduce_mean_divides_the_sum_by_the_taps():
+    torch.manual_seed(0)
+    fs = [torch.rand(2, 3, 4, 5, 5) for _ in range(3)]
+    ft = [torch.randn(3, 4, 5, 5) for _ in range(3)]
+    args = (torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), None, fs, ft)
+    kw = dict(alpha=0, beta=1, gamma=0, transform="none")
+    total = SAKDLoss([4] * 3, [4] * 3, **kw)(*args).total
+    mean = SAKDLoss([4] * 3, [4] * 3, reduce="mean", **kw)(*args).total
+    by_hand = sum(F.mse_loss(a.mean(0), b) for a, b in zip(fs, ft))
+    assert torch.allclose(total, by_hand) and torch.allclose(mean, by_hand / 3)

@@ -52,17 +52,52 @@ def test_aedat2_decoder_round_trips_the_binary_layout(tmp_path):
     assert raw[:8] == (127 << 8).to_bytes(4, "big") + (0).to_bytes(4, "big")
 
 
-def test_frames_by_event_count_and_by_time_hand_computed():
+def test_aedat2_decoder_reads_a_fixed_byte_level_sample(tmp_path):
+    # Built by hand from the AEDAT 2.0 / DVS128 specification, not by the test writer above:
+    # '#' header lines, then per event a big-endian uint32 address and a big-endian uint32
+    # timestamp (us); address bit 0 = polarity, bits 1-7 = x, bits 8-14 = y.
+    sample = (
+        b"#!AER-DAT2.0\r\n# a comment line\r\n"
+        b"\x00\x00\x01\x01" b"\x00\x00\x00\x10"  # y=1,   x=0,   p=1, t=16
+        b"\x00\x00\x7f\xfe" b"\x00\x00\x00\x20"  # y=127, x=127, p=0, t=32
+        b"\x00\x00\x0a\x15" b"\x00\x00\x01\x00"  # y=10,  x=10,  p=1, t=256
+    )
+    (tmp_path / "s.aedat").write_bytes(sample)
+    ev = read_aedat2_cifar10dvs(tmp_path / "s.aedat")
+    # re-oriented as the SNN literature's loaders do: x' = 127 - y, y' = 127 - x, p' = 1 - p
+    assert ev["t"].tolist() == [16, 32, 256]
+    assert ev["x"].tolist() == [126, 0, 117]
+    assert ev["y"].tolist() == [127, 0, 117]
+    assert ev["p"].tolist() == [0, 1, 0]
+
+
+def test_frames_follow_spikingjellys_split_hand_computed():
+    # 7 events in 3 frames by count: N // F = 2 per frame, the remainder (3) in the last frame
+    t = np.array([0, 1, 2, 3, 4, 5, 60])
+    assert frame_index(t, 3, "number").tolist() == [0, 0, 1, 1, 2, 2, 2]
+    # by time: dt = (60 - 0) // 3 = 20 us; t < 20 -> 0, t >= 40 -> 2
+    assert frame_index(t, 3, "time").tolist() == [0, 0, 0, 0, 0, 0, 2]
+    assert frame_index(np.array([5, 9]), 4, "number").tolist() == [3, 3]  # N < F: all in the last
     ev = {"t": np.array([0, 1, 2, 3, 4, 100]), "x": np.array([0, 1, 0, 1, 2, 2]),
           "y": np.array([0, 0, 0, 0, 1, 1]), "p": np.array([1, 0, 1, 1, 0, 0])}
-    assert frame_index(ev["t"], 2, "number").tolist() == [0, 0, 0, 1, 1, 1]
-    assert frame_index(ev["t"], 2, "time").tolist() == [0, 0, 0, 0, 0, 1]  # 101 us in 2 bins
     f = events_to_frames(ev, 2, "number", height=2, width=3)
     assert f.shape == (2, 2, 2, 3)
     assert f[0, 1, 0, 0] == 2 and f[0, 0, 0, 1] == 1 and f[1, 1, 0, 1] == 1 and f[1, 0, 1, 2] == 2
     assert f.sum() == 6 and f[0].sum() == 3 and f[1].sum() == 3
-    g = events_to_frames(ev, 2, "time", height=2, width=3)
+    g = events_to_frames(ev, 2, "time", height=2, width=3)  # dt = 50: only t=100 is in frame 1
     assert g[0].sum() == 5 and g[1, 0, 1, 2] == 1
+
+
+def test_backward_timestamps_keep_every_event_and_warn_once(tmp_path):
+    t, x, y, p = [10, 20, 15, 30, 25, 40], [1, 2, 3, 4, 5, 6], [7, 7, 7, 7, 7, 7], [0, 1, 0, 1, 0, 1]
+    write_aedat2(tmp_path / "back.aedat", t, x, y, p)
+    with pytest.warns(RuntimeWarning, match="2 of 6 event timestamps step backwards") as seen:
+        ev = read_events(tmp_path / "back.aedat")
+    assert len(seen) == 1
+    assert ev["t"].tolist() == t and ev["x"].tolist() == x  # file order, nothing dropped
+    assert frame_index(ev["t"], 2, "number").tolist() == [0, 0, 0, 1, 1, 1]  # file order
+    assert frame_index(ev["t"], 2, "time").tolist() == [0, 0, 0, 1, 1, 1]  # dt = 15: t >= 25 -> 1
+    assert events_to_frames(ev, 2, "time", height=8, width=8).sum() == 6
 
 
 def test_dataset_shapes_split_counts_and_cache(tmp_path, monkeypatch):
@@ -86,6 +121,23 @@ def test_dataset_shapes_split_counts_and_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr("sakd.data.dvs_cifar10.read_events", no_decoding)
     assert torch.equal(data.train[0][0], x)
+
+
+def test_a_truncated_or_corrupt_frame_cache_is_rebuilt(tmp_path):
+    make_dataset(tmp_path, per_class=2, n=80)
+    data = build_dataset("dvs_cifar10", root=str(tmp_path), augment=False)
+    good = data.test[0][0]
+    cached = data.test.cache_path(data.test.items[0][0])
+    assert cached.parts[-4:-1] == ("v2", "T4-number-48px", "airplane")
+    for damage in (lambda b: b[: len(b) // 2], lambda b: b"not a numpy file"):
+        cached.write_bytes(damage(cached.read_bytes()))
+        with pytest.warns(RuntimeWarning, match="decoding the events again"):
+            again = data.test[0][0]
+        assert torch.equal(again, good)
+        assert torch.equal(torch.from_numpy(np.load(cached)), good)  # rewritten whole
+    np.save(cached, np.zeros((4, 2, 8, 8), dtype=np.float32))  # a cache of other settings
+    with pytest.warns(RuntimeWarning, match="expected float32"):
+        assert torch.equal(data.test[0][0], good)
 
 
 def test_resize_crop_and_time_first_batches(tmp_path):

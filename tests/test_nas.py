@@ -155,3 +155,52 @@ def test_plot_is_written_from_a_results_file(tmp_path):
 def test_nas_train_refuses_a_plain_model(tmp_path, nas_teacher):
     with pytest.raises(ConfigError, match="trains model.name=resnet_supernet"):
         SupernetTrainer(fast_config(tmp_path))
+
+
+def test_every_subnet_is_calibrated_on_the_same_unaugmented_batches(supernet_ckpt):
+    a = SubnetEvaluator(supernet_ckpt, calibration_batches=2, device="cpu", seed=0)
+    b = SubnetEvaluator(supernet_ckpt, calibration_batches=2, device="cpu", seed=0)
+    assert len(a.calibration) == 2
+    assert all(torch.equal(x, y) for x, y in zip(a.calibration, b.calibration, strict=True))
+    from sakd.data import build_dataset
+
+    plain = build_dataset("synthetic", root="data", augment=False, image_size=12).train
+    rows = {tuple(plain[i][0].flatten().tolist()) for i in range(len(plain))}
+    assert all(tuple(x.flatten().tolist()) in rows for x in a.calibration[0])  # no augmentation
+    arch = a.space.smallest()
+    assert a(arch)["top1"] == a(arch)["top1"] == b(arch)["top1"]  # no noise between evaluations
+
+
+def test_tpe_is_told_the_reference_subnet_first(tmp_path, supernet_ckpt, monkeypatch):
+    import optuna
+
+    told = []
+    real = optuna.study.Study.add_trial
+    monkeypatch.setattr(optuna.study.Study, "add_trial", lambda self, trial: told.append(trial.params) or real(self, trial))
+    search(supernet_ckpt, tmp_path / "tpe.jsonl", strategy="tpe", subnets=2)
+    ref = TINY_SPACE["reference"]
+    assert told[0] == {"channels1": ref["channels"][0], "depth1": ref["depths"][0],
+                       "channels2": ref["channels"][1], "depth2": ref["depths"][1]}
+
+
+def test_materialised_subnet_keeps_the_supernets_dtype():
+    net = create_model("resnet_supernet", spiking=True, num_classes=5, timesteps=2, space=TINY_SPACE).double()
+    sub = net.materialize(net.space.smallest())
+    assert {p.dtype for p in sub.state_dict().values() if p.is_floating_point()} == {torch.float64}
+
+
+def test_sandwich_step_sums_the_subnets_losses(tmp_path, nas_teacher):
+    trainer = SupernetTrainer(_supernet_config(tmp_path, nas_teacher, "nas.sampling=sandwich", "nas.sandwich_random=1"))
+    step, space = trainer.student_step, trainer.model.space
+    x, y = next(iter(trainer.train_loader))
+    with torch.no_grad():
+        t_logits = trainer.teacher(x)
+        t_feats = trainer.teacher_taps(x)[1]
+        archs = [space.largest(), space.smallest()]
+        step.archs = archs
+        total = step(x, y, t_logits, t_feats, 1.0)[0]
+        singles = []
+        for arch in archs:
+            step.archs = [arch]
+            singles.append(step(x, y, t_logits, t_feats, 1.0)[0])
+    assert torch.allclose(total, singles[0] + singles[1], rtol=1e-6)

@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import torch
 
@@ -199,3 +201,14 @@ def test_unknown_surrogate_is_a_clear_error():
 def test_lif_rejects_unbatched_input():
     with pytest.raises(ValueError, match=r"\[T, B, \.\.\.\]"):
         LIF()(torch.ones(3))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the notice only appears without CUDA")
+def test_cpu_machines_do_not_print_the_cuda_home_notice_but_keep_other_warnings(monkeypatch, caplog):
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("CUDA_HOME", "/usr/local")
+    with caplog.at_level(logging.WARNING, logger="torch.utils.cpp_extension"):
+        assert cpp_extension._find_cuda_home() == "/usr/local"  # the call that logs the notice
+        logging.getLogger("torch.utils.cpp_extension").warning("a real warning")
+    assert [r.getMessage() for r in caplog.records] == ["a real warning"]

@@ -141,7 +141,7 @@ def test_cli_eval_and_errors(tmp_path, teacher_ckpt, capsys):
     result = json.loads(out.read_text())
     assert result["top1"] > 60.0 and result["model"] == "resnet_tiny"
     assert main(["train", "--config", "quickstart/snn", "model.name=resnet91"]) == 2
-    assert "unknown model 'resnet91'" in capsys.readouterr().err
+    assert "'model.name' must be one of" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nope.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
@@ -181,3 +181,86 @@ def test_teacher_of_another_architecture_when_named(tmp_path):
     with pytest.raises(ConfigError, match="needs the same architecture"):
         Trainer(fast_config(tmp_path, f"distill.teacher.weights={teacher['run_dir']}/last.pt",
                             "distill.teacher.name=resnet19", *SAKD, "model.init=teacher", "data.options={image_size: 8}"))
+
+
+def test_validation_hold_out_selects_the_best_checkpoint_without_the_test_set(tmp_path, capsys):
+    from sakd.data.holdout import stratified_holdout
+
+    labels = torch.arange(200) % 10
+    train_idx, val_idx = stratified_holdout(labels.numpy(), 0.25)
+    assert sorted(train_idx + val_idx) == list(range(200)) and not set(train_idx) & set(val_idx)
+    assert torch.bincount(labels[val_idx]).tolist() == [5] * 10  # stratified
+    assert (train_idx, val_idx) == stratified_holdout(labels.numpy(), 0.25)  # fixed
+
+    summary = train(fast_config(tmp_path, "data.val_fraction=0.25", "optim.epochs=3", "model.spiking=false"))
+    run = Path(summary["run_dir"])
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all({"val/top1", "val/loss", "test/top1"} <= set(r) for r in records)
+    chosen = max(records, key=lambda r: r["val/top1"])
+    assert load_checkpoint(run / "best.pt")["epoch"] == chosen["epoch"]
+    assert summary["selected_top1"] == chosen["test/top1"] and summary["selected_epoch"] == chosen["epoch"]
+    assert summary["best_top1"] == max(r["test/top1"] for r in records)
+    assert summary["final_top1"] == records[-1]["test/top1"]
+    trainer = Trainer.resume(run)
+    assert len(trainer.train_loader.dataset) == 384 and len(trainer.eval_loaders["val"].dataset) == 128
+
+    assert main(["compare", str(run), "--json", str(tmp_path / "rows.json")]) == 0
+    row = json.loads((tmp_path / "rows.json").read_text())[0]
+    assert (row["best_top1"], row["final_top1"], row["selected_top1"]) == (
+        summary["best_top1"], summary["final_top1"], summary["selected_top1"])
+    assert "val-selected top-1" in capsys.readouterr().out
+    assert main(["eval", str(run / "best.pt"), "--json", str(tmp_path / "eval.json"), "--device", "cpu"]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["run"]["final_top1"] == summary["final_top1"] and result["run"]["selected_epoch"] == chosen["epoch"]
+
+
+def test_weight_decay_reaches_every_parameter_unless_told_otherwise(tmp_path):
+    trainer = Trainer(fast_config(tmp_path, "optim.weight_decay=0.001"))
+    (group,) = trainer.optimizer.param_groups
+    assert group["weight_decay"] == 0.001 and len(group["params"]) == len(list(trainer.model.parameters()))
+    trainer = Trainer(fast_config(tmp_path, "optim.weight_decay=0.001", "optim.decay_bn_and_bias=false"))
+    decayed, free = trainer.optimizer.param_groups
+    assert all(p.dim() > 1 for p in decayed["params"]) and free["weight_decay"] == 0.0
+    assert trainer.model.bn1.weight in free["params"] and trainer.model.fc.bias in free["params"]
+
+
+def test_a_checkpoint_that_cannot_be_written_is_a_clear_error_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from sakd.training import checkpoint as ckpt_io
+
+    trainer = Trainer(fast_config(tmp_path, "optim.epochs=2", "model.spiking=false"))
+    real_fsync, calls = os.fsync, {"n": 0}
+
+    def full_disk(fd):
+        calls["n"] += 1
+        if calls["n"] > 2:  # epoch 1 wrote last.pt and best.pt; epoch 2's last.pt finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(ckpt_io.os, "fsync", full_disk)
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*last.pt \(\[Errno 28\] No space left on "
+                                               r"device\); .*last.pt still holds the previous checkpoint"):
+        trainer.fit()
+    assert load_checkpoint(trainer.run_dir / "last.pt")["epoch"] == 1
+    assert not list(trainer.run_dir.glob(".*.tmp"))
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(ckpt_io.tempfile, "mkstemp", read_only)
+    with pytest.raises(CheckpointError, match=r"Permission denied\); no earlier new.pt exists"):
+        ckpt_io.atomic_save({"x": 1}, trainer.run_dir / "new.pt")
+
+
+def test_a_teacher_of_another_class_count_is_refused_before_training(tmp_path, teacher_ckpt):
+    with pytest.raises(ConfigError, match="the teacher has num_classes=10 but the data set synthetic gives 5"):
+        Trainer(fast_config(tmp_path, "data.options={num_classes: 5}", f"distill.teacher.weights={teacher_ckpt}", *SAKD))
+    bare = tmp_path / "imagenet_head.pt"
+    state = load_checkpoint(teacher_ckpt)["model"]
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, state["fc.weight"].shape[1]), torch.zeros(1000)
+    torch.save(state, bare)
+    with pytest.raises(CheckpointError, match=r"do not fit model resnet_tiny; shape mismatch: fc.weight: \(1000, 64\)"):
+        Trainer(fast_config(tmp_path, f"distill.teacher.weights={bare}", *SAKD))
+    assert not any(p.is_dir() for p in tmp_path.iterdir())  # no run folder was started

@@ -23,8 +23,15 @@ EPILOG = """examples:
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with errors on one line (status 2), like every other sakd error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sakd", description="Train spiking neural networks by distilling an ANN twin (SAKD).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -80,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except SakdError as exc:
+    except SakdError as exc:  # bad input (2), or a run stopped by a signal after its checkpoint (75)
+        print(f"sakd {args.command}: error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
+    except OSError as exc:  # a file the user named cannot be read or written
         print(f"sakd {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

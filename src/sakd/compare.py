@@ -12,6 +12,20 @@ from rich.table import Table
 from sakd.errors import SakdError
 
 
+def history_summary(records: list[dict]) -> dict:
+    """Best and final test top-1 of a run's epoch records and, when the run held out a validation
+    split, the test top-1 of the epoch that validation selects (model selection without the test set)."""
+    if not records:
+        return {"best_top1": None, "best_epoch": None, "final_top1": None, "final_epoch": None}
+    best, last = max(records, key=lambda r: r["test/top1"]), records[-1]
+    out = {"best_top1": best["test/top1"], "best_epoch": best["epoch"],
+           "final_top1": last["test/top1"], "final_epoch": last["epoch"]}
+    if "val/top1" in last:
+        chosen = max(records, key=lambda r: r["val/top1"])
+        out.update(selected_top1=chosen["test/top1"], selected_epoch=chosen["epoch"])
+    return out
+
+
 def summarise_run(run_dir: str | Path) -> dict:
     run = Path(run_dir).expanduser()
     metrics, config = run / "metrics.jsonl", run / "config.yaml"
@@ -21,29 +35,33 @@ def summarise_run(run_dir: str | Path) -> dict:
     cfg = yaml.safe_load(config.read_text())
     model, distill = cfg["model"], cfg["distill"]
     mode = "ANN" if not model["spiking"] else ("SAKD-SNN" if distill["teacher"]["weights"] else "SNN")
-    best = max(records, key=lambda r: r["test/top1"]) if records else {}
     last = records[-1] if records else {}
     return {
         "run": str(run), "model": model["name"], "data": cfg["data"]["name"], "mode": mode,
         "timesteps": model["timesteps"] if model["spiking"] else None,
         "epochs": last.get("epoch", 0), "planned_epochs": cfg["optim"]["epochs"],
-        "best_top1": best.get("test/top1"), "final_top1": last.get("test/top1"),
+        **history_summary(records),
         "final_top5": last.get("test/top5"), "firing_rate": last.get("test/firing_rate"),
     }
 
 
 def compare(run_dirs: list[str], console: Console | None = None) -> list[dict]:
     rows = [summarise_run(r) for r in run_dirs]
-    table = Table(title="runs")
-    for col in ("run", "data", "model", "mode", "T", "epochs", "best top-1", "final top-1", "top-5", "rate"):
+    selected = any("selected_top1" in r for r in rows)
+    table = Table(title="runs: test top-1 of the best epoch, of the last epoch"
+                  + (" and of the epoch the validation split selects" if selected else ""))
+    columns = ["run", "data", "model", "mode", "T", "epochs", "best top-1", "final top-1"]
+    columns += ["val-selected top-1"] if selected else []
+    for col in columns + ["final top-5", "rate"]:
         table.add_column(col, justify="left" if col in ("run", "data", "model", "mode") else "right")
 
     def fmt(v, spec=".2f"):
         return "-" if v is None else format(v, spec)
 
     for r in rows:
-        table.add_row(Path(r["run"]).name, r["data"], r["model"], r["mode"], fmt(r["timesteps"], "d"),
-                      f"{r['epochs']}/{r['planned_epochs']}", fmt(r["best_top1"]), fmt(r["final_top1"]),
-                      fmt(r["final_top5"]), fmt(r["firing_rate"], ".3f"))
+        cells = [Path(r["run"]).name, r["data"], r["model"], r["mode"], fmt(r["timesteps"], "d"),
+                 f"{r['epochs']}/{r['planned_epochs']}", fmt(r["best_top1"]), fmt(r["final_top1"])]
+        cells += [fmt(r.get("selected_top1"))] if selected else []
+        table.add_row(*cells, fmt(r["final_top5"]), fmt(r["firing_rate"], ".3f"))
     (console or Console()).print(table)
     return rows

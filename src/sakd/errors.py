@@ -19,3 +19,10 @@ class CheckpointError(SakdError):
 
 class TrainingDivergedError(SakdError, FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Preempted(SakdError):
+    """A stop signal (SIGTERM/SIGUSR1) ended training after its step and a checkpoint; ``sakd
+    train --resume`` continues exactly there. Exit status 75 (EX_TEMPFAIL: try again)."""
+
+    exit_code = 75

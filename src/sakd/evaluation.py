@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
 
+from sakd.compare import history_summary
 from sakd.data import build_dataset
 from sakd.errors import ConfigError
 from sakd.training import checkpoint as ckpt_io
@@ -36,7 +37,8 @@ def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = 
     result = evaluate(place(model, dev, cfg.run.channels_last), loader, dev, resolve_amp(cfg.run.amp, dev))
     return {"checkpoint": state["path"], "model": state["arch"]["name"], "spiking": state["arch"]["spiking"],
             "timesteps": state["arch"]["timesteps"] if state["arch"]["spiking"] else None,
-            "data": cfg.data.name, "epoch": state["epoch"], **result}
+            "data": cfg.data.name, "epoch": state["epoch"], **result,
+            "run": history_summary(state.get("history", []))}
 
 
 def print_report(result: dict, console: Console | None = None) -> None:
@@ -45,6 +47,13 @@ def print_report(result: dict, console: Console | None = None) -> None:
     console.print(f"{result['checkpoint']}: {result['model']} ({kind}), epoch {result['epoch']}, "
                   f"{result['data']} test split, {result['samples']} samples")
     console.print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}")
+    run = result["run"]
+    if run["final_top1"] is not None:
+        line = (f"its run: best test top-1 {run['best_top1']:.2f}% (epoch {run['best_epoch']}), "
+                f"final {run['final_top1']:.2f}% (epoch {run['final_epoch']})")
+        if "selected_top1" in run:
+            line += f", validation selects epoch {run['selected_epoch']}: {run['selected_top1']:.2f}%"
+        console.print(line)
     if "firing_rate" in result:
         console.print(f"mean firing rate {result['firing_rate']:.4f}")
         table = Table("layer", "firing rate")

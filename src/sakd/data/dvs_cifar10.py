@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from sakd.errors import ConfigError, DatasetNotFoundError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SENSOR = 128
+CACHE_VERSION = 2  # 2: SpikingJelly's frame split (remainder in the last frame)
 
 
 def _number(path: Path) -> tuple:
@@ -85,7 +87,9 @@ class EventFrames(Dataset):
     def load_frames(self, path: Path) -> torch.Tensor:
         cached = self.cache_path(path)
         if cached.is_file():
-            return torch.from_numpy(np.load(cached))
+            frames = self._read_cache(cached)
+            if frames is not None:
+                return frames
         frames = torch.from_numpy(events_to_frames(read_events(path), self.frames, self.split_by, SENSOR, SENSOR))
         if self.image_size != SENSOR:
             frames = F.interpolate(frames, size=(self.image_size, self.image_size), mode="bilinear",
@@ -96,6 +100,20 @@ class EventFrames(Dataset):
             np.save(f, frames.numpy())
         os.replace(tmp, cached)
         return frames
+
+    def _read_cache(self, cached: Path) -> torch.Tensor | None:
+        """The cached frames, or None (and a warning) if the file is truncated, corrupt or of
+        another shape: the caller decodes the events again and rewrites it."""
+        expected = (self.frames, 2, self.image_size, self.image_size)
+        try:
+            array = np.load(cached, allow_pickle=False)
+            if array.shape == expected and array.dtype == np.float32 and np.isfinite(array).all():
+                return torch.from_numpy(array)
+            problem = f"holds {array.dtype} {array.shape}, expected float32 {expected}"
+        except (OSError, ValueError, EOFError) as exc:
+            problem = f"is unreadable ({exc})"
+        warnings.warn(f"frame cache {cached} {problem}; decoding the events again", RuntimeWarning, stacklevel=3)
+        return None
 
     def __getitem__(self, i):
         path, label = self.items[i]
@@ -119,7 +137,8 @@ def dvs_cifar10(root: str, download: bool = False, augment: bool = True, frames:
         raise ConfigError(f"data.options.frames must be at least 1, got {frames}")
     base = Path(root).expanduser()
     train_items, test_items = split_files(discover(base))
-    cache = Path(cache_dir).expanduser() if cache_dir else base / ".sakd_frames" / f"T{frames}-{split_by}-{image_size}px"
+    cache = (Path(cache_dir).expanduser() if cache_dir
+             else base / ".sakd_frames" / f"v{CACHE_VERSION}" / f"T{frames}-{split_by}-{image_size}px")
     crop = v2.RandomCrop(image_size, padding=crop_padding) if augment and crop_padding else None
     common = dict(root=base, cache_dir=cache, frames=frames, split_by=split_by, image_size=image_size)
     return DataBundle(

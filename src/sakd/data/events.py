@@ -13,12 +13,22 @@ Readers:
 * :func:`read_event_array`: pre-converted ``.npz`` (keys t, x, y, p, as SpikingJelly writes) or
   ``.npy`` structured arrays with fields t, x, y, p (as tonic uses).
 
+Real recordings can hold timestamps that step backwards. Like SpikingJelly and tonic, the readers
+keep every event in file order (and warn once per file); splitting by event count uses that
+order, splitting by time uses the timestamps themselves. Only a file that is not a whole number
+of events (truncated) is an error.
+
+Frames follow SpikingJelly's ``integrate_events_by_fixed_frames_number`` exactly: by ``number``,
+each of the first ``F - 1`` frames takes ``N // F`` consecutive events and the last frame the rest;
+by ``time``, frames span ``(t_max - t_min) // F`` microseconds each, the last one up to ``t_max``.
+
 No library reads the original AEDAT 2.0 release without a network and heavy extras (tonic reads
 only the AEDAT 4 re-release; SpikingJelly needs torchaudio), hence this small decoder.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +65,7 @@ def read_aedat2_cifar10dvs(path: str | Path, size: int = 128) -> dict[str, np.nd
     x = (address & 0xFE) >> 1
     y = (address & 0x7F00) >> 8
     p = address & 0x1
-    if len(t) and (np.diff(t.astype(np.int64)) < 0).any():
-        raise EventFileError(f"{path}: timestamps go backwards (not an AEDAT 2.0 CIFAR10-DVS file?)")
+    warn_if_unordered(path, t)
     return {
         "t": t.astype(np.int64),
         "x": (size - 1 - y).astype(np.int64),
@@ -83,7 +92,17 @@ def read_event_array(path: str | Path) -> dict[str, np.ndarray]:
     events = {f: np.asarray(get(f)).astype(np.int64).ravel() for f in FIELDS}
     if len({len(v) for v in events.values()}) != 1:
         raise EventFileError(f"{path}: fields t, x, y, p have different lengths")
+    warn_if_unordered(path, events["t"])
     return events
+
+
+def warn_if_unordered(path: Path, t: np.ndarray) -> None:
+    """Warn (once per file) that some timestamps step backwards; the events are kept as they are."""
+    back = int((np.diff(t.astype(np.int64)) < 0).sum()) if len(t) > 1 else 0
+    if back:
+        warnings.warn(f"{path}: {back} of {len(t)} event timestamps step backwards; keeping every event "
+                      "(split_by=number follows the file's order, split_by=time the timestamps)",
+                      RuntimeWarning, stacklevel=3)
 
 
 READERS = {".aedat": read_aedat2_cifar10dvs, ".npz": read_event_array, ".npy": read_event_array}
@@ -97,19 +116,26 @@ def read_events(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def frame_index(t: np.ndarray, frames: int, split_by: str) -> np.ndarray:
-    """The frame (0..frames-1) of every event.
+    """The frame (0..frames-1) of every event, as SpikingJelly integrates fixed frame numbers.
 
-    * ``"number"``: equal event counts: event ``i`` of ``N`` goes to frame ``floor(i * frames / N)``.
-    * ``"time"``: equal durations: frame ``floor((t - t_0) * frames / (t_last - t_0 + 1))``.
+    * ``"number"``: event ``i`` (in file order) of ``N`` goes to frame ``min(i // (N // F), F - 1)``:
+      ``N // F`` events per frame, the remainder in the last (all of them there when ``N < F``).
+    * ``"time"``: with ``dt = (t_max - t_min) // F``, frame ``min((t - t_min) // dt, F - 1)``; a
+      stream shorter than ``F`` microseconds (``dt = 0``, where SpikingJelly fails) uses ``dt = 1``.
     """
     n = len(t)
     if split_by == "number":
-        return (np.arange(n, dtype=np.int64) * frames) // max(n, 1)
+        per_frame = n // frames
+        if per_frame == 0:
+            return np.full(n, frames - 1, dtype=np.int64)
+        return np.minimum(np.arange(n, dtype=np.int64) // per_frame, frames - 1)
     if split_by == "time":
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        t0, span = t[0], int(t[-1] - t[0]) + 1
-        return ((t - t0) * frames) // span
+        t = t.astype(np.int64)
+        t0 = t.min()
+        dt = max(int(t.max() - t0) // frames, 1)
+        return np.minimum((t - t0) // dt, frames - 1)
     raise ValueError(f"unknown split_by {split_by!r}; choose one of {SPLITS}")
 
 

@@ -20,22 +20,29 @@ the same way, so an ANN teacher and an SNN student read the same ``[T, B, C, H, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-from sakd.neurons import LIF
+from sakd.fields import limited
+from sakd.neurons import LIF, SURROGATES
+
+
+def _surrogates() -> list[str]:
+    return sorted(SURROGATES)
 
 
 @dataclass(frozen=True)
 class NeuronSpec:
     """LIF settings shared by all neurons of a spiking model."""
 
-    decay: float = 0.5
-    threshold: float = 1.0
-    surrogate: str = "triangle"
+    decay: float = limited(0.5, ge=0.0, le=1.0)
+    threshold: float = limited(1.0, gt=0.0)
+    surrogate: str = limited("triangle", choices=_surrogates)
     detach_reset: bool = False
-    backend: str = "auto"  # auto | compiled (torch.compile kernels) | fused (eager) | reference (autograd loop)
+    # compiled (torch.compile kernels) | fused (eager) | reference (autograd loop) | auto (compiled where it builds)
+    backend: Literal["auto", "compiled", "fused", "reference"] = "auto"
 
 
 class SpikeActivation(nn.Module):
@@ -135,10 +142,6 @@ class TwinModel(nn.Module):
     def tap_points(self, level: str = "stage") -> list[TapPoint]:  # pragma: no cover - abstract
         """Feature positions: the end of each ``"stage"`` or each ``"block"``."""
         raise NotImplementedError
-
-    def spiking_layers(self) -> dict[str, LIF]:
-        """Every LIF layer by its module name (empty for an ANN)."""
-        return {n: m for n, m in self.named_modules() if isinstance(m, LIF)}
 
 
 def init_weights(model: nn.Module) -> None:

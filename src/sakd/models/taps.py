@@ -35,10 +35,6 @@ class FeatureExtractor(nn.Module):
     def channels(self) -> list[int]:
         return [p.channels for p in self.points]
 
-    @property
-    def names(self) -> list[str]:
-        return [p.name for p in self.points]
-
     def _hook(self, module, inputs, output):
         if self._store is not None:
             self._store.append(inputs[0] if self.position == "before" else output)

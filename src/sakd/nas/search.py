@@ -2,7 +2,8 @@
 
 Each evaluated subnet is materialised as a standalone model (weights sliced from the supernet),
 its BatchNorm statistics are re-estimated on ``calibration_batches`` training batches, and it is
-evaluated on the test split. Every result goes to a JSONL file as soon as it exists, so a search
+evaluated on the test split. The calibration batches are drawn once, without augmentation, and
+every subnet is calibrated on the very same images, so subnets differ only by their weights. Every result goes to a JSONL file as soon as it exists, so a search
 that stops resumes without evaluating anything twice. The space's reference architecture (the
 teacher's own, the paper's red line) is always evaluated first.
 
@@ -12,6 +13,7 @@ Estimator over the per-stage choices, the Bayesian search of the paper).
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
@@ -35,17 +37,15 @@ STRATEGIES = ("tpe", "random")
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, loader, batches: int, device) -> None:
-    """Replace every BatchNorm's running statistics by their average over ``batches`` batches."""
+def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor], device) -> None:
+    """Replace every BatchNorm's running statistics by their average over ``batches``."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
     model.train()
-    for i, (x, _) in enumerate(loader):
-        if i == batches:
-            break
+    for x in batches:
         model(x.to(device))
     for m, momentum in zip(bns, saved):
         m.momentum = momentum
@@ -82,16 +82,16 @@ class SubnetEvaluator:
         self.supernet.to(self.device)
         self.space = self.supernet.space
         d = self.cfg.data
-        data = build_dataset(d.name, root=d.root, download=d.download, augment=d.augment, **d.options)
+        data = build_dataset(d.name, root=d.root, download=d.download, augment=False, **d.options)
         common = dict(batch_size=d.eval_batch_size or d.batch_size, num_workers=d.num_workers, collate_fn=data.collate_fn)
-        self.calibration = DataLoader(data.train, shuffle=True, generator=torch.Generator().manual_seed(seed), **common)
+        order = DataLoader(data.train, shuffle=True, generator=torch.Generator().manual_seed(seed), **common)
+        self.calibration = [x for x, _ in itertools.islice(order, calibration_batches)]
         self.test = DataLoader(data.test, **common)
-        self.batches = calibration_batches
 
     def __call__(self, arch: Arch) -> dict:
         start = time.perf_counter()
         model = self.supernet.materialize(arch)
-        recalibrate_batchnorm(model, self.calibration, self.batches, self.device)
+        recalibrate_batchnorm(model, self.calibration, self.device)
         result = evaluate(model, self.test, self.device)
         return {
             **arch.to_dict(), "top1": result["top1"], "top5": result["top5"],
@@ -128,12 +128,13 @@ def search(checkpoint: str, results: str | Path | None = None, *, strategy: str 
         done[_key(arch)] = row
         return row
 
-    proposals = _proposals(strategy, space, seed, done)
+    proposals, tell_reference = _proposals(strategy, space, seed, done)
     with Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[info]}"), console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("", total=target, completed=min(len(done), target), info="")
         if space.reference is not None and _key(space.reference) not in done:
-            record(space.reference)
+            reference = record(space.reference)
+            tell_reference(reference)
         while len(done) < target:
             arch, tell = next(proposals)
             row = done.get(_key(arch)) or record(arch)
@@ -143,13 +144,17 @@ def search(checkpoint: str, results: str | Path | None = None, *, strategy: str 
 
 
 def _proposals(strategy: str, space, seed: int, done: dict):
-    """Yield ``(arch, tell)``: the next subnet to look at and how to report its accuracy."""
+    """A generator of ``(arch, tell)`` (the next subnet to look at and how to report its accuracy),
+    and ``tell_result(row)``, which hands the sampler a result it did not propose (the reference)."""
     if strategy == "random":
-        rng = random.Random(seed)
-        while True:
-            arch = space.sample(rng)
-            if _key(arch) not in done:
-                yield arch, lambda value: None
+        def random_archs():
+            rng = random.Random(seed)
+            while True:
+                arch = space.sample(rng)
+                if _key(arch) not in done:
+                    yield arch, lambda value: None
+
+        return random_archs(), lambda row: None
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -158,16 +163,24 @@ def _proposals(strategy: str, space, seed: int, done: dict):
     for i, (chs, deps) in enumerate(zip(space.channels, space.depths)):
         dists[f"channels{i + 1}"] = optuna.distributions.CategoricalDistribution(chs)
         dists[f"depth{i + 1}"] = optuna.distributions.CategoricalDistribution(deps)
-    for row in done.values():  # what earlier runs found informs the sampler
+
+    def tell_result(row: dict) -> None:
         params = {f"channels{i + 1}": c for i, c in enumerate(row["channels"])}
         params.update({f"depth{i + 1}": d for i, d in enumerate(row["depths"])})
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=row["top1"]))
-    while True:
-        trial = study.ask(dists)
-        n = space.num_stages
-        arch = Arch(tuple(trial.params[f"channels{i + 1}"] for i in range(n)),
-                    tuple(trial.params[f"depth{i + 1}"] for i in range(n)))
-        yield arch, lambda value, trial=trial: study.tell(trial, value)
+
+    for row in done.values():  # what earlier runs found informs the sampler
+        tell_result(row)
+
+    def tpe_archs():
+        while True:
+            trial = study.ask(dists)
+            n = space.num_stages
+            arch = Arch(tuple(trial.params[f"channels{i + 1}"] for i in range(n)),
+                        tuple(trial.params[f"depth{i + 1}"] for i in range(n)))
+            yield arch, lambda value, trial=trial: study.tell(trial, value)
+
+    return tpe_archs(), tell_result
 
 
 def summarise(rows: list[dict], path: Path) -> dict:

@@ -113,13 +113,9 @@ class SuperResNet(TwinModel):
         for name, target in model.state_dict().items():
             value = source[name]
             sliced[name] = value[tuple(slice(0, n) for n in target.shape)].clone() if target.dim() else value.clone()
+        model = model.to(device=self.conv1.weight.device, dtype=self.conv1.weight.dtype)
         model.load_state_dict(sliced, strict=True)
-        return model.to(self.conv1.weight.device)
-
-
-def arch_options(arch: Arch, space: SearchSpace) -> dict:
-    """``model.options`` of the standalone ``resnet_custom`` for a subnet."""
-    return {"depths": list(arch.depths), "widths": list(arch.channels), "stem_width": space.stem_width}
+        return model
 
 
 register_model(

@@ -3,7 +3,8 @@ fixed ANN teacher, all subnets sharing one set of weights.
 
 ``nas.sampling=uniform`` draws one subnet per step uniformly from the space (the paper's random
 sampling); ``sandwich`` trains the largest, the smallest and ``nas.sandwich_random`` random
-subnets on each batch and averages their losses (BigNAS). Subnets are drawn from a generator
+subnets on each batch and sums their losses, so each subnet's gradient enters at full weight, as
+BigNAS accumulates them (the logged loss terms are the subnets' mean). Subnets are drawn from a generator
 seeded by (seed, epoch, step), so every process of a distributed run, and a resumed run, draws the
 same ones. The test accuracy logged each epoch is the largest subnet's.
 """
@@ -17,20 +18,19 @@ from torch import nn
 from sakd.errors import ConfigError
 from sakd.training.trainer import StudentStep, Trainer
 
-SAMPLINGS = ("uniform", "sandwich")
-
-
 class SupernetStep(StudentStep):
-    """The student step over a list of subnets, their losses averaged."""
+    """The student step over a list of subnets (``archs``, set before each step), their losses summed."""
 
-    archs: list = []
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.archs: list = []
 
     def forward(self, x, y, t_logits, t_feats, beta: float):
         total, terms, first_logits = 0.0, {}, None
         for arch in self.archs:
             self.model.use(arch)
             loss, t, logits = super().forward(x, y, t_logits, t_feats, beta)
-            total = total + loss / len(self.archs)
+            total = total + loss
             for k, v in t.items():
                 terms[k] = terms.get(k, 0.0) + v / len(self.archs)
             first_logits = logits if first_logits is None else first_logits
@@ -41,8 +41,6 @@ class SupernetTrainer(Trainer):
     def __init__(self, config, **kwargs):
         if config.model.name != "resnet_supernet":
             raise ConfigError(f"sakd nas train trains model.name=resnet_supernet, not {config.model.name!r}")
-        if config.nas.sampling not in SAMPLINGS:
-            raise ConfigError(f"unknown nas.sampling {config.nas.sampling!r}; choose one of {SAMPLINGS}")
         if config.model.init:
             raise ConfigError("the supernet starts from scratch; model.init must be null")
         super().__init__(config, **kwargs)
@@ -63,9 +61,9 @@ class SupernetTrainer(Trainer):
     def on_step(self, epoch: int, step: int) -> None:
         self.student_step.archs = self.subnets_for(epoch, step)
 
-    def evaluate_test(self) -> dict:
+    def evaluate_splits(self) -> dict:
         self.model.use(self.model.space.largest())
-        return super().evaluate_test()
+        return super().evaluate_splits()
 
 
 def train_supernet(config) -> dict:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import shutil
 import types
 import warnings
@@ -98,6 +99,14 @@ def compiler_available(device_type: str) -> bool:
         return any(shutil.which(cc) for cc in ("g++", "c++", "clang++"))
     return False
 
+
+def _not_the_cuda_home_notice(record: logging.LogRecord) -> bool:
+    """Building CPU kernels makes torch look for a CUDA toolkit and, on a machine without a GPU,
+    log "No CUDA runtime is found, using CUDA_HOME=..." on every run: noise for a CPU kernel."""
+    return not record.getMessage().startswith("No CUDA runtime is found")
+
+
+logging.getLogger("torch.utils.cpp_extension").addFilter(_not_the_cuda_home_notice)
 
 # N is dynamic, so Inductor cannot size the CPU thread split from the shape it first saw (a small
 # first layer would leave every later, large one single-threaded): let OpenMP split at run time.

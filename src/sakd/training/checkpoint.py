@@ -24,18 +24,29 @@ VERSION = 1
 
 
 def atomic_save(obj, path: Path) -> None:
-    """Write to a temporary file in the same folder, flush to disk, then rename over ``path``."""
+    """Write to a temporary file in the same folder, flush to disk, then rename over ``path``.
+
+    A full or read-only disk is a :class:`CheckpointError` that says so; ``path`` keeps the
+    previous checkpoint, whole, and no temporary file is left behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        kept = f"{path} still holds the previous checkpoint" if path.exists() else f"no earlier {path.name} exists"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"cannot write checkpoint {path} ({reason}); {kept}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -9,25 +9,76 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import yaml
 
 from sakd.errors import ConfigError
+from sakd.fields import check_field, limited, one_of
 from sakd.models.base import NeuronSpec
+
+
+def _models() -> list[str]:
+    from sakd.models import list_models
+
+    return list(list_models())
+
+
+def _datasets() -> list[str]:
+    from sakd.data import list_datasets
+
+    return list_datasets()
+
+
+def _transforms() -> list[str]:
+    from sakd.distill import TRANSFORMS
+
+    return list(TRANSFORMS)
+
+
+def _distances() -> list[str]:
+    from sakd.distill import DISTANCES
+
+    return list(DISTANCES)
+
+
+def _device(spec: str) -> None:
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", spec):
+        raise ConfigError(f"{spec!r} is not a device; use auto, cpu, cuda or cuda:N")
+
+
+def _pair(betas) -> None:
+    if not 0.0 <= betas < 1.0:
+        raise ConfigError(f"AdamW betas lie in [0, 1), got {betas}")
+
+
+def parse_interval(spec: str | int | None) -> tuple[str, float] | None:
+    """``run.checkpoint_every``: ``0``/``off`` (epoch ends only), ``N`` or ``Nsteps`` (every N
+    optimiser steps) or ``Nmin`` (every N minutes of training). Returns ``(unit, amount)``."""
+    text = str(spec if spec is not None else "0").strip().lower()
+    if text in ("0", "off", "none", "epoch", ""):
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(steps?|min|m|minutes?)?", text)
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError(f"{spec!r} is not an interval; use 0 (epoch ends only), N steps (e.g. 500) or N minutes (e.g. 30min)")
+    unit = "min" if (m.group(2) or "steps").startswith("m") else "steps"
+    if unit == "steps" and not float(m.group(1)).is_integer():
+        raise ConfigError(f"{spec!r}: a number of steps must be whole")
+    return unit, float(m.group(1))
 
 
 @dataclass
 class ModelConfig:
-    name: str = "resnet19"
+    name: str = limited("resnet19", choices=_models)
     spiking: bool = True
-    timesteps: int = 4
-    stem: str = "cifar"
+    timesteps: int = limited(4, ge=1)
+    stem: Literal["cifar", "imagenet"] = "cifar"
     neuron: NeuronSpec = field(default_factory=NeuronSpec)
     init: str | None = None  # None, "teacher" (copy the teacher's weights) or a weight source
     options: dict = field(default_factory=dict)  # parametric models, e.g. resnet_custom's depths/widths
@@ -35,29 +86,35 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "cifar10"
+    name: str = limited("cifar10", choices=_datasets)
     root: str = "data"
     download: bool = False
     augment: bool = True
-    batch_size: int = 128  # the global batch of one optimiser step, over all processes
-    eval_batch_size: int | None = None
-    num_workers: int = 4
+    batch_size: int = limited(128, ge=1)  # the global batch of one optimiser step, over all processes
+    eval_batch_size: int | None = limited(None, ge=1)
+    num_workers: int = limited(4, ge=0)
+    # a fixed, stratified hold-out of the training set that selects the best checkpoint (0: none,
+    # and best.pt is then chosen on the test set, as the official SAKD code does)
+    val_fraction: float = limited(0.0, ge=0.0, lt=1.0)
     options: dict = field(default_factory=dict)  # data-set specific, e.g. digits' image_size
 
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | adamw
-    lr: float = 0.1
-    momentum: float = 0.9
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = limited(0.1, gt=0.0)
+    momentum: float = limited(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
-    weight_decay: float = 5e-4
-    betas: list = field(default_factory=lambda: [0.9, 0.999])
-    epochs: int = 200
-    warmup_epochs: float = 0.0
-    scheduler: str = "cosine"  # cosine | constant
-    min_lr: float = 0.0
-    accumulate_steps: int = 1  # micro-batches per optimiser step (data.batch_size is the global batch)
+    weight_decay: float = limited(5e-4, ge=0.0)
+    # decay BatchNorm weights and biases too (true: every parameter, as the official SAKD code
+    # does); false decays only conv/linear weights (a common practice elsewhere)
+    decay_bn_and_bias: bool = True
+    betas: list[float] = limited(default_factory=lambda: [0.9, 0.999], check=lambda b: _pair(b))
+    epochs: int = limited(200, ge=1)
+    warmup_epochs: float = limited(0.0, ge=0.0)
+    scheduler: Literal["cosine", "constant"] = "cosine"
+    min_lr: float = limited(0.0, ge=0.0)
+    accumulate_steps: int = limited(1, ge=1)  # micro-batches per optimiser step (data.batch_size is the global batch)
 
 
 @dataclass
@@ -65,31 +122,34 @@ class TeacherConfig:
     # a weight source (see sakd.models.weights): a sakd checkpoint, a torchvision/timm state-dict
     # file, torchvision:NAME or timm:NAME; None = no distillation
     weights: str | None = None
-    name: str | None = None  # the teacher's architecture; None = the student's own
+    name: str | None = limited(None, choices=_models)  # the teacher's architecture; None = the student's own
 
 
 @dataclass
 class FeaturesConfig:
-    level: str = "stage"  # stage | block
-    position: str = "after"  # before | after the spike (ReLU for the teacher)
-    transform: str = "conv"  # conv | none | norm
-    distance: str = "l2"  # l2 | l1 | l2_normalized
-    weights: list[float] = field(default_factory=list)  # per tap; empty = 1 for every tap
+    level: Literal["stage", "block"] = "stage"
+    position: Literal["before", "after"] = "after"  # before | after the spike (ReLU for the teacher)
+    transform: str = limited("conv", choices=_transforms)
+    distance: str = limited("l2", choices=_distances)
+    weights: list[float] = limited(default_factory=list, ge=0.0)  # per tap; empty = 1 for every tap
+    # how the taps' distances combine: sum (the paper's eq. 9 over taps and the official code) or
+    # mean (the same β for 4 stage taps and for 33-50 block taps of ResNet-101/152)
+    reduce: Literal["sum", "mean"] = "sum"
 
 
 @dataclass
 class BetaStep:
-    epoch: int = 0
-    beta: float = 0.0
+    epoch: int = limited(0, ge=0)
+    beta: float = limited(0.0, ge=0.0)
 
 
 @dataclass
 class DistillConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    alpha: float = 1.0
-    beta: float = 0.0
-    gamma: float = 0.0
-    tau: float = 1.0
+    alpha: float = limited(1.0, ge=0.0)
+    beta: float = limited(0.0, ge=0.0)
+    gamma: float = limited(0.0, ge=0.0)
+    tau: float = limited(1.0, gt=0.0)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     beta_schedule: list[BetaStep] = field(default_factory=list)  # from `epoch` on, β = `beta`
 
@@ -106,11 +166,11 @@ class DistillConfig:
 class NasConfig:
     """The architecture study (``sakd nas``); ignored by ``sakd train``."""
 
-    sampling: str = "uniform"  # supernet training: uniform (one random subnet per step) | sandwich
-    sandwich_random: int = 2  # sandwich rule: largest + smallest + this many random subnets per step
-    strategy: str = "tpe"  # search: tpe (optuna's Bayesian TPE) | random
-    subnets: int = 300  # subnets to evaluate
-    calibration_batches: int = 10  # training batches to re-estimate a subnet's BatchNorm statistics
+    sampling: Literal["uniform", "sandwich"] = "uniform"  # one random subnet per step | largest+smallest+random
+    sandwich_random: int = limited(2, ge=0)  # sandwich rule: largest + smallest + this many random subnets per step
+    strategy: Literal["tpe", "random"] = "tpe"  # search: optuna's Bayesian TPE | uniform random
+    subnets: int = limited(300, ge=1)  # subnets to evaluate
+    calibration_batches: int = limited(10, ge=1)  # fixed training batches that re-estimate a subnet's BatchNorm
     seed: int = 0
 
 
@@ -119,13 +179,15 @@ class RunConfig:
     name: str | None = None  # run folder under output_dir; None = derived from the config
     output_dir: str = "runs"
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 on capable GPUs, else off) | off | bf16 | fp16
+    device: str = limited("auto", check=_device)  # auto | cpu | cuda | cuda:N
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on capable GPUs, else off
     channels_last: bool = True  # NHWC weights and activations (faster convolutions on CPU and GPU)
-    log_interval: int = 20
+    log_interval: int = limited(20, ge=1)
     progress: bool = True
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only)
-    dist_backend: str = "auto"  # torchrun process group: auto (nccl on GPU, gloo on CPU) | nccl | gloo
+    dist_backend: Literal["auto", "nccl", "gloo"] = "auto"  # torchrun process group (auto: nccl on GPU, gloo on CPU)
+    # checkpoints inside an epoch as well: 0 (epoch ends only), N steps (e.g. 500) or N minutes (30min)
+    checkpoint_every: str = limited("0", check=lambda spec: parse_interval(spec))
 
 
 @dataclass
@@ -157,6 +219,11 @@ def _is_dataclass_type(tp) -> bool:
 
 def _coerce(value: Any, tp, key: str):
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise one_of(key, value, allowed)
+        return value
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
@@ -211,11 +278,14 @@ def _unknown_key(cls, key: str, prefix: str) -> ConfigError:
 
 def _from_dict(cls, data: dict, prefix: str = ""):
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    for key in data:
-        if key not in names:
+    known = {f.name: f for f in fields(cls)}
+    values = {}
+    for key, value in data.items():
+        if key not in known:
             raise _unknown_key(cls, key, prefix)
-    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in data.items()})
+        values[key] = _coerce(value, hints[key], prefix + key)
+        check_field(values[key], known[key].metadata, prefix + key)
+    return cls(**values)
 
 
 def config_from_dict(data: dict) -> Config:

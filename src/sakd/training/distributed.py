@@ -76,10 +76,14 @@ def micro_batch_size(global_batch: int, world_size: int, accumulate: int) -> int
     return global_batch // parts
 
 
-class GlobalBatchSampler(Sampler[list[int]]):
+class GlobalBatchSampler(Sampler[list[tuple[int, int]]]):
     """This process's micro-batches of each global batch, in a per-epoch order seeded by
     ``(seed, epoch)`` (so a resumed run replays the same batches). The last incomplete global
-    batch is dropped (BatchNorm cannot train on a batch of one)."""
+    batch is dropped (BatchNorm cannot train on a batch of one).
+
+    Each item is an ``(epoch, index)`` key for :class:`~sakd.data.seeded.SeededSamples`, so every
+    sample's augmentation is drawn from ``(seed, epoch, index)`` wherever it is loaded.
+    ``set_epoch(epoch, start_step)`` begins an epoch at an optimiser step (a mid-epoch resume)."""
 
     def __init__(self, size: int, global_batch: int, seed: int, ctx: DistContext, accumulate: int = 1):
         self.size, self.global_batch, self.seed = size, global_batch, seed
@@ -87,10 +91,10 @@ class GlobalBatchSampler(Sampler[list[int]]):
         self.micro = micro_batch_size(global_batch, ctx.world_size, accumulate)
         if size < global_batch:
             raise ConfigError(f"data.batch_size={global_batch} is larger than the training set ({size} samples)")
-        self.epoch = 0
+        self.epoch, self.start_step = 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        self.epoch, self.start_step = epoch, start_step
 
     @property
     def steps(self) -> int:
@@ -98,15 +102,15 @@ class GlobalBatchSampler(Sampler[list[int]]):
         return self.size // self.global_batch
 
     def __len__(self) -> int:
-        return self.steps * self.accumulate
+        return (self.steps - self.start_step) * self.accumulate
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=g).tolist()
-        for step in range(self.steps):
+        for step in range(self.start_step, self.steps):
             start = step * self.global_batch + self.rank * self.accumulate * self.micro
             for k in range(self.accumulate):
-                yield order[start + k * self.micro: start + (k + 1) * self.micro]
+                yield [(self.epoch, i) for i in order[start + k * self.micro: start + (k + 1) * self.micro]]
 
 
 class ShardSampler(Sampler[int]):

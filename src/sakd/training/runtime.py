@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import random
+import signal
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from sakd.data.seeded import SeededSamples
 from sakd.errors import ConfigError
 from sakd.training.distributed import DistContext, GlobalBatchSampler, ShardSampler
 
@@ -44,11 +46,9 @@ def resolve_amp(spec: str, device: torch.device) -> torch.dtype | None:
         return None
     if spec == "bf16":
         return torch.bfloat16
-    if spec == "fp16":
-        if device.type != "cuda":
-            raise ConfigError("run.amp=fp16 needs a CUDA device; use bf16 or off on the CPU")
-        return torch.float16
-    raise ConfigError(f"unknown run.amp {spec!r}; choose auto, off, bf16 or fp16")
+    if device.type != "cuda":  # fp16, validated at load
+        raise ConfigError("run.amp=fp16 needs a CUDA device; use bf16 or off on the CPU")
+    return torch.float16
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -61,15 +61,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_loaders(train: Dataset, test: Dataset, *, batch_size: int, eval_batch_size: int, num_workers: int,
-                 seed: int, device: torch.device, ctx: DistContext, accumulate: int = 1,
-                 collate_fn=None) -> tuple[DataLoader, DataLoader]:
-    """Training loader of this process's micro-batches; test loader of its shard of the test set."""
+def _worker_init(worker_id: int) -> None:
+    """Loader workers leave SIGTERM/SIGUSR1 to the training process, which finishes its step,
+    writes a checkpoint and then stops them (a scheduler may signal the whole process group)."""
+    for name in ("SIGTERM", "SIGUSR1"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+def make_loaders(train: Dataset, evaluation: dict[str, Dataset], *, batch_size: int, eval_batch_size: int,
+                 num_workers: int, seed: int, device: torch.device, ctx: DistContext, accumulate: int = 1,
+                 collate_fn=None) -> tuple[DataLoader, dict[str, DataLoader]]:
+    """The training loader of this process's micro-batches (augmentation seeded per sample by
+    ``(seed, epoch, index)``), and a loader of this process's shard of each evaluation set."""
     if len(train) == 0:
         raise ConfigError("the training data set is empty")
     common = dict(num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
-                  collate_fn=collate_fn)
+                  collate_fn=collate_fn, worker_init_fn=_worker_init if num_workers else None)
     sampler = GlobalBatchSampler(len(train), batch_size, seed, ctx, accumulate)
-    train_loader = DataLoader(train, batch_sampler=sampler, **common)
-    test_loader = DataLoader(test, batch_size=eval_batch_size, sampler=ShardSampler(len(test), ctx), **common)
-    return train_loader, test_loader
+    train_loader = DataLoader(SeededSamples(train, seed), batch_sampler=sampler, **common)
+    eval_loaders = {name: DataLoader(data, batch_size=eval_batch_size, sampler=ShardSampler(len(data), ctx), **common)
+                    for name, data in evaluation.items()}
+    return train_loader, eval_loaders

@@ -1,31 +1,43 @@
 """Train an ANN teacher, an SNN baseline, or an SNN student with SAKD, from one :class:`Config`.
 
 A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one record per epoch),
-``tensorboard/`` and the checkpoints ``last.pt`` (every epoch) and ``best.pt`` (best test top-1),
-both written atomically. ``Trainer.resume(run_dir)`` continues a run exactly where ``last.pt``
-left it: weights, optimiser, schedule, epoch, random state and metric history.
+``tensorboard/`` and the checkpoints ``last.pt`` and ``best.pt``, both written atomically.
+``last.pt`` is written at every epoch end and, with ``run.checkpoint_every``, every N optimiser
+steps or minutes inside an epoch; ``best.pt`` is the epoch with the best validation top-1 when
+``data.val_fraction`` holds some training data out, else the best test top-1 (as the official code).
+
+``Trainer.resume(run_dir)`` continues a run exactly where ``last.pt`` left it, mid-epoch included:
+weights, optimiser, schedule, epoch and step, the epoch's running sums, and the metric history;
+the data order is a function of (seed, epoch) and each sample's augmentation of (seed, epoch,
+index), so the remaining batches are the ones the uninterrupted run would have seen. SIGTERM or
+SIGUSR1 (what SLURM and Kubernetes send before a kill) finish the current step, write ``last.pt``
+and stop with :class:`~sakd.errors.Preempted` (exit status 75); under torchrun every process stops
+at the same step and rank 0 writes the one checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Subset
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from sakd.compare import history_summary
 from sakd.data import build_dataset
+from sakd.data.holdout import sample_labels, stratified_holdout
 from sakd.distill import SAKDLoss
-from sakd.errors import ConfigError, TrainingDivergedError
+from sakd.errors import ConfigError, Preempted, TrainingDivergedError
 from sakd.models import FeatureExtractor
 from sakd.models.weights import load_weight_source
-from sakd.models.registry import check_model_name
 from sakd.training import checkpoint as ckpt_io
-from sakd.training.config import Config, apply_overrides, config_from_dict, save_config
+from sakd.training.config import Config, apply_overrides, config_from_dict, parse_interval, save_config
 from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object, init_distributed
 from sakd.training.evaluate import evaluate
 from sakd.training.metrics import MetricsLog, topk_correct
@@ -35,12 +47,8 @@ from sakd.training.runtime import autocast, make_loaders, place, resolve_amp, re
 
 class Trainer:
     def __init__(self, config: Config, *, console: Console | None = None, _state: dict | None = None):
-        self.cfg = cfg = config
-        check_model_name(cfg.model.name)
-        if cfg.optim.epochs < 1:
-            raise ConfigError(f"optim.epochs must be at least 1, got {cfg.optim.epochs}")
-        if cfg.optim.accumulate_steps < 1:
-            raise ConfigError(f"optim.accumulate_steps must be at least 1, got {cfg.optim.accumulate_steps}")
+        # every field checked, also for a Config built in Python rather than loaded
+        self.cfg = cfg = config_from_dict(config.to_dict())
         self.dist = init_distributed(resolve_device(cfg.run.device), cfg.run.dist_backend)
         self.device = resolve_device(cfg.run.device, self.dist.local_rank)
         if self.device.type == "cuda":
@@ -49,12 +57,9 @@ class Trainer:
         self.amp_dtype = resolve_amp(cfg.run.amp, self.device)
         seed_everything(cfg.run.seed)
 
-        self.data = build_dataset(
-            cfg.data.name, root=cfg.data.root, download=cfg.data.download, augment=cfg.data.augment,
-            **cfg.data.options,
-        )
-        self.train_loader, self.test_loader = make_loaders(
-            self.data.train, self.data.test,
+        self.data, train_set, evaluation = self._build_data()
+        self.train_loader, self.eval_loaders = make_loaders(
+            train_set, evaluation,
             batch_size=cfg.data.batch_size,
             eval_batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
             num_workers=cfg.data.num_workers, seed=cfg.run.seed, device=self.device,
@@ -81,7 +86,14 @@ class Trainer:
         self.optimizer = build_optimizer([self.model, self.objective], cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.train_loader.batch_sampler.steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self.epoch, self.best_top1, self.history = 0, float("-inf"), []
+        # progress: completed epochs, completed optimiser steps of the current epoch and that
+        # epoch's running sums (kept in mid-epoch checkpoints), the history of epoch records, and
+        # the selection metric of best.pt
+        self.epoch, self.step, self.partial, self.history = 0, 0, {}, []
+        self.selects_on = "val/top1" if "val" in self.eval_loaders else "test/top1"
+        self.best = float("-inf")
+        self._signal: str | None = None
+        self._last_save = time.monotonic()
         if _state is not None:
             self._load_state(_state)
             self.history = list(_state["history"])
@@ -105,8 +117,21 @@ class Trainer:
     def on_step(self, epoch: int, step: int) -> None:
         """Called before each optimiser step's first micro-batch (the supernet samples subnets here)."""
 
-    def evaluate_test(self) -> dict:
-        return evaluate(self.model, self.test_loader, self.device, self.amp_dtype, self.dist)
+    def _build_data(self):
+        """The data bundle, the training set, and the evaluation sets (``val`` held out of the
+        training set when ``data.val_fraction`` > 0, and ``test``)."""
+        d = self.cfg.data
+        data = build_dataset(d.name, root=d.root, download=d.download, augment=d.augment, **d.options)
+        if not d.val_fraction:
+            return data, data.train, {"test": data.test}
+        plain = build_dataset(d.name, root=d.root, download=False, augment=False, **d.options).train
+        train_idx, val_idx = stratified_holdout(sample_labels(data.train), d.val_fraction)
+        return data, Subset(data.train, train_idx), {"val": Subset(plain, val_idx), "test": data.test}
+
+    def evaluate_splits(self) -> dict[str, dict]:
+        """Top-1/top-5, loss and firing rates on each evaluation split (``val`` if any, ``test``)."""
+        return {name: evaluate(self.model, loader, self.device, self.amp_dtype, self.dist)
+                for name, loader in self.eval_loaders.items()}
 
     def _wrap(self, step: nn.Module) -> nn.Module:
         """DistributedDataParallel over the student and the objective's transforms, under torchrun."""
@@ -220,19 +245,21 @@ class Trainer:
             alpha=d.alpha, beta=d.beta if self.teacher is not None else 0.0,
             gamma=d.gamma if self.teacher is not None else 0.0, tau=d.tau,
             transform=d.features.transform, distance=d.features.distance,
-            feature_weights=d.features.weights,
+            feature_weights=d.features.weights, reduce=d.features.reduce,
         )
         return objective, s_taps, t_taps
 
-    # -- state --------------------------------------------------------------------------------
-    def state(self) -> dict:
+    # -- state ----------------------------------------------------------------------------------
+    def state(self, partial: dict | None = None) -> dict:
+        """Everything a resume needs; ``partial`` holds the running sums of an unfinished epoch."""
         return {
             "format": ckpt_io.FORMAT, "version": ckpt_io.VERSION,
             "arch": self.arch, "model": self.model.state_dict(),
             "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch, "best_top1": self.best_top1,
+            "epoch": self.epoch, "step": self.step, "partial": partial or {},
+            "best": self.best, "best_top1": max((r["test/top1"] for r in self.history), default=None),
             "history": self.history, "config": self.cfg.to_dict(), "rng": ckpt_io.rng_state(),
         }
 
@@ -244,29 +271,43 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.best_top1 = state["epoch"], state["best_top1"]
+        self.epoch, self.step = state["epoch"], state.get("step", 0)
+        # the sums of an unfinished epoch were summed over processes when saved: rank 0 carries them
+        self.partial = state.get("partial", {}) if self.dist.is_main else {}
+        self.best = state.get("best", state.get("best_top1") or float("-inf"))
         ckpt_io.set_rng_state(state["rng"])
+
+    def save(self, name: str, state: dict) -> None:
+        if self.dist.is_main:
+            ckpt_io.atomic_save(state, self.run_dir / name)
+        self._last_save = time.monotonic()
 
     # -- training -----------------------------------------------------------------------------
     def fit(self) -> dict:
-        """Train to ``optim.epochs``; returns a summary (best/final accuracy, firing rate, time)."""
+        """Train to ``optim.epochs``; returns a summary (best, selected and final accuracy, firing
+        rate, time). Raises :class:`Preempted` after a checkpoint when SIGTERM/SIGUSR1 arrive."""
         cfg = self.cfg
         start = time.perf_counter()
         if self.epoch >= cfg.optim.epochs:
             self.console.print(f"{self.run_dir}: already trained for {self.epoch} epochs; nothing to do")
         try:
-            while self.epoch < cfg.optim.epochs:
-                record = self.train_epoch()
-                self.epoch += 1
-                self.history.append(record)
-                if self.dist.is_main:
-                    self.log.log(record)
-                    ckpt_io.atomic_save(self.state(), self.run_dir / "last.pt")
-                    if record["test/top1"] > self.best_top1:
-                        ckpt_io.atomic_save({**self.state(), "best_top1": record["test/top1"]}, self.run_dir / "best.pt")
-                self.best_top1 = max(self.best_top1, record["test/top1"])
-                barrier(self.dist)
-                self._print_epoch(record)
+            with self._stop_signals():
+                while self.epoch < cfg.optim.epochs:
+                    record = self.train_epoch()
+                    self.epoch, self.step, self.partial = self.epoch + 1, 0, {}
+                    self.history.append(record)
+                    improved = record[self.selects_on] > self.best
+                    self.best = max(self.best, record[self.selects_on])
+                    if self.dist.is_main:
+                        self.log.log(record)
+                    state = self.state()
+                    self.save("last.pt", state)
+                    if improved:
+                        self.save("best.pt", state)
+                    barrier(self.dist)
+                    self._print_epoch(record)
+                    if self._stop_requested() and self.epoch < cfg.optim.epochs:
+                        self._preempted(at="the end of the epoch")
         except KeyboardInterrupt:
             self.console.print(
                 f"[yellow]interrupted in epoch {self.epoch + 1}; continue with: sakd train --resume {self.run_dir}"
@@ -275,13 +316,77 @@ class Trainer:
         finally:
             if self.log is not None:
                 self.log.close()
+        return self.summary(time.perf_counter() - start)
+
+    def summary(self, wall_time: float) -> dict:
+        """Best and final test top-1 (and, with a validation hold-out, the test top-1 of the epoch
+        that validation selects), top-5 and firing rate of the last epoch."""
         last = self.history[-1] if self.history else {}
         return {
-            "run_dir": str(self.run_dir), "mode": cfg.mode, "model": cfg.model.name,
-            "best_top1": self.best_top1, "final_top1": last.get("test/top1"),
+            "run_dir": str(self.run_dir), "mode": self.cfg.mode, "model": self.cfg.model.name,
+            **history_summary(self.history),
             "final_top5": last.get("test/top5"), "firing_rate": last.get("test/firing_rate"),
-            "epochs": self.epoch, "wall_time_s": time.perf_counter() - start,
+            "epochs": self.epoch, "wall_time_s": wall_time,
         }
+
+    @contextlib.contextmanager
+    def _stop_signals(self):
+        """While training, SIGTERM/SIGUSR1 ask for a stop after the current step (main thread only)."""
+        names = [n for n in ("SIGTERM", "SIGUSR1") if hasattr(signal, n)]
+        try:
+            previous = {n: signal.signal(getattr(signal, n), self._on_signal) for n in names}
+        except ValueError:  # not the main thread: signals stay with whoever owns them
+            previous = {}
+        try:
+            yield
+        finally:
+            for n, handler in previous.items():
+                signal.signal(getattr(signal, n), handler)
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signal = signal.Signals(signum).name
+
+    def _stop_requested(self) -> bool:
+        """Whether any process got a stop signal (every process agrees, so all stop together)."""
+        flag = torch.tensor(float(self._signal is not None), dtype=torch.float64, device=self.device)
+        return bool(all_reduce_sum(flag, self.dist).item() > 0)
+
+    def _preempted(self, at: str):
+        where = f"epoch {self.epoch + 1}, step {self.step}" if self.step else f"epoch {self.epoch}"
+        raise Preempted(
+            f"preempted by {self._signal or 'a signal to another process'} at {at} ({where}); "
+            f"{self.run_dir / 'last.pt'} holds the run; resume with: sakd train --resume {self.run_dir}"
+        )
+
+    def _between_steps(self, sums: dict, correct: torch.Tensor, n: int, seconds: float, steps: int) -> None:
+        """After an optimiser step: write a mid-epoch checkpoint if one is due or a stop signal
+        came (then stop). Every process takes the same decision at the same step: a count of
+        steps is the same everywhere; a signal or a time limit is agreed on by an all-reduce, which
+        under torchrun happens every ``run.log_interval`` steps (where the trainer syncs anyway),
+        not every step."""
+        if self.step == steps:  # the epoch's end writes its own checkpoint
+            return
+        every = parse_interval(self.cfg.run.checkpoint_every)
+        due = every is not None and every[0] == "steps" and self.step % int(every[1]) == 0
+        stop = self._signal is not None
+        late = every is not None and every[0] == "min" and time.monotonic() - self._last_save >= every[1] * 60.0
+        if self.dist.enabled:
+            if self.step % self.cfg.run.log_interval:
+                stop = late = False
+            else:
+                flags = torch.tensor([float(stop), float(late)], dtype=torch.float64, device=self.device)
+                stop, late = (all_reduce_sum(flags, self.dist) > 0).tolist()
+        if not (stop or due or late):
+            return
+        keys = sorted(sums)
+        totals = all_reduce_sum(torch.stack([sums[k] for k in keys] + [
+            correct.double(), torch.tensor(float(n), dtype=torch.float64, device=self.device)]), self.dist).tolist()
+        partial = {"sums": dict(zip(keys, totals[:-2])), "correct": int(totals[-2]), "n": int(totals[-1]),
+                   "seconds": seconds}
+        self.save("last.pt", self.state(partial))
+        barrier(self.dist)
+        if stop:
+            self._preempted(at=f"step {self.step}/{steps}")
 
     def _progress(self) -> Progress:
         return Progress(
@@ -291,21 +396,26 @@ class Trainer:
         )
 
     def train_epoch(self) -> dict:
+        """Train the epoch ``self.epoch`` from its step ``self.step`` on; returns its record."""
         cfg, dev = self.cfg, self.device
-        epoch, accumulate = self.epoch, cfg.optim.accumulate_steps
+        epoch, accumulate, first = self.epoch, cfg.optim.accumulate_steps, self.step
         beta = cfg.distill.beta_at(epoch) if self.teacher_taps else 0.0
         self.step_module.train()
         sampler = self.train_loader.batch_sampler
-        sampler.set_epoch(epoch)
-        sums: dict[str, torch.Tensor] = {}
-        correct = torch.zeros((), dtype=torch.long, device=dev)
+        sampler.set_epoch(epoch, first)
+        f64 = dict(dtype=torch.float64, device=dev)
+        sums = {k: torch.tensor(v, **f64) for k, v in self.partial.get("sums", {}).items()}
+        correct = torch.tensor(self.partial.get("correct", 0), dtype=torch.long, device=dev)
+        n, done_s = self.partial.get("n", 0), self.partial.get("seconds", 0.0)
         bad_step = torch.full((), -1, dtype=torch.long, device=dev)  # first step with a non-finite loss
-        n, t0 = 0, time.perf_counter()
+        t0 = time.perf_counter()
         steps = sampler.steps
         with self._progress() as progress:
-            task = progress.add_task(f"{cfg.mode} epoch {epoch + 1}/{cfg.optim.epochs}", total=steps, info="")
+            task = progress.add_task(f"{cfg.mode} epoch {epoch + 1}/{cfg.optim.epochs}", total=steps,
+                                     completed=first, info="")
             for i, (x, y) in enumerate(self.train_loader):
                 step, micro = divmod(i, accumulate)
+                step += first
                 last_micro = micro == accumulate - 1
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
                 if micro == 0:
@@ -325,30 +435,32 @@ class Trainer:
                 loss_d = loss.detach()
                 bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss_d), step, bad_step)
                 for k, v in {"loss": loss_d, **terms}.items():
-                    sums[k] = sums.get(k, 0.0) + v.float() * b
+                    sums[k] = sums.get(k, torch.zeros((), **f64)) + v.double() * b
                 correct += topk_correct(s_logits.detach(), y, ks=(1,))[0]
                 if not last_micro:
                     continue
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.scheduler.step()
-                if (step + 1) % cfg.run.log_interval == 0 or step + 1 == steps:
+                self.step = step + 1
+                if self.step % cfg.run.log_interval == 0 or self.step == steps:
                     self._check_finite(bad_step, terms, steps)
-                    progress.update(task, completed=step + 1, info=f"loss {sums['loss'].item() / n:.4f}")
+                    progress.update(task, completed=self.step, info=f"loss {sums['loss'].item() / n:.4f}")
                 else:
                     progress.advance(task)
-        train_time = time.perf_counter() - t0
+                self._between_steps(sums, correct, n, done_s + time.perf_counter() - t0, steps)
+        train_time = done_s + time.perf_counter() - t0
         keys = sorted(sums)
-        totals = all_reduce_sum(torch.stack([sums[k].double() for k in keys] + [
-            correct.double(), torch.tensor(n, dtype=torch.float64, device=dev)]), self.dist)
+        totals = all_reduce_sum(torch.stack([sums[k] for k in keys] + [
+            correct.double(), torch.tensor(float(n), **f64)]), self.dist)
         n = totals[-1].item()
-        test = self.evaluate_test()
         record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
         if self.teacher is not None:
             record["beta"] = beta
         record.update({f"train/{k}": (totals[j] / n).item() for j, k in enumerate(keys)})
         record["train/top1"] = 100.0 * totals[-2].item() / n
-        record.update({f"test/{k}": v for k, v in test.items() if k not in ("samples", "layer_firing_rates")})
+        for split, result in self.evaluate_splits().items():
+            record.update({f"{split}/{k}": v for k, v in result.items() if k not in ("samples", "layer_firing_rates")})
         record["time/train_s"] = train_time
         record["time/train_samples_per_s"] = n / train_time
         return record
