@@ -100,14 +100,15 @@ def test_every_field_is_checked_when_the_config_loads(override, message):
         load_config("cifar10/resnet19_sakd", [override])
 
 
-@pytest.mark.parametrize("spec, expected", [("0", None), ("off", None), (500, ("steps", 500.0)),
+@pytest.mark.parametrize("spec, expected", [("0", None), (None, None), (500, ("steps", 500.0)),
                                             ("500steps", ("steps", 500.0)), ("30min", ("min", 30.0)),
                                             ("1.5m", ("min", 1.5))])
 def test_checkpoint_intervals(spec, expected):
     from sakd.training.config import parse_interval
 
     assert parse_interval(spec) == expected
-    assert load_config(None, [f"run.checkpoint_every={spec}"]).run.checkpoint_every == str(spec)
+    loaded = load_config(None, [f"run.checkpoint_every={'null' if spec is None else spec}"]).run.checkpoint_every
+    assert loaded == (None if spec is None else str(spec))
 
 
 def test_cli_errors_are_one_line_with_status_2_and_come_before_any_data(tmp_path, monkeypatch, capsys):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -76,9 +77,16 @@ def test_two_process_run_resumes_after_being_killed(tmp_path, teacher_ckpt):
     deadline = time.time() + 240
     while not last.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGTERM)  # mid-way through epoch 2
-    proc.communicate(timeout=60)
-    assert load_checkpoint(last)["epoch"] < 3
+    os.killpg(proc.pid, signal.SIGTERM)  # torchrun and both ranks, early in epoch 2
+    out, _ = proc.communicate(timeout=120)
+    ckpt = load_checkpoint(last)
+    assert ckpt["epoch"] < 3, out
+    # both ranks stopped at the same point (after a step of epoch 2, or at epoch 1's end if the
+    # signal came while it was being saved); rank 0 wrote the one checkpoint that says so
+    stops = re.findall(r"preempted by .+? at (step \d+/64|the end of the epoch)", out)
+    expected = f"step {ckpt['step']}/64" if ckpt["step"] else "the end of the epoch"
+    assert stops == [expected, expected], out
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir() if p.suffix == ".pt") == ["best.pt", "last.pt"]
 
     _run(2, ["--resume", str(tmp_path / "cut")])
     full, cut = _records(tmp_path / "full"), _records(tmp_path / "cut")

@@ -48,12 +48,12 @@ def summarise_run(run_dir: str | Path) -> dict:
 def compare(run_dirs: list[str], console: Console | None = None) -> list[dict]:
     rows = [summarise_run(r) for r in run_dirs]
     selected = any("selected_top1" in r for r in rows)
-    table = Table(title="runs: test top-1 of the best epoch, of the last epoch"
-                  + (" and of the epoch the validation split selects" if selected else ""))
-    columns = ["run", "data", "model", "mode", "T", "epochs", "best top-1", "final top-1"]
-    columns += ["val-selected top-1"] if selected else []
-    for col in columns + ["final top-5", "rate"]:
-        table.add_column(col, justify="left" if col in ("run", "data", "model", "mode") else "right")
+    table = Table(title="test top-1 (%) of the best epoch, of the last"
+                    + (" and of the epoch the validation split selects (val-sel)" if selected else ""))
+    columns = ["run", "data", "model", "mode", "T", "epochs", "top-1 best", "top-1 last"]
+    columns += ["top-1 val-sel"] if selected else []
+    for col in columns + ["top-5 last", "rate"]:
+        table.add_column(col, justify="left" if col in ("run", "data", "model", "mode") else "right", overflow="fold")
 
     def fmt(v, spec=".2f"):
         return "-" if v is None else format(v, spec)

@@ -59,14 +59,14 @@ def _pair(betas) -> None:
 
 
 def parse_interval(spec: str | int | None) -> tuple[str, float] | None:
-    """``run.checkpoint_every``: ``0``/``off`` (epoch ends only), ``N`` or ``Nsteps`` (every N
-    optimiser steps) or ``Nmin`` (every N minutes of training). Returns ``(unit, amount)``."""
+    """``run.checkpoint_every``: ``null`` or ``0`` (epoch ends only), ``N`` or ``Nsteps`` (every N
+    optimiser steps) or ``Nmin`` (every N minutes of training). Returns ``(unit, amount)`` or None."""
     text = str(spec if spec is not None else "0").strip().lower()
-    if text in ("0", "off", "none", "epoch", ""):
+    if text == "0":
         return None
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(steps?|min|m|minutes?)?", text)
     if not m or float(m.group(1)) <= 0:
-        raise ConfigError(f"{spec!r} is not an interval; use 0 (epoch ends only), N steps (e.g. 500) or N minutes (e.g. 30min)")
+        raise ConfigError(f"{spec!r} is not an interval; use null (epoch ends only), N steps (e.g. 500) or N minutes (e.g. 30min)")
     unit = "min" if (m.group(2) or "steps").startswith("m") else "steps"
     if unit == "steps" and not float(m.group(1)).is_integer():
         raise ConfigError(f"{spec!r}: a number of steps must be whole")
@@ -186,8 +186,8 @@ class RunConfig:
     progress: bool = True
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only)
     dist_backend: Literal["auto", "nccl", "gloo"] = "auto"  # torchrun process group (auto: nccl on GPU, gloo on CPU)
-    # checkpoints inside an epoch as well: 0 (epoch ends only), N steps (e.g. 500) or N minutes (30min)
-    checkpoint_every: str = limited("0", check=lambda spec: parse_interval(spec))
+    # checkpoints inside an epoch as well: null (epoch ends only), N steps (e.g. 500) or N minutes (30min)
+    checkpoint_every: str | None = limited(None, check=lambda spec: parse_interval(spec))
 
 
 @dataclass
