@@ -149,6 +149,11 @@ def test_resize_crop_and_time_first_batches(tmp_path):
     assert raw.shape == (4, 2, 48, 48) and torch.equal(raw, data.test[0][0])  # test: no augmentation
     batch = data.collate_fn([data.train[i] for i in range(5)])
     assert batch[0].shape == (4, 5, 2, 48, 48) and batch[1].shape == (5,)
+    torch.manual_seed(0)
+    still = torch.rand(1, 2, 48, 48).repeat(4, 1, 1, 1)  # four equal frames
+    crops = [data.train.transform(still) for _ in range(10)]
+    assert all(torch.equal(c[0], c[t]) for c in crops for t in range(4))  # one crop for every frame
+    assert any(not torch.equal(c, still) for c in crops)  # and it does move the frames
 
 
 def test_npz_release_reads_like_aedat(tmp_path):

@@ -14,12 +14,16 @@ EPILOG = """examples:
   sakd quickstart                                   # digits: ANN teacher, SNN baseline, SAKD student
   sakd train --config cifar10/resnet19_ann          # train the ANN teacher
   sakd train --config cifar10/resnet19_sakd data.root=~/data optim.epochs=100
-  sakd train --resume runs/cifar10-resnet19-sakd    # continue an interrupted run
+  sakd train --config cifar10/resnet19_sakd run.checkpoint_every=30min data.val_fraction=0.1
+  sakd train --resume runs/cifar10-resnet19-sakd    # continue an interrupted run, mid-epoch too
   sakd eval runs/cifar10-resnet19-sakd/best.pt --json result.json
   sakd compare runs/cifar10-resnet19-*                 # a table of runs, as in the paper
   sakd nas train --config nas/tiny_supernet           # the architecture study, then:
   sakd nas search runs/nas-tiny-supernet/last.pt && sakd nas plot runs/nas-tiny-supernet/search.jsonl
   torchrun --nproc_per_node=8 -m sakd train --config imagenet/resnet34_sakd data.root=/data/imagenet
+
+exit status: 0 done, 2 bad input (one line names it), 75 stopped by SIGTERM/SIGUSR1 after writing
+a checkpoint (resume it with --resume), 130 interrupted by Ctrl-C.
 """
 
 
