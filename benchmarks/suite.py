@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from sakd.distill import SAKDLoss
 from sakd.models import FeatureExtractor, create_model
-from sakd.models.base import SpikeActivation
+from sakd.neurons import SpikeActivation
 from sakd.neurons import LIF, kernels, lif_reference
 from sakd.neurons.surrogate import get_surrogate
 from sakd.training.runtime import place
@@ -126,7 +126,7 @@ def on_spikingjelly(model, sj):
     """The same network with every LIF replaced by SpikingJelly's node."""
     for m in model.modules():
         if isinstance(m, SpikeActivation):
-            m.lif = sj_lif(sj)
+            m.neuron = sj_lif(sj)
     return model
 
 

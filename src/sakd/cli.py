@@ -81,9 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("results")
     q.add_argument("--out", help="output path without suffix (default: beside the results)")
 
-    sub.add_parser("models", help="list the registered models")
+    for kind, what in REGISTRIES.items():
+        sub.add_parser(kind, help=f"list the registered {what}")
     sub.add_parser("configs", help="list the packaged configs")
-    sub.add_parser("datasets", help="list the registered data sets")
     return parser
 
 
@@ -169,11 +169,41 @@ def cmd_nas(args) -> int:
     return 0
 
 
-def cmd_models(args) -> int:
-    from sakd.models import list_models
+REGISTRIES = {"models": "models", "datasets": "data sets", "neurons": "spiking neurons",
+              "surrogates": "surrogate gradients", "losses": "feature transforms and distances",
+              "optimizers": "optimisers and learning-rate schedules"}
 
-    for name, desc in list_models().items():
-        print(f"{name:<12} {desc}")
+
+def registries(kind: str) -> dict:
+    """The registries one listing command shows, by heading."""
+    if kind == "models":
+        from sakd.models import MODELS
+        return {"models": MODELS}
+    if kind == "datasets":
+        from sakd.data import DATASETS
+        return {"data sets": DATASETS}
+    if kind == "neurons":
+        from sakd.neurons import NEURONS
+        return {"neurons (model.neuron.name)": NEURONS}
+    if kind == "surrogates":
+        from sakd.neurons import SURROGATES
+        return {"surrogates (model.neuron.surrogate)": SURROGATES}
+    if kind == "losses":
+        from sakd.distill import DISTANCES, TRANSFORMS
+        return {"feature transforms (distill.features.transform)": TRANSFORMS,
+                "feature distances (distill.features.distance)": DISTANCES}
+    from sakd.training.optim import OPTIMIZERS, SCHEDULERS
+    return {"optimizers (optim.name)": OPTIMIZERS, "schedules (optim.scheduler)": SCHEDULERS}
+
+
+def cmd_list(args) -> int:
+    groups = registries(args.command)
+    for heading, registry in groups.items():
+        if len(groups) > 1:
+            print(f"{heading}:")
+        width = max(map(len, registry.names()))
+        for name, desc in registry.describe().items():
+            print(f"{'  ' if len(groups) > 1 else ''}{name:<{width}}  {desc}")
     return 0
 
 
@@ -184,16 +214,9 @@ def cmd_configs(args) -> int:
     return 0
 
 
-def cmd_datasets(args) -> int:
-    from sakd.data import list_datasets
-
-    print("\n".join(list_datasets()))
-    return 0
-
-
 COMMANDS = {
     "quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "compare": cmd_compare, "nas": cmd_nas,
-    "models": cmd_models, "configs": cmd_configs, "datasets": cmd_datasets,
+    "configs": cmd_configs, **{kind: cmd_list for kind in REGISTRIES},
 }
 
 if __name__ == "__main__":

@@ -5,18 +5,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sakd.neurons import LIF
+from sakd.neurons import SpikingNeuron
 
 
 class FiringRateMonitor:
-    """Count spikes of every LIF layer while active (a context manager).
+    """Count spikes of every spiking layer (any :class:`SpikingNeuron`) while active (a context manager).
 
     ``rates()`` gives each layer's rate; ``mean_rate()`` the rate over all neuron-timesteps of the
     network (layers weighted by their size). Counting stays on the device until read.
     """
 
     def __init__(self, model: nn.Module):
-        self.layers = {n: m for n, m in model.named_modules() if isinstance(m, LIF)}
+        self.layers: dict[str, nn.Module] = {}
+        for name, module in model.named_modules():  # parents come first: a neuron inside a neuron is its part
+            if isinstance(module, SpikingNeuron) and not any(name.startswith(f"{p}.") for p in self.layers):
+                self.layers[name] = module
         self._handles: list = []
         self.reset()
 

@@ -13,7 +13,7 @@ import torch
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from sakd.data.registry import DataBundle, register_dataset
+from sakd.data.registry import DATASETS, DataBundle
 from sakd.errors import DatasetNotFoundError
 
 STATS = {
@@ -50,11 +50,13 @@ def _cifar(name: str, root: str, download: bool, augment: bool) -> DataBundle:
     return DataBundle(train, test, num_classes=len(train.classes), in_channels=3, image_size=32)
 
 
-@register_dataset("cifar10")
+@DATASETS.register("cifar10")
 def cifar10(root: str, download: bool = False, augment: bool = True) -> DataBundle:
+    """CIFAR-10 from data.root/cifar-10-batches-py (torchvision); crop 32 pad 4, flip"""
     return _cifar("cifar10", root, download, augment)
 
 
-@register_dataset("cifar100")
+@DATASETS.register("cifar100")
 def cifar100(root: str, download: bool = False, augment: bool = True) -> DataBundle:
+    """CIFAR-100 from data.root/cifar-100-python (torchvision); crop 32 pad 4, flip"""
     return _cifar("cifar100", root, download, augment)

@@ -12,15 +12,16 @@ import torch
 from torch.nn import functional as F
 from torchvision.transforms import v2
 
-from sakd.data.registry import DataBundle, register_dataset
+from sakd.data.registry import DATASETS, DataBundle
 from sakd.data.tensor_dataset import ImageTensorDataset
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 
 
-@register_dataset("digits")
+@DATASETS.register("digits")
 def digits(root: str, download: bool = False, augment: bool = True, image_size: int = 16) -> DataBundle:
+    """scikit-learn's embedded 8x8 digits (no download), scaled to image_size, fixed 80/20 split"""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset, default_collate
 from torchvision.transforms import v2
 
 from sakd.data.events import READERS, SPLITS, events_to_frames, read_events
-from sakd.data.registry import DataBundle, register_dataset
+from sakd.data.registry import DATASETS, DataBundle
 from sakd.errors import ConfigError, DatasetNotFoundError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -127,10 +127,11 @@ def time_first_collate(batch):
     return x.transpose(0, 1).contiguous(), y
 
 
-@register_dataset("dvs_cifar10")
+@DATASETS.register("dvs_cifar10")
 def dvs_cifar10(root: str, download: bool = False, augment: bool = True, frames: int = 4,
                 split_by: str = "number", image_size: int = 48, crop_padding: int = 4,
                 cache_dir: str | None = None) -> DataBundle:
+    """CIFAR10-DVS events (AEDAT 2.0 or npz/npy) as T frames, 48x48, cached; 9:1 split"""
     if split_by not in SPLITS:
         raise ConfigError(f"data.options.split_by must be one of {SPLITS}, got {split_by!r}")
     if frames < 1:

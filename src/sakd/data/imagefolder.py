@@ -14,7 +14,7 @@ import torch
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from sakd.data.registry import DataBundle, register_dataset
+from sakd.data.registry import DATASETS, DataBundle
 from sakd.errors import DatasetNotFoundError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -39,10 +39,11 @@ def _split(root: Path, name: str, label: str) -> Path:
     return path
 
 
-@register_dataset("imagefolder")
+@DATASETS.register("imagefolder")
 def imagefolder(root: str, download: bool = False, augment: bool = True, image_size: int = 224,
                 resize: int | None = None, mean: list = IMAGENET_MEAN, std: list = IMAGENET_STD,
                 train_split: str = "train", val_split: str = "val", _label: str = "imagefolder") -> DataBundle:
+    """Your own images: data.root/train/<class>/* and data.root/val/<class>/*, ImageNet transforms"""
     base = Path(root).expanduser()
     resize = resize or round(image_size * 256 / 224)
     train_dir, val_dir = _split(base, train_split, _label), _split(base, val_split, _label)
@@ -54,8 +55,8 @@ def imagefolder(root: str, download: bool = False, augment: bool = True, image_s
     return DataBundle(train, val, num_classes=len(train.classes), in_channels=3, image_size=image_size)
 
 
-@register_dataset("imagenet")
+@DATASETS.register("imagenet")
 def imagenet(root: str, download: bool = False, augment: bool = True, image_size: int = 224,
              resize: int = 256) -> DataBundle:
-    """ILSVRC-2012 as extracted into ``root/train`` and ``root/val`` (val sorted into class folders)."""
+    """ILSVRC-2012 from data.root/train and data.root/val (val sorted into class folders)"""
     return imagefolder(root, download, augment, image_size, resize, _label="imagenet")

@@ -1,8 +1,11 @@
-"""Data-set registry: ``build_dataset("cifar10", root=..., download=False, augment=True)``."""
+"""Data-set registry: ``build_dataset("cifar10", root=..., download=False, augment=True)``.
+
+A data set is a function registered with ``@DATASETS.register("name")`` that takes ``root``,
+``download``, ``augment`` and its own options (``data.options``) and returns a :class:`DataBundle`.
+"""
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass
 from typing import Callable
@@ -10,6 +13,7 @@ from typing import Callable
 from torch.utils.data import Dataset
 
 from sakd.errors import ConfigError
+from sakd.registry import Registry
 
 
 @dataclass
@@ -25,28 +29,16 @@ class DataBundle:
     collate_fn: Callable | None = None  # how samples become a batch (event frames: time-first)
 
 
-_DATASETS: dict[str, Callable[..., DataBundle]] = {}
-
-
-def register_dataset(name: str):
-    def deco(fn):
-        _DATASETS[name] = fn
-        return fn
-
-    return deco
+DATASETS: Registry[Callable[..., DataBundle]] = Registry("data set")
 
 
 def list_datasets() -> list[str]:
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def build_dataset(name: str, *, root: str, download: bool = False, augment: bool = True, **options) -> DataBundle:
     """Build a registered data set. ``options`` go to its builder (e.g. digits' ``image_size``)."""
-    if name not in _DATASETS:
-        close = difflib.get_close_matches(str(name), _DATASETS, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ConfigError(f"unknown data set {name!r}.{hint} Known: {', '.join(list_datasets())}")
-    builder = _DATASETS[name]
+    builder = DATASETS.get(name)
     params = inspect.signature(builder).parameters
     accepted = {p for p in params if not p.startswith("_")} - {"root", "download", "augment"}
     unknown = set(options) - accepted

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from sakd.data.registry import DataBundle, register_dataset
+from sakd.data.registry import DATASETS, DataBundle
 from sakd.data.tensor_dataset import ImageTensorDataset
 
 
@@ -25,7 +25,7 @@ def make_synthetic(n: int, num_classes: int, channels: int, size: int, noise: fl
     return images, labels
 
 
-@register_dataset("synthetic")
+@DATASETS.register("synthetic")
 def synthetic(
     root: str,
     download: bool = False,
@@ -37,6 +37,7 @@ def synthetic(
     test_size: int = 256,
     noise: float = 1.0,
 ) -> DataBundle:
+    """Class prototypes plus noise, made from a seed: a learnable set for tests"""
     train = make_synthetic(train_size, num_classes, channels, image_size, noise, seed=0)
     test = make_synthetic(test_size, num_classes, channels, image_size, noise, seed=1)
     return DataBundle(

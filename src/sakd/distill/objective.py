@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sakd.distill.losses import feature_distance, logits_kd
+from sakd.distill.losses import DISTANCES, logits_kd
 from sakd.distill.transforms import make_transform
 from sakd.errors import ConfigError
 
@@ -71,7 +71,7 @@ class SAKDLoss(nn.Module):
         if beta and not student_channels:
             raise ConfigError("feature distillation (beta > 0) needs the channels of each tap")
         self.alpha, self.beta, self.gamma, self.tau = float(alpha), float(beta), float(gamma), float(tau)
-        self.distance = feature_distance(distance)
+        self.distance = DISTANCES.get(distance)
         self.transforms = nn.ModuleList(
             make_transform(transform, cs, ct) for cs, ct in zip(student_channels, teacher_channels)
         )

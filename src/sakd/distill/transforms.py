@@ -16,8 +16,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from sakd.errors import ConfigError
+from sakd.registry import Registry
 
-TRANSFORMS = ("conv", "none", "norm")
+# builders (student channels, teacher channels) -> module(fs, ft) -> (fs', ft')
+TRANSFORMS: Registry = Registry("feature transform")
 
 
 class ConvTransform(nn.Module):
@@ -49,13 +51,32 @@ def _standardise(f: torch.Tensor) -> torch.Tensor:
 
 
 def make_transform(kind: str, cs: int, ct: int) -> nn.Module:
-    if kind not in TRANSFORMS:
-        raise ConfigError(f"unknown feature transform {kind!r}; choose one of {TRANSFORMS}")
-    if kind == "conv":
-        return ConvTransform(cs, ct)
+    return TRANSFORMS.get(kind)(cs, ct)
+
+
+def _equal_channels(kind: str, cs: int, ct: int) -> None:
     if cs != ct:
         raise ConfigError(
             f"feature transform {kind!r} needs equal channels, but the student has {cs} and the "
             f"teacher {ct} at one tap; use distill.features.transform=conv"
         )
-    return IdentityTransform() if kind == "none" else NormTransform()
+
+
+@TRANSFORMS.register()
+def conv(cs: int, ct: int) -> nn.Module:
+    """BN(Conv1x1(F_s)) on the student, teacher unchanged (paper eq. 8; maps C_s to C_t)"""
+    return ConvTransform(cs, ct)
+
+
+@TRANSFORMS.register()
+def none(cs: int, ct: int) -> nn.Module:
+    """Both unchanged (C_s = C_t)"""
+    _equal_channels("none", cs, ct)
+    return IdentityTransform()
+
+
+@TRANSFORMS.register()
+def norm(cs: int, ct: int) -> nn.Module:
+    """Both standardised per channel, no parameters (normalized feature distillation)"""
+    _equal_channels("norm", cs, ct)
+    return NormTransform()

@@ -1,16 +1,8 @@
 """ANN/SNN twin models, built by name from a registry."""
 
 from sakd.models import resnet, vgg  # noqa: F401  (registers the models)
-from sakd.models.base import NeuronSpec, SpikeActivation, TapPoint, TwinModel
-from sakd.models.registry import create_model, list_models
+from sakd.models.base import TapPoint, TwinModel
+from sakd.models.registry import MODELS, create_model, list_models
 from sakd.models.taps import FeatureExtractor
 
-__all__ = [
-    "create_model",
-    "list_models",
-    "FeatureExtractor",
-    "NeuronSpec",
-    "SpikeActivation",
-    "TapPoint",
-    "TwinModel",
-]
+__all__ = ["MODELS", "create_model", "list_models", "FeatureExtractor", "TapPoint", "TwinModel"]

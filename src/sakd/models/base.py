@@ -20,50 +20,11 @@ the same way, so an ANN teacher and an SNN student read the same ``[T, B, C, H, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
-from sakd.fields import limited
-from sakd.neurons import LIF, SURROGATES
-
-
-def _surrogates() -> list[str]:
-    return sorted(SURROGATES)
-
-
-@dataclass(frozen=True)
-class NeuronSpec:
-    """LIF settings shared by all neurons of a spiking model."""
-
-    decay: float = limited(0.5, ge=0.0, le=1.0)
-    threshold: float = limited(1.0, gt=0.0)
-    surrogate: str = limited("triangle", choices=_surrogates)
-    detach_reset: bool = False
-    # compiled (torch.compile kernels) | fused (eager) | reference (autograd loop) | auto (compiled where it builds)
-    backend: Literal["auto", "compiled", "fused", "reference"] = "auto"
-
-
-class SpikeActivation(nn.Module):
-    """LIF on time-folded tensors: ``[T*B, ...] -> [T, B, ...] -> LIF -> [T*B, ...]``."""
-
-    def __init__(self, timesteps: int, neuron: NeuronSpec):
-        super().__init__()
-        self.timesteps = timesteps
-        self.lif = LIF(
-            decay=neuron.decay,
-            threshold=neuron.threshold,
-            surrogate=neuron.surrogate,
-            detach_reset=neuron.detach_reset,
-            backend=neuron.backend,
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lif(x.unflatten(0, (self.timesteps, -1))).flatten(0, 1)
-
-    def extra_repr(self) -> str:
-        return f"timesteps={self.timesteps}"
+from sakd.neurons import NeuronSpec, SpikeActivation
 
 
 @dataclass
@@ -76,9 +37,9 @@ class TapPoint:
 
 
 class TwinModel(nn.Module):
-    """Base of every registered model. Subclasses build layers with :meth:`act` and implement
-    :meth:`forward_stem` (up to, not including, the first activation), :meth:`forward_body`
-    (the rest, returning per-sample logits) and :meth:`tap_points`."""
+    """Base of every registered model. Subclasses build layers with :meth:`act` (blocks take it as
+    their activation factory) and implement :meth:`forward_stem` (up to, not including, the first
+    activation), :meth:`forward_body` (the rest, returning per-sample logits) and :meth:`tap_points`."""
 
     def __init__(self, *, spiking: bool, timesteps: int, neuron: NeuronSpec | None):
         super().__init__()
@@ -90,7 +51,7 @@ class TwinModel(nn.Module):
 
     # -- construction helpers -------------------------------------------------------------
     def act(self) -> nn.Module:
-        """A fresh activation: ReLU for the ANN, a LIF layer for the SNN."""
+        """A fresh activation: ReLU for the ANN, the configured spiking neuron for the SNN."""
         if self.spiking:
             return SpikeActivation(self._timesteps, self.neuron)
         return nn.ReLU(inplace=False)

@@ -1,51 +1,23 @@
-"""Model registry: ``create_model("resnet19", spiking=True, num_classes=10)``."""
+"""The model registry: ``create_model("resnet19", spiking=True, num_classes=10)``.
+
+A model is a function registered with ``@MODELS.register()`` under its own name (``def resnet50``
+is ``resnet50``) that returns a :class:`~sakd.models.base.TwinModel`; its docstring's first line
+is what ``sakd models`` lists.
+"""
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass, fields
-from typing import Callable
-
 from sakd.errors import ConfigError
-from sakd.models.base import NeuronSpec, TwinModel
+from sakd.models.base import TwinModel
+from sakd.neurons import NeuronSpec, neuron_spec
+from sakd.registry import Registry
 
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    builder: Callable[..., TwinModel]
-    description: str
-
-
-_REGISTRY: dict[str, ModelEntry] = {}
-
-
-def register_model(name: str, builder: Callable[..., TwinModel], description: str = "") -> None:
-    if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = ModelEntry(name, builder, description)
+MODELS: Registry = Registry("model")
 
 
 def list_models() -> dict[str, str]:
     """Registered model names and their one-line descriptions."""
-    return {n: e.description for n, e in sorted(_REGISTRY.items())}
-
-
-def check_model_name(name: str) -> None:
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), _REGISTRY, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ConfigError(f"unknown model {name!r}.{hint} Registered: {', '.join(sorted(_REGISTRY))}")
-
-
-def neuron_spec(neuron: NeuronSpec | dict | None) -> NeuronSpec:
-    if neuron is None or isinstance(neuron, NeuronSpec):
-        return neuron or NeuronSpec()
-    known = {f.name for f in fields(NeuronSpec)}
-    unknown = set(neuron) - known
-    if unknown:
-        raise ConfigError(f"unknown neuron option(s) {sorted(unknown)}; known: {sorted(known)}")
-    return NeuronSpec(**neuron)
+    return MODELS.describe()
 
 
 def create_model(
@@ -65,9 +37,9 @@ def create_model(
     ``snn.load_state_dict(ann.state_dict())`` works strictly. ``options`` go to parametric models
     (``resnet_custom``: ``depths``, ``widths``, ``stem_width``, ...).
     """
-    check_model_name(name)
+    builder = MODELS.get(name)
     try:
-        model = _REGISTRY[name].builder(
+        model = builder(
             num_classes=int(num_classes),
             spiking=bool(spiking),
             timesteps=int(timesteps),

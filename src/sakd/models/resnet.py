@@ -7,13 +7,16 @@ module (``act1``, ``act2``, ...) so each can be tapped and each LIF layer counte
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from sakd.models.base import NeuronSpec, TapPoint, TwinModel, init_weights
-from sakd.models.registry import register_model
+from sakd.models.base import TapPoint, TwinModel, init_weights
+from sakd.models.registry import MODELS
+from sakd.neurons import NeuronSpec
+
+Act = Callable[[], nn.Module]  # an activation factory: ReLU for the ANN twin, a spiking neuron for the SNN
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -27,15 +30,15 @@ def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, owner: TwinModel, cin: int, planes: int, stride: int = 1):
+    def __init__(self, act: Act, cin: int, planes: int, stride: int = 1):
         super().__init__()
         self.conv1 = conv3x3(cin, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.act1 = owner.act()
+        self.act1 = act()
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = _shortcut(cin, planes, stride)
-        self.act2 = owner.act()
+        self.act2 = act()
 
     @property
     def out_act(self) -> nn.Module:
@@ -51,19 +54,19 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, owner: TwinModel, cin: int, planes: int, stride: int = 1):
+    def __init__(self, act: Act, cin: int, planes: int, stride: int = 1):
         super().__init__()
         cout = planes * self.expansion
         self.conv1 = conv1x1(cin, planes)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.act1 = owner.act()
+        self.act1 = act()
         self.conv2 = conv3x3(planes, planes, stride)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.act2 = owner.act()
+        self.act2 = act()
         self.conv3 = conv1x1(planes, cout)
         self.bn3 = nn.BatchNorm2d(cout)
         self.downsample = _shortcut(cin, cout, stride)
-        self.act3 = owner.act()
+        self.act3 = act()
 
     @property
     def out_act(self) -> nn.Module:
@@ -128,7 +131,7 @@ class ResNet(TwinModel):
             blocks = []
             for j in range(depth):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(block(self, cin, planes, stride))
+                blocks.append(block(self.act, cin, planes, stride))
                 cin = planes * block.expansion
             name = f"layer{i + 1}"
             self.add_module(name, nn.Sequential(*blocks))
@@ -173,44 +176,55 @@ class ResNet(TwinModel):
         return points
 
 
-def _resnet(block, depths, widths=(64, 128, 256, 512), **defaults):
-    def build(*, num_classes: int, spiking: bool, **kwargs) -> ResNet:
-        return ResNet(block, depths, widths, num_classes=num_classes, spiking=spiking, **{**defaults, **kwargs})
-
-    return build
-
-
-for _name, _block, _depths in [
-    ("resnet18", BasicBlock, (2, 2, 2, 2)),
-    ("resnet34", BasicBlock, (3, 4, 6, 3)),
-    ("resnet50", Bottleneck, (3, 4, 6, 3)),
-    ("resnet101", Bottleneck, (3, 4, 23, 3)),
-    ("resnet152", Bottleneck, (3, 8, 36, 3)),
-]:
-    register_model(_name, _resnet(_block, _depths), description=f"torchvision {_name} layout")
-
-register_model(
-    "resnet19",
-    _resnet(BasicBlock, (3, 3, 2), (128, 256, 512), stem_width=128, head_hidden=256),
-    description="CIFAR ResNet-19: 128-ch stem, stages [3,3,2] x 128/256/512, FC 512-256-classes",
-)
-register_model(
-    "resnet_tiny",
-    _resnet(BasicBlock, (1, 1, 1), (16, 32, 64), stem_width=16),
-    description="3-stage, 1-block-per-stage ResNet (16/32/64) for tests and the quickstart",
-)
+@MODELS.register()
+def resnet18(**kwargs) -> ResNet:
+    """torchvision resnet18 layout"""
+    return ResNet(BasicBlock, (2, 2, 2, 2), (64, 128, 256, 512), **kwargs)
 
 
-def resnet_custom(*, num_classes: int, spiking: bool, depths=(2, 2, 2, 2), widths=(64, 128, 256, 512),
-                  block: str = "basic", stem_width: int = 64, head_hidden: int | None = None, **kwargs) -> ResNet:
-    """Any ResNet of BasicBlocks (or Bottlenecks): the form every subnet of a NAS space takes."""
+@MODELS.register()
+def resnet34(**kwargs) -> ResNet:
+    """torchvision resnet34 layout"""
+    return ResNet(BasicBlock, (3, 4, 6, 3), (64, 128, 256, 512), **kwargs)
+
+
+@MODELS.register()
+def resnet50(**kwargs) -> ResNet:
+    """torchvision resnet50 layout"""
+    return ResNet(Bottleneck, (3, 4, 6, 3), (64, 128, 256, 512), **kwargs)
+
+
+@MODELS.register()
+def resnet101(**kwargs) -> ResNet:
+    """torchvision resnet101 layout"""
+    return ResNet(Bottleneck, (3, 4, 23, 3), (64, 128, 256, 512), **kwargs)
+
+
+@MODELS.register()
+def resnet152(**kwargs) -> ResNet:
+    """torchvision resnet152 layout"""
+    return ResNet(Bottleneck, (3, 8, 36, 3), (64, 128, 256, 512), **kwargs)
+
+
+@MODELS.register()
+def resnet19(**kwargs) -> ResNet:
+    """CIFAR ResNet-19: 128-ch stem, stages [3,3,2] x 128/256/512, FC 512-256-classes"""
+    return ResNet(BasicBlock, (3, 3, 2), (128, 256, 512), stem_width=128, head_hidden=256, **kwargs)
+
+
+@MODELS.register()
+def resnet_tiny(**kwargs) -> ResNet:
+    """3-stage, 1-block-per-stage ResNet (16/32/64) for tests and the quickstart"""
+    return ResNet(BasicBlock, (1, 1, 1), (16, 32, 64), stem_width=16, **kwargs)
+
+
+@MODELS.register()
+def resnet_custom(*, depths=(2, 2, 2, 2), widths=(64, 128, 256, 512), block: str = "basic", stem_width: int = 64,
+                  head_hidden: int | None = None, **kwargs) -> ResNet:
+    """ResNet of any depths/widths (model.options), e.g. a NAS subnet"""
     blocks = {"basic": BasicBlock, "bottleneck": Bottleneck}
     if block not in blocks:
         raise ValueError(f"unknown block {block!r}; choose 'basic' or 'bottleneck'")
     if len(depths) != len(widths):
         raise ValueError(f"depths {list(depths)} and widths {list(widths)} must have one entry per stage")
-    return ResNet(blocks[block], tuple(depths), tuple(widths), num_classes=num_classes, spiking=spiking,
-                  stem_width=stem_width, head_hidden=head_hidden, **kwargs)
-
-
-register_model("resnet_custom", resnet_custom, description="ResNet of any depths/widths (model.options), e.g. a NAS subnet")
+    return ResNet(blocks[block], tuple(depths), tuple(widths), stem_width=stem_width, head_hidden=head_hidden, **kwargs)

@@ -19,19 +19,22 @@ from __future__ import annotations
 
 from torch import nn
 
-from sakd.models.base import NeuronSpec, TapPoint, TwinModel, init_weights
-from sakd.models.registry import register_model
+from typing import Callable
+
+from sakd.models.base import TapPoint, TwinModel, init_weights
+from sakd.models.registry import MODELS
+from sakd.neurons import NeuronSpec
 
 VGG11_STAGES = ((64, 128), (256, 256), (512, 512), (512, 512))
 HEAD_GRID = 3  # the last map as the head reads it: 3x3, TET's VGGSNN on 48x48 frames
 
 
 class VGGLayer(nn.Module):
-    def __init__(self, owner: TwinModel, cin: int, cout: int):
+    def __init__(self, act: Callable[[], nn.Module], cin: int, cout: int):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(cout)
-        self.act = owner.act()
+        self.act = act()
 
     def forward(self, x):
         return self.act(self.bn(self.conv(x)))
@@ -57,7 +60,7 @@ class VGG(TwinModel):
         for i, widths in enumerate(stages):
             layers = []
             for cout in widths:
-                layers.append(VGGLayer(self, cin, cout))
+                layers.append(VGGLayer(self.act, cin, cout))
                 cin = cout
             name = f"stage{i + 1}"
             self.add_module(name, nn.Sequential(*layers))
@@ -94,8 +97,7 @@ class VGG(TwinModel):
         return points
 
 
-register_model(
-    "vgg11",
-    lambda *, num_classes, spiking, **kw: VGG(num_classes=num_classes, spiking=spiking, **kw),
-    description="VGG-11 with BatchNorm, TET's VGGSNN layout: 4 stages, 2x2 avg-pools, 3x3-grid linear head (DVS/CIFAR)",
-)
+@MODELS.register()
+def vgg11(**kwargs) -> VGG:
+    """VGG-11 with BatchNorm, TET's VGGSNN layout: 4 stages, 2x2 avg-pools, 3x3-grid linear head (DVS/CIFAR)"""
+    return VGG(**kwargs)

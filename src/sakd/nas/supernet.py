@@ -15,8 +15,9 @@ from torch import nn
 
 from sakd.errors import ConfigError
 from sakd.models import create_model
-from sakd.models.base import NeuronSpec, TapPoint, TwinModel, init_weights
-from sakd.models.registry import register_model
+from sakd.models.base import TapPoint, TwinModel, init_weights
+from sakd.models.registry import MODELS
+from sakd.neurons import NeuronSpec
 from sakd.nas.dynamic import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear
 from sakd.nas.space import PAPER_SPACE, Arch, SearchSpace
 
@@ -26,19 +27,19 @@ class DynamicBlock(nn.Module):
     them (first block of a stage) and uses them only where the subnet does (stride 2 or a change of
     width), as the standalone ResNet does."""
 
-    def __init__(self, owner: TwinModel, cin: int, cout: int, stride: int, shortcut: bool):
+    def __init__(self, act, cin: int, cout: int, stride: int, shortcut: bool):
         super().__init__()
         self.stride = stride
         self.conv1 = DynamicConv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
         self.bn1 = DynamicBatchNorm2d(cout)
-        self.act1 = owner.act()
+        self.act1 = act()
         self.conv2 = DynamicConv2d(cout, cout, 3, padding=1, bias=False)
         self.bn2 = DynamicBatchNorm2d(cout)
         self.downsample = (
             nn.Sequential(DynamicConv2d(cin, cout, 1, stride=stride, bias=False), DynamicBatchNorm2d(cout))
             if shortcut else None
         )
-        self.act2 = owner.act()
+        self.act2 = act()
 
     def preact(self, x: torch.Tensor, width: int) -> torch.Tensor:
         out = self.act1(self.bn1(self.conv1(x, width)))
@@ -68,7 +69,7 @@ class SuperResNet(TwinModel):
         cin = w0
         for i, (chs, deps) in enumerate(zip(self.space.channels, self.space.depths)):
             cout, stride = max(chs), 1 if i == 0 else 2
-            blocks = [DynamicBlock(self, cin if j == 0 else cout, cout, stride if j == 0 else 1, shortcut=j == 0)
+            blocks = [DynamicBlock(self.act, cin if j == 0 else cout, cout, stride if j == 0 else 1, shortcut=j == 0)
                       for j in range(max(deps))]
             self.add_module(f"layer{i + 1}", nn.ModuleList(blocks))
             cin = cout
@@ -118,11 +119,7 @@ class SuperResNet(TwinModel):
         return model
 
 
-register_model(
-    "resnet_supernet",
-    lambda *, num_classes, spiking, space=None, **kw: SuperResNet(
-        space=PAPER_SPACE if space is None else space, num_classes=num_classes, spiking=spiking, **kw
-    ),
-    description="one-shot NAS supernet over a search space of BasicBlock ResNets (model.options.space; "
-    "default: the paper's Table 1)",
-)
+@MODELS.register()
+def resnet_supernet(*, space: dict | None = None, **kwargs) -> SuperResNet:
+    """one-shot NAS supernet over a search space of BasicBlock ResNets (model.options.space; default: the paper's Table 1)"""
+    return SuperResNet(space=PAPER_SPACE if space is None else space, **kwargs)

@@ -1,6 +1,9 @@
-"""Spiking neurons: the multi-step LIF of the paper and its surrogate gradients."""
+"""Spiking neurons as registered parts: LIF (the paper's, eq. 1-3) and IF, their surrogate
+gradients, and what every neuron shares (base class, registry, settings, time-folded layer)."""
 
-from sakd.neurons.lif import LIF, lif_reference
+from sakd.neurons.base import NEURONS, NeuronSpec, SpikeActivation, SpikingNeuron, neuron_spec
+from sakd.neurons.lif import IF, LIF, lif_reference
 from sakd.neurons.surrogate import SURROGATES, Surrogate, get_surrogate, spike
 
-__all__ = ["LIF", "lif_reference", "SURROGATES", "Surrogate", "get_surrogate", "spike"]
+__all__ = ["NEURONS", "NeuronSpec", "SpikeActivation", "SpikingNeuron", "neuron_spec", "IF", "LIF",
+           "lif_reference", "SURROGATES", "Surrogate", "get_surrogate", "spike"]

@@ -12,8 +12,9 @@ pass over memory, as cheap as a ReLU's:
 The layer keeps only its input ``X`` for the backward pass: no charges, membranes or spike masks.
 
 The arithmetic is the reference loop's, in the same order: ``H_t = X_t + λ·V_{t-1}`` (an exact
-product for λ = 0.5, so a fused multiply-add cannot round differently), ``S_t = [H_t − V_th >= 0]``,
-``V_t = H_t·(1 − S_t)``.
+product for λ = 0.5 or 1, so a fused multiply-add cannot round differently), ``S_t = [H_t − V_th >= 0]``,
+and the reset: hard ``V_t = H_t·(1 − S_t)`` (eq. 3) or soft ``V_t = H_t − S_t·V_th`` (subtract the
+threshold).
 
 Numerics, the same for every backend: the membrane, the surrogate and the BPTT recursion run in
 :func:`compute_dtype` of the input (float32 for bfloat16/float16/float32 inputs, float64 for
@@ -41,9 +42,10 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def lif_steps(x: torch.Tensor, decay: float, threshold: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def lif_steps(x: torch.Tensor, decay: float, threshold: float,
+              soft: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The charge ``H_t`` (membrane potential before the spike) and spike ``S_t`` of each
-    timestep of ``x`` shaped ``[T, ...]``, both in :func:`compute_dtype`."""
+    timestep of ``x`` shaped ``[T, ...]``, both in :func:`compute_dtype`; ``soft``: soft reset."""
     dtype = compute_dtype(x.dtype)
     steps = []
     v = None
@@ -51,23 +53,23 @@ def lif_steps(x: torch.Tensor, decay: float, threshold: float) -> list[tuple[tor
         x_t = x[t].to(dtype)
         h = x_t if v is None else x_t + decay * v
         s = (h - threshold >= 0).to(dtype)
-        v = h * (1.0 - s)
+        v = h - s * threshold if soft else h * (1.0 - s)
         steps.append((h, s))
     return steps
 
 
-def lif_forward(x: torch.Tensor, decay: float, threshold: float) -> torch.Tensor:
+def lif_forward(x: torch.Tensor, decay: float, threshold: float, soft: bool = False) -> torch.Tensor:
     """Spikes ``[T, ...]`` (in ``x``'s dtype) of ``x`` shaped ``[T, ...]``."""
-    return torch.stack([s for _, s in lif_steps(x, decay, threshold)]).to(x.dtype)
+    return torch.stack([s for _, s in lif_steps(x, decay, threshold, soft)]).to(x.dtype)
 
 
 def lif_backward(
     grad_spikes: torch.Tensor, x: torch.Tensor, decay: float, threshold: float,
-    surrogate: Surrogate, detach_reset: bool,
+    surrogate: Surrogate, detach_reset: bool, soft: bool = False,
 ) -> torch.Tensor:
     """BPTT through the LIF recursion: ``dL/dX`` (in ``x``'s dtype) from ``dL/dS`` and the layer's
     input ``X``, computed in :func:`compute_dtype`."""
-    steps = lif_steps(x, decay, threshold)
+    steps = lif_steps(x, decay, threshold, soft)
     dtype = compute_dtype(x.dtype)
     grads = []
     grad_v = None  # dL/dV_t flowing back from step t+1
@@ -77,8 +79,12 @@ def lif_backward(
         sg = surrogate.grad(h - threshold)
         if grad_v is None:
             grad_h = grad_s * sg
-        else:
-            if not detach_reset:  # dV_t/dS_t = -H_t
+        elif soft:  # V_t = H_t - S_t·V_th: dV_t/dH_t = 1, dV_t/dS_t = -V_th
+            if not detach_reset:
+                grad_s = grad_s - grad_v * threshold
+            grad_h = grad_v + grad_s * sg
+        else:  # V_t = H_t·(1 - S_t): dV_t/dH_t = 1 - S_t, dV_t/dS_t = -H_t
+            if not detach_reset:
                 grad_s = grad_s - grad_v * h
             grad_h = grad_v * (1.0 - s) + grad_s * sg
         grads.append(grad_h)

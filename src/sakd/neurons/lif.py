@@ -1,10 +1,11 @@
-"""Multi-step leaky integrate-and-fire neuron (paper eq. 1-3) with BPTT through a surrogate.
+"""Multi-step leaky integrate-and-fire neuron (paper eq. 1-3) with BPTT through a surrogate, and
+integrate-and-fire (no leak).
 
 For each timestep ``t = 1..T`` (with ``V_0 = 0``)::
 
-    H_t = λ · V_{t-1} + X_t          # charge (eq. 1)
+    H_t = λ · V_{t-1} + X_t          # charge (eq. 1); IF: λ = 1
     S_t = Θ(H_t - V_th)              # fire, Θ(0) = 1 (eq. 2)
-    V_t = H_t · (1 - S_t)            # hard reset (eq. 3)
+    V_t = H_t · (1 - S_t)            # hard reset (eq. 3), or soft: V_t = H_t - S_t · V_th
 
 Three implementations give the same spikes and gradients:
 
@@ -27,13 +28,14 @@ from torch import nn
 
 from sakd.errors import ConfigError
 from sakd.neurons import kernels
+from sakd.neurons.base import NEURONS, SpikingNeuron
 from sakd.neurons.surrogate import Surrogate, get_surrogate, spike
 
 BACKENDS = ("auto", "compiled", "fused", "reference")
 
 
 def lif_reference(
-    x: torch.Tensor, decay: float, threshold: float, surrogate: Surrogate, detach_reset: bool
+    x: torch.Tensor, decay: float, threshold: float, surrogate: Surrogate, detach_reset: bool, soft: bool = False
 ) -> torch.Tensor:
     """Loop over ``x.shape[0]`` timesteps; autograd gives BPTT. The membrane and the surrogate run
     in :func:`~sakd.neurons.kernels.compute_dtype` of ``x``; the spikes come back in ``x``'s dtype."""
@@ -43,7 +45,8 @@ def lif_reference(
     for x_t in x:
         h = decay * v + x_t.to(dtype)
         s = spike(h - threshold, surrogate)
-        v = h * (1.0 - (s.detach() if detach_reset else s))
+        r = s.detach() if detach_reset else s
+        v = h - r * threshold if soft else h * (1.0 - r)
         spikes.append(s)
     return torch.stack(spikes).to(x.dtype)
 
@@ -72,43 +75,47 @@ def _restore(y: torch.Tensor, like: torch.Tensor, perm: list[int] | None) -> tor
 
 class _LIFFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, decay, threshold, surrogate, detach_reset, compiled):
+    def forward(ctx, x, decay, threshold, soft, surrogate, detach_reset, compiled):
         flat, perm = _dense_time_major(x, compiled)
-        spikes = _forward_kernel(flat.shape[0], decay, threshold, compiled)(flat, decay, threshold)
+        spikes = _forward_kernel(flat.shape[0], decay, threshold, soft, compiled)(flat, decay, threshold, soft)
         ctx.save_for_backward(flat)
-        ctx.cfg = (decay, threshold, surrogate, detach_reset, compiled, perm)
+        ctx.cfg = (decay, threshold, soft, surrogate, detach_reset, compiled, perm)
         return _restore(spikes, x, perm)
 
     @staticmethod
     def backward(ctx, grad_spikes):
         (flat,) = ctx.saved_tensors
-        decay, threshold, surrogate, detach_reset, compiled, perm = ctx.cfg
+        decay, threshold, soft, surrogate, detach_reset, compiled, perm = ctx.cfg
         grad = grad_spikes.permute(perm) if perm is not None else grad_spikes
         grad = grad.reshape(flat.shape)
         if compiled:
-            key = (flat.shape[0], decay, threshold, repr(surrogate), detach_reset)
+            key = (flat.shape[0], decay, threshold, soft, repr(surrogate), detach_reset)
             backward = kernels.compiled(kernels.lif_backward, key)
         else:
             backward = kernels.lif_backward
-        grad_x = backward(grad, flat, decay, threshold, surrogate, detach_reset)
-        return _restore(grad_x, grad_spikes, perm), None, None, None, None, None
+        grad_x = backward(grad, flat, decay, threshold, surrogate, detach_reset, soft)
+        return _restore(grad_x, grad_spikes, perm), None, None, None, None, None, None
 
 
-def _forward_kernel(timesteps, decay, threshold, compiled):
+def _forward_kernel(timesteps, decay, threshold, soft, compiled):
     if compiled:
-        return kernels.compiled(kernels.lif_forward, (timesteps, decay, threshold))
+        return kernels.compiled(kernels.lif_forward, (timesteps, decay, threshold, soft))
     return kernels.lif_forward
 
 
-def _spikes_only(x, decay, threshold, compiled):
+def _spikes_only(x, decay, threshold, soft, compiled):
     """Inference: the forward kernel, keeping nothing for a backward pass."""
     flat, perm = _dense_time_major(x, compiled)
     with torch.no_grad():  # one grad mode, one compiled kernel
-        return _restore(_forward_kernel(flat.shape[0], decay, threshold, compiled)(flat, decay, threshold), x, perm)
+        kernel = _forward_kernel(flat.shape[0], decay, threshold, soft, compiled)
+        return _restore(kernel(flat, decay, threshold, soft), x, perm)
 
 
-class LIF(nn.Module):
-    """Multi-step LIF layer: ``[T, B, ...]`` currents to ``[T, B, ...]`` spikes (0./1., input dtype).
+@NEURONS.register("lif")
+class LIF(SpikingNeuron):
+    """Leaky integrate-and-fire, paper eq. 1-3: H = λV + X, spike at H >= V_th, hard (or soft) reset.
+
+    Multi-step: ``[T, B, ...]`` currents to ``[T, B, ...]`` spikes (0./1., input dtype).
 
     Stateless between calls: the membrane starts at zero on every forward, so no reset is needed.
 
@@ -117,7 +124,8 @@ class LIF(nn.Module):
         threshold: firing threshold V_th (1.0 in the paper).
         surrogate: name in :data:`sakd.neurons.SURROGATES`, a dict ``{"name": ..., **params}`` or a
             :class:`~sakd.neurons.surrogate.Surrogate`.
-        detach_reset: stop the gradient through the reset term ``H_t · S_t``.
+        detach_reset: stop the gradient through the reset term (``H_t · S_t``, soft: ``S_t · V_th``).
+        reset: ``"hard"`` (eq. 3: to zero) or ``"soft"`` (subtract the threshold).
         backend: ``"auto"`` (default), ``"compiled"``, ``"fused"`` or ``"reference"``; all give
             the same numbers (see the module's docstring).
     """
@@ -128,6 +136,7 @@ class LIF(nn.Module):
         threshold: float = 1.0,
         surrogate: str | Surrogate | dict = "triangle",
         detach_reset: bool = False,
+        reset: str = "hard",
         backend: str = "auto",
     ):
         super().__init__()
@@ -135,17 +144,20 @@ class LIF(nn.Module):
             raise ConfigError(f"unknown LIF backend {backend!r}; choose one of {BACKENDS}")
         if not 0.0 <= float(decay) <= 1.0:
             raise ConfigError(f"LIF decay must lie in [0, 1], got {decay}")
+        if reset not in ("hard", "soft"):
+            raise ConfigError(f"unknown reset {reset!r}; choose 'hard' or 'soft'")
         self.decay = float(decay)
         self.threshold = float(threshold)
         self.surrogate = get_surrogate(surrogate)
         self.detach_reset = bool(detach_reset)
+        self.reset = reset
         self.backend = backend
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
             raise ValueError(f"LIF expects input shaped [T, B, ...], got shape {tuple(x.shape)}")
         if self.backend == "reference":
-            return lif_reference(x, self.decay, self.threshold, self.surrogate, self.detach_reset)
+            return lif_reference(x, self.decay, self.threshold, self.surrogate, self.detach_reset, self.reset == "soft")
         compiled = self.backend == "compiled" or (
             self.backend == "auto" and kernels.compiler_available(x.device.type) and not kernels.failed()
         )
@@ -158,12 +170,22 @@ class LIF(nn.Module):
             return self._run(x, False)
 
     def _run(self, x: torch.Tensor, compiled: bool) -> torch.Tensor:
+        soft = self.reset == "soft"
         if not (torch.is_grad_enabled() and x.requires_grad):
-            return _spikes_only(x, self.decay, self.threshold, compiled)
-        return _LIFFunction.apply(x, self.decay, self.threshold, self.surrogate, self.detach_reset, compiled)
+            return _spikes_only(x, self.decay, self.threshold, soft, compiled)
+        return _LIFFunction.apply(x, self.decay, self.threshold, soft, self.surrogate, self.detach_reset, compiled)
 
     def extra_repr(self) -> str:
         return (
             f"decay={self.decay}, threshold={self.threshold}, surrogate={self.surrogate!r}, "
-            f"detach_reset={self.detach_reset}, backend={self.backend!r}"
+            f"detach_reset={self.detach_reset}, reset={self.reset!r}, backend={self.backend!r}"
         )
+
+
+@NEURONS.register("if")
+class IF(LIF):
+    """Integrate-and-fire: LIF without leak (λ = 1), H = V + X; hard (or soft) reset."""
+
+    def __init__(self, threshold: float = 1.0, surrogate: str | Surrogate | dict = "triangle",
+                 detach_reset: bool = False, reset: str = "hard", backend: str = "auto"):
+        super().__init__(1.0, threshold, surrogate, detach_reset, reset, backend)

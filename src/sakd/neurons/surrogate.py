@@ -7,30 +7,30 @@ The forward pass of a spike is always the exact step ``Θ(x) = 1 if x >= 0 else 
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import torch
 
 from sakd.errors import ConfigError
+from sakd.registry import Registry
 
 
 class Surrogate:
-    """Derivative ``dΘ/dx`` used in place of the Dirac delta. Subclasses implement :meth:`grad`."""
-
-    name: str = ""
+    """Derivative ``dΘ/dx`` used in place of the Dirac delta. Subclasses implement :meth:`grad`;
+    register one with ``@SURROGATES.register("name")``."""
 
     def grad(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in vars(self).items())
-        return f"{self.name}({params})"
+        return f"{type(self).__name__}({params})"
 
 
+SURROGATES: Registry[type[Surrogate]] = Registry("surrogate")
+
+
+@SURROGATES.register("triangle")
 class Triangle(Surrogate):
     """Paper eq. 4: ``max(0, 1 - |x| / width) / width`` (``width=1`` gives ``max(0, 1 - |x|)``)."""
-
-    name = "triangle"
 
     def __init__(self, width: float = 1.0):
         self.width = float(width)
@@ -39,10 +39,9 @@ class Triangle(Surrogate):
         return (1.0 - x.abs() / self.width).clamp_min(0.0) / self.width
 
 
+@SURROGATES.register("sigmoid")
 class Sigmoid(Surrogate):
     """Derivative of ``sigmoid(alpha * x)``: ``alpha * σ(αx)(1 - σ(αx))`` (SpikingJelly's default, α=4)."""
-
-    name = "sigmoid"
 
     def __init__(self, alpha: float = 4.0):
         self.alpha = float(alpha)
@@ -52,10 +51,9 @@ class Sigmoid(Surrogate):
         return self.alpha * s * (1.0 - s)
 
 
+@SURROGATES.register("atan")
 class ATan(Surrogate):
     """Derivative of ``atan(π/2 · αx)/π + 1/2``: ``α / (2 (1 + (π/2 · αx)²))`` (α=2)."""
-
-    name = "atan"
 
     def __init__(self, alpha: float = 2.0):
         self.alpha = float(alpha)
@@ -64,21 +62,15 @@ class ATan(Surrogate):
         return self.alpha / 2.0 / (1.0 + (math.pi / 2.0 * self.alpha * x) ** 2)
 
 
+@SURROGATES.register("rectangle")
 class Rectangle(Surrogate):
     """Box of unit area: ``1/width`` where ``|x| < width/2``, else 0 (STBP)."""
-
-    name = "rectangle"
 
     def __init__(self, width: float = 1.0):
         self.width = float(width)
 
     def grad(self, x):
         return (x.abs() < self.width / 2.0).to(x.dtype) / self.width
-
-
-SURROGATES: dict[str, Callable[..., Surrogate]] = {
-    cls.name: cls for cls in (Triangle, Sigmoid, ATan, Rectangle)
-}
 
 
 def get_surrogate(spec: str | Surrogate | dict) -> Surrogate:
@@ -89,12 +81,10 @@ def get_surrogate(spec: str | Surrogate | dict) -> Surrogate:
     if isinstance(spec, dict):
         params = dict(spec)
         spec = params.pop("name", None)
-    if not isinstance(spec, str) or spec.lower() not in SURROGATES:
-        raise ConfigError(
-            f"unknown surrogate {spec!r}; known surrogates: {', '.join(sorted(SURROGATES))}"
-        )
+    if not isinstance(spec, str):
+        raise SURROGATES.unknown(spec)
     try:
-        return SURROGATES[spec.lower()](**params)
+        return SURROGATES.get(spec.lower())(**params)
     except TypeError as exc:
         raise ConfigError(f"bad parameters for surrogate {spec!r}: {exc}") from None
 

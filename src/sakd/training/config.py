@@ -21,7 +21,7 @@ import yaml
 
 from sakd.errors import ConfigError
 from sakd.fields import check_field, limited, one_of
-from sakd.models.base import NeuronSpec
+from sakd.neurons import NeuronSpec
 
 
 def _models() -> list[str]:
@@ -39,13 +39,25 @@ def _datasets() -> list[str]:
 def _transforms() -> list[str]:
     from sakd.distill import TRANSFORMS
 
-    return list(TRANSFORMS)
+    return TRANSFORMS.names()
 
 
 def _distances() -> list[str]:
     from sakd.distill import DISTANCES
 
-    return list(DISTANCES)
+    return DISTANCES.names()
+
+
+def _optimizers() -> list[str]:
+    from sakd.training.optim import OPTIMIZERS
+
+    return OPTIMIZERS.names()
+
+
+def _schedulers() -> list[str]:
+    from sakd.training.optim import SCHEDULERS
+
+    return SCHEDULERS.names()
 
 
 def _device(spec: str) -> None:
@@ -101,7 +113,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    name: Literal["sgd", "adamw"] = "sgd"
+    name: str = limited("sgd", choices=_optimizers)
     lr: float = limited(0.1, gt=0.0)
     momentum: float = limited(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
@@ -112,7 +124,7 @@ class OptimConfig:
     betas: list[float] = limited(default_factory=lambda: [0.9, 0.999], check=lambda b: _pair(b))
     epochs: int = limited(200, ge=1)
     warmup_epochs: float = limited(0.0, ge=0.0)
-    scheduler: Literal["cosine", "constant"] = "cosine"
+    scheduler: str = limited("cosine", choices=_schedulers)
     min_lr: float = limited(0.0, ge=0.0)
     accumulate_steps: int = limited(1, ge=1)  # micro-batches per optimiser step (data.batch_size is the global batch)
 

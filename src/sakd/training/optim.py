@@ -20,7 +20,13 @@ import torch
 from torch import nn
 
 from sakd.errors import ConfigError
+from sakd.registry import Registry
 from sakd.training.config import OptimConfig
+
+# optimisers: (parameter groups, OptimConfig) -> torch optimiser
+OPTIMIZERS: Registry = Registry("optimizer")
+# schedules: (progress in [0, 1] after warm-up, min_lr / lr) -> lr factor
+SCHEDULERS: Registry = Registry("scheduler")
 
 
 def param_groups(modules: list[nn.Module], weight_decay: float, decay_bn_and_bias: bool = True) -> list[dict]:
@@ -33,21 +39,39 @@ def param_groups(modules: list[nn.Module], weight_decay: float, decay_bn_and_bia
             {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
 
 
+@OPTIMIZERS.register()
+def sgd(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (optim.momentum) and Nesterov (optim.nesterov)"""
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+
+
+@OPTIMIZERS.register()
+def adamw(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW (optim.betas)"""
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+@SCHEDULERS.register()
+def cosine(progress: float, min_ratio: float) -> float:
+    """Cosine decay from lr to optim.min_lr"""
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@SCHEDULERS.register()
+def constant(progress: float, min_ratio: float) -> float:
+    """The same lr throughout (after any warm-up)"""
+    return 1.0
+
+
 def build_optimizer(modules: list[nn.Module], cfg: OptimConfig) -> torch.optim.Optimizer:
-    groups = param_groups(modules, cfg.weight_decay, cfg.decay_bn_and_bias)
-    if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))  # "adamw": names are checked at load
+    return OPTIMIZERS.get(cfg.name)(param_groups(modules, cfg.weight_decay, cfg.decay_bn_and_bias), cfg)
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, kind: str, min_ratio: float) -> float:
     """Multiplier of the base lr at an iteration: linear warm-up, then cosine (or constant)."""
     if warmup_steps and step < warmup_steps:
         return (step + 1) / warmup_steps
-    if kind == "constant":
-        return 1.0
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return SCHEDULERS.get(kind)((step - warmup_steps) / max(1, total_steps - warmup_steps), min_ratio)
 
 
 def build_scheduler(optimizer, cfg: OptimConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:

@@ -1,0 +1,83 @@
+"""What every spiking neuron shares: its base class, its registry, its settings and its layer.
+
+* :class:`SpikingNeuron`: a multi-step layer from currents ``[T, B, ...]`` to spikes ``[T, B, ...]``
+  (0./1. in the input's dtype), stateless between calls. Firing-rate monitors, feature taps and
+  the analysis find spiking layers through this base class, whatever the neuron.
+* :data:`NEURONS`: the registry (``sakd neurons`` lists it); a new neuron is one class in one file
+  with ``@NEURONS.register("name")``.
+* :class:`NeuronSpec`: the ``model.neuron`` settings; :meth:`NeuronSpec.build` passes each neuron
+  the settings its constructor takes, plus ``options`` (a neuron's own further settings).
+* :class:`SpikeActivation`: a neuron on time-folded tensors ``[T*B, ...]``, the form models use.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from sakd.errors import ConfigError
+from sakd.fields import limited
+from sakd.neurons.surrogate import SURROGATES
+from sakd.registry import Registry
+
+
+class SpikingNeuron(nn.Module):
+    """Base of every registered neuron: ``forward(x [T, B, ...]) -> spikes [T, B, ...]``."""
+
+
+NEURONS: Registry[type[SpikingNeuron]] = Registry("neuron")
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """The neuron of every spiking layer of a model (``model.neuron``)."""
+
+    name: str = limited("lif", choices=NEURONS.names)
+    decay: float = limited(0.5, ge=0.0, le=1.0)  # the leak λ of eq. 1 (neurons without a leak ignore it)
+    threshold: float = limited(1.0, gt=0.0)
+    surrogate: str = limited("triangle", choices=SURROGATES.names)
+    detach_reset: bool = False
+    reset: Literal["hard", "soft"] = "hard"  # hard: V = H(1 - S) (eq. 3); soft: V = H - S·V_th
+    # compiled (torch.compile kernels) | fused (eager) | reference (autograd loop) | auto (compiled where it builds)
+    backend: Literal["auto", "compiled", "fused", "reference"] = "auto"
+    options: dict = field(default_factory=dict)  # a neuron's own further constructor arguments
+
+    def build(self) -> SpikingNeuron:
+        cls = NEURONS.get(self.name)
+        takes = inspect.signature(cls).parameters
+        shared = {k: getattr(self, k) for k in ("decay", "threshold", "surrogate", "detach_reset", "reset", "backend")
+                  if k in takes}
+        try:
+            return cls(**shared, **self.options)
+        except TypeError as exc:
+            raise ConfigError(f"neuron {self.name!r}: bad model.neuron.options {self.options}: {exc}") from None
+
+
+def neuron_spec(neuron: NeuronSpec | dict | None) -> NeuronSpec:
+    """A :class:`NeuronSpec` from itself, a dict of its fields (as checkpoints record it) or None."""
+    if neuron is None or isinstance(neuron, NeuronSpec):
+        return neuron or NeuronSpec()
+    known = set(inspect.signature(NeuronSpec).parameters)
+    unknown = set(neuron) - known
+    if unknown:
+        raise ConfigError(f"unknown neuron setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    return NeuronSpec(**neuron)
+
+
+class SpikeActivation(nn.Module):
+    """A neuron on time-folded tensors: ``[T*B, ...] -> [T, B, ...] -> neuron -> [T*B, ...]``."""
+
+    def __init__(self, timesteps: int, neuron: NeuronSpec):
+        super().__init__()
+        self.timesteps = timesteps
+        self.neuron = neuron.build()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.neuron(x.unflatten(0, (self.timesteps, -1))).flatten(0, 1)
+
+    def extra_repr(self) -> str:
+        return f"timesteps={self.timesteps}"

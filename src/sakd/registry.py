@@ -1,0 +1,74 @@
+"""One registry type for every kind of plug-in: models, data sets, neurons, surrogates, feature
+transforms and distances, optimisers and schedulers.
+
+Registering is one decorator in the file that defines the part; nothing else needs an edit::
+
+    from sakd.neurons import NEURONS
+
+    @NEURONS.register("my_if")
+    class MyIF(SpikingNeuron):
+        '''Integrate-and-fire with ...: the first docstring line is the description ``sakd neurons`` lists.'''
+
+The name defaults to the function's or class's own name (``def resnet50`` registers ``resnet50``,
+so ``grep "def resnet50"`` finds it). An unknown name is one :class:`~sakd.errors.ConfigError`
+that names the kind, suggests close matches and lists what is registered.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Callable, Generic, TypeVar
+
+from sakd.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Named parts of one ``kind`` (a word for messages: "model", "data set", "neuron", ...)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._parts: dict[str, T] = {}
+        self._descriptions: dict[str, str] = {}
+
+    def register(self, name: str | None = None, *, description: str | None = None) -> Callable[[T], T]:
+        """Decorator: register the decorated function or class under ``name`` (default: its own)."""
+
+        def add(part: T) -> T:
+            key = name or part.__name__
+            if key in self._parts:
+                raise ValueError(f"{self.kind} {key!r} is already registered")
+            self._parts[key] = part
+            doc = inspect.getdoc(part) or ""
+            self._descriptions[key] = description or (doc.splitlines()[0] if doc else "")
+            return part
+
+        return add
+
+    def get(self, name: str) -> T:
+        if name not in self._parts:
+            raise self.unknown(name)
+        return self._parts[name]
+
+    def unknown(self, name) -> ConfigError:
+        close = difflib.get_close_matches(str(name), self._parts, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        return ConfigError(f"unknown {self.kind} {name!r}.{hint} Registered: {', '.join(self.names())}")
+
+    def names(self) -> list[str]:
+        return sorted(self._parts)
+
+    def describe(self) -> dict[str, str]:
+        """Every name with its one-line description, sorted by name."""
+        return {n: self._descriptions[n] for n in self.names()}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._parts
+
+    def __iter__(self):
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._parts)

@@ -1,0 +1,116 @@
+"""Plug-ins: one registry type; neurons (IF, soft reset) on every backend; parts registered from
+outside the package (this module) train through `sakd.train` from a config, with no edit elsewhere."""
+
+import pytest
+import torch
+
+from conftest import fast_config
+from sakd.analysis import FiringRateMonitor
+from sakd.distill import DISTANCES
+from sakd.errors import ConfigError
+from sakd.neurons import IF, LIF, NEURONS, NeuronSpec, SpikingNeuron, get_surrogate, kernels, lif_reference
+from sakd.registry import Registry
+from sakd.training import train
+
+BACKENDS = ["reference", "fused"] + (["compiled"] if kernels.compiler_available("cpu") else [])
+
+
+def test_registry_registers_by_name_lists_descriptions_and_suggests():
+    parts = Registry("widget")
+
+    @parts.register()
+    def round_one():
+        """A round widget."""
+
+    @parts.register("square")
+    class Square:
+        """A square one.
+
+        More text that is not the description."""
+
+    assert parts.names() == ["round_one", "square"] and "square" in parts and len(parts) == 2
+    assert parts.describe() == {"round_one": "A round widget.", "square": "A square one."}
+    assert parts.get("square") is Square
+    with pytest.raises(ConfigError, match=r"unknown widget 'sqare'. Did you mean 'square'\? Registered: round_one, square"):
+        parts.get("sqare")
+    with pytest.raises(ValueError, match="widget 'square' is already registered"):
+        parts.register("square")(Square)
+
+
+def test_if_and_soft_reset_hand_computed():
+    x = torch.tensor([0.6, 0.7, 0.3, 2.5, 0.1]).view(5, 1)
+    # IF (λ=1), hard: H 0.6 | 1.3 -> spike, V=0 | 0.3 | 2.8 -> spike, V=0 | 0.1
+    # LIF soft: H 0.6 | 0.3+0.7=1.0 -> spike, V=0 | 0.3 | 0.15+2.5=2.65 -> spike, V=1.65 | 0.825+0.1 -> no
+    # IF soft: H 0.6 | 1.3 -> spike, V=0.3 | 0.6 | 3.1 -> spike, V=2.1 | 2.2 -> spike
+    expected = {("if", "hard"): [0, 1, 0, 1, 0], ("lif", "soft"): [0, 1, 0, 1, 0], ("if", "soft"): [0, 1, 0, 1, 1]}
+    for (name, reset), spikes in expected.items():
+        for backend in BACKENDS:
+            neuron = NeuronSpec(name=name, reset=reset, backend=backend).build()
+            assert neuron(x).flatten().tolist() == spikes, (name, reset, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS[1:])
+@pytest.mark.parametrize("decay, reset", [(1.0, "hard"), (1.0, "soft"), (0.5, "soft"), (0.9, "soft")])
+@pytest.mark.parametrize("detach_reset", [False, True])
+def test_if_and_soft_reset_match_the_autograd_reference(backend, decay, reset, detach_reset):
+    torch.manual_seed(0)
+    x = (torch.randn(6, 4, 3, 5, dtype=torch.float64) * 1.2 + 0.4)
+    x[2, 0, 0, 0] = 1.0
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_a = LIF(decay=decay, reset=reset, detach_reset=detach_reset, backend=backend)(a)
+    out_b = lif_reference(b, decay, 1.0, get_surrogate("triangle"), detach_reset, soft=reset == "soft")
+    w = torch.randn_like(out_a)
+    (out_a * w).sum().backward()
+    (out_b * w).sum().backward()
+    assert torch.equal(out_a, out_b)
+    assert torch.allclose(a.grad, b.grad, atol=1e-12)
+
+
+def test_soft_reset_gradient_hand_computed():
+    # LIF soft: H1 = 1.5 -> S1 = 1, V1 = 0.5; H2 = 0.25 + 0.2 = 0.45, S2 = 0.
+    # dS2/dx1 = sg(H2 - 1) · 0.5 · dV1/dH1, dV1/dH1 = 1 - V_th · sg(H1 - 1) = 1 - 0.5 (0 detached: 1)
+    x = torch.tensor([[1.5], [0.2]], dtype=torch.float64, requires_grad=True)
+    LIF(reset="soft")(x)[1].sum().backward()
+    assert torch.allclose(x.grad.flatten(), torch.tensor([0.45 * 0.5 * 0.5, 0.45], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("neuron", ["model.neuron.name=if", "model.neuron.reset=soft"])
+def test_if_and_soft_reset_train_one_step(tmp_path, neuron):
+    summary = train(fast_config(tmp_path, neuron, "optim.epochs=1"))
+    assert 0.0 < summary["firing_rate"] < 1.0
+
+
+@NEURONS.register("test_clipped_if")
+class ClippedIF(SpikingNeuron):
+    """Integrate-and-fire whose input is clipped to [0, clip] (a neuron from outside the package)."""
+
+    def __init__(self, threshold: float = 1.0, surrogate: str = "triangle", clip: float = 2.0):
+        super().__init__()
+        self.inner, self.clip = IF(threshold=threshold, surrogate=surrogate, backend="reference"), clip
+
+    def forward(self, x):
+        return self.inner(x.clamp(0.0, self.clip))
+
+
+@DISTANCES.register("test_cosine")
+def cosine(fs, ft):
+    """1 - cosine similarity of the flattened feature maps (a loss from outside the package)."""
+    return 1 - torch.nn.functional.cosine_similarity(fs.flatten(1), ft.flatten(1)).mean()
+
+
+def test_a_neuron_and_a_loss_registered_outside_the_package_train_from_a_config(tmp_path, teacher_ckpt):
+    assert NeuronSpec(name="test_clipped_if", options={"clip": 1.5}).build().clip == 1.5
+    with pytest.raises(ConfigError, match="neuron 'test_clipped_if': bad model.neuron.options"):
+        NeuronSpec(name="test_clipped_if", options={"gain": 2}).build()
+    summary = train(fast_config(
+        tmp_path, "model.neuron.name=test_clipped_if", "model.neuron.options={clip: 1.5}", "optim.epochs=5",
+        f"distill.teacher.weights={teacher_ckpt}", "distill.beta=1", "distill.features.distance=test_cosine"))
+    assert summary["best_top1"] > 25.0  # chance is 10%
+    from sakd.training.checkpoint import model_from_checkpoint
+
+    model, _ = model_from_checkpoint(f"{summary['run_dir']}/last.pt")
+    neurons = [m for m in model.modules() if isinstance(m, ClippedIF)]
+    assert neurons and all(n.clip == 1.5 for n in neurons)
+    with FiringRateMonitor(model) as monitor, torch.no_grad():
+        model.train()(torch.randn(8, 3, 16, 16))
+    assert set(monitor.rates()) == {n for n, m in model.named_modules() if isinstance(m, ClippedIF)}
