@@ -97,7 +97,7 @@ def test_bad_objective_settings_are_clear_errors():
     with pytest.raises(ConfigError, match="2 feature taps and the teacher 1"):
         SAKDLoss([3, 4], [4], beta=1)
     with pytest.raises(ConfigError, match="unknown feature distance"):
-        SAKDLoss([3], [3], beta=1, distance="cosine")
+        SAKDLoss([3], [3], beta=1, distance="manhattan")
 
 
 def test_normalized_l2_distance_is_scale_invariant():

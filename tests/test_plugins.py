@@ -114,3 +114,27 @@ def test_a_neuron_and_a_loss_registered_outside_the_package_train_from_a_config(
     with FiringRateMonitor(model) as monitor, torch.no_grad():
         model.train()(torch.randn(8, 3, 16, 16))
     assert set(monitor.rates()) == {n for n, m in model.named_modules() if isinstance(m, ClippedIF)}
+
+
+def test_the_contributing_guide_examples_run():
+    import re
+    from pathlib import Path
+
+    from sakd.models import MODELS, create_model
+    from sakd.neurons import SURROGATES
+
+    guide = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", guide, flags=re.S)
+    assert len(blocks) == 4
+    for block in blocks:
+        exec(compile(block, "CONTRIBUTING.md", "exec"), {})
+    assert {"resnet10", "alif", "fast_sigmoid", "cosine"} <= set(MODELS) | set(NEURONS) | set(SURROGATES) | set(DISTANCES)
+    snn = create_model("resnet10", spiking=True, num_classes=4, timesteps=2,
+                       neuron={"name": "alif", "surrogate": "fast_sigmoid", "options": {"beta": 0.3}})
+    ann = create_model("resnet10", spiking=False, num_classes=4)
+    snn.load_state_dict(ann.state_dict())
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    with FiringRateMonitor(snn) as monitor:
+        snn.train()(x).sum().backward()
+    assert x.grad.abs().sum() > 0 and 0 < monitor.mean_rate() < 1
+    assert DISTANCES.get("cosine")(torch.ones(2, 3), torch.ones(2, 3)).abs() < 1e-6
