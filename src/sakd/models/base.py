@@ -29,11 +29,14 @@ from sakd.neurons import NeuronSpec, SpikeActivation
 
 @dataclass
 class TapPoint:
-    """One place whose activation input (before spike/ReLU) or output (after) can be read."""
+    """One place whose activation input (before spike/ReLU) or output (after) can be read;
+    ``output``, if set, is the module whose output "after" reads instead (a block that ends in
+    something other than an activation, such as SEW's spike-element-wise connection)."""
 
     name: str
     activation: nn.Module
     channels: int
+    output: nn.Module | None = None
 
 
 class TwinModel(nn.Module):

@@ -39,6 +39,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = _shortcut(cin, planes, stride)
         self.act2 = act()
+        self.out_channels = planes
 
     @property
     def out_act(self) -> nn.Module:
@@ -67,6 +68,7 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(cout)
         self.downsample = _shortcut(cin, cout, stride)
         self.act3 = act()
+        self.out_channels = cout
 
     @property
     def out_act(self) -> nn.Module:
@@ -97,6 +99,7 @@ class ResNet(TwinModel):
         stem_width: channels of the stem conv.
         head_hidden: if set, the head is ``fc1 -> activation -> fc2`` with this many hidden units
             (ResNet-19); otherwise one ``fc``.
+        block_options: further keyword arguments of every block (SEW blocks: ``spiking``, ``connect``).
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class ResNet(TwinModel):
         stem_width: int = 64,
         head_hidden: int | None = None,
         neuron: NeuronSpec | None = None,
+        block_options: dict | None = None,
     ):
         super().__init__(spiking=spiking, timesteps=timesteps, neuron=neuron)
         if stem not in ("cifar", "imagenet"):
@@ -131,7 +135,7 @@ class ResNet(TwinModel):
             blocks = []
             for j in range(depth):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(block(self.act, cin, planes, stride))
+                blocks.append(block(self.act, cin, planes, stride, **(block_options or {})))
                 cin = planes * block.expansion
             name = f"layer{i + 1}"
             self.add_module(name, nn.Sequential(*blocks))
@@ -170,9 +174,8 @@ class ResNet(TwinModel):
             elif level != "block":
                 raise ValueError(f"unknown tap level {level!r}; choose 'stage' or 'block'")
             for j, blk in blocks:
-                channels = blk.bn3.num_features if isinstance(blk, Bottleneck) else blk.bn2.num_features
                 label = name if level == "stage" else f"{name}.{j}"
-                points.append(TapPoint(label, blk.out_act, channels))
+                points.append(TapPoint(label, blk.out_act, blk.out_channels, getattr(blk, "out", None)))
         return points
 
 

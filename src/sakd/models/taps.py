@@ -29,7 +29,10 @@ class FeatureExtractor(nn.Module):
         self.level, self.position = level, position
         self.points: list[TapPoint] = model.tap_points(level)
         self._store: list[torch.Tensor] | None = None
-        self._handles = [p.activation.register_forward_hook(self._hook) for p in self.points]
+        self._handles = [
+            (p.output or p.activation if position == "after" else p.activation).register_forward_hook(self._hook)
+            for p in self.points
+        ]
 
     @property
     def channels(self) -> list[int]:
