@@ -138,3 +138,44 @@ def test_the_contributing_guide_examples_run():
         snn.train()(x).sum().backward()
     assert x.grad.abs().sum() > 0 and 0 < monitor.mean_rate() < 1
     assert DISTANCES.get("cosine")(torch.ones(2, 3), torch.ones(2, 3)).abs() < 1e-6
+
+
+@pytest.mark.parametrize("backend", BACKENDS[1:])
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+def test_plif_backends_match_the_autograd_reference_including_the_leak_gradient(backend, reset):
+    from sakd.neurons import PLIF
+
+    torch.manual_seed(0)
+    x = (torch.randn(6, 4, 3, 5, dtype=torch.float64) * 1.2 + 0.4)
+    ref, fast = PLIF(decay=0.3, reset=reset, backend="reference").double(), PLIF(decay=0.3, reset=reset, backend=backend).double()
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_a, out_b = fast(a), ref(b)
+    w = torch.randn_like(out_a)
+    (out_a * w).sum().backward()
+    (out_b * w).sum().backward()
+    assert torch.equal(out_a, out_b)
+    assert torch.allclose(a.grad, b.grad, atol=1e-12)
+    assert fast.w.grad.abs() > 0 and torch.allclose(fast.w.grad, ref.w.grad, atol=1e-12)
+
+
+def test_plif_leak_gradient_hand_computed():
+    from sakd.neurons import PLIF
+
+    # λ = 0.5 (w = 0). H1 = 0.6, no spike, V1 = 0.6; H2 = λ·0.6 + 0.2 = 0.5, no spike.
+    # dS2/dλ = sg(H2 - 1) · V1 = 0.5 · 0.6, and dλ/dw = λ(1 - λ) = 0.25
+    plif = PLIF(decay=0.5).double()
+    x = torch.tensor([[0.6], [0.2]], dtype=torch.float64, requires_grad=True)
+    plif(x)[1].sum().backward()
+    assert torch.allclose(plif.w.grad, torch.tensor(0.5 * 0.6 * 0.25, dtype=torch.float64))
+
+
+def test_plif_learns_its_leak_in_training_and_copies_the_teachers_other_weights(tmp_path, teacher_ckpt):
+    summary = train(fast_config(tmp_path, "model.neuron.name=plif", "model.neuron.decay=0.4", "optim.epochs=1",
+                                f"distill.teacher.weights={teacher_ckpt}", "model.init=teacher", "distill.gamma=1"))
+    from sakd.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(f"{summary['run_dir']}/last.pt")["model"]
+    leaks = {k: torch.sigmoid(v).item() for k, v in state.items() if k.endswith("neuron.w")}
+    assert len(leaks) == 7 and all(0 < v < 1 for v in leaks.values())  # one per spiking layer of resnet_tiny
+    assert any(abs(v - 0.4) > 1e-4 for v in leaks.values())  # learned: moved from the initial 0.4
+    assert 0 < summary["firing_rate"] < 1

@@ -1,9 +1,10 @@
-"""Spiking neurons as registered parts: LIF (the paper's, eq. 1-3) and IF, their surrogate
+"""Spiking neurons as registered parts: LIF (the paper's, eq. 1-3), IF and PLIF, their surrogate
 gradients, and what every neuron shares (base class, registry, settings, time-folded layer)."""
 
 from sakd.neurons.base import NEURONS, NeuronSpec, SpikeActivation, SpikingNeuron, neuron_spec
 from sakd.neurons.lif import IF, LIF, lif_reference
+from sakd.neurons.plif import PLIF
 from sakd.neurons.surrogate import SURROGATES, Surrogate, get_surrogate, spike
 
-__all__ = ["NEURONS", "NeuronSpec", "SpikeActivation", "SpikingNeuron", "neuron_spec", "IF", "LIF",
+__all__ = ["NEURONS", "NeuronSpec", "SpikeActivation", "SpikingNeuron", "neuron_spec", "IF", "LIF", "PLIF",
            "lif_reference", "SURROGATES", "Surrogate", "get_surrogate", "spike"]

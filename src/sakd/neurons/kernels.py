@@ -63,12 +63,9 @@ def lif_forward(x: torch.Tensor, decay: float, threshold: float, soft: bool = Fa
     return torch.stack([s for _, s in lif_steps(x, decay, threshold, soft)]).to(x.dtype)
 
 
-def lif_backward(
-    grad_spikes: torch.Tensor, x: torch.Tensor, decay: float, threshold: float,
-    surrogate: Surrogate, detach_reset: bool, soft: bool = False,
-) -> torch.Tensor:
-    """BPTT through the LIF recursion: ``dL/dX`` (in ``x``'s dtype) from ``dL/dS`` and the layer's
-    input ``X``, computed in :func:`compute_dtype`."""
+def _bptt(grad_spikes: torch.Tensor, x: torch.Tensor, decay, threshold: float, surrogate: Surrogate,
+          detach_reset: bool, soft: bool) -> tuple[list[torch.Tensor], list]:
+    """``dL/dH_t`` of every timestep (in time order, :func:`compute_dtype`) and the recomputed steps."""
     steps = lif_steps(x, decay, threshold, soft)
     dtype = compute_dtype(x.dtype)
     grads = []
@@ -89,7 +86,31 @@ def lif_backward(
             grad_h = grad_v * (1.0 - s) + grad_s * sg
         grads.append(grad_h)
         grad_v = grad_h * decay
-    return torch.stack(grads[::-1]).to(x.dtype)
+    return grads[::-1], steps
+
+
+def lif_backward(
+    grad_spikes: torch.Tensor, x: torch.Tensor, decay: float, threshold: float,
+    surrogate: Surrogate, detach_reset: bool, soft: bool = False,
+) -> torch.Tensor:
+    """BPTT through the LIF recursion: ``dL/dX`` (in ``x``'s dtype) from ``dL/dS`` and the layer's
+    input ``X``, computed in :func:`compute_dtype`."""
+    grads, _ = _bptt(grad_spikes, x, decay, threshold, surrogate, detach_reset, soft)
+    return torch.stack(grads).to(x.dtype)
+
+
+def lif_backward_with_decay(
+    grad_spikes: torch.Tensor, x: torch.Tensor, decay: torch.Tensor, threshold: float,
+    surrogate: Surrogate, detach_reset: bool, soft: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lif_backward` and ``dL/dλ`` for a learned leak (PLIF): ``Σ_t dL/dH_t · V_{t-1}``."""
+    grads, steps = _bptt(grad_spikes, x, decay, threshold, surrogate, detach_reset, soft)
+    grad_decay = torch.zeros((), dtype=grads[0].dtype, device=x.device)
+    for t in range(1, len(steps)):
+        h, s = steps[t - 1]
+        v = h - s * threshold if soft else h * (1.0 - s)
+        grad_decay = grad_decay + (grads[t] * v).sum()
+    return torch.stack(grads).to(x.dtype), grad_decay.to(decay.dtype)
 
 
 @functools.cache

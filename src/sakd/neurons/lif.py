@@ -74,32 +74,37 @@ def _restore(y: torch.Tensor, like: torch.Tensor, perm: list[int] | None) -> tor
 
 
 class _LIFFunction(torch.autograd.Function):
+    """The fused LIF over the whole sequence; ``decay`` is a number, or a 0-dim tensor to learn
+    (PLIF), whose gradient ``Σ_t dL/dH_t · V_{t-1}`` the backward kernel then returns too."""
+
     @staticmethod
     def forward(ctx, x, decay, threshold, soft, surrogate, detach_reset, compiled):
+        learned = isinstance(decay, torch.Tensor)
         flat, perm = _dense_time_major(x, compiled)
         spikes = _forward_kernel(flat.shape[0], decay, threshold, soft, compiled)(flat, decay, threshold, soft)
-        ctx.save_for_backward(flat)
-        ctx.cfg = (decay, threshold, soft, surrogate, detach_reset, compiled, perm)
+        ctx.save_for_backward(flat, *([decay] if learned else []))
+        ctx.cfg = (None if learned else decay, threshold, soft, surrogate, detach_reset, compiled, perm)
         return _restore(spikes, x, perm)
 
     @staticmethod
     def backward(ctx, grad_spikes):
-        (flat,) = ctx.saved_tensors
+        flat, *learned = ctx.saved_tensors
         decay, threshold, soft, surrogate, detach_reset, compiled, perm = ctx.cfg
         grad = grad_spikes.permute(perm) if perm is not None else grad_spikes
         grad = grad.reshape(flat.shape)
+        fn = kernels.lif_backward_with_decay if learned else kernels.lif_backward
         if compiled:
-            key = (flat.shape[0], decay, threshold, soft, repr(surrogate), detach_reset)
-            backward = kernels.compiled(kernels.lif_backward, key)
-        else:
-            backward = kernels.lif_backward
-        grad_x = backward(grad, flat, decay, threshold, surrogate, detach_reset, soft)
-        return _restore(grad_x, grad_spikes, perm), None, None, None, None, None, None
+            key = (flat.shape[0], "learned" if learned else decay, threshold, soft, repr(surrogate), detach_reset)
+            fn = kernels.compiled(fn, key)
+        out = fn(grad, flat, learned[0] if learned else decay, threshold, surrogate, detach_reset, soft)
+        grad_x, grad_decay = out if learned else (out, None)
+        return _restore(grad_x, grad_spikes, perm), grad_decay, None, None, None, None, None
 
 
 def _forward_kernel(timesteps, decay, threshold, soft, compiled):
-    if compiled:
-        return kernels.compiled(kernels.lif_forward, (timesteps, decay, threshold, soft))
+    if compiled:  # one compiled copy per setting; a learned decay is an input, not a setting
+        key = (timesteps, "learned" if isinstance(decay, torch.Tensor) else decay, threshold, soft)
+        return kernels.compiled(kernels.lif_forward, key)
     return kernels.lif_forward
 
 
@@ -171,7 +176,8 @@ class LIF(SpikingNeuron):
 
     def _run(self, x: torch.Tensor, compiled: bool) -> torch.Tensor:
         soft = self.reset == "soft"
-        if not (torch.is_grad_enabled() and x.requires_grad):
+        learned = isinstance(self.decay, torch.Tensor) and self.decay.requires_grad
+        if not (torch.is_grad_enabled() and (x.requires_grad or learned)):
             return _spikes_only(x, self.decay, self.threshold, soft, compiled)
         return _LIFFunction.apply(x, self.decay, self.threshold, soft, self.surrogate, self.detach_reset, compiled)
 

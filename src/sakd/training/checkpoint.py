@@ -18,6 +18,7 @@ from torch import nn
 
 from sakd.errors import CheckpointError
 from sakd.models import create_model
+from sakd.neurons import SpikingNeuron
 
 FORMAT = "sakd-checkpoint"
 VERSION = 1
@@ -84,8 +85,13 @@ def build_model(arch: dict, **changes) -> nn.Module:
 
 
 def load_weights(model: nn.Module, state_dict: dict, source: str) -> None:
-    """``load_state_dict(strict=True)`` with an error that says what does not fit."""
+    """``load_state_dict(strict=True)`` with an error that says what does not fit. Parameters that
+    belong to spiking neurons (PLIF's leak) and that the source lacks (an ANN has no neurons) keep
+    their current values; everything else must match exactly."""
     own = model.state_dict()
+    neuron_keys = {f"{name}.{k}" for name, m in model.named_modules() if isinstance(m, SpikingNeuron)
+                   for k in m.state_dict()}
+    state_dict = {**{k: own[k] for k in neuron_keys if k not in state_dict}, **state_dict}
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     shapes = [

@@ -36,6 +36,7 @@ from sakd.distill import SAKDLoss
 from sakd.errors import ConfigError, Preempted, TrainingDivergedError
 from sakd.models import FeatureExtractor
 from sakd.models.weights import load_weight_source
+from sakd.neurons import SpikingNeuron
 from sakd.training import checkpoint as ckpt_io
 from sakd.training.config import Config, apply_overrides, config_from_dict, parse_interval, save_config
 from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object, init_distributed
@@ -505,8 +506,10 @@ class StudentStep(nn.Module):
 
 
 def _weight_layout(model) -> tuple:
-    """What must agree for weights to copy: every parameter name and shape."""
-    return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+    """What must agree for weights to copy: every parameter name and shape, the neurons' own
+    parameters aside (an ANN teacher has none; see :func:`~sakd.training.checkpoint.load_weights`)."""
+    neurons = [f"{n}." for n, m in model.named_modules() if isinstance(m, SpikingNeuron)]
+    return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items() if not k.startswith(tuple(neurons)))
 
 
 def train(config: Config, **kwargs) -> dict:
