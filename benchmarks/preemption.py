@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from sakd.training.checkpoint import load_checkpoint
+from sakd.models.checkpoint import load_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

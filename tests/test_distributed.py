@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sakd.training.checkpoint import load_checkpoint
+from sakd.models.checkpoint import load_checkpoint
 
 COMMON = [
     "data.name=synthetic", "data.num_workers=0", "data.batch_size=64", "model.name=resnet_tiny",

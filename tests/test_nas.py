@@ -51,7 +51,7 @@ def test_sampled_subnet_forward_equals_its_materialised_model(spiking):
     for arch in [net.space.largest(), net.space.smallest()] + [net.space.sample(rng) for _ in range(6)]:
         net.use(arch).eval()
         standalone = net.materialize().eval()
-        assert standalone.arch == "resnet_custom" and [len(l) for l in (standalone.layer1, standalone.layer2)] == list(arch.depths)
+        assert standalone.spec.name == "resnet_custom" and [len(l) for l in (standalone.layer1, standalone.layer2)] == list(arch.depths)
         with torch.no_grad():
             assert torch.allclose(net(x), standalone(x), atol=1e-6), arch
 

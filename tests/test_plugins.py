@@ -106,7 +106,7 @@ def test_a_neuron_and_a_loss_registered_outside_the_package_train_from_a_config(
         tmp_path, "model.neuron.name=test_clipped_if", "model.neuron.options={clip: 1.5}", "optim.epochs=5",
         f"distill.teacher.weights={teacher_ckpt}", "distill.beta=1", "distill.features.distance=test_cosine"))
     assert summary["best_top1"] > 25.0  # chance is 10%
-    from sakd.training.checkpoint import model_from_checkpoint
+    from sakd.models.checkpoint import model_from_checkpoint
 
     model, _ = model_from_checkpoint(f"{summary['run_dir']}/last.pt")
     neurons = [m for m in model.modules() if isinstance(m, ClippedIF)]
@@ -172,7 +172,7 @@ def test_plif_leak_gradient_hand_computed():
 def test_plif_learns_its_leak_in_training_and_copies_the_teachers_other_weights(tmp_path, teacher_ckpt):
     summary = train(fast_config(tmp_path, "model.neuron.name=plif", "model.neuron.decay=0.4", "optim.epochs=1",
                                 f"distill.teacher.weights={teacher_ckpt}", "model.init=teacher", "distill.gamma=1"))
-    from sakd.training.checkpoint import load_checkpoint
+    from sakd.models.checkpoint import load_checkpoint
 
     state = load_checkpoint(f"{summary['run_dir']}/last.pt")["model"]
     leaks = {k: torch.sigmoid(v).item() for k, v in state.items() if k.endswith("neuron.w")}

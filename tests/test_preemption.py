@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from sakd.data import build_dataset
 from sakd.data.seeded import SeededSamples
-from sakd.training.checkpoint import load_checkpoint
+from sakd.models.checkpoint import load_checkpoint
 from sakd.training.distributed import DistContext, GlobalBatchSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -9,7 +9,7 @@ from sakd.cli import main
 from sakd.distill import SAKDLoss
 from sakd.errors import CheckpointError, ConfigError, DatasetNotFoundError, TrainingDivergedError
 from sakd.training import Trainer, load_config, train
-from sakd.training.checkpoint import load_checkpoint
+from sakd.models.checkpoint import load_checkpoint
 
 SAKD = ["distill.alpha=1", "distill.beta=1", "distill.gamma=1", "distill.tau=4"]
 
@@ -229,7 +229,7 @@ def test_a_checkpoint_that_cannot_be_written_is_a_clear_error_and_keeps_the_prev
     import errno
     import os
 
-    from sakd.training import checkpoint as ckpt_io
+    from sakd.models import checkpoint as ckpt_io
 
     trainer = Trainer(fast_config(tmp_path, "optim.epochs=2", "model.spiking=false"))
     real_fsync, calls = os.fsync, {"n": 0}
@@ -265,3 +265,20 @@ def test_a_teacher_of_another_class_count_is_refused_before_training(tmp_path, t
     with pytest.raises(CheckpointError, match=r"do not fit model resnet_tiny; shape mismatch: fc.weight: \(1000, 64\)"):
         Trainer(fast_config(tmp_path, f"distill.teacher.weights={bare}", *SAKD))
     assert not any(p.is_dir() for p in tmp_path.iterdir())  # no run folder was started
+
+
+def test_a_version_1_checkpoint_with_an_arch_record_still_loads(tmp_path, teacher_ckpt):
+    from sakd.models.checkpoint import model_from_checkpoint
+    from sakd.models.spec import ModelSpec
+
+    new = load_checkpoint(teacher_ckpt)
+    old = {"format": "sakd-checkpoint", "version": 1, "model": new["model"],
+           "arch": {"name": "resnet_tiny", "spiking": False, "num_classes": 10, "timesteps": 2, "in_channels": 3,
+                    "stem": "cifar", "options": {},
+                    "neuron": {"decay": 0.5, "threshold": 1.0, "surrogate": "triangle", "detach_reset": False,
+                               "backend": "auto"}}}  # version 1 recorded no neuron name or reset
+    torch.save(old, tmp_path / "v1.pt")
+    model, ckpt = model_from_checkpoint(tmp_path / "v1.pt")
+    assert isinstance(ckpt["spec"], ModelSpec) and ckpt["spec"] == new["spec"].replace(timesteps=2)
+    assert ckpt["spec"].neuron.name == "lif" and ckpt["spec"].neuron.reset == "hard"
+    assert all(torch.equal(v, new["model"][k]) for k, v in model.state_dict().items())

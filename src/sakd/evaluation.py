@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from sakd.compare import history_summary
 from sakd.data import build_dataset
 from sakd.errors import ConfigError
-from sakd.training import checkpoint as ckpt_io
+from sakd.models import checkpoint as ckpt_io
 from sakd.training.config import apply_overrides, config_from_dict
 from sakd.training.evaluate import evaluate
 from sakd.training.runtime import place, resolve_amp, resolve_device
@@ -28,15 +28,14 @@ def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = 
     model, _ = ckpt_io.model_from_checkpoint(state)
     data = build_dataset(cfg.data.name, root=cfg.data.root, download=cfg.data.download, augment=False,
                          **cfg.data.options)
-    if data.num_classes != state["arch"]["num_classes"]:
-        raise ConfigError(
-            f"the checkpoint predicts {state['arch']['num_classes']} classes but {cfg.data.name} has {data.num_classes}"
-        )
+    spec = state["spec"]
+    if data.num_classes != spec.num_classes:
+        raise ConfigError(f"the checkpoint predicts {spec.num_classes} classes but {cfg.data.name} has {data.num_classes}")
     loader = DataLoader(data.test, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
                         num_workers=cfg.data.num_workers, collate_fn=data.collate_fn)
     result = evaluate(place(model, dev, cfg.run.channels_last), loader, dev, resolve_amp(cfg.run.amp, dev))
-    return {"checkpoint": state["path"], "model": state["arch"]["name"], "spiking": state["arch"]["spiking"],
-            "timesteps": state["arch"]["timesteps"] if state["arch"]["spiking"] else None,
+    return {"checkpoint": state["path"], "model": spec.name, "spiking": spec.spiking,
+            "timesteps": spec.timesteps if spec.spiking else None,
             "data": cfg.data.name, "epoch": state["epoch"], **result,
             "run": history_summary(state.get("history", []))}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sakd.errors import ConfigError
 from sakd.models.base import TwinModel
+from sakd.models.spec import ModelSpec
 from sakd.neurons import NeuronSpec, neuron_spec
 from sakd.registry import Registry
 
@@ -38,6 +39,7 @@ def create_model(
     (``resnet_custom``: ``depths``, ``widths``, ``stem_width``, ...).
     """
     builder = MODELS.get(name)
+    neuron = neuron_spec(neuron)
     try:
         model = builder(
             num_classes=int(num_classes),
@@ -45,11 +47,12 @@ def create_model(
             timesteps=int(timesteps),
             in_channels=int(in_channels),
             stem=stem,
-            neuron=neuron_spec(neuron),
+            neuron=neuron,
             **options,
         )
     except TypeError as exc:
         given = f" (given: {sorted(options)})" if options else ""
         raise ConfigError(f"model {name!r}: bad model.options{given}: {exc}") from None
-    model.arch = name
+    model.spec = ModelSpec(name, bool(spiking), int(num_classes), int(timesteps), int(in_channels), stem, neuron,
+                           dict(options))
     return model

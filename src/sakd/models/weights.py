@@ -2,7 +2,7 @@
 
 A *weight source* is one of:
 
-* a sakd checkpoint (``runs/.../best.pt``): its recorded architecture is checked;
+* a sakd checkpoint (``runs/.../best.pt``): its recorded model spec is checked;
 * a bare state dict saved by ``torch.save`` (torchvision's or timm's ResNet format, or nested
   under a ``"state_dict"`` / ``"model"`` key) or a ``.safetensors`` file;
 * ``torchvision:ResNet34_Weights.IMAGENET1K_V1``: torchvision's own weight loader (downloads once
@@ -18,13 +18,15 @@ from pathlib import Path
 import torch
 
 from sakd.errors import CheckpointError, ConfigError
+from sakd.models.checkpoint import FORMAT, as_checkpoint
+from sakd.models.spec import ModelSpec
 
 
 @dataclass
 class WeightSource:
     state_dict: dict
     description: str
-    arch: dict | None = None  # recorded architecture (sakd checkpoints only)
+    spec: ModelSpec | None = None  # what the weights belong to (sakd checkpoints only)
 
 
 def load_weight_source(source: str) -> WeightSource:
@@ -45,10 +47,9 @@ def load_weight_source(source: str) -> WeightSource:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"cannot read weights {path}: {exc}") from None
-    from sakd.training.checkpoint import FORMAT
-
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        return WeightSource(obj["model"], str(path), obj["arch"])
+        ckpt = as_checkpoint(obj, path)
+        return WeightSource(ckpt["model"], str(path), ckpt["spec"])
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

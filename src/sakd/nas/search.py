@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from sakd.data import build_dataset
 from sakd.errors import ConfigError
 from sakd.nas.space import Arch
-from sakd.training import checkpoint as ckpt_io
+from sakd.models import checkpoint as ckpt_io
 from sakd.training.config import config_from_dict
 from sakd.training.evaluate import evaluate
 from sakd.training.runtime import resolve_device
@@ -74,8 +74,8 @@ class SubnetEvaluator:
 
     def __init__(self, checkpoint: str, calibration_batches: int, device: str = "auto", seed: int = 0):
         state = ckpt_io.load_checkpoint(checkpoint)
-        if state["arch"]["name"] != "resnet_supernet":
-            raise ConfigError(f"{state['path']} holds {state['arch']['name']}, not a supernet (sakd nas train)")
+        if state["spec"].name != "resnet_supernet":
+            raise ConfigError(f"{state['path']} holds {state['spec'].name}, not a supernet (sakd nas train)")
         self.cfg = config_from_dict(state["config"])
         self.device = resolve_device(device)
         self.supernet, _ = ckpt_io.model_from_checkpoint(state)

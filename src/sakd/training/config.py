@@ -165,6 +165,17 @@ class DistillConfig:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     beta_schedule: list[BetaStep] = field(default_factory=list)  # from `epoch` on, β = `beta`
 
+    @property
+    def uses_features(self) -> bool:
+        """Whether feature KD is on at some epoch (taps and transforms are needed)."""
+        return self.beta > 0 or any(s.beta > 0 for s in self.beta_schedule)
+
+    @property
+    def pauses_features(self) -> bool:
+        """Whether some epoch has feature KD off while another has it on (its transforms then
+        get no gradient in that epoch)."""
+        return self.uses_features and (self.beta == 0 or any(s.beta == 0 for s in self.beta_schedule))
+
     def beta_at(self, epoch: int) -> float:
         """β for a 0-based epoch, after the schedule's steps reached so far."""
         beta = self.beta

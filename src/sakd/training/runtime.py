@@ -83,3 +83,26 @@ def make_loaders(train: Dataset, evaluation: dict[str, Dataset], *, batch_size: 
     eval_loaders = {name: DataLoader(data, batch_size=eval_batch_size, sampler=ShardSampler(len(data), ctx), **common)
                     for name, data in evaluation.items()}
     return train_loader, eval_loaders
+def rng_state() -> dict:
+    """Every global RNG, in types that ``torch.load(weights_only=True)`` accepts."""
+    py_version, py_internal, py_gauss = random.getstate()
+    _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
+        "numpy": {"keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    keys = npy["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, npy["pos"], npy["has_gauss"], npy["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

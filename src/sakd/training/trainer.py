@@ -34,16 +34,17 @@ from sakd.data import build_dataset
 from sakd.data.holdout import sample_labels, stratified_holdout
 from sakd.distill import SAKDLoss
 from sakd.errors import ConfigError, Preempted, TrainingDivergedError
+from sakd.distill.teacher import check_distillation, initialise, load_teacher
 from sakd.models import FeatureExtractor
-from sakd.models.weights import load_weight_source
-from sakd.neurons import SpikingNeuron
-from sakd.training import checkpoint as ckpt_io
+from sakd.models.checkpoint import atomic_save, load_checkpoint, load_weights, payload
+from sakd.models.spec import ModelSpec
 from sakd.training.config import Config, apply_overrides, config_from_dict, parse_interval, save_config
 from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object, init_distributed
 from sakd.training.evaluate import evaluate
 from sakd.training.metrics import MetricsLog, topk_correct
 from sakd.training.optim import build_optimizer, build_scheduler
-from sakd.training.runtime import autocast, make_loaders, place, resolve_amp, resolve_device, seed_everything
+from sakd.training.runtime import (autocast, make_loaders, place, resolve_amp, resolve_device, rng_state,
+                                   seed_everything, set_rng_state)
 
 
 class Trainer:
@@ -71,14 +72,18 @@ class Trainer:
                 f"{cfg.data.name} gives {self.data.frames} frames per sample but model.timesteps="
                 f"{cfg.model.timesteps}; set model.timesteps={self.data.frames} (one frame per timestep)"
             )
-        self.arch = {
-            "name": cfg.model.name, "spiking": cfg.model.spiking, "num_classes": self.data.num_classes,
-            "timesteps": cfg.model.timesteps, "in_channels": self.data.in_channels, "stem": cfg.model.stem,
-            "neuron": vars(cfg.model.neuron).copy(), "options": dict(cfg.model.options),
-        }
-        self.model = place(ckpt_io.build_model(self.arch), self.device, cfg.run.channels_last)
-        self.teacher = self._build_teacher()
-        self._init_student()
+        self.spec = ModelSpec(cfg.model.name, cfg.model.spiking, self.data.num_classes, cfg.model.timesteps,
+                              self.data.in_channels, cfg.model.stem, cfg.model.neuron, dict(cfg.model.options))
+        self.model = place(self.spec.build(), self.device, cfg.run.channels_last)
+        check_distillation(cfg.distill, cfg.model)
+        self.teacher, self.teacher_source = None, None
+        if cfg.distill.teacher.weights:
+            teacher, self.teacher_source = load_teacher(cfg.distill.teacher, self.spec, cfg.data.name)
+            self.teacher = place(teacher, self.device, cfg.run.channels_last)
+        if cfg.model.init:
+            self.console.print(initialise(self.model, cfg.model.init, self.teacher, self.teacher_source))
+        # feature KD: decided here once, for the whole run; β per epoch comes from beta_at
+        self.feature_kd = self.teacher is not None and cfg.distill.uses_features
         self.objective, self.student_taps, self.teacher_taps = self._build_objective()
         place(self.objective, self.device, cfg.run.channels_last)
         self.student_step = self._student_step()
@@ -110,10 +115,9 @@ class Trainer:
         return StudentStep(self.model, self.objective, self.student_taps)
 
     def _has_idle_parameters(self) -> bool:
-        """Whether some trainable parameters may get no gradient in a step (DDP must know)."""
-        schedule = self.cfg.distill.beta_schedule
-        # the transforms sit idle in epochs whose beta is 0
-        return bool(self.objective.transforms) and (self.cfg.distill.beta == 0 or any(s.beta == 0 for s in schedule))
+        """Whether some trainable parameters may get no gradient in a step (DDP must know): the
+        feature transforms, in epochs whose β is 0."""
+        return self.feature_kd and self.cfg.distill.pauses_features
 
     def on_step(self, epoch: int, step: int) -> None:
         """Called before each optimiser step's first micro-batch (the supernet samples subnets here)."""
@@ -150,7 +154,7 @@ class Trainer:
     def resume(cls, path: str | Path, overrides: list[str] | None = None, **kwargs) -> "Trainer":
         """Continue the run whose ``last.pt`` is at ``path`` (a run folder or a checkpoint file).
         Overrides change the stored config, e.g. ``optim.epochs=300`` to train longer."""
-        state = ckpt_io.load_checkpoint(path)
+        state = load_checkpoint(path)
         cfg = config_from_dict(apply_overrides(state["config"], list(overrides or [])))
         return cls(cfg, _state=state, **kwargs)
 
@@ -165,85 +169,16 @@ class Trainer:
         run_dir.mkdir(parents=True)
         return run_dir
 
-    def _build_teacher(self):
-        cfg, tcfg = self.cfg, self.cfg.distill.teacher
-        if not tcfg.weights:
-            uses = [k for k in ("beta", "gamma") if getattr(cfg.distill, k)]
-            if uses or any(s.beta for s in cfg.distill.beta_schedule):
-                raise ConfigError(
-                    f"distill.{'/'.join(uses or ['beta_schedule'])} > 0 needs a teacher: "
-                    "set distill.teacher.weights to an ANN checkpoint or state dict"
-                )
-            if cfg.model.init == "teacher":
-                raise ConfigError("model.init=teacher needs distill.teacher.weights")
-            return None
-        if not cfg.model.spiking:
-            raise ConfigError("distillation trains a spiking student: set model.spiking=true")
-        source = load_weight_source(tcfg.weights)
-        expected = tcfg.name or cfg.model.name
-        arch = {**self.arch, "name": expected, "spiking": False}
-        if expected != cfg.model.name:
-            arch["options"] = {}
-        if source.arch is not None:  # a sakd checkpoint says what it holds: check it
-            if source.arch["spiking"]:
-                raise ConfigError(f"the teacher {source.description} holds a spiking model; the teacher must be an ANN")
-            if source.arch["name"] != expected:
-                if tcfg.name:
-                    raise ConfigError(
-                        f"the teacher {source.description} holds {source.arch['name']}, but distill.teacher.name is {tcfg.name}"
-                    )
-                raise ConfigError(
-                    f"the teacher {source.description} holds {source.arch['name']} but the student is "
-                    f"{cfg.model.name}: SAKD distils from a teacher of the same architecture. To use "
-                    f"another architecture, say so with distill.teacher.name={source.arch['name']}"
-                )
-            for key in ("num_classes", "in_channels"):
-                if source.arch[key] != self.arch[key]:
-                    raise ConfigError(
-                        f"the teacher has {key}={source.arch[key]} but the data set {cfg.data.name} gives {self.arch[key]}"
-                    )
-            arch = source.arch
-        teacher = ckpt_io.build_model(arch)
-        ckpt_io.load_weights(teacher, source.state_dict, source.description)
-        self.teacher_source = source.description
-        return place(teacher, self.device, self.cfg.run.channels_last).eval().requires_grad_(False)
-
-    def _init_student(self) -> None:
-        init = self.cfg.model.init
-        if not init:
-            return
-        if init == "teacher":
-            t = self.teacher
-            if _weight_layout(t) != _weight_layout(self.model):
-                raise ConfigError(
-                    f"model.init=teacher copies the teacher's weights and needs the same architecture; "
-                    f"the teacher is {t.arch}, the student {self.model.arch}"
-                )
-            state, description = t.state_dict(), f"the teacher ({self.teacher_source})"
-        else:
-            source = load_weight_source(init)
-            if source.arch is not None and source.arch["name"] != self.model.arch:
-                raise ConfigError(f"model.init: {source.description} holds {source.arch['name']}, the model is {self.model.arch}")
-            state, description = source.state_dict, source.description
-        ckpt_io.load_weights(self.model, state, description)
-        n = sum(v.numel() for v in self.model.state_dict().values())
-        self.console.print(
-            f"initialised the student from {description}: all {len(state)} tensors ({n:,} values) copied strictly"
-        )
-
     def _build_objective(self):
         d = self.cfg.distill
-        feature_kd = self.teacher is not None and (d.beta > 0 or any(s.beta > 0 for s in d.beta_schedule))
         s_taps = t_taps = None
-        if feature_kd:
+        if self.feature_kd:
             f = d.features
             s_taps = FeatureExtractor(self.model, f.level, f.position)
             t_taps = FeatureExtractor(self.teacher, f.level, f.position)
-        if self.teacher is None and d.alpha == 0:
-            raise ConfigError("distill.alpha=0 without a teacher leaves nothing to optimise; set distill.alpha=1")
         objective = SAKDLoss(
             s_taps.channels if s_taps else (), t_taps.channels if t_taps else (),
-            alpha=d.alpha, beta=d.beta if self.teacher is not None else 0.0,
+            alpha=d.alpha, beta=d.beta if self.feature_kd else 0.0,
             gamma=d.gamma if self.teacher is not None else 0.0, tau=d.tau,
             transform=d.features.transform, distance=d.features.distance,
             feature_weights=d.features.weights, reduce=d.features.reduce,
@@ -253,21 +188,18 @@ class Trainer:
     # -- state ----------------------------------------------------------------------------------
     def state(self, partial: dict | None = None) -> dict:
         """Everything a resume needs; ``partial`` holds the running sums of an unfinished epoch."""
-        return {
-            "format": ckpt_io.FORMAT, "version": ckpt_io.VERSION,
-            "arch": self.arch, "model": self.model.state_dict(),
-            "objective": self.objective.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch, "step": self.step, "partial": partial or {},
-            "best": self.best, "best_top1": max((r["test/top1"] for r in self.history), default=None),
-            "history": self.history, "config": self.cfg.to_dict(), "rng": ckpt_io.rng_state(),
-        }
+        return payload(
+            self.spec, self.model, objective=self.objective.state_dict(), optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(), epoch=self.epoch, step=self.step,
+            partial=partial or {}, best=self.best,
+            best_top1=max((r["test/top1"] for r in self.history), default=None),
+            history=self.history, config=self.cfg.to_dict(), rng=rng_state(),
+        )
 
     def _load_state(self, state: dict) -> None:
-        if state["arch"] != self.arch:
-            raise ConfigError(f"cannot resume: the checkpoint is a {state['arch']['name']} run, the config builds {self.arch['name']}")
-        ckpt_io.load_weights(self.model, state["model"], state["path"])
+        if state["spec"] != self.spec:
+            raise ConfigError(f"cannot resume: the checkpoint holds {state['spec']}, the config builds {self.spec}")
+        load_weights(self.model, state["model"], state["path"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -276,11 +208,11 @@ class Trainer:
         # the sums of an unfinished epoch were summed over processes when saved: rank 0 carries them
         self.partial = state.get("partial", {}) if self.dist.is_main else {}
         self.best = state.get("best", state.get("best_top1") or float("-inf"))
-        ckpt_io.set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
 
     def save(self, name: str, state: dict) -> None:
         if self.dist.is_main:
-            ckpt_io.atomic_save(state, self.run_dir / name)
+            atomic_save(state, self.run_dir / name)
         self._last_save = time.monotonic()
 
     # -- training -----------------------------------------------------------------------------
@@ -400,7 +332,7 @@ class Trainer:
         """Train the epoch ``self.epoch`` from its step ``self.step`` on; returns its record."""
         cfg, dev = self.cfg, self.device
         epoch, accumulate, first = self.epoch, cfg.optim.accumulate_steps, self.step
-        beta = cfg.distill.beta_at(epoch) if self.teacher_taps else 0.0
+        beta = cfg.distill.beta_at(epoch) if self.feature_kd else 0.0
         self.step_module.train()
         sampler = self.train_loader.batch_sampler
         sampler.set_epoch(epoch, first)
@@ -503,13 +435,6 @@ class StudentStep(nn.Module):
         s_logits, s_feats = taps(x) if beta else (self.model(x), None)
         out = self.objective(s_logits.float(), y, t_logits, s_feats, t_feats, beta=beta)
         return out.total, out.terms, s_logits
-
-
-def _weight_layout(model) -> tuple:
-    """What must agree for weights to copy: every parameter name and shape, the neurons' own
-    parameters aside (an ANN teacher has none; see :func:`~sakd.training.checkpoint.load_weights`)."""
-    neurons = [f"{n}." for n, m in model.named_modules() if isinstance(m, SpikingNeuron)]
-    return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items() if not k.startswith(tuple(neurons)))
 
 
 def train(config: Config, **kwargs) -> dict:

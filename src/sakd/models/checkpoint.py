@@ -1,27 +1,27 @@
-"""Checkpoints: atomic writes, safe loading, and models rebuilt from what a checkpoint records.
+"""Checkpoints: their format, atomic writes, safe loading, and models rebuilt from what they record.
 
 A checkpoint is a dict saved with ``torch.save`` and read with ``weights_only=True`` (no pickled
-code runs on load). It records the architecture (``arch``), so ``sakd eval`` and a teacher loader
-can rebuild the model without the original config.
+code runs on load): ``format``/``version``, the :class:`~sakd.models.spec.ModelSpec` of its model
+(``spec``; version 1 called it ``arch``), the model's state dict (``model``) and, for a training
+run, everything a resume needs. ``sakd eval``, a teacher loader or a resumed run rebuild the model
+from the checkpoint alone.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from sakd.errors import CheckpointError
-from sakd.models import create_model
+from sakd.models.spec import ModelSpec
 from sakd.neurons import SpikingNeuron
 
 FORMAT = "sakd-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the model record is "spec" (a ModelSpec's dict); 1 called it "arch"
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -58,30 +58,26 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or not a torch file
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    return as_checkpoint(obj, path)
+
+
+def as_checkpoint(obj, path: str | Path) -> dict:
+    """A loaded object as a checkpoint: its header checked, ``path`` noted, its spec typed."""
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a sakd checkpoint (no '{FORMAT}' header); it may be a bare state dict"
         )
-    ckpt["path"] = str(path)
-    return ckpt
+    obj["path"] = str(path)
+    obj["spec"] = ModelSpec.from_dict(obj.pop("arch") if "arch" in obj else obj["spec"])
+    return obj
 
 
-def build_model(arch: dict, **changes) -> nn.Module:
-    """Build the model an ``arch`` record describes; ``changes`` override fields (e.g. spiking)."""
-    spec = {**arch, **changes}
-    return create_model(
-        spec["name"],
-        spiking=spec["spiking"],
-        num_classes=spec["num_classes"],
-        timesteps=spec.get("timesteps", 4),
-        in_channels=spec.get("in_channels", 3),
-        stem=spec.get("stem", "cifar"),
-        neuron=spec.get("neuron"),
-        **spec.get("options", {}),
-    )
+def payload(spec: ModelSpec, model: nn.Module, **rest) -> dict:
+    """A checkpoint's contents: the header, the model's spec and weights, and ``rest``."""
+    return {"format": FORMAT, "version": VERSION, "spec": spec.to_dict(), "model": model.state_dict(), **rest}
 
 
 def load_weights(model: nn.Module, state_dict: dict, source: str) -> None:
@@ -105,38 +101,14 @@ def load_weights(model: nn.Module, state_dict: dict, source: str) -> None:
             if items:
                 more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
                 parts.append(f"{label}: {', '.join(items[:3])}{more}")
-        arch = getattr(model, "arch", type(model).__name__)
-        raise CheckpointError(f"the weights in {source} do not fit model {arch}; " + "; ".join(parts))
+        name = model.spec.name if hasattr(model, "spec") else type(model).__name__
+        raise CheckpointError(f"the weights in {source} do not fit model {name}; " + "; ".join(parts))
     model.load_state_dict(state_dict, strict=True)
 
 
-def model_from_checkpoint(path_or_ckpt, **changes) -> tuple[nn.Module, dict]:
+def model_from_checkpoint(path_or_ckpt) -> tuple[nn.Module, dict]:
+    """The model a checkpoint (a path or a loaded one) holds, with its weights, and the checkpoint."""
     ckpt = path_or_ckpt if isinstance(path_or_ckpt, dict) else load_checkpoint(path_or_ckpt)
-    model = build_model(ckpt["arch"], **changes)
+    model = ckpt["spec"].build()
     load_weights(model, ckpt["model"], ckpt["path"])
     return model, ckpt
-
-
-def rng_state() -> dict:
-    """Every global RNG, in types that ``torch.load(weights_only=True)`` accepts."""
-    py_version, py_internal, py_gauss = random.getstate()
-    _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state = {
-        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
-        "numpy": {"keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
-                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    py, npy = state["python"], state["numpy"]
-    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
-    keys = npy["keys"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, npy["pos"], npy["has_gauss"], npy["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
