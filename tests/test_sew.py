@@ -72,12 +72,18 @@ def test_taps_align_between_the_twins(level, position):
             assert (fs >= 0).all() and (fs == fs.round()).all()  # joined spikes: whole numbers
 
 
+SMALL = ["model.name=sew_resnet18", "data.options={image_size: 16, train_size: 64, test_size: 64}", "optim.epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def sew_teacher(tmp_path_factory):
+    return train(fast_config(tmp_path_factory.mktemp("sew_teacher"), *SMALL, "model.spiking=false"))["run_dir"]
+
+
 @pytest.mark.parametrize("connect", ["ADD", "AND", "IAND"])
-def test_sew_sakd_trains_one_step(tmp_path, connect):
-    small = ["data.options={image_size: 16, train_size: 64, test_size: 64}", "optim.epochs=1"]
-    teacher = train(fast_config(tmp_path, "model.name=sew_resnet18", "model.spiking=false", *small))
-    summary = train(fast_config(tmp_path, "model.name=sew_resnet18", f"model.options={{connect: {connect}}}", *small,
-                                f"distill.teacher.weights={teacher['run_dir']}/last.pt", "model.init=teacher",
+def test_sew_sakd_trains_one_step(tmp_path, sew_teacher, connect):
+    summary = train(fast_config(tmp_path, *SMALL, f"model.options={{connect: {connect}}}",
+                                f"distill.teacher.weights={sew_teacher}/last.pt", "model.init=teacher",
                                 "distill.beta=1", "distill.gamma=1"))
     assert summary["final_top1"] is not None and 0 < summary["firing_rate"] < 1
 

@@ -17,7 +17,9 @@ that names the kind, suggests close matches and lists what is registered.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
+import pkgutil
 from typing import Callable, Generic, TypeVar
 
 from sakd.errors import ConfigError
@@ -72,3 +74,10 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._parts)
+
+
+def import_submodules(package: str, path) -> None:
+    """Import every module of a package (from its ``__init__``: ``import_submodules(__name__,
+    __path__)``), so that a part added as a new file registers itself with no other edit."""
+    for module in pkgutil.iter_modules(path):
+        importlib.import_module(f"{package}.{module.name}")

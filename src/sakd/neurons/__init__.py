@@ -4,7 +4,10 @@ gradients, and what every neuron shares (base class, registry, settings, time-fo
 from sakd.neurons.base import NEURONS, NeuronSpec, SpikeActivation, SpikingNeuron, neuron_spec
 from sakd.neurons.lif import IF, LIF, lif_reference
 from sakd.neurons.plif import PLIF
+from sakd.registry import import_submodules
 from sakd.neurons.surrogate import SURROGATES, Surrogate, get_surrogate, spike
 
 __all__ = ["NEURONS", "NeuronSpec", "SpikeActivation", "SpikingNeuron", "neuron_spec", "IF", "LIF", "PLIF",
            "lif_reference", "SURROGATES", "Surrogate", "get_surrogate", "spike"]
+
+import_submodules(__name__, __path__)  # every file registers its parts
