@@ -9,7 +9,6 @@ from sakd.cli import main
 from sakd.errors import ConfigError
 from sakd.models import create_model
 from sakd.nas import PAPER_SPACE, Arch, SearchSpace
-from sakd.nas.plot import plot_results
 from sakd.nas.search import SubnetEvaluator, read_results, search
 from sakd.nas.train import SupernetTrainer
 from sakd.training import load_config, train

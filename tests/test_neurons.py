@@ -155,7 +155,6 @@ def test_every_backend_keeps_the_membrane_in_float32(dtype):
 
 
 def test_whole_model_under_bf16_autocast_gives_identical_spikes_and_gradients_on_every_backend():
-    from sakd.analysis import FiringRateMonitor
     from sakd.models import create_model
 
     torch.manual_seed(0)

@@ -9,6 +9,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from sakd import runs
 from sakd.errors import SakdError
 
 
@@ -28,7 +29,7 @@ def history_summary(records: list[dict]) -> dict:
 
 def summarise_run(run_dir: str | Path) -> dict:
     run = Path(run_dir).expanduser()
-    metrics, config = run / "metrics.jsonl", run / "config.yaml"
+    metrics, config = run / runs.METRICS, run / runs.CONFIG
     if not metrics.is_file() or not config.is_file():
         raise SakdError(f"{run} is not a sakd run folder (no metrics.jsonl / config.yaml)")
     records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from sakd.errors import CheckpointError
+from sakd.runs import checkpoint_path
 from sakd.models.spec import ModelSpec
 from sakd.neurons import SpikingNeuron
 
@@ -52,9 +53,7 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / "last.pt"
+    path = checkpoint_path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:

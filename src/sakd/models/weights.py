@@ -13,13 +13,13 @@ A *weight source* is one of:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from sakd.errors import CheckpointError, ConfigError
 from sakd.models.checkpoint import FORMAT, as_checkpoint
 from sakd.models.spec import ModelSpec
+from sakd.runs import checkpoint_path
 
 
 @dataclass
@@ -34,9 +34,7 @@ def load_weight_source(source: str) -> WeightSource:
         return _torchvision(source.split(":", 1)[1])
     if source.startswith("timm:"):
         return _timm(source.split(":", 1)[1])
-    path = Path(source).expanduser()
-    if path.is_dir():
-        path = path / "last.pt"
+    path = checkpoint_path(source)
     if not path.is_file():
         raise CheckpointError(f"weights {path} do not exist")
     if path.suffix == ".safetensors":

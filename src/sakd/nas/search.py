@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.utils.data import DataLoader
 
+from sakd import runs
 from sakd.data import build_dataset
 from sakd.errors import ConfigError
 from sakd.nas.space import Arch
@@ -115,7 +116,7 @@ def search(checkpoint: str, results: str | Path | None = None, *, strategy: str 
     evaluator = SubnetEvaluator(checkpoint, calibration_batches or state_cfg.calibration_batches, device, seed)
     space = evaluator.space
     target = min(subnets or state_cfg.subnets, space.size)
-    path = Path(results) if results else Path(checkpoint).parent / "search.jsonl"
+    path = Path(results) if results else runs.checkpoint_path(checkpoint).parent / runs.SEARCH
     rows = read_results(path)
     done = {_key(Arch.from_dict(r)): r for r in rows}
     if rows:

@@ -24,7 +24,6 @@ input's device and ``"fused"`` elsewhere, or after a compilation failure (report
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from sakd.errors import ConfigError
 from sakd.neurons import kernels

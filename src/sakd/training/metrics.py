@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from sakd import runs
+
 
 def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[torch.Tensor]:
     """Number of samples whose target is among the top-k logits, for each k (on the device)."""
@@ -21,7 +23,7 @@ class MetricsLog:
     """Append epoch records to ``metrics.jsonl`` and mirror the numbers to TensorBoard."""
 
     def __init__(self, run_dir: Path, history: list[dict], tensorboard: bool = True):
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = Path(run_dir) / runs.METRICS
         # rewrite from the checkpoint's history, so a resumed run has no line of a lost epoch
         tmp = self.path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
@@ -30,7 +32,7 @@ class MetricsLog:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"), purge_step=len(history) + 1)
+            self.writer = SummaryWriter(log_dir=str(Path(run_dir) / runs.TENSORBOARD), purge_step=len(history) + 1)
 
     def log(self, record: dict) -> None:
         with self.path.open("a") as f:

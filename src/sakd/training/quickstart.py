@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from sakd import runs
 from sakd.training.config import load_config
 from sakd.training.trainer import train
 
@@ -27,7 +28,7 @@ def quickstart(output_dir: str = "runs/quickstart", epochs: int | None = None, o
         ("sakd", "SNN student (SAKD)", None),
     ):
         if extra is None:
-            extra = [f"distill.teacher.weights={results['teacher']['run_dir']}/best.pt"]
+            extra = [f"distill.teacher.weights={Path(results['teacher']['run_dir']) / runs.BEST}"]
         console.rule(f"[bold]{label}")
         results[name] = train(load_config(f"quickstart/{name}", common + extra), console=console)
     wall = time.perf_counter() - start

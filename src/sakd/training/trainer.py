@@ -29,6 +29,7 @@ from torch.utils.data import Subset
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from sakd import runs
 from sakd.compare import history_summary
 from sakd.data import build_dataset
 from sakd.data.holdout import sample_labels, stratified_holdout
@@ -108,7 +109,7 @@ class Trainer:
             self.run_dir = Path(broadcast_object(str(self._new_run_dir()) if self.dist.is_main else None, self.dist))
         self.log = None
         if self.dist.is_main:
-            save_config(cfg, self.run_dir / "config.yaml")
+            save_config(cfg, self.run_dir / runs.CONFIG)
             self.log = MetricsLog(self.run_dir, self.history)
 
     def _student_step(self) -> nn.Module:
@@ -160,14 +161,7 @@ class Trainer:
 
     def _new_run_dir(self) -> Path:
         cfg = self.cfg
-        name = cfg.run.name or f"{cfg.data.name}-{cfg.model.name}-{cfg.mode}"
-        base = Path(cfg.run.output_dir).expanduser()
-        run_dir, i = base / name, 1
-        while run_dir.exists():  # never write into an earlier run
-            i += 1
-            run_dir = base / f"{name}-{i}"
-        run_dir.mkdir(parents=True)
-        return run_dir
+        return runs.new_run_folder(cfg.run.output_dir, cfg.run.name or f"{cfg.data.name}-{cfg.model.name}-{cfg.mode}")
 
     def _build_objective(self):
         d = self.cfg.distill
@@ -234,9 +228,9 @@ class Trainer:
                     if self.dist.is_main:
                         self.log.log(record)
                     state = self.state()
-                    self.save("last.pt", state)
+                    self.save(runs.LAST, state)
                     if improved:
-                        self.save("best.pt", state)
+                        self.save(runs.BEST, state)
                     barrier(self.dist)
                     self._print_epoch(record)
                     if self._stop_requested() and self.epoch < cfg.optim.epochs:
@@ -288,7 +282,7 @@ class Trainer:
         where = f"epoch {self.epoch + 1}, step {self.step}" if self.step else f"epoch {self.epoch}"
         raise Preempted(
             f"preempted by {self._signal or 'a signal to another process'} at {at} ({where}); "
-            f"{self.run_dir / 'last.pt'} holds the run; resume with: sakd train --resume {self.run_dir}"
+            f"{self.run_dir / runs.LAST} holds the run; resume with: sakd train --resume {self.run_dir}"
         )
 
     def _between_steps(self, sums: dict, correct: torch.Tensor, n: int, seconds: float, steps: int) -> None:
@@ -316,7 +310,7 @@ class Trainer:
             correct.double(), torch.tensor(float(n), dtype=torch.float64, device=self.device)]), self.dist).tolist()
         partial = {"sums": dict(zip(keys, totals[:-2])), "correct": int(totals[-2]), "n": int(totals[-1]),
                    "seconds": seconds}
-        self.save("last.pt", self.state(partial))
+        self.save(runs.LAST, self.state(partial))
         barrier(self.dist)
         if stop:
             self._preempted(at=f"step {self.step}/{steps}")
@@ -404,7 +398,7 @@ class Trainer:
             return
         step = int(bad_step.item()) if bad_step.item() >= 0 else steps - 1
         values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-        kept = self.run_dir / "last.pt"
+        kept = self.run_dir / runs.LAST
         keep = f"the last good checkpoint is {kept} (epoch {self.epoch})" if kept.exists() else "no epoch had finished, so no checkpoint was written"
         raise TrainingDivergedError(
             f"the loss became NaN/Inf in epoch {self.epoch + 1}, step {step + 1}/{steps} "

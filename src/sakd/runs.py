@@ -1,0 +1,30 @@
+"""The run folder's layout, defined once: every file a training run writes and every reader of it
+(``sakd eval``, ``compare``, resume, teachers, the NAS search) take their names from here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG = "config.yaml"  # the resolved config
+METRICS = "metrics.jsonl"  # one record per epoch
+TENSORBOARD = "tensorboard"  # the same numbers as TensorBoard scalars
+LAST = "last.pt"  # the latest checkpoint (every epoch end, and every run.checkpoint_every)
+BEST = "best.pt"  # the best epoch's checkpoint (validation top-1 if held out, else test top-1)
+SEARCH = "search.jsonl"  # `sakd nas search` results, beside the supernet's checkpoint
+
+
+def new_run_folder(base: str | Path, name: str) -> Path:
+    """A new folder ``base/name`` (``name-2``, ``name-3``, ... if taken: never an earlier run's)."""
+    base = Path(base).expanduser()
+    path, i = base / name, 1
+    while path.exists():
+        i += 1
+        path = base / f"{name}-{i}"
+    path.mkdir(parents=True)
+    return path
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder's latest checkpoint."""
+    path = Path(path).expanduser()
+    return path / LAST if path.is_dir() else path
