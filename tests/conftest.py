@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from sakd.training import load_config, train
 
@@ -19,3 +20,17 @@ def teacher_ckpt(tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher")
     summary = train(fast_config(out, "model.spiking=false", "optim.epochs=6", "run.name=teacher"))
     return f"{summary['run_dir']}/best.pt"
+
+
+def torchvision_resnet(name: str) -> torch.nn.Module:
+    """torchvision's ResNet ``name`` with random weights and non-trivial BatchNorm statistics, so
+    eval-mode outputs depend on every buffer."""
+    import torchvision
+
+    torch.manual_seed(0)
+    ref = getattr(torchvision.models, name)(weights=None)
+    for m in ref.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return ref

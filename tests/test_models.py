@@ -1,7 +1,7 @@
 import pytest
 import torch
-import torchvision
 
+from conftest import torchvision_resnet
 from sakd.errors import ConfigError
 from sakd.models import create_model, list_models
 
@@ -20,13 +20,7 @@ def test_ann_and_snn_state_dicts_copy_strictly_both_ways(name):
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
 def test_torchvision_weights_load_strictly_with_equal_outputs(name):
-    torch.manual_seed(0)
-    ref = getattr(torchvision.models, name)(weights=None)
-    # non-trivial BN statistics, so eval-mode outputs depend on every buffer
-    for m in ref.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+    ref = torchvision_resnet(name)
     ours = create_model(name, spiking=False, num_classes=1000, stem="imagenet")
     ours.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(2, 3, 64, 64)

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-import torchvision
 
-from conftest import fast_config
+from conftest import fast_config, torchvision_resnet
 from sakd.errors import ConfigError
 from sakd.models import FeatureExtractor, create_model
 from sakd.models.sew_resnet import sew_connect
@@ -13,12 +12,7 @@ from sakd.training import train
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
 def test_torchvision_weights_load_strictly_into_both_twins(name):
-    torch.manual_seed(0)
-    ref = getattr(torchvision.models, name)(weights=None)
-    for m in ref.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+    ref = torchvision_resnet(name)
     ann = create_model(f"sew_{name}", spiking=False, num_classes=1000, stem="imagenet")
     snn = create_model(f"sew_{name}", spiking=True, num_classes=1000, timesteps=2, stem="imagenet")
     ann.load_state_dict(ref.state_dict(), strict=True)
