@@ -197,9 +197,9 @@ def test_sandwich_step_sums_the_subnets_losses(tmp_path, nas_teacher):
         t_feats = trainer.teacher_taps(x)[1]
         archs = [space.largest(), space.smallest()]
         step.archs = archs
-        total = step(x, y, t_logits, t_feats, 1.0)[0]
+        total = step(x, y, t_logits, t_feats, 1.0, True)[0]
         singles = []
         for arch in archs:
             step.archs = [arch]
-            singles.append(step(x, y, t_logits, t_feats, 1.0)[0])
+            singles.append(step(x, y, t_logits, t_feats, 1.0, True)[0])
     assert torch.allclose(total, singles[0] + singles[1], rtol=1e-6)

@@ -7,6 +7,7 @@ import torch
 from conftest import fast_config
 from sakd.analysis import FiringRateMonitor
 from sakd.distill import DISTANCES
+from sakd.distill.terms import LOSSES, LossTerm
 from sakd.errors import ConfigError
 from sakd.neurons import IF, LIF, NEURONS, NeuronSpec, SpikingNeuron, get_surrogate, kernels, lif_reference
 from sakd.registry import Registry
@@ -125,10 +126,11 @@ def test_the_contributing_guide_examples_run():
 
     guide = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", guide, flags=re.S)
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     for block in blocks:
         exec(compile(block, "CONTRIBUTING.md", "exec"), {})
-    assert {"resnet10", "alif", "fast_sigmoid", "cosine"} <= set(MODELS) | set(NEURONS) | set(SURROGATES) | set(DISTANCES)
+    assert {"resnet10", "alif", "fast_sigmoid", "cosine", "logit_l2"} <= (set(MODELS) | set(NEURONS) | set(SURROGATES)
+                                                                      | set(DISTANCES) | set(LOSSES))
     snn = create_model("resnet10", spiking=True, num_classes=4, timesteps=2,
                        neuron={"name": "alif", "surrogate": "fast_sigmoid", "options": {"beta": 0.3}})
     ann = create_model("resnet10", spiking=False, num_classes=4)
@@ -138,6 +140,10 @@ def test_the_contributing_guide_examples_run():
         snn.train()(x).sum().backward()
     assert x.grad.abs().sum() > 0 and 0 < monitor.mean_rate() < 1
     assert DISTANCES.get("cosine")(torch.ones(2, 3), torch.ones(2, 3)).abs() < 1e-6
+    from sakd.distill.terms import TermInputs
+
+    term = LOSSES.get("logit_l2")()
+    assert term.needs_teacher and term(TermInputs(torch.ones(2, 3), torch.zeros(2), torch.zeros(2, 3))) == 1.0
 
 
 @pytest.mark.parametrize("backend", BACKENDS[1:])
@@ -179,3 +185,58 @@ def test_plif_learns_its_leak_in_training_and_copies_the_teachers_other_weights(
     assert len(leaks) == 7 and all(0 < v < 1 for v in leaks.values())  # one per spiking layer of resnet_tiny
     assert any(abs(v - 0.4) > 1e-4 for v in leaks.values())  # learned: moved from the initial 0.4
     assert 0 < summary["firing_rate"] < 1
+
+
+@LOSSES.register("test_feature_energy")
+class FeatureEnergy(LossTerm):
+    """Squared difference of the time-averaged student's and the teacher's mean feature energy per tap
+    (a loss term from outside the package, reading features and owning a parameter)."""
+
+    needs_features = True
+
+    def __init__(self, student_channels, teacher_channels, power: float = 2.0):
+        super().__init__()
+        self.power, self.scale = power, torch.nn.Parameter(torch.ones(len(student_channels)))
+
+    def forward(self, inputs):
+        total = 0.0
+        for k, (fs, ft) in enumerate(zip(inputs.student_features, inputs.teacher_features)):
+            es, et = fs.mean(0).abs().pow(self.power).mean(), ft.abs().pow(self.power).mean()
+            total = total + (self.scale[k] * es - et) ** 2
+        return total
+
+
+def test_a_loss_term_registered_outside_the_package_trains_from_a_config(tmp_path, teacher_ckpt):
+    summary = train(fast_config(
+        tmp_path, f"distill.teacher.weights={teacher_ckpt}", "distill.alpha=0", "distill.gamma=1", "optim.epochs=5",
+        "distill.terms=[{name: test_feature_energy, weight: 0.5, options: {power: 1.0}}, {name: ce, weight: 1.0}]",
+        "optim.lr=0.1"))
+    import json
+    from pathlib import Path
+
+    records = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert all({"train/test_feature_energy", "train/ce", "train/logit_kd"} <= set(r) for r in records)
+    assert "train/feature_kd" not in records[0]  # beta is 0: the term reads the taps on its own
+    assert summary["best_top1"] > 30.0  # chance is 10%
+    from sakd.models.checkpoint import load_checkpoint
+
+    scale = load_checkpoint(f"{summary['run_dir']}/last.pt")["objective"]["extra.test_feature_energy.scale"]
+    assert scale.shape == (3,) and not torch.equal(scale, torch.ones(3))  # its parameter trained
+
+
+def test_loss_terms_by_hand_and_their_config_errors(tmp_path):
+    from sakd.distill import SAKDLoss
+
+    logits, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])
+    loss = SAKDLoss(alpha=0, terms=[{"name": "ce", "weight": 2.0, "options": {"label_smoothing": 0.0}}])
+    expected = torch.nn.functional.cross_entropy(logits, y)
+    out = loss(logits, y)
+    assert torch.allclose(out.total, 2 * expected) and torch.allclose(out.terms["ce"], expected)
+    with pytest.raises(ConfigError, match=r"'ce' appears twice \(or is already the alpha/beta/gamma term\)"):
+        SAKDLoss(alpha=1, terms=[{"name": "ce", "weight": 1.0}])
+    with pytest.raises(ConfigError, match="loss term 'ce': bad options"):
+        SAKDLoss(alpha=0, terms=[{"name": "ce", "weight": 1.0, "options": {"smoothing": 0.1}}])
+    with pytest.raises(ConfigError, match=r"'distill.terms\[0\].name' must be one of .*got 'cee'"):
+        fast_config(tmp_path, "distill.terms=[{name: cee}]")
+    with pytest.raises(ConfigError, match="distill.terms: 'test_feature_energy' reads the teacher's features"):
+        train(fast_config(tmp_path, "distill.terms=[{name: test_feature_energy}]"))

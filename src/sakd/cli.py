@@ -170,7 +170,7 @@ def cmd_nas(args) -> int:
 
 
 REGISTRIES = {"models": "models", "datasets": "data sets", "neurons": "spiking neurons",
-              "surrogates": "surrogate gradients", "losses": "feature transforms and distances",
+              "surrogates": "surrogate gradients", "losses": "loss terms, feature transforms and distances",
               "optimizers": "optimisers and learning-rate schedules"}
 
 
@@ -190,7 +190,9 @@ def registries(kind: str) -> dict:
         return {"surrogates (model.neuron.surrogate)": SURROGATES}
     if kind == "losses":
         from sakd.distill import DISTANCES, TRANSFORMS
-        return {"feature transforms (distill.features.transform)": TRANSFORMS,
+        from sakd.distill.terms import LOSSES
+        return {"loss terms (distill.terms)": LOSSES,
+                "feature transforms (distill.features.transform)": TRANSFORMS,
                 "feature distances (distill.features.distance)": DISTANCES}
     from sakd.training.optim import OPTIMIZERS, SCHEDULERS
     return {"optimizers (optim.name)": OPTIMIZERS, "schedules (optim.scheduler)": SCHEDULERS}

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sakd.distill.losses import DISTANCES, logits_kd
+from sakd.distill.terms import TermInputs, build_term
 from sakd.distill.transforms import make_transform
 from sakd.errors import ConfigError
 
@@ -39,6 +40,8 @@ class SAKDLoss(nn.Module):
         reduce: ``"sum"`` (default: eq. 9 summed over taps, as the official code does) or ``"mean"``
             of the taps' weighted distances. With ``sum``, β weighs 33 block taps of ResNet-101 (50
             of ResNet-152) 8-12x more than 4 stage taps; ``mean`` keeps one β for both.
+        terms: further registered loss terms (:mod:`sakd.distill.terms`), each
+            ``{"name": ..., "weight": ..., "options": {...}}``, added to the total with their weight.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class SAKDLoss(nn.Module):
         distance: str = "l2",
         feature_weights: list[float] | None = None,
         reduce: str = "sum",
+        terms: list[dict] = (),
     ):
         super().__init__()
         for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
@@ -61,8 +65,8 @@ class SAKDLoss(nn.Module):
                 raise ConfigError(f"distill.{name} must be >= 0, got {value}")
         if tau <= 0:
             raise ConfigError(f"distill.tau must be > 0, got {tau}")
-        if alpha == beta == gamma == 0:
-            raise ConfigError("alpha, beta and gamma are all zero: there is nothing to optimise")
+        if alpha == beta == gamma == 0 and not any(t["weight"] for t in terms):
+            raise ConfigError("alpha, beta and gamma are all zero and no distill.terms: there is nothing to optimise")
         if len(student_channels) != len(teacher_channels):
             raise ConfigError(
                 f"the student has {len(student_channels)} feature taps and the teacher "
@@ -84,6 +88,14 @@ class SAKDLoss(nn.Module):
         if reduce not in ("sum", "mean"):
             raise ConfigError(f"distill.features.reduce must be 'sum' or 'mean', got {reduce!r}")
         self.reduce = reduce
+        names = [t["name"] for t in terms]
+        builtin = {"ce": alpha, "feature_kd": beta, "logit_kd": gamma}
+        clash = [n for n in names if names.count(n) > 1 or builtin.get(n)]
+        if clash:
+            raise ConfigError(f"distill.terms: {clash[0]!r} appears twice (or is already the alpha/beta/gamma term)")
+        self.extra = nn.ModuleDict({t["name"]: build_term(t["name"], t.get("options", {}), student_channels,
+                                                          teacher_channels) for t in terms})
+        self.extra_weights = {t["name"]: float(t["weight"]) for t in terms}
 
     def feature_loss(self, student_feats, teacher_feats) -> torch.Tensor:
         total = 0.0
@@ -128,4 +140,10 @@ class SAKDLoss(nn.Module):
             kd = logits_kd(student_logits, teacher_logits, self.tau)
             total = total + self.gamma * kd
             terms["logit_kd"] = kd.detach()
+        if self.extra:
+            inputs = TermInputs(student_logits, target, teacher_logits, student_feats, teacher_feats)
+            for name, term in self.extra.items():
+                value = term(inputs)
+                total = total + self.extra_weights[name] * value
+                terms[name] = value.detach()
         return LossTerms(total, terms)

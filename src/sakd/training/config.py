@@ -155,6 +155,21 @@ class BetaStep:
     beta: float = limited(0.0, ge=0.0)
 
 
+def _loss_terms() -> list[str]:
+    from sakd.distill.terms import LOSSES
+
+    return LOSSES.names()
+
+
+@dataclass
+class TermConfig:
+    """A registered loss term added to the objective with its weight (``sakd losses`` lists them)."""
+
+    name: str = limited("ce", choices=_loss_terms)
+    weight: float = limited(1.0, ge=0.0)
+    options: dict = field(default_factory=dict)
+
+
 @dataclass
 class DistillConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -164,6 +179,7 @@ class DistillConfig:
     tau: float = limited(1.0, gt=0.0)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     beta_schedule: list[BetaStep] = field(default_factory=list)  # from `epoch` on, β = `beta`
+    terms: list[TermConfig] = field(default_factory=list)  # further registered loss terms, beside α/β/γ
 
     @property
     def uses_features(self) -> bool:

@@ -18,6 +18,7 @@ at the same step and rank 0 writes the one checkpoint.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ from sakd.data.holdout import sample_labels, stratified_holdout
 from sakd.distill import SAKDLoss
 from sakd.errors import ConfigError, Preempted, TrainingDivergedError
 from sakd.distill.teacher import check_distillation, initialise, load_teacher
+from sakd.distill.terms import LOSSES
 from sakd.models import FeatureExtractor
 from sakd.models.checkpoint import atomic_save, load_checkpoint, load_weights, payload
 from sakd.models.spec import ModelSpec
@@ -83,8 +85,10 @@ class Trainer:
             self.teacher = place(teacher, self.device, cfg.run.channels_last)
         if cfg.model.init:
             self.console.print(initialise(self.model, cfg.model.init, self.teacher, self.teacher_source))
-        # feature KD: decided here once, for the whole run; β per epoch comes from beta_at
+        # feature KD: decided here once, for the whole run; β per epoch comes from beta_at. Taps
+        # also serve added loss terms that read features (every epoch)
         self.feature_kd = self.teacher is not None and cfg.distill.uses_features
+        self.term_features = self.teacher is not None and any(LOSSES.get(t.name).needs_features for t in cfg.distill.terms)
         self.objective, self.student_taps, self.teacher_taps = self._build_objective()
         place(self.objective, self.device, cfg.run.channels_last)
         self.student_step = self._student_step()
@@ -118,7 +122,7 @@ class Trainer:
     def _has_idle_parameters(self) -> bool:
         """Whether some trainable parameters may get no gradient in a step (DDP must know): the
         feature transforms, in epochs whose β is 0."""
-        return self.feature_kd and self.cfg.distill.pauses_features
+        return bool(self.objective.transforms) and (not self.feature_kd or self.cfg.distill.pauses_features)
 
     def on_step(self, epoch: int, step: int) -> None:
         """Called before each optimiser step's first micro-batch (the supernet samples subnets here)."""
@@ -166,7 +170,7 @@ class Trainer:
     def _build_objective(self):
         d = self.cfg.distill
         s_taps = t_taps = None
-        if self.feature_kd:
+        if self.feature_kd or self.term_features:
             f = d.features
             s_taps = FeatureExtractor(self.model, f.level, f.position)
             t_taps = FeatureExtractor(self.teacher, f.level, f.position)
@@ -176,6 +180,7 @@ class Trainer:
             gamma=d.gamma if self.teacher is not None else 0.0, tau=d.tau,
             transform=d.features.transform, distance=d.features.distance,
             feature_weights=d.features.weights, reduce=d.features.reduce,
+            terms=[dataclasses.asdict(t) for t in d.terms],
         )
         return objective, s_taps, t_taps
 
@@ -327,6 +332,7 @@ class Trainer:
         cfg, dev = self.cfg, self.device
         epoch, accumulate, first = self.epoch, cfg.optim.accumulate_steps, self.step
         beta = cfg.distill.beta_at(epoch) if self.feature_kd else 0.0
+        features = bool(beta) or self.term_features  # whether this epoch reads the taps
         self.step_module.train()
         sampler = self.train_loader.batch_sampler
         sampler.set_epoch(epoch, first)
@@ -354,8 +360,8 @@ class Trainer:
                         t_logits = t_feats = None
                         if self.teacher is not None:
                             with torch.no_grad():
-                                t_logits, t_feats = self.teacher_taps(x) if beta else (self.teacher(x), None)
-                        loss, terms, s_logits = self.step_module(x, y, t_logits, t_feats, beta)
+                                t_logits, t_feats = self.teacher_taps(x) if features else (self.teacher(x), None)
+                        loss, terms, s_logits = self.step_module(x, y, t_logits, t_feats, beta, features)
                     self.scaler.scale(loss / accumulate).backward()
                 b = y.shape[0]
                 n += b
@@ -424,9 +430,9 @@ class StudentStep(nn.Module):
         self.model, self.objective = model, objective
         self._taps = [taps]  # a plain list: the extractor's model is already registered as `model`
 
-    def forward(self, x, y, t_logits, t_feats, beta: float):
+    def forward(self, x, y, t_logits, t_feats, beta: float, features: bool):
         taps = self._taps[0]
-        s_logits, s_feats = taps(x) if beta else (self.model(x), None)
+        s_logits, s_feats = taps(x) if features else (self.model(x), None)
         out = self.objective(s_logits.float(), y, t_logits, s_feats, t_feats, beta=beta)
         return out.total, out.terms, s_logits
 
