@@ -171,7 +171,7 @@ class Setup:
             if sakd:
                 with torch.no_grad():
                     t_logits, t_feats = t_taps(self.x)
-            loss, _, _ = module(self.x, self.y, t_logits, t_feats, beta)
+            loss, _, _ = module(self.x, self.y, t_logits, t_feats, beta, bool(beta))
             loss.backward()
             opt.step()
             if reset:
