@@ -105,6 +105,7 @@ class Trainer:
         self.best = float("-inf")
         self._signal: str | None = None
         self._last_save = time.monotonic()
+        self._checkpoint_every = parse_interval(cfg.run.checkpoint_every)  # (unit, amount) or None
         if _state is not None:
             self._load_state(_state)
             self.history = list(_state["history"])
@@ -298,7 +299,7 @@ class Trainer:
         not every step."""
         if self.step == steps:  # the epoch's end writes its own checkpoint
             return
-        every = parse_interval(self.cfg.run.checkpoint_every)
+        every = self._checkpoint_every
         due = every is not None and every[0] == "steps" and self.step % int(every[1]) == 0
         stop = self._signal is not None
         late = every is not None and every[0] == "min" and time.monotonic() - self._last_save >= every[1] * 60.0
