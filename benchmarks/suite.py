@@ -10,8 +10,8 @@ candidates, median over repeats), so that a noisy machine slows all candidates a
 3. peer ratio     the same network and SAKD step on SpikingJelly's multi-step LIFNode (its
                   fastest backend on the device, same triangle surrogate) / ours: >= 1.3x faster,
                   <= 0.8x its memory.
-4. neuron alone   forward+backward of a multi-step LIF on [4, 64, 128, 16, 16]: ours (compiled,
-                  fused), SpikingJelly, a plain PyTorch loop.
+4. neuron alone   forward+backward of one multi-step neuron layer on [4, 64, 128, 16, 16]: ours
+                  (compiled, fused), SpikingJelly, the plain autograd loop (our reference backend).
 5. memory vs T    memory of a training step for T = 1, 2, 4, 8, and its slope per timestep.
 6. inference      images/s of the student at T=4 in eval mode.
 
@@ -23,6 +23,11 @@ torchaudio dependency does not install beside every torch; the LIF node does not
 
     python benchmarks/suite.py            # ResNet-19 and a 1/4-width ResNet-19 (CPU: ~5 min)
     python benchmarks/suite.py --quick    # the 1/4-width model only, fewer repeats (CPU: < 2 min)
+    python benchmarks/suite.py --neuron plif --reset soft   # any registered neuron (default: the paper's LIF)
+
+Every figure runs for every registered neuron (``--neuron``, ``--reset``, ``--decay``); the
+SpikingJelly peer is its counterpart node (lif: LIFNode, if: IFNode, plif: ParametricLIFNode, soft
+reset: ``v_reset=None``) and is skipped, with the reason, for a neuron it has none of.
 
 Prints a table and writes JSON to ``benchmarks/results/suite-<device>.json`` (or ``--out``).
 """
@@ -37,6 +42,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -45,9 +51,7 @@ import torch.nn.functional as F
 
 from sakd.distill import SAKDLoss
 from sakd.models import FeatureExtractor, create_model
-from sakd.neurons import SpikeActivation
-from sakd.neurons import LIF, kernels, lif_reference
-from sakd.neurons.surrogate import get_surrogate
+from sakd.neurons import NEURONS, NeuronSpec, SpikeActivation, kernels
 from sakd.training.runtime import place
 from sakd.training.trainer import StudentStep
 
@@ -98,10 +102,12 @@ def mib(n: float) -> float:
 
 
 # -- networks ---------------------------------------------------------------------------------------
-def resnet19(width: float, spiking: bool, timesteps: int = T, num_classes: int = 10):
+def resnet19(width: float, spiking: bool, timesteps: int = T, num_classes: int = 10,
+             neuron: NeuronSpec | None = None):
     w = [max(1, round(c * width)) for c in (128, 256, 512)]
     return create_model("resnet_custom", spiking=spiking, num_classes=num_classes, timesteps=timesteps,
-                        depths=[3, 3, 2], widths=w, stem_width=w[0], head_hidden=max(1, round(256 * width)))
+                        depths=[3, 3, 2], widths=w, stem_width=w[0], head_hidden=max(1, round(256 * width)),
+                        neuron=neuron)
 
 
 def spikingjelly():
@@ -113,29 +119,51 @@ def spikingjelly():
     return (functional, neuron, surrogate), None
 
 
-def sj_lif(sj):
-    """SpikingJelly's multi-step LIF set up as the paper's: λ = 1 - 1/τ = 0.5 without input decay,
-    V_th = 1, hard reset to 0, triangle surrogate max(0, 1 - |x|) (PiecewiseQuadratic, α = 1)."""
+SJ_NODES = {"lif": "LIFNode", "if": "IFNode", "plif": "ParametricLIFNode"}
+
+
+def peer_missing(spec: NeuronSpec) -> str | None:
+    """Why SpikingJelly has no node that computes ``spec``'s neuron, or None when it has one."""
+    if spec.name not in SJ_NODES:
+        return f"no SpikingJelly counterpart for neuron {spec.name!r}"
+    if spec.surrogate != "triangle":
+        return f"no SpikingJelly counterpart set up for surrogate {spec.surrogate!r}"
+    if spec.name != "if" and not 0.0 < spec.decay < 1.0:
+        return f"SpikingJelly's leaky nodes need 0 < decay < 1, got {spec.decay}"
+    return None
+
+
+def sj_node(sj, spec: NeuronSpec):
+    """SpikingJelly's multi-step node computing ``spec``'s neuron: λ = 1 - 1/τ without input decay
+    (the paper's H = λV + X), V_th, reset to 0 (hard) or by subtraction (soft, ``v_reset=None``),
+    triangle surrogate max(0, 1 - |x|) (PiecewiseQuadratic, α = 1). PLIF: SpikingJelly learns
+    1/τ = sigmoid(w), we learn λ = sigmoid(w); both start at the same leak."""
     _, neuron, surrogate = sj
-    return neuron.LIFNode(tau=2.0, decay_input=False, v_threshold=1.0, v_reset=0.0,
-                          surrogate_function=surrogate.PiecewiseQuadratic(alpha=1.0), detach_reset=False,
-                          step_mode="m")
+    common = dict(v_threshold=spec.threshold, v_reset=0.0 if spec.reset == "hard" else None,
+                  surrogate_function=surrogate.PiecewiseQuadratic(alpha=1.0), detach_reset=spec.detach_reset,
+                  step_mode="m")
+    tau = 1.0 / (1.0 - spec.decay) if spec.name != "if" else None
+    if spec.name == "lif":
+        return neuron.LIFNode(tau=tau, decay_input=False, **common)
+    if spec.name == "plif":
+        return neuron.ParametricLIFNode(init_tau=tau, decay_input=False, **common)
+    return neuron.IFNode(**common)
 
 
-def on_spikingjelly(model, sj):
-    """The same network with every LIF replaced by SpikingJelly's node."""
+def on_spikingjelly(model, sj, spec: NeuronSpec):
+    """The same network with every neuron replaced by SpikingJelly's node."""
     for m in model.modules():
         if isinstance(m, SpikeActivation):
-            m.neuron = sj_lif(sj)
+            m.neuron = sj_node(sj, spec)
     return model
 
 
 class Setup:
     """Models, data and one training step per candidate for one width on one device."""
 
-    def __init__(self, width: float, batch: int, device: torch.device, sj):
+    def __init__(self, width: float, batch: int, device: torch.device, sj, spec: NeuronSpec):
         torch.manual_seed(0)
-        self.device, self.batch, self.sj = device, batch, sj
+        self.device, self.batch, self.sj, self.spec = device, batch, sj, spec
         self.x = torch.randn(batch, 3, 32, 32, device=device)
         self.y = torch.randint(0, 10, (batch,), device=device)
         self.x_ann = self.x.repeat(T, 1, 1, 1)  # the T·B images of the convolution limit
@@ -145,9 +173,9 @@ class Setup:
         self.teacher = place(resnet19(width, False), device, True).eval().requires_grad_(False)
 
     def student(self, peer: bool = False, timesteps: int = T):
-        model = resnet19(self.width, True, timesteps)
+        model = resnet19(self.width, True, timesteps, neuron=self.spec)
         if peer:
-            on_spikingjelly(model, self.sj)
+            on_spikingjelly(model, self.sj, self.spec)
             model.reset_peer = self.sj[0].reset_net  # SpikingJelly's nodes keep their membranes
         return place(model, self.device, True)
 
@@ -210,8 +238,8 @@ def step_memory(step) -> dict:
 
 
 # -- the six figures ---------------------------------------------------------------------------------
-def bench_width(width: float, batch: int, device, sj, warmup: int, repeats: int, log) -> dict:
-    s = Setup(width, batch, device, sj)
+def bench_width(width: float, batch: int, device, sj, spec: NeuronSpec, warmup: int, repeats: int, log) -> dict:
+    s = Setup(width, batch, device, sj, spec)
     steps = {"ann_TxB": s.ann_step(), "snn": s.step(s.student(), False), "sakd": s.step(s.student(), True)}
     if sj:
         steps["snn_spikingjelly"] = s.step(s.student(peer=True), False)
@@ -269,26 +297,23 @@ def bench_width(width: float, batch: int, device, sj, warmup: int, repeats: int,
     return out
 
 
-def bench_neuron(device, sj, warmup: int, repeats: int, shape=(4, 64, 128, 16, 16)) -> dict:
-    """Figure 4: one LIF layer, forward + backward."""
+def bench_neuron(device, sj, spec: NeuronSpec, warmup: int, repeats: int, shape=(4, 64, 128, 16, 16)) -> dict:
+    """Figure 4: one layer of ``spec``'s neuron, forward + backward, on each backend."""
     torch.manual_seed(0)
     x = (torch.randn(shape, device=device) * 1.5 + 0.5).requires_grad_()
     g = torch.randn(shape, device=device)
-    tri = get_surrogate("triangle")
-    layers: dict[str, Callable] = {}
-    if kernels.compiler_available(device.type):
-        layers["sakd_compiled"] = LIF(backend="compiled")
-    layers["sakd_fused"] = LIF(backend="fused")
-    layers["pytorch_loop"] = lambda v: lif_reference(v, 0.5, 1.0, tri, False)
+    backends = (["compiled"] if kernels.compiler_available(device.type) else []) + ["fused"]
+    layers: dict[str, Callable] = {f"sakd_{b}": replace(spec, backend=b).build().to(device) for b in backends}
+    layers["pytorch_loop"] = replace(spec, backend="reference").build().to(device)
     if sj:
-        node = sj_lif(sj).to(device)
+        node = sj_node(sj, spec).to(device)
 
         def peer(v):
             out = node(v)
             sj[0].reset_net(node)
             return out
         layers["spikingjelly"] = peer
-    reference = lif_reference(x.detach(), 0.5, 1.0, tri, False)
+    reference = layers["pytorch_loop"](x.detach())
     agree = {k: bool(torch.equal(f(x).detach(), reference)) for k, f in layers.items()}
 
     def fwd_bwd(f):
@@ -304,7 +329,7 @@ def bench_neuron(device, sj, warmup: int, repeats: int, shape=(4, 64, 128, 16, 1
             out = f(x)
         out.backward(g)
         mem[k] = mib(sum(saved.values()))
-    return {"shape": list(shape), "ms": {k: v * 1e3 for k, v in sec.items()}, "saved_mib": mem,
+    return {"neuron": spec.name, "shape": list(shape), "ms": {k: v * 1e3 for k, v in sec.items()}, "saved_mib": mem,
             "same_spikes_as_reference": agree}
 
 
@@ -367,7 +392,7 @@ def report(result: dict) -> list[list[str]]:
     ms = n["ms"]
     best = ms.get("sakd_compiled", ms["sakd_fused"])
     detail = ", ".join(f"{k} {v:.1f} ms ({n['saved_mib'][k]:.0f} MiB saved)" for k, v in ms.items())
-    rows.append([f"4 neuron alone {n['shape']}", f"{best:.1f} ms", "", "", detail])
+    rows.append([f"4 neuron alone ({n['neuron']}) {n['shape']}", f"{best:.1f} ms", "", "", detail])
     if "spikingjelly" in ms:
         rows.append(["4 neuron speed-up vs SpikingJelly", f"{ms['spikingjelly'] / best:.2f}x", "", "",
                      f"vs the plain PyTorch loop {ms['pytorch_loop'] / best:.2f}x"])
@@ -383,6 +408,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--neuron-shape", type=int, nargs="+", default=[4, 64, 128, 16, 16])
+    parser.add_argument("--neuron", default="lif", choices=NEURONS.names(), help="the student's neuron (default lif)")
+    parser.add_argument("--reset", default="hard", choices=("hard", "soft"))
+    parser.add_argument("--decay", type=float, default=0.5, help="the leak λ (PLIF: its initial value)")
     parser.add_argument("--no-peer", action="store_true", help="skip SpikingJelly even where installed")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/suite-<device>.json)")
     args = parser.parse_args(argv)
@@ -392,18 +420,22 @@ def main(argv: list[str] | None = None) -> dict:
     widths = args.widths or ([0.25] if args.quick else [1.0, 0.25])
     repeats = args.repeats or (3 if args.quick else 7)
     batch = args.batch or (64 if device.type == "cuda" else 8)
+    spec = NeuronSpec(name=args.neuron, reset=args.reset, decay=args.decay)
     sj, missing = (None, "skipped (--no-peer)") if args.no_peer else spikingjelly()
+    if sj and peer_missing(spec):
+        sj, missing = None, peer_missing(spec)
     start = time.perf_counter()
 
     def log(msg):
         print(f"[{time.perf_counter() - start:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
     result = {"machine": machine(device), "quick": args.quick, "goals": GOALS, "spikingjelly_missing": missing,
+              "student_neuron": {"name": spec.name, "reset": spec.reset, "decay": spec.decay},
               "widths": []}
     for w in widths:
-        result["widths"].append(bench_width(w, batch, device, sj, args.warmup, repeats, log))
-    log(f"neuron alone {args.neuron_shape}")
-    result["neuron"] = bench_neuron(device, sj, args.warmup, repeats, tuple(args.neuron_shape))
+        result["widths"].append(bench_width(w, batch, device, sj, spec, args.warmup, repeats, log))
+    log(f"neuron alone ({spec.name}) {args.neuron_shape}")
+    result["neuron"] = bench_neuron(device, sj, spec, args.warmup, repeats, tuple(args.neuron_shape))
     result["wall_s"] = time.perf_counter() - start
 
     from rich.console import Console
