@@ -1,0 +1,50 @@
+"""The objective's loss values for every packaged recipe on fixed tensors.
+
+``tests/data/objective_values.json`` was written by ``python tests/objective_inputs.py`` at commit
+"Record every recipe's objective values" (before SAKD's terms moved onto the loss-term registry);
+``tests/test_kd_methods.py`` checks that today's objective gives the same values.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+from sakd.distill import SAKDLoss
+from sakd.training.config import load_config, packaged_configs
+
+CHANNELS = [4, 6, 8]  # student and teacher channels of three taps
+RECORD = Path(__file__).parent / "data" / "objective_values.json"
+
+
+def recipe_inputs(taps: int):
+    g = torch.Generator().manual_seed(1)
+    logits, target = torch.randn(5, 10, generator=g), torch.randint(0, 10, (5,), generator=g)
+    t_logits = torch.randn(5, 10, generator=g)
+    fs = [torch.randn(4, 5, c, 3, 3, generator=g) for c in CHANNELS][:taps]
+    ft = [torch.randn(5, c, 3, 3, generator=g) for c in CHANNELS][:taps]
+    return logits, target, t_logits, fs, ft
+
+
+def recipe_values() -> dict:
+    """{recipe: {epoch: {"total": ..., term: ...}}} at epoch 0 and at each β-schedule step."""
+    out = {}
+    for name in packaged_configs():
+        d = load_config(name).distill
+        if not (d.beta or d.gamma or d.beta_schedule):
+            continue
+        torch.manual_seed(0)  # the feature transforms' initialisation
+        loss = SAKDLoss(CHANNELS, CHANNELS, alpha=d.alpha, beta=d.beta, gamma=d.gamma, tau=d.tau,
+                        transform=d.features.transform, distance=d.features.distance,
+                        feature_weights=d.features.weights, reduce=d.features.reduce)
+        values = {}
+        for epoch in sorted({0, *(s.epoch for s in d.beta_schedule)}):
+            r = loss(*recipe_inputs(len(CHANNELS)), beta=d.beta_at(epoch))
+            values[str(epoch)] = {"total": r.total.item(), **{k: v.item() for k, v in r.terms.items()}}
+        out[name] = values
+    return out
+
+
+if __name__ == "__main__":
+    RECORD.write_text(json.dumps(recipe_values(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {RECORD}")
