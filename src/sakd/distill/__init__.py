@@ -1,10 +1,14 @@
-"""Knowledge distillation from an ANN teacher to an SNN student (paper §3.2, §3.4)."""
+"""Knowledge distillation from an ANN teacher to an SNN student (paper §3.2, §3.4): the objective
+and its registered loss terms (``sakd losses`` lists them)."""
 
-from sakd.distill.losses import DISTANCES, logits_kd
+from sakd.distill.distances import DISTANCES
+from sakd.distill.logit_kd import logits_kd
 from sakd.distill.objective import LossTerms, SAKDLoss
+from sakd.distill.terms import LOSSES, LossTerm, TermInputs
 from sakd.distill.transforms import TRANSFORMS, make_transform
 from sakd.registry import import_submodules
 
-__all__ = ["SAKDLoss", "LossTerms", "logits_kd", "make_transform", "DISTANCES", "TRANSFORMS"]
+__all__ = ["SAKDLoss", "LossTerms", "LOSSES", "LossTerm", "TermInputs", "logits_kd", "make_transform",
+           "DISTANCES", "TRANSFORMS"]
 
 import_submodules(__name__, __path__)  # every file registers its parts

@@ -1,4 +1,4 @@
-"""Distillation terms: logits KD (eq. 7) and feature distances (eq. 9, Table 6)."""
+"""Feature distances of SAKD's feature KD (paper eq. 9, Table 6): ``distill.features.distance``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,6 @@ from torch.nn import functional as F
 from sakd.registry import Registry
 
 DISTANCES: Registry = Registry("feature distance")
-
-
-def logits_kd(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:
-    """``τ² · KL(p_τ^teacher ‖ p_τ^student)``, summed over classes and averaged over the batch."""
-    log_ps = F.log_softmax(student / tau, dim=1)
-    log_pt = F.log_softmax(teacher / tau, dim=1)
-    return F.kl_div(log_ps, log_pt, reduction="batchmean", log_target=True) * tau * tau
 
 
 @DISTANCES.register()

@@ -1,4 +1,9 @@
-"""The SAKD objective, paper eq. 5: ``L = α·CE + β·L_feaKD + γ·L_logKD``."""
+"""The training objective: a weighted sum of registered loss terms (:mod:`sakd.distill.terms`).
+
+SAKD's objective (paper eq. 5), ``L = α·CE + β·L_feaKD + γ·L_logKD``, is the shorthand: α, β, γ
+weigh the terms ``ce``, ``feature_kd`` and ``logit_kd``; further terms (Hinton KD, FitNet, AT,
+DKD, BKD, per-timestep and temporal self-distillation ...) come in ``terms``.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from sakd.distill.losses import DISTANCES, logits_kd
 from sakd.distill.terms import TermInputs, build_term
-from sakd.distill.transforms import make_transform
 from sakd.errors import ConfigError
+
+SHORTHAND = ("ce", "feature_kd", "logit_kd")  # the terms weighted by alpha, beta, gamma
 
 
 @dataclass
@@ -23,25 +27,24 @@ class LossTerms:
 
 
 class SAKDLoss(nn.Module):
-    """Cross-entropy plus feature and logits distillation.
+    """Cross-entropy, feature and logits distillation, and any further registered terms.
 
-    The feature transforms (one per tap) belong to this module: optimise its parameters together
-    with the student's and leave them out of the exported student. The teacher's features and
-    logits must come without gradient. A zero coefficient skips its term entirely.
+    The terms' parameters (SAKD's feature transforms, FitNet's regressors ...) belong to this
+    module: optimise them together with the student's and leave them out of the exported student.
+    The teacher's features and logits must come without gradient. A zero weight skips its term.
 
     Args:
-        student_channels, teacher_channels: channels at each tap, in order; give them whenever
-            feature KD is used at some epoch (one transform is built per tap).
-        alpha, beta, gamma: weights of CE, feature KD and logits KD.
-        tau: softmax temperature of the logits KD.
-        transform: ``"conv"`` (default), ``"none"`` or ``"norm"``.
-        distance: ``"l2"`` (default), ``"l1"`` or ``"l2_normalized"``.
-        feature_weights: one weight per tap (default: all 1).
-        reduce: ``"sum"`` (default: eq. 9 summed over taps, as the official code does) or ``"mean"``
-            of the taps' weighted distances. With ``sum``, β weighs 33 block taps of ResNet-101 (50
-            of ResNet-152) 8-12x more than 4 stage taps; ``mean`` keeps one β for both.
-        terms: further registered loss terms (:mod:`sakd.distill.terms`), each
-            ``{"name": ..., "weight": ..., "options": {...}}``, added to the total with their weight.
+        student_channels, teacher_channels: channels at each tap, in order; give them whenever a
+            term reads features at some epoch.
+        alpha, beta, gamma: weights of ``ce``, ``feature_kd`` and ``logit_kd``.
+        tau: the temperature of ``logit_kd``.
+        transform, distance, feature_weights, reduce: the options of ``feature_kd`` (see
+            :class:`~sakd.distill.feature_kd.FeatureKD`). With ``reduce="sum"`` β weighs 33 block
+            taps of ResNet-101 (50 of ResNet-152) 8-12x more than 4 stage taps; ``"mean"`` keeps
+            one β for both.
+        feature_kd: build ``feature_kd`` even though ``beta`` is 0 (a β schedule turns it on later);
+            default: ``beta > 0``.
+        terms: further registered loss terms, each ``{"name": ..., "weight": ..., "options": {...}}``.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class SAKDLoss(nn.Module):
         distance: str = "l2",
         feature_weights: list[float] | None = None,
         reduce: str = "sum",
+        feature_kd: bool | None = None,
         terms: list[dict] = (),
     ):
         super().__init__()
@@ -72,46 +76,32 @@ class SAKDLoss(nn.Module):
                 f"the student has {len(student_channels)} feature taps and the teacher "
                 f"{len(teacher_channels)}; feature distillation pairs them one to one"
             )
-        if beta and not student_channels:
-            raise ConfigError("feature distillation (beta > 0) needs the channels of each tap")
-        self.alpha, self.beta, self.gamma, self.tau = float(alpha), float(beta), float(gamma), float(tau)
-        self.distance = DISTANCES.get(distance)
-        self.transforms = nn.ModuleList(
-            make_transform(transform, cs, ct) for cs, ct in zip(student_channels, teacher_channels)
-        )
-        weights = list(feature_weights) if feature_weights else [1.0] * len(self.transforms)
-        if len(weights) != len(self.transforms):
-            raise ConfigError(
-                f"distill.features.weights has {len(weights)} entries but there are {len(self.transforms)} feature taps"
-            )
-        self.feature_weights = weights
-        if reduce not in ("sum", "mean"):
-            raise ConfigError(f"distill.features.reduce must be 'sum' or 'mean', got {reduce!r}")
-        self.reduce = reduce
-        names = [t["name"] for t in terms]
-        builtin = {"ce": alpha, "feature_kd": beta, "logit_kd": gamma}
-        clash = [n for n in names if names.count(n) > 1 or builtin.get(n)]
+        feature_kd = bool(beta) if feature_kd is None else feature_kd
+        shorthand = []
+        if alpha:
+            shorthand.append({"name": "ce", "weight": alpha})
+        if feature_kd:
+            shorthand.append({"name": "feature_kd", "weight": beta, "options": dict(
+                transform=transform, distance=distance, weights=feature_weights, reduce=reduce)})
+        if gamma:
+            shorthand.append({"name": "logit_kd", "weight": gamma, "options": {"tau": tau}})
+        names = [t["name"] for t in shorthand] + [t["name"] for t in terms]
+        clash = next((n for n in names if names.count(n) > 1), None)
         if clash:
-            raise ConfigError(f"distill.terms: {clash[0]!r} appears twice (or is already the alpha/beta/gamma term)")
-        self.extra = nn.ModuleDict({t["name"]: build_term(t["name"], t.get("options", {}), student_channels,
-                                                          teacher_channels) for t in terms})
-        self.extra_weights = {t["name"]: float(t["weight"]) for t in terms}
+            raise ConfigError(f"distill.terms: {clash!r} appears twice (or is already the alpha/beta/gamma term)")
+        self.terms = nn.ModuleDict({t["name"]: build_term(t["name"], t.get("options", {}), student_channels,
+                                                          teacher_channels) for t in [*shorthand, *terms]})
+        self.weights = {t["name"]: float(t["weight"]) for t in [*shorthand, *terms]}
+        self.register_load_state_dict_pre_hook(_from_version_1)
 
-    def feature_loss(self, student_feats, teacher_feats) -> torch.Tensor:
-        total = 0.0
-        for transform, weight, fs, ft in zip(self.transforms, self.feature_weights, student_feats, teacher_feats, strict=True):
-            # features shaped [T, B, C, H, W] are averaged over time (eq. 8): the SNN's always,
-            # an ANN teacher's when it was given event frames
-            fs = fs.mean(0) if fs.dim() == 5 else fs
-            ft = ft.mean(0) if ft.dim() == 5 else ft
-            if fs.shape[0] != ft.shape[0] or fs.shape[2:] != ft.shape[2:]:
-                raise ConfigError(
-                    f"student feature {tuple(fs.shape)} and teacher feature {tuple(ft.shape)} "
-                    "differ in batch or spatial size; teacher and student taps must align"
-                )
-            fs, ft = transform(fs, ft)
-            total = total + weight * self.distance(fs, ft)
-        return total / len(self.transforms) if self.reduce == "mean" else total
+    @property
+    def transforms(self) -> nn.ModuleList:
+        """SAKD's feature transforms (empty without feature KD)."""
+        return self.terms["feature_kd"].transforms if "feature_kd" in self.terms else nn.ModuleList()
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(t.needs_teacher for t in self.terms.values())
 
     def forward(
         self,
@@ -121,29 +111,35 @@ class SAKDLoss(nn.Module):
         student_feats: list[torch.Tensor] | None = None,
         teacher_feats: list[torch.Tensor] | None = None,
         beta: float | None = None,
+        *,
+        timestep_logits: torch.Tensor | None = None,
+        epoch: int = 0,
     ) -> LossTerms:
-        """``beta`` overrides the constructor's for this call (a β schedule); 0 skips the term."""
-        beta = self.beta if beta is None else beta
+        """``beta`` overrides ``feature_kd``'s weight for this call (a β schedule; 0 skips the
+        term); ``timestep_logits`` ``[T, B, K]`` are the student's logits per timestep."""
+        if beta and "feature_kd" not in self.terms:
+            raise ConfigError("beta > 0 but this objective was built without feature KD (no feature taps)")
+        inputs = TermInputs(student_logits, target, teacher_logits, student_feats, teacher_feats, timestep_logits, epoch)
         total = student_logits.new_zeros(())
-        terms: dict[str, torch.Tensor] = {}
-        if self.alpha:
-            ce = F.cross_entropy(student_logits, target)
-            total = total + self.alpha * ce
-            terms["ce"] = ce.detach()
-        if beta:
-            if not self.transforms:
-                raise ConfigError("beta > 0 but this objective was built without feature taps")
-            fea = self.feature_loss(student_feats, teacher_feats)
-            total = total + beta * fea
-            terms["feature_kd"] = fea.detach()
-        if self.gamma:
-            kd = logits_kd(student_logits, teacher_logits, self.tau)
-            total = total + self.gamma * kd
-            terms["logit_kd"] = kd.detach()
-        if self.extra:
-            inputs = TermInputs(student_logits, target, teacher_logits, student_feats, teacher_feats)
-            for name, term in self.extra.items():
-                value = term(inputs)
-                total = total + self.extra_weights[name] * value
-                terms[name] = value.detach()
-        return LossTerms(total, terms)
+        values: dict[str, torch.Tensor] = {}
+        for name, term in self.terms.items():
+            weight = beta if name == "feature_kd" and beta is not None else self.weights[name]
+            if not weight:
+                continue
+            if term.needs_features and student_feats is None:
+                raise ConfigError(f"loss term {name!r} reads features, but this step has no feature taps")
+            value = term(inputs)
+            total = total + weight * value
+            values[name] = value.detach()
+        return LossTerms(total, values)
+
+
+def _from_version_1(module, state_dict, prefix, *args) -> None:
+    """Objective state dicts of checkpoints written before the terms were registered parts kept
+    SAKD's transforms under ``transforms.`` and added terms under ``extra.``."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        rest = key[len(prefix):]
+        if rest.startswith("transforms."):
+            state_dict[prefix + "terms.feature_kd." + rest] = state_dict.pop(key)
+        elif rest.startswith("extra."):
+            state_dict[prefix + "terms." + rest[len("extra."):]] = state_dict.pop(key)

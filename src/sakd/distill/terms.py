@@ -1,13 +1,18 @@
-"""Loss terms as registered parts, composed beside SAKD's own in ``distill.terms``::
+"""Loss terms as registered parts: the objective is a weighted sum of them.
+
+``distill.alpha/beta/gamma/tau`` are the shorthand for SAKD's own terms (``ce``, ``feature_kd``,
+``logit_kd``, paper eq. 5); ``distill.terms`` adds any registered term beside them, options
+written flat or under ``options``::
 
     distill:
-      terms: [{name: my_term, weight: 0.5, options: {p: 2}}]
+      terms: [{name: dkd, weight: 1, tau: 4, beta: 8}, {name: fitnet, weight: 100, taps: [1]}]
 
-A term is a :class:`LossTerm` registered with ``@LOSSES.register("name")``. It reads what it needs
-from :class:`TermInputs` and returns a scalar; ``needs_teacher`` and ``needs_features`` say what
-the trainer must provide (a term that needs features gets the taps of ``distill.features``, every
-epoch). A term whose constructor takes ``student_channels``/``teacher_channels`` receives the
-channels of those taps (to build its own transforms, say); its parameters train with the student.
+A term is a :class:`LossTerm` registered with ``@LOSSES.register("name")`` in its own file of this
+package (``sakd losses`` lists them). It reads what it needs from :class:`TermInputs` and returns
+a scalar; ``needs_teacher`` and ``needs_features`` say what the trainer must provide (a term that
+needs features gets the taps of ``distill.features``, every epoch; ``taps`` options pick among
+them). A term whose constructor takes ``student_channels``/``teacher_channels`` receives the
+channels of those taps (to build its own regressors, say); its parameters train with the student.
 """
 
 from __future__ import annotations
@@ -17,22 +22,34 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from sakd.errors import ConfigError
 from sakd.registry import Registry
 
 LOSSES: Registry = Registry("loss term")
+CHANNEL_ARGS = ("student_channels", "teacher_channels")  # given by the objective, not by the config
 
 
 @dataclass
 class TermInputs:
-    """What a training step offers every term (features: ``[T, B, C, H, W]`` for the student)."""
+    """What a training step offers every term.
+
+    ``student_timestep_logits`` is ``[T, B, K]`` (its mean over time is ``student_logits``; an ANN
+    gives ``T = 1``); student features are ``[T, B, C, H, W]``, an ANN teacher's ``[B, C, H, W]``;
+    ``epoch`` counts from 0 (for terms with a warm-up)."""
 
     student_logits: torch.Tensor
     target: torch.Tensor
     teacher_logits: torch.Tensor | None = None
     student_features: list[torch.Tensor] | None = None
     teacher_features: list[torch.Tensor] | None = None
+    student_timestep_logits: torch.Tensor | None = None
+    epoch: int = 0
+
+    def timestep_logits(self) -> torch.Tensor:
+        t = self.student_timestep_logits
+        return self.student_logits.unsqueeze(0) if t is None else t
 
 
 class LossTerm(nn.Module):
@@ -45,27 +62,66 @@ class LossTerm(nn.Module):
         raise NotImplementedError
 
 
+def term_options(name: str) -> dict[str, inspect.Parameter]:
+    """The options a registered term's config may set (its constructor's arguments)."""
+    params = inspect.signature(LOSSES.get(name)).parameters
+    return {k: p for k, p in params.items() if k not in CHANNEL_ARGS and p.kind is not p.VAR_KEYWORD}
+
+
+def check_options(name: str, options: dict) -> None:
+    """One clear error for an option the term does not have."""
+    known = term_options(name)
+    for key in options:
+        if key not in known:
+            raise ConfigError(f"loss term {name!r} has no option {key!r}; its options: {', '.join(known) or 'none'}")
+
+
 def build_term(name: str, options: dict, student_channels=(), teacher_channels=()) -> LossTerm:
     """The registered term ``name`` with its ``options`` (and the taps' channels if it takes them)."""
+    check_options(name, options)
     cls = LOSSES.get(name)
     takes = inspect.signature(cls).parameters
     given = dict(options)
-    for key, channels in (("student_channels", student_channels), ("teacher_channels", teacher_channels)):
+    for key, channels in zip(CHANNEL_ARGS, (student_channels, teacher_channels)):
         if key in takes:
             given[key] = list(channels)
     try:
         return cls(**given)
-    except TypeError as exc:
-        raise ConfigError(f"loss term {name!r}: bad options {options}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # a term says what is wrong with an option's value
+        raise ConfigError(f"loss term {name!r}: {exc}") from None
+
+
+# -- helpers shared by the terms --------------------------------------------------------------------
+def time_mean(f: torch.Tensor) -> torch.Tensor:
+    """A feature averaged over time (paper eq. 8): ``[T, B, C, H, W] -> [B, C, H, W]``."""
+    return f.mean(0) if f.dim() == 5 else f
+
+
+def pick_taps(term: str, taps: list[int] | None, count: int, default: list[int]) -> list[int]:
+    """Indices into the ``count`` taps of ``distill.features`` (negative ones count from the end)."""
+    chosen = default if taps is None else list(taps)
+    if count == 0:
+        raise ConfigError(f"loss term {term!r} reads features, but the model has no feature taps")
+    if not chosen or any(not -count <= i < count for i in chosen):
+        raise ConfigError(f"loss term {term!r}: taps {chosen} out of range for the {count} taps of distill.features")
+    return [i % count for i in chosen]
+
+
+def soft_kl(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:
+    """``τ² · KL(softmax(teacher/τ) ‖ softmax(student/τ))``: summed over the classes (last dim),
+    averaged over every other position (the batch, and the time steps of ``[T, B, K]``)."""
+    log_ps = F.log_softmax(student / tau, dim=-1).flatten(0, -2)
+    log_pt = F.log_softmax(teacher / tau, dim=-1).flatten(0, -2)
+    return F.kl_div(log_ps, log_pt, reduction="batchmean", log_target=True) * tau * tau
 
 
 @LOSSES.register("ce")
 class CrossEntropy(LossTerm):
-    """Cross-entropy of the student's logits and the labels (SAKD's alpha term, available as a term)"""
+    """Cross-entropy of the student's logits and the labels (SAKD's alpha term)"""
 
     def __init__(self, label_smoothing: float = 0.0):
         super().__init__()
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, inputs: TermInputs) -> torch.Tensor:
-        return nn.functional.cross_entropy(inputs.student_logits, inputs.target, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(inputs.student_logits, inputs.target, label_smoothing=self.label_smoothing)

@@ -39,6 +39,11 @@ class TapPoint:
     output: nn.Module | None = None
 
 
+def mean_over_time(logits: torch.Tensor) -> torch.Tensor:
+    """``[T, B, K] -> [B, K]``: the mean over the timesteps (the one timestep itself when T = 1)."""
+    return logits[0] if logits.shape[0] == 1 else logits.mean(0)
+
+
 class TwinModel(nn.Module):
     """Base of every registered model. Subclasses build layers with :meth:`act` (blocks take it as
     their activation factory) and implement :meth:`forward_stem` (up to, not including, the first
@@ -77,6 +82,11 @@ class TwinModel(nn.Module):
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, K]``: the mean over time of :meth:`forward_timesteps` (the SNN's readout)."""
+        return mean_over_time(self.forward_timesteps(x))
+
+    def forward_timesteps(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every timestep, ``[T, B, K]`` (``T = 1`` for an ANN on images)."""
         if x.dim() == 5:  # frames [T, B, C, H, W]
             frames = x.shape[0]
             if self.spiking and frames != self._timesteps:
@@ -94,8 +104,7 @@ class TwinModel(nn.Module):
             raise ValueError(
                 f"expected images [B, C, H, W] or frames [T, B, C, H, W], got shape {tuple(x.shape)}"
             )
-        logits = self.forward_body(h)
-        return logits.unflatten(0, (frames, -1)).mean(0) if frames > 1 else logits
+        return self.forward_body(h).unflatten(0, (frames, -1))
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -42,10 +42,11 @@ class FeatureExtractor(nn.Module):
         if self._store is not None:
             self._store.append(inputs[0] if self.position == "before" else output)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, timesteps: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(logits, features)``; with ``timesteps`` the logits of every timestep, ``[T, B, K]``."""
         self._store = []
         try:
-            logits = self.model(x)
+            logits = self.model.forward_timesteps(x) if timesteps else self.model(x)
             feats = self._store
         finally:
             self._store = None

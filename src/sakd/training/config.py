@@ -163,11 +163,27 @@ def _loss_terms() -> list[str]:
 
 @dataclass
 class TermConfig:
-    """A registered loss term added to the objective with its weight (``sakd losses`` lists them)."""
+    """A registered loss term added to the objective with its weight (``sakd losses`` lists them).
+    Its options go under ``options`` or flat beside ``name`` and ``weight``:
+    ``{name: dkd, weight: 1, tau: 4}``."""
 
     name: str = limited("ce", choices=_loss_terms)
     weight: float = limited(1.0, ge=0.0)
     options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        from sakd.distill.terms import check_options
+
+        check_options(self.name, self.options)
+
+    @classmethod
+    def gather(cls, data: dict) -> dict:
+        """The mapping with every key other than name/weight/options moved into options."""
+        own = {"name", "weight", "options"}
+        flat = {k: v for k, v in data.items() if k not in own}
+        if not flat:
+            return data
+        return {**{k: v for k, v in data.items() if k in own}, "options": {**data.get("options", {}), **flat}}
 
 
 @dataclass
@@ -316,6 +332,8 @@ def _unknown_key(cls, key: str, prefix: str) -> ConfigError:
 
 
 def _from_dict(cls, data: dict, prefix: str = ""):
+    if hasattr(cls, "gather"):  # a section that takes some keys flat (a loss term's options)
+        data = cls.gather(data)
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
     values = {}

@@ -39,6 +39,7 @@ from sakd.errors import ConfigError, Preempted, TrainingDivergedError
 from sakd.distill.teacher import check_distillation, initialise, load_teacher
 from sakd.distill.terms import LOSSES
 from sakd.models import FeatureExtractor
+from sakd.models.base import mean_over_time
 from sakd.models.checkpoint import atomic_save, load_checkpoint, load_weights, payload
 from sakd.models.spec import ModelSpec
 from sakd.training.config import Config, apply_overrides, config_from_dict, parse_interval, save_config
@@ -123,7 +124,7 @@ class Trainer:
     def _has_idle_parameters(self) -> bool:
         """Whether some trainable parameters may get no gradient in a step (DDP must know): the
         feature transforms, in epochs whose β is 0."""
-        return bool(self.objective.transforms) and (not self.feature_kd or self.cfg.distill.pauses_features)
+        return self.feature_kd and self.cfg.distill.pauses_features
 
     def on_step(self, epoch: int, step: int) -> None:
         """Called before each optimiser step's first micro-batch (the supernet samples subnets here)."""
@@ -180,7 +181,7 @@ class Trainer:
             alpha=d.alpha, beta=d.beta if self.feature_kd else 0.0,
             gamma=d.gamma if self.teacher is not None else 0.0, tau=d.tau,
             transform=d.features.transform, distance=d.features.distance,
-            feature_weights=d.features.weights, reduce=d.features.reduce,
+            feature_weights=d.features.weights, reduce=d.features.reduce, feature_kd=self.feature_kd,
             terms=[dataclasses.asdict(t) for t in d.terms],
         )
         return objective, s_taps, t_taps
@@ -362,7 +363,7 @@ class Trainer:
                         if self.teacher is not None:
                             with torch.no_grad():
                                 t_logits, t_feats = self.teacher_taps(x) if features else (self.teacher(x), None)
-                        loss, terms, s_logits = self.step_module(x, y, t_logits, t_feats, beta, features)
+                        loss, terms, s_logits = self.step_module(x, y, t_logits, t_feats, beta, features, epoch)
                     self.scaler.scale(loss / accumulate).backward()
                 b = y.shape[0]
                 n += b
@@ -424,17 +425,19 @@ class Trainer:
 
 class StudentStep(nn.Module):
     """The student's forward and the objective in one module, so that DistributedDataParallel
-    synchronises the gradients of both (the feature transforms train with the student)."""
+    synchronises the gradients of both (the terms' transforms and regressors train with the student)."""
 
     def __init__(self, model: nn.Module, objective: SAKDLoss, taps: FeatureExtractor | None):
         super().__init__()
         self.model, self.objective = model, objective
         self._taps = [taps]  # a plain list: the extractor's model is already registered as `model`
 
-    def forward(self, x, y, t_logits, t_feats, beta: float, features: bool):
+    def forward(self, x, y, t_logits, t_feats, beta: float, features: bool, epoch: int = 0):
         taps = self._taps[0]
-        s_logits, s_feats = taps(x) if features else (self.model(x), None)
-        out = self.objective(s_logits.float(), y, t_logits, s_feats, t_feats, beta=beta)
+        per_step, s_feats = taps(x, timesteps=True) if features else (self.model.forward_timesteps(x), None)
+        per_step = per_step.float()
+        s_logits = mean_over_time(per_step)
+        out = self.objective(s_logits, y, t_logits, s_feats, t_feats, beta=beta, timestep_logits=per_step, epoch=epoch)
         return out.total, out.terms, s_logits
 
 
