@@ -73,3 +73,22 @@ def test_a_neuron_without_a_spikingjelly_counterpart_skips_the_peer_with_the_rea
     assert packaged <= set(suite.SJ_NODES)  # every neuron sakd ships has its peer row
     assert "surrogate 'sigmoid'" in suite.peer_missing(NeuronSpec(surrogate="sigmoid"))
     assert suite.peer_missing(NeuronSpec(name="lif", decay=1.0)) is not None
+
+
+def test_kd_methods_table_runs_resumes_and_reports_every_method(tmp_path):
+    import kd_methods
+
+    args = ["--quick", "--epochs", "1", "--methods", "dkd", "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "kd.json"), "--set", "model.timesteps=2"]
+    result = kd_methods.main(args)
+    assert set(result["methods"]) == {"snn", "dkd"}  # the SNN baseline always runs
+    snn, dkd = result["methods"]["snn"], result["methods"]["dkd"]
+    assert snn["step_time_ratio"] == 1.0 and dkd["step_time_ratio"] > 0
+    for row in (snn, dkd):
+        assert 10.0 < row["best_top1"]["mean"] <= 100.0 and row["last_top1"]["mean"] <= row["best_top1"]["mean"]
+        assert 0 < row["firing_rate"]["mean"] < 1
+    assert len(result["markdown"].splitlines()) == 2 + 1 + 2  # header, rule, teacher, two methods
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    again = kd_methods.main(args)  # every cell is in the JSON: nothing trains again
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs
+    assert again["cells"] == result["cells"]

@@ -329,12 +329,26 @@ class Trainer:
             console=self.console, disable=not (self.cfg.run.progress and self.console.is_terminal), transient=True,
         )
 
+    def beta_and_features(self, epoch: int) -> tuple[float, bool]:
+        """β of an epoch, and whether that epoch reads the feature taps (for β or an added term)."""
+        beta = self.cfg.distill.beta_at(epoch) if self.feature_kd else 0.0
+        return beta, bool(beta) or self.term_features
+
+    def step_loss(self, x, y, epoch: int, beta: float, features: bool):
+        """The loss of one micro-batch (teacher forward without gradient, student step, objective):
+        ``(loss, {term: value}, student logits)``."""
+        with autocast(self.device, self.amp_dtype):
+            t_logits = t_feats = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    t_logits, t_feats = self.teacher_taps(x) if features else (self.teacher(x), None)
+            return self.step_module(x, y, t_logits, t_feats, beta, features, epoch)
+
     def train_epoch(self) -> dict:
         """Train the epoch ``self.epoch`` from its step ``self.step`` on; returns its record."""
         cfg, dev = self.cfg, self.device
         epoch, accumulate, first = self.epoch, cfg.optim.accumulate_steps, self.step
-        beta = cfg.distill.beta_at(epoch) if self.feature_kd else 0.0
-        features = bool(beta) or self.term_features  # whether this epoch reads the taps
+        beta, features = self.beta_and_features(epoch)
         self.step_module.train()
         sampler = self.train_loader.batch_sampler
         sampler.set_epoch(epoch, first)
@@ -358,12 +372,7 @@ class Trainer:
                     self.on_step(epoch, step)
                 sync = contextlib.nullcontext() if last_micro or not self.dist.enabled else self.step_module.no_sync()
                 with sync:
-                    with autocast(dev, self.amp_dtype):
-                        t_logits = t_feats = None
-                        if self.teacher is not None:
-                            with torch.no_grad():
-                                t_logits, t_feats = self.teacher_taps(x) if features else (self.teacher(x), None)
-                        loss, terms, s_logits = self.step_module(x, y, t_logits, t_feats, beta, features, epoch)
+                    loss, terms, s_logits = self.step_loss(x, y, epoch, beta, features)
                     self.scaler.scale(loss / accumulate).backward()
                 b = y.shape[0]
                 n += b
