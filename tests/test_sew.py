@@ -74,7 +74,7 @@ def sew_teacher(tmp_path_factory):
     return train(fast_config(tmp_path_factory.mktemp("sew_teacher"), *SMALL, "model.spiking=false"))["run_dir"]
 
 
-@pytest.mark.parametrize("connect", ["ADD", "AND", "IAND"])
+@pytest.mark.parametrize("connect", ["IAND"])  # ADD trains in the SEW recipes' tests; every join is checked per block above
 def test_sew_sakd_trains_one_step(tmp_path, sew_teacher, connect):
     summary = train(fast_config(tmp_path, *SMALL, f"model.options={{connect: {connect}}}",
                                 f"distill.teacher.weights={sew_teacher}/last.pt", "model.init=teacher",
