@@ -65,8 +65,8 @@ def methods(bkd_weight: float) -> dict[str, dict]:
 
 def base_overrides(args) -> list[str]:
     out = [f"run.output_dir={args.runs}", "run.progress=false", f"optim.epochs={args.epochs}"]
-    if args.data:
-        out.append(f"data.name={args.data}")
+    if args.data:  # the quickstart's data options (digits upscaled to 16x16) do not carry over
+        out += [f"data.name={args.data}", "data.options={}"]
     if args.root:
         out.append(f"data.root={args.root}")
     if args.model:

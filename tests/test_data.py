@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -50,3 +52,83 @@ def test_unknown_dataset_and_option():
         build_dataset("cifar1000", root=".")
     with pytest.raises(ConfigError, match="takes no option.*'_label'|takes no option"):
         build_dataset("imagenet", root=".", _label="x")
+
+
+# -- MNIST, Fashion-MNIST, KMNIST ---------------------------------------------------------------------
+def _write_idx(path, array: torch.Tensor, gz: bool):
+    """LeCun's idx format written by hand: 0, 0, type 0x08 (unsigned byte), dims, big-endian sizes."""
+    import gzip
+
+    header = bytes([0, 0, 0x08, array.dim()]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    data = header + array.to(torch.uint8).numpy().tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (gzip.open if gz else open)(str(path) + (".gz" if gz else ""), "wb") as f:
+        f.write(data)
+
+
+def _fake_mnist(folder, gz: bool, n_train=12, n_test=6):
+    g = torch.Generator().manual_seed(0)
+    parts = {"train": (torch.randint(0, 256, (n_train, 28, 28), generator=g), torch.arange(n_train) % 10),
+             "t10k": (torch.randint(0, 256, (n_test, 28, 28), generator=g), torch.arange(n_test) % 10)}
+    for split, (images, labels) in parts.items():
+        _write_idx(folder / f"{split}-images-idx3-ubyte", images, gz)
+        _write_idx(folder / f"{split}-labels-idx1-ubyte", labels, gz)
+    return parts
+
+
+@pytest.mark.parametrize("gz, layout", [(True, "flat"), (False, "torchvision")])
+def test_mnist_family_reads_idx_files_in_either_layout(tmp_path, gz, layout):
+    folder = tmp_path if layout == "flat" else tmp_path / "FashionMNIST" / "raw"
+    parts = _fake_mnist(folder, gz)
+    bundle = build_dataset("fashion_mnist", root=str(tmp_path), augment=False)
+    assert (bundle.num_classes, bundle.in_channels, bundle.image_size) == (10, 1, 28)
+    assert len(bundle.train) == 12 and len(bundle.test) == 6
+    images, labels = parts["t10k"]
+    expected = (images[3].float() / 255 - 0.2860) / 0.3530  # Fashion-MNIST's usual normalisation
+    x, y = bundle.test[3]
+    assert torch.allclose(x[0], expected) and y == labels[3]
+
+
+def test_idx_reader_agrees_with_torchvisions(tmp_path):
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    from sakd.data.mnist import read_idx
+
+    _fake_mnist(tmp_path, gz=False)
+    assert torch.equal(read_idx(tmp_path / "train-images-idx3-ubyte"), read_image_file(str(tmp_path / "train-images-idx3-ubyte")))
+    assert torch.equal(read_idx(tmp_path / "t10k-labels-idx1-ubyte").long(), read_label_file(str(tmp_path / "t10k-labels-idx1-ubyte")))
+
+
+def test_mnist_family_options_and_errors(tmp_path):
+    _fake_mnist(tmp_path / "KMNIST" / "raw", gz=True)
+    bundle = build_dataset("kmnist", root=str(tmp_path), image_size=16)
+    x, _ = bundle.train[0]
+    assert x.shape == (1, 16, 16) and bundle.image_size == 16
+    with pytest.raises(DatasetNotFoundError, match=r"mnist not found: no train-images-idx3-ubyte, .* in .*MNIST/raw"):
+        build_dataset("mnist", root=str(tmp_path))
+    (tmp_path / "KMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").unlink()
+    import gzip
+
+    with gzip.open(tmp_path / "KMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 1, 0, 0, 0, 9, 1, 2]))
+    with pytest.raises(DatasetNotFoundError, match="is truncated: its header says \\[9\\]"):
+        build_dataset("kmnist", root=str(tmp_path))
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_from_the_debian_package():
+    bundle = build_dataset("fashion_mnist", root=str(FASHION), augment=False)
+    assert len(bundle.train) == 60000 and len(bundle.test) == 10000
+    assert bundle.train.labels.bincount().tolist() == [6000] * 10 and bundle.test.labels.bincount().tolist() == [1000] * 10
+    assert abs(bundle.train.images.mean().item()) < 0.01 and abs(bundle.train.images.std().item() - 1) < 0.01
+
+
+@pytest.mark.parametrize("name", ["resnet19", "resnet18", "sew_resnet18", "vgg11", "resnet_tiny"])
+def test_every_model_family_takes_one_channel_28x28_images(name):
+    from sakd.models import create_model
+
+    model = create_model(name, spiking=True, num_classes=10, timesteps=2, in_channels=1)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
