@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -282,3 +283,19 @@ def test_a_version_1_checkpoint_with_an_arch_record_still_loads(tmp_path, teache
     assert isinstance(ckpt["spec"], ModelSpec) and ckpt["spec"] == new["spec"].replace(timesteps=2)
     assert ckpt["spec"].neuron.name == "lif" and ckpt["spec"].neuron.reset == "hard"
     assert all(torch.equal(v, new["model"][k]) for k, v in model.state_dict().items())
+
+
+def test_train_and_test_subsets_are_fixed_stratified_and_hold_out_within(tmp_path):
+    from sakd.data.holdout import sample_labels
+
+    trainer = Trainer(fast_config(tmp_path, "data.train_subset=100", "data.test_subset=50", "data.val_fraction=0.2"))
+    train_set = trainer.train_loader.dataset.dataset  # inside the per-sample seeding wrapper
+    val_set, test_set = trainer.eval_loaders["val"].dataset, trainer.eval_loaders["test"].dataset
+    assert (len(train_set), len(val_set), len(test_set)) == (80, 20, 50)
+    for subset, per_class in ((train_set, 8), (val_set, 2), (test_set, 5)):  # synthetic: 10 balanced classes
+        assert np.bincount(sample_labels(subset), minlength=10).tolist() == [per_class] * 10
+    assert not set(train_set.indices) & set(val_set.indices)  # the hold-out comes out of the subset
+    again = Trainer(fast_config(tmp_path, "data.train_subset=100", "data.test_subset=50", "data.val_fraction=0.2"))
+    assert again.train_loader.dataset.dataset.indices == train_set.indices  # fixed: every run alike
+    with pytest.raises(ConfigError, match="data.train_subset=5 cannot be drawn by class from 512 samples"):
+        Trainer(fast_config(tmp_path, "data.train_subset=5"))

@@ -1,8 +1,10 @@
-"""A fixed, stratified validation hold-out carved from a training set (``data.val_fraction``).
+"""Fixed, stratified selections of a data set: a validation hold-out carved from the training set
+(``data.val_fraction``) and subsets of the training and test sets (``data.train_subset``,
+``data.test_subset``: quick studies on part of a large data set).
 
-The split depends on the labels and the fraction only (seed 0, every run alike), so runs of
-different seeds, methods or models select their checkpoints on the same held-out images and never
-look at the test set to do so.
+Each depends on the labels and the size only (seed 0, every run alike), so runs of different
+seeds, methods or models train and select their checkpoints on the same images, and never look at
+the test set to select.
 """
 
 from __future__ import annotations
@@ -24,6 +26,21 @@ def sample_labels(dataset: Dataset) -> np.ndarray:
     if hasattr(dataset, "items"):
         return np.asarray([label for _, label in dataset.items], dtype=np.int64)
     return np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
+
+
+def stratified_subset(labels: np.ndarray, size: int, key: str) -> list[int]:
+    """Indices of ``size`` samples with the classes in the data set's proportions (all if it has
+    no more); ``key`` names the setting in errors."""
+    from sklearn.model_selection import train_test_split
+
+    if size >= len(labels):
+        return list(range(len(labels)))
+    try:
+        chosen, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels,
+                                     random_state=SPLIT_SEED)
+    except ValueError as exc:
+        raise ConfigError(f"{key}={size} cannot be drawn by class from {len(labels)} samples: {exc}") from None
+    return sorted(chosen.tolist())
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float) -> tuple[list[int], list[int]]:

@@ -108,6 +108,9 @@ class DataConfig:
     # a fixed, stratified hold-out of the training set that selects the best checkpoint (0: none,
     # and best.pt is then chosen on the test set, as the official SAKD code does)
     val_fraction: float = limited(0.0, ge=0.0, lt=1.0)
+    # fixed stratified subsets (seed 0) of the training and test sets; null: all of each
+    train_subset: int | None = limited(None, ge=1)
+    test_subset: int | None = limited(None, ge=1)
     options: dict = field(default_factory=dict)  # data-set specific, e.g. digits' image_size
 
 

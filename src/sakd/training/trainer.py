@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sakd import runs
 from sakd.compare import history_summary
 from sakd.data import build_dataset
-from sakd.data.holdout import sample_labels, stratified_holdout
+from sakd.data.holdout import sample_labels, stratified_holdout, stratified_subset
 from sakd.distill import SAKDLoss
 from sakd.errors import ConfigError, Preempted, TrainingDivergedError
 from sakd.distill.teacher import check_distillation, initialise, load_teacher
@@ -134,11 +134,21 @@ class Trainer:
         training set when ``data.val_fraction`` > 0, and ``test``)."""
         d = self.cfg.data
         data = build_dataset(d.name, root=d.root, download=d.download, augment=d.augment, **d.options)
+        test = data.test
+        if d.test_subset:
+            test = Subset(test, stratified_subset(sample_labels(test), d.test_subset, "data.test_subset"))
+        if not (d.train_subset or d.val_fraction):
+            return data, data.train, {"test": test}
+        labels = sample_labels(data.train)
+        train_idx = list(range(len(labels)))
+        if d.train_subset:
+            train_idx = stratified_subset(labels, d.train_subset, "data.train_subset")
         if not d.val_fraction:
-            return data, data.train, {"test": data.test}
+            return data, Subset(data.train, train_idx), {"test": test}
         plain = build_dataset(d.name, root=d.root, download=False, augment=False, **d.options).train
-        train_idx, val_idx = stratified_holdout(sample_labels(data.train), d.val_fraction)
-        return data, Subset(data.train, train_idx), {"val": Subset(plain, val_idx), "test": data.test}
+        kept, held = stratified_holdout(labels[train_idx], d.val_fraction)
+        return data, Subset(data.train, [train_idx[i] for i in kept]), {
+            "val": Subset(plain, [train_idx[i] for i in held]), "test": test}
 
     def evaluate_splits(self) -> dict[str, dict]:
         """Top-1/top-5, loss and firing rates on each evaluation split (``val`` if any, ``test``)."""
