@@ -20,20 +20,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study import Study, mean_std, pm  # noqa: E402
 from suite import interleaved, machine  # noqa: E402
 
 from sakd.distill import LOSSES  # noqa: E402
 from sakd.models import FeatureExtractor  # noqa: E402
-from sakd.training import Trainer, load_config, train  # noqa: E402
+from sakd.training import Trainer, load_config  # noqa: E402
 
 
 def methods(bkd_weight: float) -> dict[str, dict]:
@@ -114,11 +113,6 @@ def step_times(args, teacher: str, table: dict, repeats: int, scratch: str) -> d
     return interleaved(steps, torch.device("cpu"), warmup=2, repeats=repeats)
 
 
-def mean_std(values: list[float]) -> dict:
-    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": values}
-
-
 def markdown(result: dict) -> str:
     teacher = result["teacher"]
     lines = ["| method | last top-1 | best top-1 | firing rate | step time vs SNN |", "|---|---:|---:|---:|---:|",
@@ -127,8 +121,7 @@ def markdown(result: dict) -> str:
         if "last_top1" not in row:
             continue
         last, best, rate = row["last_top1"], row["best_top1"], row["firing_rate"]
-        lines.append(f"| {row['label']} | {last['mean']:.2f} ± {last['std']:.2f} | {best['mean']:.2f} ± {best['std']:.2f} "
-                     f"| {rate['mean']:.3f} | {row['step_time_ratio']:.2f}x |")
+        lines.append(f"| {row['label']} | {pm(last)} | {pm(best)} | {rate['mean']:.3f} | {row['step_time_ratio']:.2f}x |")
     return "\n".join(lines)
 
 
@@ -141,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default=None, help="a registered model (default: the quickstart's resnet_tiny)")
     parser.add_argument("--methods", nargs="+", default=None, help="a subset of the methods (default: all)")
     parser.add_argument("--set", nargs="*", default=[], help="further key=value overrides for every run")
-    parser.add_argument("--repeats", type=int, default=15, help="timed rounds of the step-time comparison")
+    parser.add_argument("--repeats", type=int, default=40, help="timed rounds of the step-time comparison")
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, SNN / SAKD / DKD: a smoke test")
     parser.add_argument("--runs", default="runs/kd_methods", help="where the training runs go")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/kd_methods-<data>.json)")
@@ -149,23 +142,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.seeds, args.epochs, args.repeats = 1, 2, 3
         args.methods = args.methods or ["snn", "sakd", "dkd"]
-    start = time.perf_counter()
-
-    def log(msg):
-        print(f"[{time.perf_counter() - start:6.0f}s] {msg}", file=sys.stderr, flush=True)
-
     data_name = args.data or "digits"
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"kd_methods-{data_name}.json"
     settings = {"data": data_name, "root": args.root, "model": args.model or "resnet_tiny", "epochs": args.epochs,
                 "set": args.set}
-    done = json.loads(out.read_text()) if out.is_file() else {}
-    if done.get("settings") != settings:
-        done = {}  # other settings: nothing to reuse
-    cells = done.get("cells", {})
-
-    def save(result):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1))
+    study = Study(out, settings)
 
     scratch = tempfile.TemporaryDirectory()  # run folders of the models built only to measure
     table = methods(7e-5 * last_tap_size(args, scratch.name))
@@ -173,42 +154,29 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         parser.error(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(table)}")
     table = {k: v for k, v in table.items() if not args.methods or k in args.methods or k == "snn"}  # snn: the baseline
-    result = {"settings": settings, "machine": machine(torch.device("cpu")), "cells": cells}
+    study.save(machine=machine(torch.device("cpu")))
 
-    teacher = cells.get("teacher")
-    if teacher is None:
-        log("teacher (ANN, seed 0)")
-        s = train(load_config("quickstart/teacher", base_overrides(args) + ["run.name=teacher", "run.seed=0"]))
-        teacher = cells["teacher"] = {k: s[k] for k in ("run_dir", "best_top1", "final_top1")}
-        save(result)
+    teacher = study.run("teacher", load_config("quickstart/teacher", base_overrides(args) + ["run.name=teacher", "run.seed=0"]))
     weights = f"{teacher['run_dir']}/best.pt"
-    result["teacher"] = teacher
-
     for seed in range(args.seeds):
         for key, method in table.items():
-            cell = f"{key}/seed{seed}"
-            if cell in cells:
-                continue
-            log(f"{cell}: {method['label']}")
-            s = train(student_config(args, method, weights, f"run.name={key}-seed{seed}", f"run.seed={seed}"))
-            cells[cell] = {k: s[k] for k in ("run_dir", "best_top1", "final_top1", "firing_rate", "wall_time_s")}
-            save(result)
+            study.run(f"{key}/seed{seed}", student_config(args, method, weights, f"run.name={key}-seed{seed}",
+                                                          f"run.seed={seed}"))
 
-    log(f"step times ({args.repeats} interleaved rounds)")
+    study.log(f"step times ({args.repeats} interleaved rounds)")
     seconds = step_times(args, weights, table, args.repeats, scratch.name)
     scratch.cleanup()
-    result["methods"] = {}
+    result = study.result
+    result["teacher"], result["methods"] = teacher, {}
     for key, method in table.items():
-        runs = [cells[f"{key}/seed{s}"] for s in range(args.seeds)]
+        runs = [study.cells[f"{key}/seed{s}"] for s in range(args.seeds)]
         result["methods"][key] = {
             "label": method["label"], "overrides": method["overrides"],
             "last_top1": mean_std([r["final_top1"] for r in runs]), "best_top1": mean_std([r["best_top1"] for r in runs]),
             "firing_rate": mean_std([r["firing_rate"] for r in runs]),
             "step_s": seconds[key], "step_time_ratio": seconds[key] / seconds["snn"] if "snn" in seconds else None,
         }
-    result["wall_s"] = time.perf_counter() - start
-    result["markdown"] = markdown(result)
-    save(result)
+    study.save(markdown=markdown(result))
     print(result["markdown"])
     print(f"wrote {out}")
     return result

@@ -34,3 +34,25 @@ def torchvision_resnet(name: str) -> torch.nn.Module:
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     return ref
+
+
+def write_idx(path, array: torch.Tensor, gz: bool):
+    """LeCun's idx format written by hand: 0, 0, type 0x08 (unsigned byte), dims, big-endian sizes."""
+    import gzip
+
+    header = bytes([0, 0, 0x08, array.dim()]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    data = header + array.to(torch.uint8).numpy().tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (gzip.open if gz else open)(str(path) + (".gz" if gz else ""), "wb") as f:
+        f.write(data)
+
+
+def fake_mnist(folder, gz: bool, n_train=12, n_test=6):
+    """MNIST-style idx files of random 28x28 images, labels cycling through the 10 classes."""
+    g = torch.Generator().manual_seed(0)
+    parts = {"train": (torch.randint(0, 256, (n_train, 28, 28), generator=g), torch.arange(n_train) % 10),
+             "t10k": (torch.randint(0, 256, (n_test, 28, 28), generator=g), torch.arange(n_test) % 10)}
+    for split, (images, labels) in parts.items():
+        write_idx(folder / f"{split}-images-idx3-ubyte", images, gz)
+        write_idx(folder / f"{split}-labels-idx1-ubyte", labels, gz)
+    return parts

@@ -92,3 +92,25 @@ def test_kd_methods_table_runs_resumes_and_reports_every_method(tmp_path):
     again = kd_methods.main(args)  # every cell is in the JSON: nothing trains again
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs
     assert again["cells"] == result["cells"]
+
+
+def test_claims_quick_runs_every_cell_and_judges_every_claim(tmp_path):
+    """The study's smoke test on MNIST-style files the test writes (random images: the verdicts
+    themselves mean nothing here; the full study's are in the README)."""
+    import claims
+    from conftest import fake_mnist
+
+    fake_mnist(tmp_path / "data", gz=True, n_train=120, n_test=60)
+    out = tmp_path / "claims.json"
+    args = ["--quick", "--root", str(tmp_path / "data"), "--image-size", "8", "--train-subset", "100",
+            "--small-subset", "50", "--test-subset", "50", "--batch", "25",
+            "--model", "resnet_tiny", "--deep", "resnet_tiny", "--set", "model.timesteps=2", "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    result = claims.main(args)
+    assert set(result["claims"]) == set("abcdef")
+    assert all(c["verdict"] in ("reproduced", "partly", "not") for c in result["claims"].values())
+    assert set(result["rows"]) == {"ann", "deep_ann", *claims.students()}
+    assert out.with_suffix(".png").stat().st_size > 0 and "| (f)" in out.with_suffix(".md").read_text()
+    assert len(result["cells"]) == 3 + len(claims.students())  # three ANNs (one seed), every student
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    claims.main(args)  # resumed: nothing trains again
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs

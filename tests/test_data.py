@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import fake_mnist
 from sakd.data import build_dataset
 from sakd.errors import ConfigError, DatasetNotFoundError
 
@@ -55,31 +56,10 @@ def test_unknown_dataset_and_option():
 
 
 # -- MNIST, Fashion-MNIST, KMNIST ---------------------------------------------------------------------
-def _write_idx(path, array: torch.Tensor, gz: bool):
-    """LeCun's idx format written by hand: 0, 0, type 0x08 (unsigned byte), dims, big-endian sizes."""
-    import gzip
-
-    header = bytes([0, 0, 0x08, array.dim()]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
-    data = header + array.to(torch.uint8).numpy().tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with (gzip.open if gz else open)(str(path) + (".gz" if gz else ""), "wb") as f:
-        f.write(data)
-
-
-def _fake_mnist(folder, gz: bool, n_train=12, n_test=6):
-    g = torch.Generator().manual_seed(0)
-    parts = {"train": (torch.randint(0, 256, (n_train, 28, 28), generator=g), torch.arange(n_train) % 10),
-             "t10k": (torch.randint(0, 256, (n_test, 28, 28), generator=g), torch.arange(n_test) % 10)}
-    for split, (images, labels) in parts.items():
-        _write_idx(folder / f"{split}-images-idx3-ubyte", images, gz)
-        _write_idx(folder / f"{split}-labels-idx1-ubyte", labels, gz)
-    return parts
-
-
 @pytest.mark.parametrize("gz, layout", [(True, "flat"), (False, "torchvision")])
 def test_mnist_family_reads_idx_files_in_either_layout(tmp_path, gz, layout):
     folder = tmp_path if layout == "flat" else tmp_path / "FashionMNIST" / "raw"
-    parts = _fake_mnist(folder, gz)
+    parts = fake_mnist(folder, gz)
     bundle = build_dataset("fashion_mnist", root=str(tmp_path), augment=False)
     assert (bundle.num_classes, bundle.in_channels, bundle.image_size) == (10, 1, 28)
     assert len(bundle.train) == 12 and len(bundle.test) == 6
@@ -94,13 +74,13 @@ def test_idx_reader_agrees_with_torchvisions(tmp_path):
 
     from sakd.data.mnist import read_idx
 
-    _fake_mnist(tmp_path, gz=False)
+    fake_mnist(tmp_path, gz=False)
     assert torch.equal(read_idx(tmp_path / "train-images-idx3-ubyte"), read_image_file(str(tmp_path / "train-images-idx3-ubyte")))
     assert torch.equal(read_idx(tmp_path / "t10k-labels-idx1-ubyte").long(), read_label_file(str(tmp_path / "t10k-labels-idx1-ubyte")))
 
 
 def test_mnist_family_options_and_errors(tmp_path):
-    _fake_mnist(tmp_path / "KMNIST" / "raw", gz=True)
+    fake_mnist(tmp_path / "KMNIST" / "raw", gz=True)
     bundle = build_dataset("kmnist", root=str(tmp_path), image_size=16)
     x, _ = bundle.train[0]
     assert x.shape == (1, 16, 16) and bundle.image_size == 16

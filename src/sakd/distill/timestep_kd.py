@@ -12,8 +12,9 @@ input, weigh more), or an explicit list of T weights (normalised).
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 
-from sakd.distill.terms import LOSSES, LossTerm, TermInputs, soft_kl
+from sakd.distill.terms import LOSSES, LossTerm, TermInputs
 
 
 def timestep_weights(weighting: str | list[float], steps: int) -> list[float]:
@@ -44,5 +45,8 @@ class TimestepKD(LossTerm):
 
     def forward(self, inputs: TermInputs) -> torch.Tensor:
         z = inputs.timestep_logits()  # [T, B, K]
-        w = timestep_weights(self.weighting, z.shape[0])
-        return sum(w_t * soft_kl(z_t, inputs.teacher_logits, self.tau) for w_t, z_t in zip(w, z))
+        w = torch.tensor(timestep_weights(self.weighting, z.shape[0]), dtype=z.dtype, device=z.device)
+        log_ps = F.log_softmax(z / self.tau, dim=-1)
+        log_pt = F.log_softmax(inputs.teacher_logits / self.tau, dim=-1).unsqueeze(0)
+        per_step = (log_pt.exp() * (log_pt - log_ps)).sum(-1).mean(-1)  # KL of each timestep, batch mean
+        return (w * per_step).sum() * self.tau * self.tau
