@@ -163,9 +163,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist", help="data.root (default: Debian's package)")
     parser.add_argument("--image-size", type=int, default=14, help="images resized to this (default 14: half of 28)")
     parser.add_argument("--train-subset", type=int, default=None, help="training images of the large setting "
-                        "(default 8000, --quick 200; 0: all)")
+                        "(default 4000, --quick 200; 0: all)")
     parser.add_argument("--small-subset", type=int, default=None, help="training images of the small setting, claim f "
-                        "(default 800, --quick 100)")
+                        "(default 400, --quick 100)")
     parser.add_argument("--test-subset", type=int, default=None, help="test images (default 2000, --quick 200; 0: all)")
     parser.add_argument("--model", default=None, help="the thin model (default: resnet_custom [2,2,2] x [16,32,64])")
     parser.add_argument("--deep", default=None, help="the deep model (default: resnet_custom [9,9,9] x [16,32,64])")
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--runs", default="runs/claims", help="where the training runs go")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/claims-<data>.json)")
     args = parser.parse_args(argv)
-    sizes = (200, 100, 200) if args.quick else (8000, 800, 2000)
+    sizes = (200, 100, 200) if args.quick else (4000, 400, 2000)
     for key, size in zip(("train_subset", "small_subset", "test_subset"), sizes):
         if getattr(args, key) is None:
             setattr(args, key, size)
