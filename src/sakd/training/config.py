@@ -158,6 +158,12 @@ class BetaStep:
     beta: float = limited(0.0, ge=0.0)
 
 
+def _loggers() -> list[str]:
+    from sakd.training.loggers import LOGGERS
+
+    return LOGGERS.names()
+
+
 def _loss_terms() -> list[str]:
     from sakd.distill.terms import LOSSES
 
@@ -246,6 +252,8 @@ class RunConfig:
     dist_backend: Literal["auto", "nccl", "gloo"] = "auto"  # torchrun process group (auto: nccl on GPU, gloo on CPU)
     # checkpoints inside an epoch as well: null (epoch ends only), N steps (e.g. 500) or N minutes (30min)
     checkpoint_every: str | None = limited(None, check=lambda spec: parse_interval(spec))
+    # experiment trackers that get every epoch record: tensorboard, wandb, mlflow (see sakd.training.loggers)
+    loggers: list[str] = limited(default_factory=lambda: ["tensorboard"], choices=_loggers)
 
 
 @dataclass

@@ -1,14 +1,14 @@
-"""Per-epoch metrics: a JSONL file (one object per epoch) and TensorBoard scalars."""
+"""Per-epoch metrics: a JSONL file (one object per epoch), mirrored to the run's loggers (TensorBoard ...)."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
 
 from sakd import runs
+from sakd.training.loggers import LOGGERS
 
 
 def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[torch.Tensor]:
@@ -20,30 +20,29 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[
 
 
 class MetricsLog:
-    """Append epoch records to ``metrics.jsonl`` and mirror the numbers to TensorBoard."""
+    """Append epoch records to ``metrics.jsonl`` and send them to each of ``run.loggers``."""
 
-    def __init__(self, run_dir: Path, history: list[dict], tensorboard: bool = True):
+    def __init__(self, run_dir: Path, history: list[dict], loggers: list[str] = ("tensorboard",), config: dict | None = None):
         self.path = Path(run_dir) / runs.METRICS
         # rewrite from the checkpoint's history, so a resumed run has no line of a lost epoch
         tmp = self.path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
         tmp.replace(self.path)
-        self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(Path(run_dir) / runs.TENSORBOARD), purge_step=len(history) + 1)
+        self.loggers = []
+        try:
+            for name in loggers:
+                self.loggers.append(LOGGERS.get(name)(Path(run_dir), config or {}, len(history)))
+        except BaseException:
+            self.close()
+            raise
 
     def log(self, record: dict) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            step = record["epoch"]
-            for key, value in record.items():
-                if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
-                    self.writer.add_scalar(key, value, step)
-            self.writer.flush()
+        for logger in self.loggers:
+            logger.log(record)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        for logger in self.loggers:
+            logger.close()
+        self.loggers = []

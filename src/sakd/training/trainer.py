@@ -116,7 +116,7 @@ class Trainer:
         self.log = None
         if self.dist.is_main:
             save_config(cfg, self.run_dir / runs.CONFIG)
-            self.log = MetricsLog(self.run_dir, self.history)
+            self.log = MetricsLog(self.run_dir, self.history, cfg.run.loggers, dataclasses.asdict(cfg))
 
     def _student_step(self) -> nn.Module:
         return StudentStep(self.model, self.objective, self.student_taps)
