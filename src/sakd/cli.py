@@ -17,6 +17,7 @@ EPILOG = """examples:
   sakd train --config cifar10/resnet19_sakd run.checkpoint_every=30min data.val_fraction=0.1
   sakd train --resume runs/cifar10-resnet19-sakd    # continue an interrupted run, mid-epoch too
   sakd eval runs/cifar10-resnet19-sakd/best.pt --json result.json
+  sakd analyze runs/cifar10-resnet19-sakd/best.pt --images 1000   # SOPs, firing rates, energy vs the ANN
   sakd compare runs/cifar10-resnet19-*                 # a table of runs, as in the paper
   sakd nas train --config nas/tiny_supernet           # the architecture study, then:
   sakd nas search runs/nas-tiny-supernet/last.pt && sakd nas plot runs/nas-tiny-supernet/search.jsonl
@@ -56,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a checkpoint file (or run folder: its last.pt)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("overrides", nargs="*", metavar="data.key=value",
+                   help="change the data the checkpoint was trained on, e.g. data.root=/data")
+
+    p = sub.add_parser("analyze", help="synaptic operations, firing rates and energy of an SNN checkpoint vs its ANN twin")
+    p.add_argument("checkpoint", help="a spiking checkpoint file (or run folder: its last.pt)")
+    p.add_argument("--images", type=int, default=None, help="the first N test images (default: the whole test split)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per batch (default: the run's eval batch)")
+    p.add_argument("--e-mac", type=float, default=4.6, help="energy of a MAC in pJ (default %(default)s: 45 nm, Horowitz 2014)")
+    p.add_argument("--e-ac", type=float, default=0.9, help="energy of an accumulate in pJ (default %(default)s)")
     p.add_argument("overrides", nargs="*", metavar="data.key=value",
                    help="change the data the checkpoint was trained on, e.g. data.root=/data")
 
@@ -130,6 +142,17 @@ def cmd_eval(args) -> int:
 
     result = evaluate_checkpoint(args.checkpoint, args.overrides, device=args.device)
     print_report(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from sakd.analysis.analyze import analyze_checkpoint, print_analysis
+
+    result = analyze_checkpoint(args.checkpoint, args.images, args.overrides, device=args.device, e_mac=args.e_mac,
+                                e_ac=args.e_ac, batch_size=args.batch_size)
+    print_analysis(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
@@ -217,7 +240,7 @@ def cmd_configs(args) -> int:
 
 
 COMMANDS = {
-    "quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "compare": cmd_compare, "nas": cmd_nas,
+    "quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "analyze": cmd_analyze, "compare": cmd_compare, "nas": cmd_nas,
     "configs": cmd_configs, **{kind: cmd_list for kind in REGISTRIES},
 }
 

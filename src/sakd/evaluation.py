@@ -15,25 +15,32 @@ from sakd.training.evaluate import evaluate
 from sakd.training.runtime import place, resolve_amp, resolve_device
 
 
-def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = "auto") -> dict:
-    """Top-1/top-5, loss and firing rates of a checkpoint, on the data of its own config
-    (changed by ``data.*`` overrides)."""
+def checkpoint_and_test_data(path, overrides: list[str] | None, command: str):
+    """A checkpoint, its config changed by ``data.*`` overrides, and its data set (no augmentation)."""
     overrides = list(overrides or [])
     bad = [o for o in overrides if not o.startswith("data.")]
     if bad:
-        raise ConfigError(f"sakd eval only takes data.* overrides, got {bad}")
+        raise ConfigError(f"sakd {command} only takes data.* overrides, got {bad}")
     state = ckpt_io.load_checkpoint(path)
     cfg = config_from_dict(apply_overrides(state["config"], overrides))
-    dev = resolve_device(device)
-    model, _ = ckpt_io.model_from_checkpoint(state)
     data = build_dataset(cfg.data.name, root=cfg.data.root, download=cfg.data.download, augment=False,
                          **cfg.data.options)
     spec = state["spec"]
     if data.num_classes != spec.num_classes:
         raise ConfigError(f"the checkpoint predicts {spec.num_classes} classes but {cfg.data.name} has {data.num_classes}")
+    return state, cfg, data
+
+
+def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = "auto") -> dict:
+    """Top-1/top-5, loss and firing rates of a checkpoint, on the data of its own config
+    (changed by ``data.*`` overrides)."""
+    state, cfg, data = checkpoint_and_test_data(path, overrides, "eval")
+    dev = resolve_device(device)
+    model, _ = ckpt_io.model_from_checkpoint(state)
     loader = DataLoader(data.test, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
                         num_workers=cfg.data.num_workers, collate_fn=data.collate_fn)
     result = evaluate(place(model, dev, cfg.run.channels_last), loader, dev, resolve_amp(cfg.run.amp, dev))
+    spec = state["spec"]
     return {"checkpoint": state["path"], "model": spec.name, "spiking": spec.spiking,
             "timesteps": spec.timesteps if spec.spiking else None,
             "data": cfg.data.name, "epoch": state["epoch"], **result,

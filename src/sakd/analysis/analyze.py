@@ -1,0 +1,76 @@
+"""``sakd analyze CHECKPOINT``: per layer and in total, firing rates, synaptic operations, the ANN
+twin's MACs and the energy estimate of :mod:`sakd.analysis.energy`, on the test split."""
+
+from __future__ import annotations
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch.utils.data import DataLoader, Subset
+
+from sakd.analysis.energy import E_AC_PJ, E_MAC_PJ, OpCounter, as_dict, energy_table
+from sakd.analysis.firing import FiringRateMonitor
+from sakd.errors import ConfigError
+from sakd.evaluation import checkpoint_and_test_data
+from sakd.models import checkpoint as ckpt_io
+from sakd.training.runtime import resolve_device
+
+
+def analyze_checkpoint(path, images: int | None = None, overrides: list[str] | None = None, device: str = "auto",
+                       e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ, batch_size: int | None = None) -> dict:
+    """Counts and energy of a spiking checkpoint on the first ``images`` test images (all if None)."""
+    state, cfg, data = checkpoint_and_test_data(path, overrides, "analyze")
+    spec = state["spec"]
+    if not spec.spiking:
+        raise ConfigError(f"{state['path']} holds an ANN ({spec.name}); sakd analyze measures a spiking model")
+    test = data.test
+    if images is not None:
+        if not 0 < images <= len(test):
+            raise ConfigError(f"--images must lie in 1..{len(test)} (the test split of {cfg.data.name}), got {images}")
+        test = Subset(test, range(images))
+    dev = resolve_device(device)
+    snn, _ = ckpt_io.model_from_checkpoint(state)
+    snn = snn.to(dev).eval()
+    ann = spec.replace(spiking=False).build().to(dev).eval()  # its dense MACs do not depend on weights or images
+    loader = DataLoader(test, batch_size=batch_size or cfg.data.eval_batch_size or cfg.data.batch_size,
+                        num_workers=cfg.data.num_workers, collate_fn=data.collate_fn)
+    snn_ops, ann_ops = OpCounter(snn), OpCounter(ann)
+    correct = seen = 0
+    with torch.inference_mode(), snn_ops, FiringRateMonitor(snn) as rates:
+        for x, y in loader:
+            x, y = x.to(dev), y.to(dev)
+            correct += int((snn(x).argmax(1) == y).sum())
+            seen += len(y)
+            if seen == len(y):  # the ANN twin once, on the first batch
+                with ann_ops:
+                    ann(x)
+                ann_images = x.shape[1] if x.dim() == 5 else x.shape[0]
+    ann_per_image = {n: _scaled(rec, seen / ann_images) for n, rec in ann_ops.layers.items()}
+    table = energy_table(snn_ops.layers, ann_per_image, seen, e_mac, e_ac)
+    return {"checkpoint": state["path"], "model": spec.name, "timesteps": spec.timesteps, "data": cfg.data.name,
+            "images": seen, "top1": 100.0 * correct / seen, "firing_rate": rates.mean_rate(),
+            "layer_firing_rates": rates.rates(), **table, "counts": as_dict(snn_ops.layers)}
+
+
+def _scaled(rec, factor: float):
+    """An ANN layer's counts on the first batch, scaled to the number of images the SNN saw."""
+    rec.dense_macs = round(rec.dense_macs * factor)
+    return rec
+
+
+def print_analysis(result: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(f"{result['checkpoint']}: {result['model']} (SNN, T={result['timesteps']}), {result['data']} test split, "
+                  f"{result['images']} images, top-1 {result['top1']:.2f}%, mean firing rate {result['firing_rate']:.4f}")
+    table = Table("layer", "input", "input rate", "SNN ACs", "SNN MACs", "ANN MACs", "energy SNN/ANN",
+                  title=f"per image; E_MAC = {result['e_mac_pj']} pJ, E_AC = {result['e_ac_pj']} pJ (45 nm, Horowitz 2014)")
+    for name, row in result["layers"].items():
+        ratio = row["snn_energy_pj"] / row["ann_energy_pj"] if row["ann_energy_pj"] else float("nan")
+        table.add_row(name, row["input"], f"{row['input_rate']:.4f}", f"{row['snn_acs']:,.0f}", f"{row['snn_macs']:,.0f}",
+                      f"{row['ann_macs']:,.0f}", f"{ratio:.3f}")
+    t = result["total"]
+    table.add_row("total", "", "", f"{t['snn_acs']:,.0f}", f"{t['snn_macs']:,.0f}", f"{t['ann_macs']:,.0f}",
+                  f"{t['energy_ratio']:.3f}")
+    console.print(table)
+    console.print(f"energy per image: SNN {t['snn_energy_pj'] / 1e6:.3f} uJ, ANN {t['ann_energy_pj'] / 1e6:.3f} uJ "
+                  f"(SNN/ANN {t['energy_ratio']:.3f})")

@@ -1,0 +1,126 @@
+"""Synaptic operations and energy of a spiking model against its ANN twin (``sakd analyze``).
+
+What is counted, exactly, over the images given (no sampling, no firing-rate approximation):
+
+* Every ``Conv2d`` and ``Linear`` call. For the SNN, the operations of a layer are its **weight
+  uses driven by nonzero inputs**: each nonzero input element times the number of synapses it
+  reaches (for a convolution, the output positions whose receptive field holds it, times the
+  output channels of its group; padding contributes nothing). On average this is the layer's MACs
+  times its input's nonzero rate, per timestep, summed over T; at the borders it is exact.
+* A layer whose input is binary (spikes) performs **accumulates** (ACs, the SOPs of the field):
+  this is SpikingJelly's ``SynOpCounter`` definition, and the two agree exactly (tested).
+* A layer whose input is not binary performs **multiply-accumulates** (MACs): the first
+  convolution of a directly encoded image (which sakd's SNNs run once, not T times), and layers
+  fed by average-pooled spikes or by SEW-ResNet's ADD sums. This is the conservative choice (a
+  non-binary input needs a multiplication); papers that count such layers as ACs report lower
+  energy.
+* The ANN twin: dense MACs of every ``Conv2d`` and ``Linear`` (padding included), one pass.
+* Not counted, as in ``SynOpCounter`` and most of the literature: BatchNorm (folded into the
+  preceding layer at inference), the neurons' own updates, residual additions and pooling.
+
+Energy uses the 45 nm figures the field quotes from Horowitz (2014), "Computing's energy problem
+(and what we can do about it)", ISSCC: E_MAC = 4.6 pJ and E_AC = 0.9 pJ for 32-bit floats (both
+options). ``SNN energy = E_MAC · MACs + E_AC · ACs``, ``ANN energy = E_MAC · MACs_ANN``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+E_MAC_PJ = 4.6
+E_AC_PJ = 0.9
+
+
+@dataclass
+class LayerOps:
+    """One layer's counts, summed over every call and image seen."""
+
+    kind: str  # conv | linear
+    calls: int = 0
+    dense_macs: int = 0  # every weight use, zeros included (the ANN's count)
+    ops: int = 0  # weight uses driven by nonzero inputs
+    nonzero: int = 0  # nonzero input elements
+    inputs: int = 0  # input elements
+    binary: bool = True  # every input seen was 0/1
+
+    @property
+    def input_rate(self) -> float:
+        return self.nonzero / self.inputs if self.inputs else 0.0
+
+
+def _conv_uses(x: torch.Tensor, conv: nn.Conv2d) -> int:
+    """Weight uses of ``conv`` driven by the nonzero elements of ``x``: per group, count the nonzero
+    inputs under each output position's receptive field (a one-channel convolution of the nonzero
+    counts with a kernel of ones), times the group's output channels."""
+    if conv.padding_mode != "zeros":
+        raise ValueError(f"counting supports zero padding only; {conv} pads with {conv.padding_mode!r}")
+    g = conv.groups
+    n, c = x.shape[:2]
+    counts = (x != 0).view(n, g, c // g, *x.shape[2:]).sum(2, dtype=torch.float64)
+    ones = torch.ones(g, 1, *conv.kernel_size, dtype=torch.float64, device=x.device)
+    covered = F.conv2d(counts, ones, stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=g)
+    return int(covered.sum().item()) * (conv.out_channels // g)
+
+
+class OpCounter:
+    """Count every ``Conv2d``/``Linear`` call of a model while active (a context manager)."""
+
+    def __init__(self, model: nn.Module):
+        self.layers: dict[str, LayerOps] = {}
+        self._modules = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+        self._handles: list = []
+
+    def _hook(self, name: str):
+        def hook(module, inputs, output):
+            x = inputs[0].detach()
+            rec = self.layers.setdefault(name, LayerOps("conv" if isinstance(module, nn.Conv2d) else "linear"))
+            rec.calls += 1
+            rec.inputs += x.numel()
+            rec.nonzero += int(x.count_nonzero().item())
+            rec.binary = rec.binary and bool(((x == 0) | (x == 1)).all().item())
+            if isinstance(module, nn.Conv2d):
+                per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+                rec.dense_macs += output.numel() * per_output
+                rec.ops += _conv_uses(x, module)
+            else:
+                rec.dense_macs += output.numel() * module.in_features
+                rec.ops += int((x != 0).sum(-1, dtype=torch.int64).sum().item()) * module.out_features
+        return hook
+
+    def __enter__(self) -> "OpCounter":
+        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self._modules.items()]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def energy_table(snn_layers: dict[str, LayerOps], ann_layers: dict[str, LayerOps], images: int,
+                 e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ) -> dict:
+    """Per layer and in total, per image: the SNN's ACs and MACs, the ANN's MACs, energies (pJ)
+    and the SNN/ANN energy ratio."""
+    rows, total = {}, {"snn_acs": 0.0, "snn_macs": 0.0, "ann_macs": 0.0}
+    for name, rec in snn_layers.items():
+        ann = ann_layers.get(name)
+        acs, macs = (rec.ops, 0) if rec.binary else (0, rec.ops)
+        row = {"kind": rec.kind, "input": "spikes" if rec.binary else "analog", "input_rate": rec.input_rate,
+               "snn_acs": acs / images, "snn_macs": macs / images, "ann_macs": (ann.dense_macs if ann else 0) / images}
+        row["snn_energy_pj"] = e_ac * row["snn_acs"] + e_mac * row["snn_macs"]
+        row["ann_energy_pj"] = e_mac * row["ann_macs"]
+        rows[name] = row
+        for key in total:
+            total[key] += row[key]
+    total["snn_energy_pj"] = e_ac * total["snn_acs"] + e_mac * total["snn_macs"]
+    total["ann_energy_pj"] = e_mac * total["ann_macs"]
+    total["energy_ratio"] = total["snn_energy_pj"] / total["ann_energy_pj"] if total["ann_energy_pj"] else None
+    return {"layers": rows, "total": total, "e_mac_pj": e_mac, "e_ac_pj": e_ac, "images": images}
+
+
+def as_dict(layers: dict[str, LayerOps]) -> dict[str, dict]:
+    return {name: asdict(rec) | {"input_rate": rec.input_rate} for name, rec in layers.items()}

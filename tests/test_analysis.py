@@ -1,0 +1,101 @@
+"""``sakd analyze``: exact synaptic-operation counts (by hand, against SpikingJelly's SynOpCounter
+and PyTorch's FLOP counter), the energy arithmetic, and its errors."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import fast_config
+from sakd.analysis.energy import OpCounter, energy_table
+from sakd.cli import main
+from sakd.models import create_model
+from sakd.training import train
+
+
+def test_synaptic_operations_by_hand():
+    conv = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+    fc = nn.Linear(9, 4)
+    model = nn.Sequential(conv, nn.Flatten(0), nn.Unflatten(0, (1, 18)), nn.Linear(18, 3))
+    corner, centre = torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 3, 3)
+    corner[0, 0, 0, 0] = 1.0  # read by the 4 output positions whose 3x3 window holds it, in 2 channels
+    centre[0, 0, 1, 1] = 1.0  # read by all 9 positions
+    with OpCounter(model) as ops:
+        model(corner)
+        model(centre)
+    first = ops.layers["0"]
+    assert first.ops == 2 * 4 + 2 * 9 and first.binary and first.nonzero == 2 and first.inputs == 18
+    assert first.dense_macs == 2 * (2 * 9 * 9)  # two calls: 2 channels x 9 positions x 9 taps
+    with OpCounter(fc) as ops:
+        fc(torch.tensor([[0.0, 1, 0, 1, 1, 0, 0, 0, 0], [0.5, 0, 0, 0, 0, 0, 0, 0, 0]]))
+    rec = ops.layers[""]
+    assert rec.ops == (3 + 1) * 4 and not rec.binary  # 0.5 is not a spike: the layer multiplies
+
+
+def test_energy_arithmetic():
+    from sakd.analysis.energy import LayerOps
+
+    snn = {"a": LayerOps("conv", ops=100, binary=False), "b": LayerOps("conv", ops=1000, binary=True)}
+    ann = {"a": LayerOps("conv", dense_macs=120), "b": LayerOps("conv", dense_macs=800)}
+    t = energy_table(snn, ann, images=2, e_mac=4.6, e_ac=0.9)["total"]
+    assert (t["snn_macs"], t["snn_acs"], t["ann_macs"]) == (50, 500, 460)
+    assert t["snn_energy_pj"] == pytest.approx(4.6 * 50 + 0.9 * 500)
+    assert t["energy_ratio"] == pytest.approx((4.6 * 50 + 0.9 * 500) / (4.6 * 460))
+
+
+def _spiking_tiny():
+    torch.manual_seed(0)
+    model = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=4, neuron={"backend": "fused"}).eval()
+    return model, torch.randn(3, 3, 16, 16) * 2
+
+
+def test_spike_driven_counts_equal_spikingjellys_synop_counter():
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
+
+    model, x = _spiking_tiny()
+    with torch.no_grad(), OpCounter(model) as ours:
+        model(x)
+    counter = SynOpCounter()
+    with torch.no_grad(), DispatchCounterMode([counter]):
+        model(x)
+    spikes = sum(rec.ops for rec in ours.layers.values() if rec.binary)
+    assert spikes > 0 and sum(rec.binary for rec in ours.layers.values()) >= 7
+    assert spikes == counter.get_total()  # SpikingJelly counts exactly the spike-driven layers
+
+
+def test_dense_ann_macs_equal_pytorchs_flop_counter():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ann = create_model("resnet_tiny", spiking=False, num_classes=10).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad(), OpCounter(ann) as ours:
+        ann(x)
+    with torch.no_grad(), FlopCounterMode(display=False) as flops:
+        ann(x)
+    assert 2 * sum(rec.dense_macs for rec in ours.layers.values()) == flops.get_total_flops()
+
+
+def test_analyze_a_checkpoint_and_its_errors(tmp_path, capsys):
+    snn = train(fast_config(tmp_path, "optim.epochs=1", "run.name=snn"))["run_dir"]
+    out = tmp_path / "analysis.json"
+    assert main(["analyze", f"{snn}/last.pt", "--images", "40", "--json", str(out), "--device", "cpu"]) == 0
+    result = json.loads(out.read_text())
+    assert result["images"] == 40 and 0 < result["firing_rate"] < 1
+    total, layers = result["total"], result["layers"]
+    assert len(layers) == 10  # resnet_tiny: 9 convolutions and the classifier
+    assert layers["conv1"]["input"] == "analog" and layers["layer1.0.conv1"]["input"] == "spikes"
+    assert total["snn_acs"] == pytest.approx(sum(r["snn_acs"] for r in layers.values()))
+    assert total["energy_ratio"] == pytest.approx((0.9 * total["snn_acs"] + 4.6 * total["snn_macs"]) / (4.6 * total["ann_macs"]))
+    ann = create_model("resnet_tiny", spiking=False, num_classes=10)
+    with torch.no_grad(), OpCounter(ann) as dense:
+        ann(torch.randn(1, 3, 16, 16))
+    assert total["ann_macs"] == sum(rec.dense_macs for rec in dense.layers.values())
+    assert "energy per image" in capsys.readouterr().out
+
+    teacher = train(fast_config(tmp_path, "optim.epochs=1", "model.spiking=false", "run.name=ann"))["run_dir"]
+    assert main(["analyze", f"{teacher}/last.pt"]) == 2
+    assert "holds an ANN (resnet_tiny); sakd analyze measures a spiking model" in capsys.readouterr().err
+    assert main(["analyze", f"{snn}/last.pt", "--images", "100000"]) == 2
+    assert "--images must lie in 1..256" in capsys.readouterr().err
