@@ -80,13 +80,16 @@ def base(args, model: str, data: str, spiking: bool) -> list[str]:
 
 
 def stats(cells: list[dict]) -> dict:
-    return {"last": mean_std([c["final_top1"] for c in cells]), "best": mean_std([c["best_top1"] for c in cells]),
-            "firing_rate": mean_std([c["firing_rate"] for c in cells if c.get("firing_rate") is not None] or [0.0])}
+    """Last and best top-1 and firing rate over the seeds (a diverged seed counts as None)."""
+    return {key: mean_std([c.get(field) for c in cells])
+            for key, field in (("last", "final_top1"), ("best", "best_top1"), ("firing_rate", "firing_rate"))}
 
 
 def verdicts(rows: dict) -> dict[str, dict]:
     """Each claim, measured on the mean of the last top-1: the figures and reproduced / partly / not."""
-    m = {k: v["last"]["mean"] for k, v in rows.items()}
+    m = {k: v["last"]["mean"] for k, v in rows.items()}  # None: every seed diverged
+    diverged = {k for k, v in m.items() if v is None}
+    m = {k: (0.0 if v is None else v) for k, v in m.items()}  # a diverged cell scores as no accuracy
     out = {}
     gap = m["ann"] - m["snn"]
     closure = (m["sakd"] - m["snn"]) / gap if gap > 0 else float("nan")
@@ -104,7 +107,8 @@ def verdicts(rows: dict) -> dict[str, dict]:
     curve = [m["logits_only"], m["beta_1"], m["beta_10"], m["sakd"]]  # β = 0, 1, 10, 100
     rising = curve[-1] > curve[0]
     falls = m["beta_1000"] < m["sakd"]
-    out["e"] = {"beta": [0, 1, 10, 100, 1000], "last_top1": curve + [m["beta_1000"]],
+    out["e"] = {"beta": [0, 1, 10, 100, 1000],
+                "last_top1": curve + [None if "beta_1000" in diverged else m["beta_1000"]],
                 "verdict": "reproduced" if rising and falls else ("partly" if rising or falls else "not")}
     large, small = m["init_teacher"] - m["sakd"], m["small_init_teacher"] - m["small_sakd"]
     out["f"] = {"init_gain_large": large, "init_gain_small": small,
@@ -117,17 +121,25 @@ CLAIMS = {"a": "SAKD closes most of the ANN-SNN gap", "b": "a deep SNN that trai
           "e": "β ablation: better up to 100, worse beyond", "f": "teacher init helps on large data, hurts on small"}
 
 
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list):
+        return "[" + ", ".join("diverged" if v is None else _short(v) for v in value) + "]"
+    return str(value)
+
+
 def markdown(rows: dict, claims: dict, settings: dict) -> str:
     lines = [f"Data: {settings['data']} (train subset {settings['train_subset'] or 'all'}, small {settings['small_subset']}, "
              f"test {settings['test_subset'] or 'all'}, {settings['image_size']}x{settings['image_size']}), "
              f"{settings['epochs']} epochs, {settings['seeds']} seeds, T=4.", "",
              "| cell | last top-1 | best top-1 | firing rate |", "|---|---:|---:|---:|"]
     for key, row in rows.items():
-        rate = f"{row['firing_rate']['mean']:.3f}" if row["firing_rate"]["mean"] else ""
+        rate = f"{row['firing_rate']['mean']:.3f}" if row["firing_rate"]["mean"] else ""  # ANNs have none
         lines.append(f"| {key} | {pm(row['last'])} | {pm(row['best'])} | {rate} |")
     lines += ["", "| claim | measured | verdict |", "|---|---|---|"]
     for key, c in claims.items():
-        figures = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in c.items() if k != "verdict")
+        figures = ", ".join(f"{k} {_short(v)}" for k, v in c.items() if k != "verdict")
         lines.append(f"| ({key}) {CLAIMS[key]} | {figures} | {c['verdict']} |")
     return "\n".join(lines)
 
@@ -144,11 +156,11 @@ def plot(rows: dict, claims: dict, path: Path) -> None:
     for g, (name, keys) in enumerate(groups):
         for i, (key, colour) in enumerate(zip(keys, colours)):
             row = rows[key]["last"]
-            ax.bar(g * 4 + i, row["mean"], yerr=row["std"], color=colour, capsize=3,
+            ax.bar(g * 4 + i, row["mean"] or 0.0, yerr=row["std"], color=colour, capsize=3,
                    label=("ANN (teacher)", "SNN", "SAKD-SNN")[i] if g == 0 else None)
     ax.set_xticks([1, 5], [f"thin: {claims['a']['closure']:.0%} of the gap closed",
                            f"deep: {claims['b']['deep_closure']:.0%} of the gap closed"])
-    low = min(rows[k]["last"]["mean"] for _, keys in groups for k in keys)
+    low = min(rows[k]["last"]["mean"] or 0.0 for _, keys in groups for k in keys)
     ax.set_ylim(max(0.0, low - 10), 100)
     ax.set_ylabel("last test top-1 (%)")
     ax.legend(loc="lower right", fontsize=8)

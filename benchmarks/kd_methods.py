@@ -121,7 +121,8 @@ def markdown(result: dict) -> str:
         if "last_top1" not in row:
             continue
         last, best, rate = row["last_top1"], row["best_top1"], row["firing_rate"]
-        lines.append(f"| {row['label']} | {pm(last)} | {pm(best)} | {rate['mean']:.3f} | {row['step_time_ratio']:.2f}x |")
+        shown = f"{rate['mean']:.3f}" if rate["mean"] is not None else ""
+        lines.append(f"| {row['label']} | {pm(last)} | {pm(best)} | {shown} | {row['step_time_ratio']:.2f}x |")
     return "\n".join(lines)
 
 
@@ -172,8 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
         runs = [study.cells[f"{key}/seed{s}"] for s in range(args.seeds)]
         result["methods"][key] = {
             "label": method["label"], "overrides": method["overrides"],
-            "last_top1": mean_std([r["final_top1"] for r in runs]), "best_top1": mean_std([r["best_top1"] for r in runs]),
-            "firing_rate": mean_std([r["firing_rate"] for r in runs]),
+            "last_top1": mean_std([r.get("final_top1") for r in runs]), "best_top1": mean_std([r.get("best_top1") for r in runs]),
+            "firing_rate": mean_std([r.get("firing_rate") for r in runs]),
             "step_s": seconds[key], "step_time_ratio": seconds[key] / seconds["snn"] if "snn" in seconds else None,
         }
     study.save(markdown=markdown(result))

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from sakd.errors import TrainingDivergedError
 from sakd.training import train
 
 KEPT = ("run_dir", "best_top1", "final_top1", "firing_rate", "wall_time_s")  # what a cell records of a run
@@ -31,11 +32,15 @@ class Study:
         print(f"[{time.perf_counter() - self.start:6.0f}s] {msg}", file=sys.stderr, flush=True)
 
     def run(self, key: str, config) -> dict:
-        """The cell ``key``: trained from ``config`` unless the file already holds it."""
+        """The cell ``key``: trained from ``config`` unless the file already holds it. A run whose
+        loss diverges is recorded as such (``{"diverged": reason}``), as the paper's "unstable"."""
         if key not in self.cells:
             self.log(key)
-            summary = train(config)
-            self.cells[key] = {k: summary.get(k) for k in KEPT}
+            try:
+                summary = train(config)
+                self.cells[key] = {k: summary.get(k) for k in KEPT}
+            except TrainingDivergedError as exc:
+                self.cells[key] = {"diverged": str(exc).split(";")[0]}
             self.save()
         return self.cells[key]
 
@@ -45,12 +50,17 @@ class Study:
         self.out.write_text(json.dumps(self.result, indent=1))
 
 
-def mean_std(values: list[float]) -> dict:
-    """Mean, sample standard deviation (0 for one value) and the values."""
-    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": values}
+def mean_std(values: list[float | None]) -> dict:
+    """Mean, sample standard deviation (0 for one value) and the values; ``None`` values (diverged
+    runs) are counted in ``diverged`` and left out of the mean (which is None if all diverged)."""
+    kept = [v for v in values if v is not None]
+    return {"mean": statistics.mean(kept) if kept else None, "std": statistics.stdev(kept) if len(kept) > 1 else 0.0,
+            "values": values, "diverged": len(values) - len(kept)}
 
 
 def pm(stat: dict, digits: int = 2) -> str:
-    """``mean ± std`` of :func:`mean_std`'s result."""
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+    """``mean ± std`` of :func:`mean_std`'s result, with the diverged runs."""
+    if stat["mean"] is None:
+        return f"diverged ({stat['diverged']}/{len(stat['values'])})"
+    text = f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+    return text + (f" ({stat['diverged']}/{len(stat['values'])} diverged)" if stat["diverged"] else "")

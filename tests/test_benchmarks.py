@@ -114,3 +114,18 @@ def test_claims_quick_runs_every_cell_and_judges_every_claim(tmp_path):
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     claims.main(args)  # resumed: nothing trains again
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs
+
+
+def test_a_study_records_a_diverged_run_and_leaves_it_out_of_the_mean(tmp_path):
+    from conftest import fast_config
+    from study import Study, mean_std, pm
+
+    study = Study(tmp_path / "study.json", {"case": 1})
+    cell = study.run("unstable", fast_config(tmp_path, "optim.lr=1e12", "optim.epochs=1", "model.spiking=false"))
+    assert cell["diverged"].startswith("the loss became NaN/Inf")
+    again = Study(tmp_path / "study.json", {"case": 1})
+    assert again.cells == {"unstable": cell}  # kept in the file: not trained again
+    assert Study(tmp_path / "study.json", {"case": 2}).cells == {}  # other settings start afresh
+    stat = mean_std([70.0, None, 72.0])
+    assert (stat["mean"], stat["diverged"]) == (71.0, 1) and pm(stat) == "71.00 ± 1.41 (1/3 diverged)"
+    assert pm(mean_std([None, None])) == "diverged (2/2)"
