@@ -8,7 +8,8 @@
 (d) the conv feature transform beats none (Table 5);
 (e) the shape of the β ablation: better up to β = 100, unstable beyond (Table 8);
 (f) initialising the student from the teacher helps on large data and hurts on small (A.2); the
-    small setting trains for as many optimiser steps as the large one (more epochs).
+    small setting takes about as many optimiser steps as the large one (a batch smaller by the
+    ratio of the data sizes, at least 8).
 
 Every student trains with the paper's CIFAR settings (τ=20, α=0, γ=1, β=100, features after the
 spike at each stage end, conv transform, L2) unless its claim varies one of them; the same
@@ -73,14 +74,15 @@ def base(args, model: str, data: str, spiking: bool) -> list[str]:
     models = {"thin": [f"model.name={args.model}"] if args.model else THIN,
               "deep": [f"model.name={args.deep}"] if args.deep else DEEP}
     size = args.train_subset if data == "large" else args.small_subset
-    # the small setting trains for as many optimiser steps as the large one (more epochs)
-    epochs = args.epochs if data == "large" else max(1, round(args.epochs * (args.train_subset or 60000) / size))
-    out = [f"data.name={args.data}", f"data.root={args.root}", f"data.batch_size={args.batch}",
+    # the small setting takes about as many optimiser steps as the large one in as many epochs:
+    # a batch smaller by the ratio of the data sizes (at least 8)
+    batch = args.batch if data == "large" else max(8, round(args.batch * size / (args.train_subset or 60000)))
+    out = [f"data.name={args.data}", f"data.root={args.root}", f"data.batch_size={batch}",
            "data.num_workers=0", f"data.options={{image_size: {args.image_size}}}",
            f"data.train_subset={size or 'null'}", f"data.test_subset={args.test_subset or 'null'}",
            *models[model], f"model.spiking={str(spiking).lower()}", "model.timesteps=4",
            "optim.name=sgd", f"optim.lr={args.lr}", "optim.momentum=0.9", "optim.weight_decay=5e-4",
-           f"optim.epochs={epochs}", "optim.scheduler=cosine", "run.progress=false",
+           f"optim.epochs={args.epochs}", "optim.scheduler=cosine", "run.progress=false",
            f"run.output_dir={args.runs}"]
     return out + list(args.set)
 
