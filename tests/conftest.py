@@ -56,3 +56,14 @@ def fake_mnist(folder, gz: bool, n_train=12, n_test=6):
         write_idx(folder / f"{split}-images-idx3-ubyte", images, gz)
         write_idx(folder / f"{split}-labels-idx1-ubyte", labels, gz)
     return parts
+
+
+@pytest.fixture(scope="session")
+def trio(tmp_path_factory, teacher_ckpt):
+    """Run folders of one architecture: the ANN teacher, an SNN without KD and an SAKD student."""
+    from pathlib import Path
+
+    out = tmp_path_factory.mktemp("trio")
+    snn = train(fast_config(out, "optim.epochs=1", "run.name=snn"))["run_dir"]
+    sakd = train(fast_config(out, "optim.epochs=1", "run.name=sakd", f"distill.teacher.weights={teacher_ckpt}"))["run_dir"]
+    return {"teacher": str(Path(teacher_ckpt).parent), "baseline": snn, "student": sakd}

@@ -18,6 +18,7 @@ EPILOG = """examples:
   sakd train --resume runs/cifar10-resnet19-sakd    # continue an interrupted run, mid-epoch too
   sakd eval runs/cifar10-resnet19-sakd/best.pt --json result.json
   sakd analyze runs/cifar10-resnet19-sakd/best.pt --images 1000   # SOPs, firing rates, energy vs the ANN
+  sakd visualize --teacher T.pt --baseline S.pt --student K.pt --images 4   # Figure 4 (PNG, SVG)
   sakd compare runs/cifar10-resnet19-*                 # a table of runs, as in the paper
   sakd nas train --config nas/tiny_supernet           # the architecture study, then:
   sakd nas search runs/nas-tiny-supernet/last.pt && sakd nas plot runs/nas-tiny-supernet/search.jsonl
@@ -70,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--e-ac", type=float, default=0.9, help="energy of an accumulate in pJ (default %(default)s)")
     p.add_argument("overrides", nargs="*", metavar="data.key=value",
                    help="change the data the checkpoint was trained on, e.g. data.root=/data")
+
+    p = sub.add_parser("visualize", help="the paper's Figure 4: features and GradCAM of ANN, SNN w/o KD and SAKD student")
+    p.add_argument("--teacher", required=True, metavar="ANN.pt", help="the ANN teacher's checkpoint (or run folder)")
+    p.add_argument("--baseline", required=True, metavar="SNN.pt", help="the SNN trained without KD")
+    p.add_argument("--student", required=True, metavar="SAKD.pt", help="the SNN trained with SAKD (its data set is used)")
+    p.add_argument("--images", type=int, default=None, help="the first N test images (default 4)")
+    p.add_argument("--index", type=int, nargs="+", metavar="I", help="these test images instead")
+    p.add_argument("--taps", type=int, nargs="+", metavar="K", help="stage taps shown as feature maps (default: all)")
+    p.add_argument("--cam-tap", type=int, default=None, metavar="K", help="GradCAM's target stage (default: the last)")
+    p.add_argument("-o", "--out", default="figure4", help="output path without suffix: .png and .svg (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("overrides", nargs="*", metavar="data.key=value", help="change the student's data, e.g. data.root=/data")
 
     p = sub.add_parser("compare", help="runs side by side: best/final top-1, top-5, firing rate")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
@@ -158,6 +171,22 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def cmd_visualize(args) -> int:
+    from sakd.analysis.figure4 import ROLES, figure4_data, plot_figure4
+
+    if args.images is not None and args.index:
+        raise SakdError("give --images N or --index I..., not both")
+    data = figure4_data(args.teacher, args.baseline, args.student, images=args.images, indices=args.index,
+                        taps=args.taps, cam_tap=args.cam_tap, overrides=args.overrides, device=args.device)
+    for path in plot_figure4(data, args.out):
+        print(path)
+    print(f"Pearson correlation with the ANN teacher's maps, mean over {len(data.indices)} images:")
+    for role, sim in data.similarity().items():
+        taps = ", ".join(f"{tap} {r:+.3f}" for tap, r in sim["features"].items())
+        print(f"  {ROLES[role]:<14} features: {taps}; GradCAM {sim['cam']:+.3f}")
+    return 0
+
+
 def cmd_compare(args) -> int:
     from sakd.compare import compare
 
@@ -240,7 +269,8 @@ def cmd_configs(args) -> int:
 
 
 COMMANDS = {
-    "quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "analyze": cmd_analyze, "compare": cmd_compare, "nas": cmd_nas,
+    "quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "analyze": cmd_analyze, "visualize": cmd_visualize,
+    "compare": cmd_compare, "nas": cmd_nas,
     "configs": cmd_configs, **{kind: cmd_list for kind in REGISTRIES},
 }
 
