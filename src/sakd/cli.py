@@ -19,6 +19,7 @@ EPILOG = """examples:
   sakd eval runs/cifar10-resnet19-sakd/best.pt --json result.json
   sakd analyze runs/cifar10-resnet19-sakd/best.pt --images 1000   # SOPs, firing rates, energy vs the ANN
   sakd visualize --teacher T.pt --baseline S.pt --student K.pt --images 4   # Figure 4 (PNG, SVG)
+  sakd report runs/quickstart/<time>/* -o report.html                      # one HTML file, Figure 4 included
   sakd compare runs/cifar10-resnet19-*                 # a table of runs, as in the paper
   sakd nas train --config nas/tiny_supernet           # the architecture study, then:
   sakd nas search runs/nas-tiny-supernet/last.pt && sakd nas plot runs/nas-tiny-supernet/search.jsonl
@@ -84,9 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("overrides", nargs="*", metavar="data.key=value", help="change the student's data, e.g. data.root=/data")
 
-    p = sub.add_parser("compare", help="runs side by side: best/final top-1, top-5, firing rate")
+    p = sub.add_parser("report", help="one self-contained HTML file: curves, firing rates, energy, config, Figure 4")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("-o", "--out", default="report.html", help="the HTML file (default: %(default)s)")
+    p.add_argument("--teacher", metavar="ANN.pt", help="Figure 4's ANN (default: the ANN among the runs)")
+    p.add_argument("--baseline", metavar="SNN.pt", help="Figure 4's SNN without KD (default: the SNN among the runs)")
+    p.add_argument("--student", metavar="SAKD.pt", help="Figure 4's student (default: the SAKD run among the runs)")
+    p.add_argument("--images", type=int, default=1000, help="test images for the energy analysis (default: %(default)s)")
+    p.add_argument("--figure-images", type=int, default=4, help="images in Figure 4 (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+
+    p = sub.add_parser("compare", help="runs side by side: best/final top-1, top-5, firing rate, SOPs, energy")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    p.add_argument("--analyze", action="store_true",
+                   help="count SOPs and energy of runs that have no current analysis.json (`sakd analyze`)")
+    p.add_argument("--images", type=int, default=1000, help="test images for --analyze (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="for --analyze (default: %(default)s)")
 
     p = sub.add_parser("nas", help="the architecture study (§3.3): supernet training, search, Figure 3")
     nas = p.add_subparsers(dest="nas_command", required=True, metavar="STEP")
@@ -161,11 +176,14 @@ def cmd_eval(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from sakd.analysis.analyze import analyze_checkpoint, print_analysis
+    from sakd.analysis.analyze import analyze_checkpoint, print_analysis, save_analysis
+    from sakd.analysis.energy import E_AC_PJ, E_MAC_PJ
 
     result = analyze_checkpoint(args.checkpoint, args.images, args.overrides, device=args.device, e_mac=args.e_mac,
                                 e_ac=args.e_ac, batch_size=args.batch_size)
     print_analysis(result)
+    if Path(args.checkpoint).is_dir() and not args.overrides and (args.e_mac, args.e_ac) == (E_MAC_PJ, E_AC_PJ):
+        save_analysis({**result, "spiking": True}, args.checkpoint, args.images)  # for compare and report
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
@@ -187,10 +205,18 @@ def cmd_visualize(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from sakd.analysis.report import build_report
+
+    print(build_report(args.runs, args.out, teacher=args.teacher, baseline=args.baseline, student=args.student,
+                       images=args.images, figure_images=args.figure_images, device=args.device))
+    return 0
+
+
 def cmd_compare(args) -> int:
     from sakd.compare import compare
 
-    rows = compare(args.runs)
+    rows = compare(args.runs, analyze=args.analyze, images=args.images, device=args.device)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
@@ -270,7 +296,7 @@ def cmd_configs(args) -> int:
 
 COMMANDS = {
     "quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "analyze": cmd_analyze, "visualize": cmd_visualize,
-    "compare": cmd_compare, "nas": cmd_nas,
+    "report": cmd_report, "compare": cmd_compare, "nas": cmd_nas,
     "configs": cmd_configs, **{kind: cmd_list for kind in REGISTRIES},
 }
 

@@ -43,17 +43,47 @@ def summarise_run(run_dir: str | Path) -> dict:
         "epochs": last.get("epoch", 0), "planned_epochs": cfg["optim"]["epochs"],
         **history_summary(records),
         "final_top5": last.get("test/top5"), "firing_rate": last.get("test/firing_rate"),
+        **energy_columns(run),
     }
 
 
-def compare(run_dirs: list[str], console: Console | None = None) -> list[dict]:
+def energy_columns(run: Path) -> dict:
+    """SOPs, energy and the SNN/ANN energy ratio per image from the run's ``analysis.json``, if it
+    was made from the run's current last checkpoint (``sakd analyze RUN``, ``compare --analyze``)."""
+    from sakd.analysis.analyze import cache_key
+
+    path, empty = run / runs.ANALYSIS, {"sops": None, "energy_uj": None, "energy_ratio": None, "analysis_images": None}
+    if not path.is_file():
+        return empty
+    result = json.loads(path.read_text())
+    key, now = result.get("cache_key") or {}, cache_key(run, None) or {}
+    if any(key.get(k) != now.get(k) for k in ("checkpoint_bytes", "checkpoint_mtime_ns")):
+        return empty  # made from an earlier checkpoint
+    t = result["total"]
+    if not result.get("spiking", True):
+        return {**empty, "energy_uj": t["ann_energy_pj"] / 1e6}
+    return {"sops": t["snn_acs"], "energy_uj": t["snn_energy_pj"] / 1e6, "energy_ratio": t["energy_ratio"],
+            "analysis_images": result["images"]}
+
+
+def compare(run_dirs: list[str], console: Console | None = None, analyze: bool = False, images: int | None = 1000,
+            device: str = "auto") -> list[dict]:
+    """Print the runs' table and return its rows. With ``analyze``, runs without a current
+    ``analysis.json`` are analysed first (SNNs on the first ``images`` test images)."""
+    if analyze:
+        from sakd.analysis.analyze import analyze_run
+
+        for r in run_dirs:
+            summarise_run(r)  # a bad folder fails before any work
+            if summarise_run(r)["energy_uj"] is None:
+                analyze_run(r, images, device)
     rows = [summarise_run(r) for r in run_dirs]
     selected = any("selected_top1" in r for r in rows)
     table = Table(title="test top-1 (%) of the best epoch, of the last"
                     + (" and of the epoch the validation split selects (val-sel)" if selected else ""))
     columns = ["run", "data", "model", "mode", "T", "epochs", "top-1 best", "top-1 last"]
     columns += ["top-1 val-sel"] if selected else []
-    for col in columns + ["top-5 last", "rate"]:
+    for col in columns + ["top-5 last", "rate", "SOPs/img", "energy/img", "vs ANN"]:
         table.add_column(col, justify="left" if col in ("run", "data", "model", "mode") else "right", overflow="fold")
 
     def fmt(v, spec=".2f"):
@@ -63,6 +93,12 @@ def compare(run_dirs: list[str], console: Console | None = None) -> list[dict]:
         cells = [Path(r["run"]).name, r["data"], r["model"], r["mode"], fmt(r["timesteps"], "d"),
                  f"{r['epochs']}/{r['planned_epochs']}", fmt(r["best_top1"]), fmt(r["final_top1"])]
         cells += [fmt(r.get("selected_top1"))] if selected else []
-        table.add_row(*cells, fmt(r["final_top5"]), fmt(r["firing_rate"], ".3f"))
-    (console or Console()).print(table)
+        table.add_row(*cells, fmt(r["final_top5"]), fmt(r["firing_rate"], ".3f"),
+                      "-" if r["sops"] is None else f"{r['sops'] / 1e6:,.2f} M",
+                      "-" if r["energy_uj"] is None else f"{r['energy_uj']:,.2f} uJ", fmt(r["energy_ratio"], ".3f"))
+    console = console or Console()
+    console.print(table)
+    if any(r["energy_uj"] is None for r in rows):
+        console.print("SOPs and energy (45 nm: E_MAC 4.6 pJ, E_AC 0.9 pJ; see `sakd analyze`) of the last checkpoint: "
+                      "run with --analyze to fill the columns marked -")
     return rows

@@ -10,6 +10,7 @@ METRICS = "metrics.jsonl"  # one record per epoch
 TENSORBOARD = "tensorboard"  # the same numbers as TensorBoard scalars
 LAST = "last.pt"  # the latest checkpoint (every epoch end, and every run.checkpoint_every)
 BEST = "best.pt"  # the best epoch's checkpoint (validation top-1 if held out, else test top-1)
+ANALYSIS = "analysis.json"  # `sakd analyze` / `compare --analyze` / `report`: counts and energy of last.pt
 SEARCH = "search.jsonl"  # `sakd nas search` results, beside the supernet's checkpoint
 
 

@@ -3,26 +3,37 @@ twin's MACs and the energy estimate of :mod:`sakd.analysis.energy`, on the test 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Subset, default_collate
 
+from sakd import runs
 from sakd.analysis.energy import E_AC_PJ, E_MAC_PJ, OpCounter, as_dict, energy_table
 from sakd.analysis.firing import FiringRateMonitor
 from sakd.errors import ConfigError
 from sakd.evaluation import checkpoint_and_test_data
 from sakd.models import checkpoint as ckpt_io
-from sakd.training.runtime import resolve_device
+from sakd.training.runtime import place, resolve_device
 
 
 def analyze_checkpoint(path, images: int | None = None, overrides: list[str] | None = None, device: str = "auto",
-                       e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ, batch_size: int | None = None) -> dict:
+                       e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ, batch_size: int | None = None,
+                       progress: bool = True) -> dict:
     """Counts and energy of a spiking checkpoint on the first ``images`` test images (all if None)."""
     state, cfg, data = checkpoint_and_test_data(path, overrides, "analyze")
     spec = state["spec"]
     if not spec.spiking:
         raise ConfigError(f"{state['path']} holds an ANN ({spec.name}); sakd analyze measures a spiking model")
+    return _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress)
+
+
+def _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress) -> dict:
+    spec = state["spec"]
     test = data.test
     if images is not None:
         if not 0 < images <= len(test):
@@ -30,14 +41,16 @@ def analyze_checkpoint(path, images: int | None = None, overrides: list[str] | N
         test = Subset(test, range(images))
     dev = resolve_device(device)
     snn, _ = ckpt_io.model_from_checkpoint(state)
-    snn = snn.to(dev).eval()
-    ann = spec.replace(spiking=False).build().to(dev).eval()  # its dense MACs do not depend on weights or images
+    snn = place(snn, dev, cfg.run.channels_last).eval()
+    ann = place(spec.replace(spiking=False).build(), dev, cfg.run.channels_last).eval()  # its dense MACs do not depend on weights or images
     loader = DataLoader(test, batch_size=batch_size or cfg.data.eval_batch_size or cfg.data.batch_size,
                         num_workers=cfg.data.num_workers, collate_fn=data.collate_fn)
     snn_ops, ann_ops = OpCounter(snn), OpCounter(ann)
     correct = seen = 0
-    with torch.inference_mode(), snn_ops, FiringRateMonitor(snn) as rates:
-        for x, y in loader:
+    bar = Progress(TextColumn("analyze"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), transient=True, disable=not progress)
+    with torch.inference_mode(), snn_ops, FiringRateMonitor(snn) as rates, bar:
+        for x, y in bar.track(loader, total=len(loader)):
             x, y = x.to(dev), y.to(dev)
             correct += int((snn(x).argmax(1) == y).sum())
             seen += len(y)
@@ -50,6 +63,60 @@ def analyze_checkpoint(path, images: int | None = None, overrides: list[str] | N
     return {"checkpoint": state["path"], "model": spec.name, "timesteps": spec.timesteps, "data": cfg.data.name,
             "images": seen, "top1": 100.0 * correct / seen, "firing_rate": rates.mean_rate(),
             "layer_firing_rates": rates.rates(), **table, "counts": as_dict(snn_ops.layers)}
+
+
+def ann_cost(state, cfg, data, device: str = "auto", e_mac: float = E_MAC_PJ) -> dict:
+    """An ANN checkpoint's dense MACs and energy per image (they do not depend on weights or images:
+    one test batch is counted)."""
+    spec = state["spec"]
+    dev = resolve_device(device)
+    ann = place(spec.build(), dev, cfg.run.channels_last).eval()
+    x, _ = (data.collate_fn or default_collate)([data.test[i] for i in range(min(2, len(data.test)))])
+    with torch.inference_mode(), OpCounter(ann) as ops:
+        ann(x.to(dev))
+    per_image = sum(rec.dense_macs for rec in ops.layers.values()) / (x.shape[1] if x.dim() == 5 else x.shape[0])
+    return {"checkpoint": state["path"], "model": spec.name, "spiking": False, "data": cfg.data.name, "e_mac_pj": e_mac,
+            "total": {"ann_macs": per_image, "ann_energy_pj": e_mac * per_image}}
+
+
+def analyze_run(run_dir, images: int | None = None, device: str = "auto", refresh: bool = False,
+                progress: bool = True) -> dict:
+    """The analysis of a run folder's last checkpoint (SNN: :func:`analyze_checkpoint` on the first
+    ``images`` test images; ANN: :func:`ann_cost`), kept in the folder's ``analysis.json`` and
+    reused while the checkpoint and ``images`` stay the same."""
+    cache, key = Path(run_dir).expanduser() / runs.ANALYSIS, cache_key(run_dir, images)
+    if cache.is_file() and not refresh:
+        cached = json.loads(cache.read_text())
+        if cached.get("cache_key") == key:
+            return cached
+    state, cfg, data = checkpoint_and_test_data(runs.checkpoint_path(run_dir), None, "analyze")
+    if state["spec"].spiking:
+        if images is not None:
+            images = min(images, len(data.test))
+        result = _analyze(state, cfg, data, images, device, E_MAC_PJ, E_AC_PJ, None, progress)
+        result["spiking"] = True
+    else:
+        result = ann_cost(state, cfg, data, device)
+    save_analysis(result, run_dir, images)
+    return result
+
+
+def cache_key(run_dir, images: int | None) -> dict | None:
+    """What an ``analysis.json`` was computed from: the last checkpoint's size and time, and ``images``."""
+    path = runs.checkpoint_path(run_dir)
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return {"checkpoint_bytes": stat.st_size, "checkpoint_mtime_ns": stat.st_mtime_ns, "images": images}
+
+
+def save_analysis(result: dict, run_dir, images: int | None) -> None:
+    """Keep ``result`` (default energies, the run's own data) as the run folder's ``analysis.json``."""
+    result["cache_key"] = cache_key(run_dir, images)
+    path = Path(run_dir).expanduser() / runs.ANALYSIS
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(path)
 
 
 def _scaled(rec, factor: float):

@@ -52,18 +52,21 @@ class LayerOps:
         return self.nonzero / self.inputs if self.inputs else 0.0
 
 
-def _conv_uses(x: torch.Tensor, conv: nn.Conv2d) -> int:
+def _conv_uses(x: torch.Tensor, conv: nn.Conv2d, binary: bool) -> int:
     """Weight uses of ``conv`` driven by the nonzero elements of ``x``: per group, count the nonzero
-    inputs under each output position's receptive field (a one-channel convolution of the nonzero
-    counts with a kernel of ones), times the group's output channels."""
+    inputs under each output position's receptive field (a one-channel convolution of the
+    per-position nonzero counts with a kernel of ones), times the group's output channels. For
+    binary ``x`` the counts are its sums over channels (one fast pass); counts stay below 2^24, so
+    float32 holds them exactly."""
     if conv.padding_mode != "zeros":
         raise ValueError(f"counting supports zero padding only; {conv} pads with {conv.padding_mode!r}")
     g = conv.groups
     n, c = x.shape[:2]
-    counts = (x != 0).view(n, g, c // g, *x.shape[2:]).sum(2, dtype=torch.float64)
-    ones = torch.ones(g, 1, *conv.kernel_size, dtype=torch.float64, device=x.device)
+    nonzero = x if binary else x != 0
+    counts = nonzero.view(n, g, c // g, *x.shape[2:]).sum(2, dtype=torch.float32)
+    ones = torch.ones(g, 1, *conv.kernel_size, dtype=torch.float32, device=x.device)
     covered = F.conv2d(counts, ones, stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=g)
-    return int(covered.sum().item()) * (conv.out_channels // g)
+    return int(covered.sum(dtype=torch.float64).item()) * (conv.out_channels // g)
 
 
 class OpCounter:
@@ -78,17 +81,20 @@ class OpCounter:
         def hook(module, inputs, output):
             x = inputs[0].detach()
             rec = self.layers.setdefault(name, LayerOps("conv" if isinstance(module, nn.Conv2d) else "linear"))
+            nonzero = int(x.count_nonzero().item())
+            # binary: every nonzero element is 1 (checked until a call shows otherwise)
+            binary = rec.binary and int((x == 1).count_nonzero().item()) == nonzero
             rec.calls += 1
             rec.inputs += x.numel()
-            rec.nonzero += int(x.count_nonzero().item())
-            rec.binary = rec.binary and bool(((x == 0) | (x == 1)).all().item())
+            rec.nonzero += nonzero
+            rec.binary = binary
             if isinstance(module, nn.Conv2d):
                 per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
                 rec.dense_macs += output.numel() * per_output
-                rec.ops += _conv_uses(x, module)
+                rec.ops += _conv_uses(x, module, binary)
             else:
                 rec.dense_macs += output.numel() * module.in_features
-                rec.ops += int((x != 0).sum(-1, dtype=torch.int64).sum().item()) * module.out_features
+                rec.ops += nonzero * module.out_features
         return hook
 
     def __enter__(self) -> "OpCounter":

@@ -240,7 +240,7 @@ def plot_figure4(fig_data: Figure4Data, out: str | Path) -> list[Path]:
                     row[1 + c].set_title(f"features\n{tap}", fontsize=8)
                 row[-1].set_title(f"GradCAM ({label})\nat {d.cam_tap}", fontsize=8)
     fig.suptitle("Features (channel mean; SNN: spikes averaged over time) and GradCAM of the true class", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title above the column titles
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]

@@ -29,7 +29,9 @@ class FiringRateMonitor:
 
     def _hook(self, name: str):
         def hook(module, inputs, output):
-            s = output.detach().sum(dtype=torch.float64)
+            out = output.detach()
+            # per-sample float32 sums (exact for spike counts below 2^24) then a float64 total: one fast pass
+            s = (out.sum(dim=tuple(range(1, out.dim()))) if out.dim() > 1 else out).sum(dtype=torch.float64)
             self.spikes[name] = self.spikes[name] + s if name in self.spikes else s
             self.counts[name] += output.numel()
 
