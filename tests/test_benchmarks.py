@@ -129,3 +129,13 @@ def test_a_study_records_a_diverged_run_and_leaves_it_out_of_the_mean(tmp_path):
     stat = mean_std([70.0, None, 72.0])
     assert (stat["mean"], stat["diverged"]) == (71.0, 1) and pm(stat) == "71.00 ± 1.41 (1/3 diverged)"
     assert pm(mean_std([None, None])) == "diverged (2/2)"
+
+
+def test_analyze_speed_quick_records_every_figure(tmp_path):
+    import analyze_speed
+
+    out = tmp_path / "speed.json"
+    assert analyze_speed.main(["--quick", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["images"] == 64 and r["analyze_s"] > 0 and r["eval_s"] > 0 and r["counting_overhead"] > 0
+    assert r["ann_macs_per_image"] > 0 and r["dense_forward_bound_s"] > 0 and r["goal_met"] == (r["analyze_s"] < 60)

@@ -2,6 +2,7 @@
 by hand (for the SNN: through the surrogate, activations and gradients averaged over time), the
 figure's panels, the similarity numbers, and the bad-input errors."""
 
+import json
 import re
 import sys
 
@@ -86,6 +87,12 @@ def test_visualize_writes_figure4(trio, tmp_path, capsys):
                      r"GradCAM [+-]\d\.\d{3}", printed)
     assert main(["visualize", *args, "--index", "5", "--taps", "2", "-o", str(tmp_path / "one")]) == 0
     assert len(re.findall(r"<image ", (tmp_path / "one.svg").read_text())) == 3 * 3
+    summary = tmp_path / "s.json"
+    assert main(["visualize", *args, "--images", "6", "--no-plot", "--json", str(summary), "-o", str(tmp_path / "no")]) == 0
+    s = json.loads(summary.read_text())
+    assert not (tmp_path / "no.png").exists() and s["indices"] == list(range(6)) and len(s["labels"]) == 6
+    assert set(s["predictions"]) == {"teacher", "baseline", "student"} and s["taps"] == ["layer1", "layer2", "layer3"]
+    assert all(-1 <= r <= 1 for sim in s["similarity"].values() for r in [*sim["features"].values(), sim["cam"]])
 
 
 def test_visualize_errors(trio, tmp_path, capsys, monkeypatch):

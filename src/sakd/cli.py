@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--taps", type=int, nargs="+", metavar="K", help="stage taps shown as feature maps (default: all)")
     p.add_argument("--cam-tap", type=int, default=None, metavar="K", help="GradCAM's target stage (default: the last)")
     p.add_argument("-o", "--out", default="figure4", help="output path without suffix: .png and .svg (default: %(default)s)")
+    p.add_argument("--json", metavar="FILE", help="also write predictions and the similarity to the teacher as JSON")
+    p.add_argument("--no-plot", action="store_true", help="no figure: only the similarity (e.g. over many images)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("overrides", nargs="*", metavar="data.key=value", help="change the student's data, e.g. data.root=/data")
 
@@ -196,8 +198,10 @@ def cmd_visualize(args) -> int:
         raise SakdError("give --images N or --index I..., not both")
     data = figure4_data(args.teacher, args.baseline, args.student, images=args.images, indices=args.index,
                         taps=args.taps, cam_tap=args.cam_tap, overrides=args.overrides, device=args.device)
-    for path in plot_figure4(data, args.out):
+    for path in [] if args.no_plot else plot_figure4(data, args.out):
         print(path)
+    if args.json:
+        Path(args.json).write_text(json.dumps(data.summary(), indent=2))
     print(f"Pearson correlation with the ANN teacher's maps, mean over {len(data.indices)} images:")
     for role, sim in data.similarity().items():
         taps = ", ".join(f"{tap} {r:+.3f}" for tap, r in sim["features"].items())

@@ -53,6 +53,12 @@ class Figure4Data:
     predictions: dict[str, list[int]] = field(default_factory=dict)
     checkpoints: dict[str, str] = field(default_factory=dict)
 
+    def summary(self) -> dict:
+        """What the figure shows, without the pixels: images, labels, predictions, similarity."""
+        return {"checkpoints": self.checkpoints, "indices": self.indices, "labels": self.labels,
+                "predictions": self.predictions, "taps": self.taps, "cam_tap": self.cam_tap,
+                "similarity": self.similarity()}
+
     def similarity(self) -> dict[str, dict]:
         """How close each SNN's maps are to the ANN teacher's: the Pearson correlation over pixels of
         each image's map with the teacher's, averaged over the images, per feature tap and for GradCAM."""

@@ -55,3 +55,6 @@ def print_table(results: dict, wall: float, console: Console) -> None:
         f"gap to the ANN teacher: {gap:.2f} points; student firing rate "
         f"{results['sakd']['firing_rate']:.3f}; wall time {wall:.1f} s"
     )
+    root = Path(results["sakd"]["run_dir"]).parent
+    console.print(f"look inside: sakd report {root}/* -o report.html   (energy, curves, Figure 4; "
+                  'Figure 4 needs pip install "sakd[vis]")')
