@@ -20,6 +20,7 @@ EPILOG = """examples:
   sakd analyze runs/cifar10-resnet19-sakd/best.pt --images 1000   # SOPs, firing rates, energy vs the ANN
   sakd visualize --teacher T.pt --baseline S.pt --student K.pt --images 4   # Figure 4 (PNG, SVG)
   sakd report runs/quickstart/<time>/* -o report.html                      # one HTML file, Figure 4 included
+  sakd export runs/cifar10-resnet19-sakd --format nir -o resnet19.nir      # also --format onnx
   sakd compare runs/cifar10-resnet19-*                 # a table of runs, as in the paper
   sakd nas train --config nas/tiny_supernet           # the architecture study, then:
   sakd nas search runs/nas-tiny-supernet/last.pt && sakd nas plot runs/nas-tiny-supernet/search.jsonl
@@ -86,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plot", action="store_true", help="no figure: only the similarity (e.g. over many images)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("overrides", nargs="*", metavar="data.key=value", help="change the student's data, e.g. data.root=/data")
+
+    p = sub.add_parser("export", help="export an SNN checkpoint to NIR or ONNX (BatchNorm folded), checked after writing")
+    p.add_argument("checkpoint", help="a spiking checkpoint file (or run folder: its last.pt)")
+    p.add_argument("--format", required=True, metavar="FORMAT", help="nir or onnx (`sakd exporters` lists them)")
+    p.add_argument("-o", "--out", required=True, metavar="FILE", help="the file to write")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="input height and width (default: the checkpoint's data set's)")
+    p.add_argument("--json", metavar="FILE", help="also write the export summary as JSON")
 
     p = sub.add_parser("report", help="one self-contained HTML file: curves, firing rates, energy, config, Figure 4")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
@@ -209,6 +218,17 @@ def cmd_visualize(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from sakd.export.export import export_checkpoint
+
+    summary = export_checkpoint(args.checkpoint, args.format, args.out,
+                                tuple(args.input_size) if args.input_size else None)
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_report(args) -> int:
     from sakd.analysis.report import build_report
 
@@ -251,13 +271,16 @@ def cmd_nas(args) -> int:
     return 0
 
 
-REGISTRIES = {"models": "models", "datasets": "data sets", "neurons": "spiking neurons",
+REGISTRIES = {"exporters": "export formats", "models": "models", "datasets": "data sets", "neurons": "spiking neurons",
               "surrogates": "surrogate gradients", "losses": "loss terms, feature transforms and distances",
               "optimizers": "optimisers and learning-rate schedules"}
 
 
 def registries(kind: str) -> dict:
     """The registries one listing command shows, by heading."""
+    if kind == "exporters":
+        from sakd.export.export import EXPORTERS
+        return {"export formats (sakd export --format)": EXPORTERS}
     if kind == "models":
         from sakd.models import MODELS
         return {"models": MODELS}
@@ -300,7 +323,7 @@ def cmd_configs(args) -> int:
 
 COMMANDS = {
     "quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "analyze": cmd_analyze, "visualize": cmd_visualize,
-    "report": cmd_report, "compare": cmd_compare, "nas": cmd_nas,
+    "report": cmd_report, "export": cmd_export, "compare": cmd_compare, "nas": cmd_nas,
     "configs": cmd_configs, **{kind: cmd_list for kind in REGISTRIES},
 }
 

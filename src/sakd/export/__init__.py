@@ -1,0 +1,1 @@
+"""Export a trained SNN: its one-timestep inference graph (BatchNorm folded), to NIR and ONNX."""

@@ -1,0 +1,102 @@
+"""``sakd export CHECKPOINT --format nir|onnx -o FILE``: a trained SNN out of the framework.
+
+Each format is one function in :data:`EXPORTERS` (``sakd export --help`` lists them): it gets the
+one-timestep graph (BatchNorm folded), an example input and the timesteps, writes the file, checks
+it (NIR: read back with nir's own reader and compared node by node; ONNX: run in onnxruntime
+against the PyTorch forward) and returns what it found.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sakd.errors import ConfigError
+from sakd.export.graph import step_graph
+from sakd.models import checkpoint as ckpt_io
+from sakd.registry import Registry
+
+EXPORTERS: Registry = Registry("export format")
+
+
+@EXPORTERS.register("nir", description="Neuromorphic Intermediate Representation (HDF5), one timestep, BatchNorm folded")
+def export_nir(model, gm, example: torch.Tensor, timesteps: int, out: Path) -> dict:
+    from sakd.export.nir_format import require_nir, to_nir, write_nir
+
+    nir = require_nir()
+    step = example[0] if example.dim() == 5 else example
+    graph = to_nir(gm, step)
+    write_nir(graph, out)
+    back = nir.read(str(out))
+    same = set(back.nodes) == set(graph.nodes) and sorted(back.edges) == sorted(graph.edges) and all(
+        type(back.nodes[k]) is type(v) and all(np.array_equal(np.asarray(a), np.asarray(b))
+                                               for a, b in zip(_params(back.nodes[k]), _params(v)))
+        for k, v in graph.nodes.items())
+    if not same:
+        raise ConfigError(f"{out}: nir's reader does not give back the graph that was written")
+    kinds = {}
+    for node in graph.nodes.values():
+        kinds[type(node).__name__] = kinds.get(type(node).__name__, 0) + 1
+    return {"nodes": len(graph.nodes), "edges": len(graph.edges), "node_types": kinds, "read_back": True}
+
+
+@EXPORTERS.register("onnx", description="ONNX, the T timesteps unrolled, logits averaged, checked with onnxruntime")
+def export_onnx_file(model, gm, example: torch.Tensor, timesteps: int, out: Path) -> dict:
+    from sakd.export.onnx_format import export_onnx, run_onnx
+
+    export_onnx(gm, example, timesteps, out)
+    batch = torch.randn(*example.shape[:-4], 2, *example.shape[-3:]) if example.dim() == 5 else torch.randn(2, *example.shape[1:])
+    with torch.no_grad():
+        want = model(batch).numpy()
+    got = run_onnx(out, batch)
+    return {"onnxruntime_max_abs_diff": float(np.abs(got - want).max()),
+            "same_prediction": bool((got.argmax(1) == want.argmax(1)).all())}
+
+
+def _params(node) -> list:
+    return [v for k, v in sorted(vars(node).items()) if k not in ("input_type", "output_type", "metadata")]
+
+
+def example_input(state: dict, input_size: tuple[int, int] | None) -> torch.Tensor:
+    """One input the checkpoint's model takes: an image ``[1, C, H, W]`` or frames ``[T, 1, C, H, W]``;
+    H, W from ``input_size`` or from the checkpoint's data set."""
+    spec, cfg = state["spec"], state.get("config") or {}
+    frames = None
+    if input_size is None:
+        from sakd.data import build_dataset
+
+        data_cfg = cfg.get("data", {})
+        try:
+            data = build_dataset(data_cfg["name"], root=data_cfg.get("root", "data"), download=False, augment=False,
+                                 **data_cfg.get("options", {}))
+        except Exception as exc:
+            raise ConfigError(f"give --input-size H W: the checkpoint's data set cannot be read here to learn it ({exc})") from None
+        input_size = (data.image_size, data.image_size)
+        frames = getattr(data, "frames", None)
+    shape = (1, spec.in_channels, *input_size)
+    return torch.randn(spec.timesteps, *shape) if frames else torch.randn(*shape)
+
+
+def export_checkpoint(path, fmt: str, out: str | Path, input_size: tuple[int, int] | None = None) -> dict:
+    """Export a spiking checkpoint's student to ``out`` in format ``fmt``; returns a summary."""
+    exporter = EXPORTERS.get(fmt)
+    state = ckpt_io.load_checkpoint(path)
+    spec = state["spec"]
+    if not spec.spiking:
+        raise ConfigError(f"{state['path']} holds an ANN ({spec.name}); sakd export takes a spiking checkpoint")
+    model, _ = ckpt_io.model_from_checkpoint(state)
+    model = model.float().eval()
+    example = example_input(state, input_size)
+    gm = step_graph(model)
+    out = Path(out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")  # an export that fails leaves an earlier file as it was
+    try:
+        summary = exporter(model, gm, example, spec.timesteps, tmp)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"checkpoint": state["path"], "model": spec.name, "timesteps": spec.timesteps, "format": fmt,
+            "file": str(out), "input_shape": list(example.shape), **summary}

@@ -1,0 +1,159 @@
+"""NIR export (the Neuromorphic Intermediate Representation, the ``nir`` package).
+
+The one-timestep graph of :func:`~sakd.export.graph.step_graph` (BatchNorm folded) becomes a
+``nir.NIRGraph``; NIR's shapes leave out the batch dimension. Mapping:
+
+* ``Conv2d`` -> ``nir.Conv2d`` (bias zero where the layer had none after folding), ``Linear`` ->
+  ``nir.Affine`` (``nir.Linear`` without bias), ``AvgPool2d`` and an ``AdaptiveAvgPool2d`` whose
+  output size divides its input -> ``nir.AvgPool2d``, ``flatten`` -> ``nir.Flatten`` (from the
+  channel axis).
+* A residual addition is no node: NIR sums the edges that enter a node, so both branches get an
+  edge to every consumer of the sum.
+* The paper's LIF (eq. 1-3: ``H = λ·V + X``, fire at ``H >= V_th``, hard reset to 0) -> ``nir.LIF``
+  with ``τ = 1/(1-λ)``, ``R = τ``, ``v_leak = 0``, ``v_reset = 0``, ``v_threshold = V_th``: NIR's
+  ``τ·dv/dt = (v_leak - v) + R·I`` integrated by forward Euler with **dt = 1** gives
+  ``v <- (1 - 1/τ)·v + (R/τ)·I = λ·v + I``, eq. 1 exactly. IF (λ = 1) -> ``nir.IF`` with ``R = 1``.
+  NIR fires at ``v > v_threshold``, eq. 2 at ``>=``: they differ only when the membrane equals
+  the threshold exactly. PLIF exports its learned λ per layer.
+* The input: a directly encoded image is the analog input current of the first convolution at
+  every timestep; event frames are one input per timestep. The output is the last layer's value
+  at each timestep; the model's logits are their mean over T.
+
+What NIR cannot express is one error naming the layer: max pooling, a soft reset (NIR's neurons
+reset to ``v_reset``), SEW-ResNet's AND / IAND connections (products of spikes), pooling with
+overlapping bins.
+"""
+
+from __future__ import annotations
+
+import operator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from sakd.errors import ConfigError
+from sakd.export.graph import StepNeuron
+
+ADD = (operator.add, torch.add)
+
+
+def require_nir():
+    try:
+        import nir
+    except ImportError:
+        raise ConfigError('NIR export needs the nir package: pip install "sakd[export]"') from None
+    return nir
+
+
+def _name(node: fx.Node) -> str:
+    """The node's unique name (a module called twice, as VGG's pool, gives two nodes)."""
+    return node.name.removeprefix("model_")
+
+
+def _shape(node: fx.Node) -> tuple[int, ...]:
+    return tuple(node.meta["tensor_meta"].shape[1:])
+
+
+def _pair(v) -> np.ndarray:
+    return np.array(v if isinstance(v, (tuple, list)) else (v, v))
+
+
+def _neuron(nir, m: StepNeuron, shape, where: str):
+    if m.reset_mode != "hard":
+        raise ConfigError(f"layer {where}: NIR's neurons reset to v_reset; a soft reset (V - V_th) has no NIR form")
+    ones = np.ones(shape, dtype=np.float32)
+    threshold, zero = ones * m.threshold, np.zeros(shape, dtype=np.float32)
+    if m.decay == 1.0:
+        return nir.IF(r=ones, v_threshold=threshold, v_reset=zero)
+    tau = 1.0 / (1.0 - m.decay)
+    return nir.LIF(tau=ones * tau, r=ones * tau, v_leak=zero, v_threshold=threshold, v_reset=zero)
+
+
+def _module_node(nir, m: nn.Module, node: fx.Node, where: str):
+    src = node.args[0]
+    if isinstance(m, nn.Conv2d):
+        if m.padding_mode != "zeros" or isinstance(m.padding, str):
+            raise ConfigError(f"layer {where}: only zero padding given as numbers exports to NIR")
+        bias = m.bias.detach().numpy() if m.bias is not None else np.zeros(m.out_channels, dtype=np.float32)
+        return nir.Conv2d(input_shape=_shape(src)[1:], weight=m.weight.detach().numpy(), stride=m.stride,
+                          padding=m.padding, dilation=m.dilation, groups=m.groups, bias=bias)
+    if isinstance(m, nn.Linear):
+        if m.bias is None:
+            return nir.Linear(weight=m.weight.detach().numpy())
+        return nir.Affine(weight=m.weight.detach().numpy(), bias=m.bias.detach().numpy())
+    if isinstance(m, StepNeuron):
+        return _neuron(nir, m, _shape(node), where)
+    if isinstance(m, nn.AvgPool2d):
+        k, s, p = _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
+        size = np.array(_shape(src)[1:])
+        if m.ceil_mode and np.any((size + 2 * p - k) % s):
+            raise ConfigError(f"layer {where}: AvgPool2d with ceil_mode on a {tuple(map(int, size))} map keeps a partial "
+                              "window that NIR's AvgPool2d cannot express")
+        if np.any(p) and not m.count_include_pad:
+            raise ConfigError(f"layer {where}: AvgPool2d excluding padding from the average has no NIR form")
+        return nir.AvgPool2d(kernel_size=k, stride=s, padding=p)
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        size, out = np.array(_shape(src)[1:]), np.array(_shape(node)[1:])
+        if np.any(size % out):
+            raise ConfigError(f"layer {where}: AdaptiveAvgPool2d from {tuple(map(int, size))} to {tuple(map(int, out))} has overlapping "
+                              "bins that NIR's AvgPool2d cannot express (use an input size whose last map divides)")
+        k = size // out
+        return nir.AvgPool2d(kernel_size=k, stride=k, padding=np.zeros(2, dtype=int))
+    raise ConfigError(f"layer {where}: NIR cannot express {type(m).__name__}")
+
+
+def _flatten_node(nir, node: fx.Node):
+    args = list(node.args[1:]) + [node.kwargs.get(k) for k in ("start_dim", "end_dim") if k in node.kwargs]
+    start = args[0] if args else 0
+    end = args[1] if len(args) > 1 else -1
+    if start != 1 or end != -1:
+        raise ConfigError(f"{node.name}: only flatten(x, 1) exports to NIR, got start {start}, end {end}")
+    return nir.Flatten(input_type={"input": np.array(_shape(node.args[0]))}, start_dim=0, end_dim=-1)
+
+
+def to_nir(gm: fx.GraphModule, example: torch.Tensor):
+    """The ``nir.NIRGraph`` of a one-timestep graph, for one timestep's input shaped like ``example``
+    (a batch of images ``[B, C, H, W]``)."""
+    nir = require_nir()
+    ShapeProp(gm).propagate(example[:1].float())
+    nodes, edges, sources = {}, [], {}
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            nodes["input"] = nir.Input(input_type=np.array(_shape(node)))
+            sources[node] = ["input"]
+        elif node.op == "output":
+            out = node.args[0]
+            nodes["output"] = nir.Output(output_type=np.array(_shape(out)))
+            edges += [(s, "output") for s in sources[out]]
+        elif node.op == "call_function" and node.target in ADD:
+            a, b = node.args
+            if not all(isinstance(v, fx.Node) for v in (a, b)):
+                raise ConfigError(f"{node.name}: NIR cannot add a constant")
+            sources[node] = sources[a] + sources[b]
+        elif (node.op == "call_function" and node.target == torch.flatten) or (
+                node.op == "call_method" and node.target == "flatten"):
+            nodes[node.name] = _flatten_node(nir, node)
+            edges += [(s, node.name) for s in sources[node.args[0]]]
+            sources[node] = [node.name]
+        elif node.op == "call_module":
+            name = _name(node)
+            nodes[name] = _module_node(nir, gm.get_submodule(node.target), node, str(node.target).removeprefix("model."))
+            edges += [(s, name) for s in sources[node.args[0]]]
+            sources[node] = [name]
+        else:
+            what = getattr(node.target, "__name__", node.target)
+            raise ConfigError(f"{node.name}: NIR cannot express {what} (e.g. SEW's AND / IAND spike products)")
+    if len(set(edges)) != len(edges):
+        raise ConfigError("the graph adds a value to itself, which NIR's summed edges cannot express")
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
+def write_nir(graph, path: str | Path) -> Path:
+    nir = require_nir()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nir.write(str(path), graph)
+    return path

@@ -1,0 +1,72 @@
+"""ONNX export: the one-timestep graph (BatchNorm folded) unrolled over the T timesteps.
+
+The ONNX model takes what the PyTorch model takes (images ``[B, C, H, W]``, directly encoded, or
+frames ``[T, B, C, H, W]``) and returns the logits ``[B, K]``, the mean over the timesteps. Each
+neuron's membrane is an intermediate tensor carried from one unrolled step to the next (no state
+outside the graph): ``H = λ·V + X``, ``S = Cast(H >= V_th)``, ``V = H·(1 - S)``. The batch size is
+dynamic; T is fixed by the checkpoint. :func:`check_onnx` runs the file in onnxruntime.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from sakd.errors import ConfigError
+from sakd.export.graph import reset
+
+
+class Unrolled(nn.Module):
+    """The one-step graph run ``timesteps`` times from a rested state; logits averaged."""
+
+    def __init__(self, gm: fx.GraphModule, timesteps: int, frames: bool):
+        super().__init__()
+        self.gm, self.timesteps, self.frames = gm, timesteps, frames
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        reset(self.gm)
+        total = None
+        for t in range(self.timesteps):
+            out = self.gm(x[t] if self.frames else x)
+            total = out if total is None else total + out
+        reset(self.gm)
+        return total / self.timesteps
+
+
+def require_onnx():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ConfigError('ONNX export needs onnx and onnxruntime: pip install "sakd[export]"') from None
+
+
+def export_onnx(gm: fx.GraphModule, example: torch.Tensor, timesteps: int, path: str | Path, opset: int = 17) -> Path:
+    """Write the unrolled graph for inputs shaped like ``example`` (batch dimension dynamic)."""
+    require_onnx()
+    frames = example.dim() == 5
+    net = Unrolled(gm, timesteps, frames).eval()
+    batch_axis = 1 if frames else 0
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice: it still exports exactly
+        torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {batch_axis: "batch"}, "logits": {0: "batch"}})
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(path)))
+    return path
+
+
+def run_onnx(path: str | Path, x: torch.Tensor) -> np.ndarray:
+    """The logits onnxruntime computes for ``x`` (CPU)."""
+    require_onnx()
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x.detach().cpu().numpy()})[0]

@@ -1,0 +1,211 @@
+"""``sakd export``: BatchNorm folding keeps every spike; the NIR file round-trips through nir's reader
+and an interpreter of NIR's equations written here from the file alone (forward Euler, dt = 1)
+reproduces sakd's spikes layer by layer; the ONNX file gives the PyTorch logits in onnxruntime;
+what cannot be exported is one clear error, and a failed export keeps an earlier file."""
+
+import json
+import sys
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sakd.cli import main
+from sakd.export.graph import run_steps, step_graph
+from sakd.models import create_model
+from sakd.neurons import SpikeActivation
+
+
+def trained_looking(name, neuron=None, seed=0, **options):
+    """A spiking model with non-trivial BatchNorm statistics and affine parameters (eval mode), so
+    folding has something to fold."""
+    torch.manual_seed(seed)
+    model = create_model(name, spiking=True, num_classes=10, timesteps=4, neuron=neuron or {}, **options)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.3)
+    return model.eval()
+
+
+def model_spikes(model, x):
+    """Each spiking layer's spikes ``[T, B, ...]`` and the per-timestep logits of the model itself."""
+    seen = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: seen.__setitem__(n, o.unflatten(0, (model.timesteps, -1))))
+             for n, m in model.named_modules() if isinstance(m, SpikeActivation)]
+    with torch.no_grad():
+        logits = model.forward_timesteps(x)
+    for h in hooks:
+        h.remove()
+    return logits, seen
+
+
+@pytest.mark.parametrize("name, neuron, options, size", [
+    ("resnet_tiny", {}, {}, 16),
+    ("resnet_tiny", {"name": "plif", "decay": 0.3}, {}, 16),
+    ("resnet_tiny", {"name": "if", "reset": "soft"}, {}, 16),
+    ("sew_resnet18", {}, {"connect": "IAND"}, 16),
+    ("vgg11", {}, {}, 48),
+], ids=["lif", "plif", "if-soft", "sew-iand", "vgg11"])
+def test_the_folded_one_step_graph_gives_the_models_spikes(name, neuron, options, size):
+    model = trained_looking(name, {"backend": "reference", **neuron}, **options).double()
+    x = torch.randn(2, 3, size, size, dtype=torch.float64) * 2
+    want_logits, want = model_spikes(model, x)
+    gm = step_graph(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in gm.modules())  # every BatchNorm folded
+    logits, spikes = run_steps(gm, x, model.timesteps, record=True)
+    assert {k.removeprefix("model.") for k in spikes} == set(want)
+    for k, s in spikes.items():
+        assert torch.equal(s, want[k.removeprefix("model.")]), k
+    assert torch.allclose(logits, want_logits, atol=1e-12)
+    assert 0.02 < float(torch.cat([s.flatten() for s in spikes.values()]).mean()) < 0.9  # the spikes are not trivial
+
+
+def test_frames_run_one_per_timestep():
+    model = trained_looking("resnet_tiny", {"backend": "reference"}).double()
+    frames = torch.randn(4, 2, 3, 16, 16, dtype=torch.float64)
+    want, _ = model_spikes(model, frames)
+    assert torch.allclose(run_steps(step_graph(model), frames, 4), want, atol=1e-12)
+
+
+# -- NIR ------------------------------------------------------------------------------------------------
+
+def interpret_nir(graph, x, timesteps):
+    """NIR's equations, from the graph alone: the inputs of a node are the sum of its edges; LIF
+    ``tau dv/dt = (v_leak - v) + r I`` and IF ``dv/dt = r I`` by forward Euler with dt = 1, a spike
+    where ``v > v_threshold``, then ``v = v_reset``. Returns each neuron node's spikes and the output."""
+    preds = defaultdict(list)
+    for a, b in graph.edges:
+        preds[b].append(a)
+    order, done = [], set()
+    while len(order) < len(graph.nodes):
+        for name in graph.nodes:
+            if name not in done and all(p in done for p in preds[name]):
+                order.append(name)
+                done.add(name)
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    state, spikes, outputs = {}, defaultdict(list), []
+    for _ in range(timesteps):
+        values = {}
+        for name in order:
+            node, kind = graph.nodes[name], type(graph.nodes[name]).__name__
+            i = x if kind == "Input" else sum(values[p] for p in preds[name])
+            if kind == "Conv2d":
+                out = F.conv2d(i, t(node.weight), t(node.bias), tuple(node.stride), tuple(node.padding),
+                               tuple(node.dilation), node.groups)
+            elif kind == "Affine":
+                out = i @ t(node.weight).T + t(node.bias)
+            elif kind == "AvgPool2d":
+                out = F.avg_pool2d(i, tuple(node.kernel_size), tuple(node.stride), tuple(node.padding))
+            elif kind == "Flatten":
+                assert node.start_dim == 0 and node.end_dim == -1
+                out = i.flatten(1)
+            elif kind in ("LIF", "IF"):
+                v = state.get(name, torch.zeros_like(i))
+                if kind == "LIF":
+                    v = v + (1.0 / t(node.tau)) * (t(node.v_leak) - v + t(node.r) * i)
+                else:
+                    v = v + t(node.r) * i
+                out = (v > t(node.v_threshold)).float()
+                state[name] = torch.where(out > 0, t(node.v_reset), v)
+                spikes[name].append(out)
+            elif kind in ("Input", "Output"):
+                out = i
+            else:
+                raise AssertionError(f"no rule for {kind}")
+            values[name] = out
+        outputs.append(values["output"])
+    return {k: torch.stack(v) for k, v in spikes.items()}, torch.stack(outputs)
+
+
+@pytest.mark.parametrize("name, size", [("resnet_tiny", 16), ("vgg11", 48)])
+def test_nir_round_trips_and_nirs_equations_reproduce_the_spikes(tmp_path, name, size):
+    nir = pytest.importorskip("nir")
+    from sakd.export.nir_format import to_nir, write_nir
+
+    model = trained_looking(name)
+    gm = step_graph(model)
+    x = torch.randn(3, 3, size, size) * 2
+    graph = to_nir(gm, x)
+    back = nir.read(str(write_nir(graph, tmp_path / "m.nir")))
+    assert set(back.nodes) == set(graph.nodes) and sorted(back.edges) == sorted(graph.edges)
+    lif = back.nodes[next(k for k, v in back.nodes.items() if type(v).__name__ == "LIF")]
+    assert np.all(lif.tau == 2.0) and np.all(lif.r == 2.0) and np.all(lif.v_threshold == 1.0)  # λ = 0.5, V_th = 1
+    logits, want = run_steps(gm, x, 4, record=True)
+    got, outputs = interpret_nir(back, x, 4)
+    assert len(got) == len(want) > 0
+    for k, s in want.items():
+        node = k.removeprefix("model.").replace(".", "_")
+        assert torch.equal(got[node], s), node
+    assert torch.allclose(outputs, logits, atol=1e-5)
+
+
+def test_what_nir_cannot_express_is_named(tmp_path):
+    pytest.importorskip("nir")
+    from sakd.errors import ConfigError
+    from sakd.export.nir_format import to_nir
+
+    cases = [
+        (trained_looking("resnet_tiny", stem="imagenet"), "NIR cannot express MaxPool2d"),
+        (trained_looking("resnet_tiny", {"reset": "soft"}), "a soft reset (V - V_th) has no NIR form"),
+        (trained_looking("sew_resnet18", connect="AND"), "NIR cannot express mul"),
+    ]
+    for model, message in cases:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            to_nir(step_graph(model), torch.randn(1, 3, 32, 32))
+    with pytest.raises(ConfigError, match=r"AdaptiveAvgPool2d from \(2, 2\) to \(3, 3\)"):
+        to_nir(step_graph(trained_looking("vgg11")), torch.randn(1, 3, 32, 32))  # VGG's head grid at 32x32
+
+
+# -- ONNX -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("frames", [False, True], ids=["images", "frames"])
+def test_onnx_gives_the_pytorch_logits_in_onnxruntime(tmp_path, frames):
+    pytest.importorskip("onnxruntime")
+    from sakd.export.onnx_format import export_onnx, run_onnx
+
+    model = trained_looking("resnet_tiny")
+    x = torch.randn(4, 5, 3, 16, 16) if frames else torch.randn(5, 3, 16, 16) * 2
+    path = export_onnx(step_graph(model), x[:, :1] if frames else x[:1], 4, tmp_path / "m.onnx")
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = run_onnx(path, x)  # a batch of 5 through a graph exported with 1: the batch is dynamic
+    assert got.shape == (5, 10) and np.abs(got - want).max() < 1e-5
+
+
+# -- the command ----------------------------------------------------------------------------------------
+
+def test_export_command_and_its_errors(trio, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("nir")
+    pytest.importorskip("onnxruntime")
+    student = trio["student"]
+    summary = tmp_path / "s.json"
+    assert main(["export", student, "--format", "nir", "-o", str(tmp_path / "m.nir"), "--json", str(summary)]) == 0
+    s = json.loads(summary.read_text())
+    assert s["read_back"] and s["node_types"]["LIF"] == 7 and s["node_types"]["Conv2d"] == 9 and s["input_shape"] == [1, 3, 16, 16]
+    assert main(["export", student, "--format", "onnx", "-o", str(tmp_path / "m.onnx"), "--json", str(summary)]) == 0
+    s = json.loads(summary.read_text())
+    assert s["onnxruntime_max_abs_diff"] < 1e-5 and s["same_prediction"]
+    capsys.readouterr()
+
+    def fails(args, message):
+        assert main(["export", *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+    fails([trio["teacher"], "--format", "nir", "-o", str(tmp_path / "t.nir")], "holds an ANN (resnet_tiny); sakd export takes a spiking checkpoint")
+    fails([student, "--format", "tflite", "-o", str(tmp_path / "t.x")], "unknown export format 'tflite'")
+    ckpt = torch.load(f"{student}/last.pt", weights_only=True)
+    ckpt["spec"]["neuron"]["reset"] = "soft"
+    torch.save(ckpt, tmp_path / "soft.pt")
+    (tmp_path / "keep.nir").write_text("an earlier export")
+    fails([str(tmp_path / "soft.pt"), "--format", "nir", "-o", str(tmp_path / "keep.nir")], "soft reset")
+    assert (tmp_path / "keep.nir").read_text() == "an earlier export"
+    monkeypatch.setitem(sys.modules, "nir", None)
+    fails([student, "--format", "nir", "-o", str(tmp_path / "x.nir")], 'needs the nir package: pip install "sakd[export]"')
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    fails([student, "--format", "onnx", "-o", str(tmp_path / "x.onnx")], 'needs onnx and onnxruntime: pip install "sakd[export]"')
