@@ -139,3 +139,20 @@ def test_analyze_speed_quick_records_every_figure(tmp_path):
     r = json.loads(out.read_text())
     assert r["images"] == 64 and r["analyze_s"] > 0 and r["eval_s"] > 0 and r["counting_overhead"] > 0
     assert r["ann_macs_per_image"] > 0 and r["dense_forward_bound_s"] > 0 and r["goal_met"] == (r["analyze_s"] < 60)
+
+
+def test_nir_consumers_compare_each_consumer_or_say_why_not():
+    pytest.importorskip("nir")
+    import nir_consumers
+
+    rows = nir_consumers.compare(nir_consumers.trained_looking("resnet_tiny"), torch.randn(2, 3, 16, 16) * 2,
+                                 list(nir_consumers.CONSUMERS))
+    assert rows["sakd"]["neuron_layers"] == 7 and 0 < rows["sakd"]["firing_rate"] < 1
+    for name in nir_consumers.CONSUMERS:
+        row = rows[name]
+        if not row["installed"]:
+            assert row["error"]  # the import error, verbatim
+        elif row.get("runs_the_graph", True) and row["imported"]:
+            assert set(row["layers"]) and row["output_max_abs_diff"] >= 0
+        else:
+            assert row["error"]

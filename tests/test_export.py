@@ -111,7 +111,7 @@ def interpret_nir(graph, x, timesteps):
                 else:
                     v = v + t(node.r) * i
                 out = (v > t(node.v_threshold)).float()
-                state[name] = torch.where(out > 0, t(node.v_reset), v)
+                state[name] = torch.where(out > 0, t(getattr(node, "v_reset", 0.0)), v)  # nir < 1.0.5: reset to 0
                 spikes[name].append(out)
             elif kind in ("Input", "Output"):
                 out = i

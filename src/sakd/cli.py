@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, metavar="FILE", help="the file to write")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                    help="input height and width (default: the checkpoint's data set's)")
+    p.add_argument("--dt", type=float, default=1.0,
+                   help="NIR: the time step of the simulator that will run the graph (default %(default)s; "
+                        "snnTorch's importer uses 1e-4, Norse's 1e-3)")
     p.add_argument("--json", metavar="FILE", help="also write the export summary as JSON")
 
     p = sub.add_parser("report", help="one self-contained HTML file: curves, firing rates, energy, config, Figure 4")
@@ -221,8 +224,9 @@ def cmd_visualize(args) -> int:
 def cmd_export(args) -> int:
     from sakd.export.export import export_checkpoint
 
+    options = {"dt": args.dt} if args.format == "nir" else {}
     summary = export_checkpoint(args.checkpoint, args.format, args.out,
-                                tuple(args.input_size) if args.input_size else None)
+                                tuple(args.input_size) if args.input_size else None, **options)
     print(json.dumps(summary, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))

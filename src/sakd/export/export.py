@@ -22,12 +22,12 @@ EXPORTERS: Registry = Registry("export format")
 
 
 @EXPORTERS.register("nir", description="Neuromorphic Intermediate Representation (HDF5), one timestep, BatchNorm folded")
-def export_nir(model, gm, example: torch.Tensor, timesteps: int, out: Path) -> dict:
+def export_nir(model, gm, example: torch.Tensor, timesteps: int, out: Path, dt: float = 1.0) -> dict:
     from sakd.export.nir_format import require_nir, to_nir, write_nir
 
     nir = require_nir()
     step = example[0] if example.dim() == 5 else example
-    graph = to_nir(gm, step)
+    graph = to_nir(gm, step, dt)
     write_nir(graph, out)
     back = nir.read(str(out))
     same = set(back.nodes) == set(graph.nodes) and sorted(back.edges) == sorted(graph.edges) and all(
@@ -39,11 +39,11 @@ def export_nir(model, gm, example: torch.Tensor, timesteps: int, out: Path) -> d
     kinds = {}
     for node in graph.nodes.values():
         kinds[type(node).__name__] = kinds.get(type(node).__name__, 0) + 1
-    return {"nodes": len(graph.nodes), "edges": len(graph.edges), "node_types": kinds, "read_back": True}
+    return {"nodes": len(graph.nodes), "edges": len(graph.edges), "node_types": kinds, "read_back": True, "dt": dt}
 
 
 @EXPORTERS.register("onnx", description="ONNX, the T timesteps unrolled, logits averaged, checked with onnxruntime")
-def export_onnx_file(model, gm, example: torch.Tensor, timesteps: int, out: Path) -> dict:
+def export_onnx_file(model, gm, example: torch.Tensor, timesteps: int, out: Path, **unused) -> dict:
     from sakd.export.onnx_format import export_onnx, run_onnx
 
     export_onnx(gm, example, timesteps, out)
@@ -79,8 +79,9 @@ def example_input(state: dict, input_size: tuple[int, int] | None) -> torch.Tens
     return torch.randn(spec.timesteps, *shape) if frames else torch.randn(*shape)
 
 
-def export_checkpoint(path, fmt: str, out: str | Path, input_size: tuple[int, int] | None = None) -> dict:
-    """Export a spiking checkpoint's student to ``out`` in format ``fmt``; returns a summary."""
+def export_checkpoint(path, fmt: str, out: str | Path, input_size: tuple[int, int] | None = None, **options) -> dict:
+    """Export a spiking checkpoint's student to ``out`` in format ``fmt`` (``options``: the
+    format's own, e.g. NIR's ``dt``); returns a summary."""
     exporter = EXPORTERS.get(fmt)
     state = ckpt_io.load_checkpoint(path)
     spec = state["spec"]
@@ -94,7 +95,7 @@ def export_checkpoint(path, fmt: str, out: str | Path, input_size: tuple[int, in
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")  # an export that fails leaves an earlier file as it was
     try:
-        summary = exporter(model, gm, example, spec.timesteps, tmp)
+        summary = exporter(model, gm, example, spec.timesteps, tmp, **options)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -10,9 +10,11 @@ The one-timestep graph of :func:`~sakd.export.graph.step_graph` (BatchNorm folde
 * A residual addition is no node: NIR sums the edges that enter a node, so both branches get an
   edge to every consumer of the sum.
 * The paper's LIF (eq. 1-3: ``H = λ·V + X``, fire at ``H >= V_th``, hard reset to 0) -> ``nir.LIF``
-  with ``τ = 1/(1-λ)``, ``R = τ``, ``v_leak = 0``, ``v_reset = 0``, ``v_threshold = V_th``: NIR's
-  ``τ·dv/dt = (v_leak - v) + R·I`` integrated by forward Euler with **dt = 1** gives
-  ``v <- (1 - 1/τ)·v + (R/τ)·I = λ·v + I``, eq. 1 exactly. IF (λ = 1) -> ``nir.IF`` with ``R = 1``.
+  with ``τ = dt/(1-λ)``, ``R = 1/(1-λ)``, ``v_leak = 0``, ``v_reset = 0``, ``v_threshold = V_th``:
+  NIR's ``τ·dv/dt = (v_leak - v) + R·I`` integrated by forward Euler with step ``dt`` gives
+  ``v <- (1 - dt/τ)·v + (dt·R/τ)·I = λ·v + I``, eq. 1 exactly. ``dt`` is the step the consumer
+  simulates with (an option, default 1; snnTorch's importer assumes 1e-4, Norse's 1e-3): one
+  sakd timestep is one step of the consumer. IF (λ = 1) -> ``nir.IF`` with ``R = 1``.
   NIR fires at ``v > v_threshold``, eq. 2 at ``>=``: they differ only when the membrane equals
   the threshold exactly. PLIF exports its learned λ per layer.
 * The input: a directly encoded image is the analog input current of the first convolution at
@@ -26,6 +28,7 @@ overlapping bins.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from pathlib import Path
 
@@ -61,18 +64,21 @@ def _pair(v) -> np.ndarray:
     return np.array(v if isinstance(v, (tuple, list)) else (v, v))
 
 
-def _neuron(nir, m: StepNeuron, shape, where: str):
+def _neuron(nir, m: StepNeuron, shape, where: str, dt: float):
     if m.reset_mode != "hard":
         raise ConfigError(f"layer {where}: NIR's neurons reset to v_reset; a soft reset (V - V_th) has no NIR form")
     ones = np.ones(shape, dtype=np.float32)
     threshold, zero = ones * m.threshold, np.zeros(shape, dtype=np.float32)
+    cls = nir.IF if m.decay == 1.0 else nir.LIF
+    # nir < 1.0.5 has no v_reset: its neurons reset to 0, as eq. 3 does
+    reset = {"v_reset": zero} if "v_reset" in {f.name for f in dataclasses.fields(cls)} else {}
     if m.decay == 1.0:
-        return nir.IF(r=ones, v_threshold=threshold, v_reset=zero)
-    tau = 1.0 / (1.0 - m.decay)
-    return nir.LIF(tau=ones * tau, r=ones * tau, v_leak=zero, v_threshold=threshold, v_reset=zero)
+        return nir.IF(r=ones, v_threshold=threshold, **reset)
+    return nir.LIF(tau=ones * (dt / (1.0 - m.decay)), r=ones * (1.0 / (1.0 - m.decay)), v_leak=zero,
+                   v_threshold=threshold, **reset)
 
 
-def _module_node(nir, m: nn.Module, node: fx.Node, where: str):
+def _module_node(nir, m: nn.Module, node: fx.Node, where: str, dt: float):
     src = node.args[0]
     if isinstance(m, nn.Conv2d):
         if m.padding_mode != "zeros" or isinstance(m.padding, str):
@@ -85,7 +91,7 @@ def _module_node(nir, m: nn.Module, node: fx.Node, where: str):
             return nir.Linear(weight=m.weight.detach().numpy())
         return nir.Affine(weight=m.weight.detach().numpy(), bias=m.bias.detach().numpy())
     if isinstance(m, StepNeuron):
-        return _neuron(nir, m, _shape(node), where)
+        return _neuron(nir, m, _shape(node), where, dt)
     if isinstance(m, nn.AvgPool2d):
         k, s, p = _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
         size = np.array(_shape(src)[1:])
@@ -114,10 +120,12 @@ def _flatten_node(nir, node: fx.Node):
     return nir.Flatten(input_type={"input": np.array(_shape(node.args[0]))}, start_dim=0, end_dim=-1)
 
 
-def to_nir(gm: fx.GraphModule, example: torch.Tensor):
+def to_nir(gm: fx.GraphModule, example: torch.Tensor, dt: float = 1.0):
     """The ``nir.NIRGraph`` of a one-timestep graph, for one timestep's input shaped like ``example``
-    (a batch of images ``[B, C, H, W]``)."""
+    (a batch of images ``[B, C, H, W]``), for consumers that integrate with step ``dt``."""
     nir = require_nir()
+    if not dt > 0:
+        raise ConfigError(f"the NIR time step dt must be positive, got {dt}")
     ShapeProp(gm).propagate(example[:1].float())
     nodes, edges, sources = {}, [], {}
     for node in gm.graph.nodes:
@@ -140,7 +148,7 @@ def to_nir(gm: fx.GraphModule, example: torch.Tensor):
             sources[node] = [node.name]
         elif node.op == "call_module":
             name = _name(node)
-            nodes[name] = _module_node(nir, gm.get_submodule(node.target), node, str(node.target).removeprefix("model."))
+            nodes[name] = _module_node(nir, gm.get_submodule(node.target), node, str(node.target).removeprefix("model."), dt)
             edges += [(s, name) for s in sources[node.args[0]]]
             sources[node] = [name]
         else:
