@@ -163,12 +163,16 @@ def test_what_nir_cannot_express_is_named(tmp_path):
 
 # -- ONNX -----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("frames", [False, True], ids=["images", "frames"])
-def test_onnx_gives_the_pytorch_logits_in_onnxruntime(tmp_path, frames):
+@pytest.mark.parametrize("name, options, frames", [
+    ("resnet_tiny", {}, False), ("resnet_tiny", {}, True),
+    ("resnet_tiny", {"stem": "imagenet"}, False),  # max pooling: ONNX has it, NIR has not
+    ("sew_resnet18", {"connect": "AND"}, False),  # products of spikes, likewise
+], ids=["images", "frames", "maxpool", "sew-and"])
+def test_onnx_gives_the_pytorch_logits_in_onnxruntime(tmp_path, name, options, frames):
     pytest.importorskip("onnxruntime")
     from sakd.export.onnx_format import export_onnx, run_onnx
 
-    model = trained_looking("resnet_tiny")
+    model = trained_looking(name, **options)
     x = torch.randn(4, 5, 3, 16, 16) if frames else torch.randn(5, 3, 16, 16) * 2
     path = export_onnx(step_graph(model), x[:, :1] if frames else x[:1], 4, tmp_path / "m.onnx")
     with torch.no_grad():
