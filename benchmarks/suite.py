@@ -1,6 +1,6 @@
 """Speed and memory of SAKD training: against the convolution limit, the plain SNN, and SpikingJelly.
 
-Six figures for a ResNet-19 student at T=4 on 32x32 inputs (training mode: forward, backward and
+Seven figures for a ResNet-19 student at T=4 on 32x32 inputs (training mode: forward, backward and
 an SGD step), every ratio measured side by side in one interleaved run (round-robin over the
 candidates, median over repeats), so that a noisy machine slows all candidates alike:
 
@@ -14,6 +14,9 @@ candidates, median over repeats), so that a noisy machine slows all candidates a
                   (compiled, fused), SpikingJelly, the plain autograd loop (our reference backend).
 5. memory vs T    memory of a training step for T = 1, 2, 4, 8, and its slope per timestep.
 6. inference      images/s of the student at T=4 in eval mode.
+7. lean memory    ``run.memory: lean`` (spikes saved as bits, or as bytes): the SAKD step's memory
+                  against the fast step's and against the ANN step on B images (goal <= 2.5x),
+                  and its time against the fast step's (goal <= 1.15x).
 
 Memory is what a training step keeps for its backward pass (every distinct tensor storage saved
 by autograd, parameters excluded: the part of peak memory that grows with T and batch and that
@@ -52,10 +55,12 @@ import torch.nn.functional as F
 from sakd.distill import SAKDLoss
 from sakd.models import FeatureExtractor, create_model
 from sakd.neurons import NEURONS, NeuronSpec, SpikeActivation, kernels
+from sakd.training.memory import SavedTensors
 from sakd.training.runtime import place
 from sakd.training.trainer import StudentStep
 
-GOALS = {"limit_ratio": 1.10, "sakd_overhead": 1.20, "peer_speedup": 1.3, "peer_memory": 0.8}
+GOALS = {"limit_ratio": 1.10, "sakd_overhead": 1.20, "peer_speedup": 1.3, "peer_memory": 0.8,
+         "lean_vs_ann": 2.5, "lean_time": 1.15}
 T = 4
 
 
@@ -179,9 +184,10 @@ class Setup:
             model.reset_peer = self.sj[0].reset_net  # SpikingJelly's nodes keep their membranes
         return place(model, self.device, True)
 
-    def step(self, model, sakd: bool):
+    def step(self, model, sakd: bool, memory: str = "fast", packing: str = "bits"):
         """One SGD step of the plain SNN (cross-entropy) or of the SAKD student (CIFAR preset:
-        tau=20, alpha=0, gamma=1, beta=100, stage taps before the spike, conv transform, L2)."""
+        tau=20, alpha=0, gamma=1, beta=100, stage taps before the spike, conv transform, L2), with
+        ``run.memory`` ``memory``."""
         taps = FeatureExtractor(model, "stage", "before") if sakd else None
         t_taps = FeatureExtractor(self.teacher, "stage", "before") if sakd else None
         objective = SAKDLoss(taps.channels if sakd else (), t_taps.channels if sakd else (),
@@ -199,21 +205,24 @@ class Setup:
             if sakd:
                 with torch.no_grad():
                     t_logits, t_feats = t_taps(self.x)
-            loss, _, _ = module(self.x, self.y, t_logits, t_feats, beta, bool(beta))
+            with SavedTensors(model, memory, packing):
+                loss, _, _ = module(self.x, self.y, t_logits, t_feats, beta, bool(beta))
             loss.backward()
             opt.step()
             if reset:
                 reset(model)
 
-        run.model = model
+        run.model, run.memory, run.packing = model, memory, packing
         return run
 
-    def ann_step(self):
+    def ann_step(self, images: str = "TxB"):
+        """One SGD step of the ANN twin on the T·B images of the convolution limit, or on B."""
         opt = torch.optim.SGD(self.ann.parameters(), lr=1e-3, momentum=0.9)
+        x, y = (self.x_ann, self.y_ann) if images == "TxB" else (self.x, self.y)
 
         def run():
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(self.ann(self.x_ann), self.y_ann).backward()
+            F.cross_entropy(self.ann(x), y).backward()
             opt.step()
 
         run.model = self.ann
@@ -229,18 +238,21 @@ def step_memory(step) -> dict:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
-    with saved_for_backward(params) as saved:
+    with SavedTensors(step.model, getattr(step, "memory", "fast"), getattr(step, "packing", "bits"), exclude=params,
+                      count=True) as saved:
         step()
-    out = {"saved_mib": mib(sum(saved.values()))}
+    out = {"saved_mib": mib(saved.kept_bytes)}
     if dev.type == "cuda":
         out["peak_mib"] = mib(torch.cuda.max_memory_allocated(dev) - base)
     return out
 
 
-# -- the six figures ---------------------------------------------------------------------------------
+# -- the figures -------------------------------------------------------------------------------------
 def bench_width(width: float, batch: int, device, sj, spec: NeuronSpec, warmup: int, repeats: int, log) -> dict:
     s = Setup(width, batch, device, sj, spec)
-    steps = {"ann_TxB": s.ann_step(), "snn": s.step(s.student(), False), "sakd": s.step(s.student(), True)}
+    steps = {"ann_TxB": s.ann_step(), "ann_B": s.ann_step("B"), "snn": s.step(s.student(), False),
+             "sakd": s.step(s.student(), True), "sakd_lean": s.step(s.student(), True, "lean"),
+             "sakd_lean_uint8": s.step(s.student(), True, "lean", "uint8")}
     if sj:
         steps["snn_spikingjelly"] = s.step(s.student(peer=True), False)
         steps["sakd_spikingjelly"] = s.step(s.student(peer=True), True)
@@ -252,6 +264,11 @@ def bench_width(width: float, batch: int, device, sj, spec: NeuronSpec, warmup: 
         "limit_ratio": sec["snn"] / sec["ann_TxB"],
         "sakd_overhead": sec["sakd"] / sec["snn"],
     }
+    key = "peak_mib" if device.type == "cuda" else "saved_mib"
+    out["lean"] = {"memory_measure": key, **{
+        f"{tag}_{what}": value for tag, step in (("bits", "sakd_lean"), ("uint8", "sakd_lean_uint8"))
+        for what, value in (("time_ratio", sec[step] / sec["sakd"]), ("memory_ratio", mem[step][key] / mem["sakd"][key]),
+                            ("vs_ann_B", mem[step][key] / mem["ann_B"][key]))}, "fast_vs_ann_B": mem["sakd"][key] / mem["ann_B"][key]}
     if sj:
         key = "peak_mib" if device.type == "cuda" else "saved_mib"
         out["peer"] = {
@@ -378,8 +395,20 @@ def report(result: dict) -> list[list[str]]:
             rows.append(goal_row(f"3 peer memory, SAKD step ({tag})", value, f"{value:.2f}x", "peer_memory",
                                  f"{key}: ours {w['memory']['sakd'][key]:.0f} MiB, "
                                  f"SpikingJelly {w['memory']['sakd_spikingjelly'][key]:.0f} MiB"))
+            lean_peer = w["memory"]["sakd_lean"][key] / w["memory"]["sakd_spikingjelly"][key]
+            rows.append(goal_row(f"7 peer memory, lean SAKD step ({tag})", lean_peer, f"{lean_peer:.2f}x", "peer_memory",
+                                 f"{key}: lean {w['memory']['sakd_lean'][key]:.0f} MiB"))
         else:
             rows.append([f"3 peer ({tag})", "n/a", "", "n/a", f"SpikingJelly: {result['spikingjelly_missing']}"])
+        lean, mem = w["lean"], w["memory"]
+        key = lean["memory_measure"]
+        rows.append(goal_row(f"7 lean SAKD memory / ANN on B ({tag})", lean["bits_vs_ann_B"], f"{lean['bits_vs_ann_B']:.2f}",
+                             "lean_vs_ann", f"{key}: lean {mem['sakd_lean'][key]:.0f} MiB (uint8 "
+                             f"{mem['sakd_lean_uint8'][key]:.0f}), fast {mem['sakd'][key]:.0f} MiB "
+                             f"({lean['fast_vs_ann_B']:.2f}x), ANN on B {mem['ann_B'][key]:.0f} MiB"))
+        rows.append(goal_row(f"7 lean SAKD step time / fast ({tag})", lean["bits_time_ratio"], f"{lean['bits_time_ratio']:.3f}",
+                             "lean_time", f"uint8 packing {lean['uint8_time_ratio']:.3f}; memory lean/fast "
+                             f"{lean['bits_memory_ratio']:.2f} (uint8 {lean['uint8_memory_ratio']:.2f})"))
         m = w["memory_vs_T"]
         pts = ", ".join(f"T={t}: {v[m['measure']]:.0f}" for t, v in m["mib"].items())
         rows.append([f"5 memory vs T ({tag})", f"{m['slope_mib_per_step']:.1f} MiB/T", "", "",

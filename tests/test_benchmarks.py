@@ -15,7 +15,7 @@ import suite  # noqa: E402
 
 
 @pytest.mark.parametrize("neuron", [["--neuron", "lif"], ["--neuron", "plif", "--reset", "soft"]], ids=" ".join)
-def test_suite_reports_all_six_figures(tmp_path, neuron):
+def test_suite_reports_every_figure(tmp_path, neuron):
     out = tmp_path / "suite.json"
     result = suite.main(["--device", "cpu", "--widths", "0.0625", "--batch", "2", "--repeats", "1",
                          "--warmup", "1", "--neuron-shape", "4", "2", "8", "4", "4", "--no-peer",
@@ -29,6 +29,9 @@ def test_suite_reports_all_six_figures(tmp_path, neuron):
     assert mib == sorted(mib) and mib[0] < mib[-1]  # a step keeps more for BPTT as T grows
     assert w["memory_vs_T"]["slope_mib_per_step"] > 0
     assert all(v > 0 for v in w["inference_images_per_s"].values())
+    lean = w["lean"]  # spikes packed: less kept than the fast step, bits less than bytes
+    assert lean["bits_memory_ratio"] < lean["uint8_memory_ratio"] < 1 and lean["bits_time_ratio"] > 0
+    assert lean["bits_vs_ann_B"] < lean["fast_vs_ann_B"]
     n = result["neuron"]
     assert n["neuron"] == result["student_neuron"]["name"] == neuron[1]
     assert all(n["same_spikes_as_reference"].values())

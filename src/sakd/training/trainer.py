@@ -45,6 +45,7 @@ from sakd.models.spec import ModelSpec
 from sakd.training.config import Config, apply_overrides, config_from_dict, parse_interval, save_config
 from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object, init_distributed
 from sakd.training.evaluate import evaluate
+from sakd.training.memory import SavedTensors
 from sakd.training.metrics import MetricsLog, topk_correct
 from sakd.training.optim import build_optimizer, build_scheduler
 from sakd.training.runtime import (autocast, make_loaders, place, resolve_amp, resolve_device, rng_state,
@@ -352,7 +353,8 @@ class Trainer:
             if self.teacher is not None:
                 with torch.no_grad():
                     t_logits, t_feats = self.teacher_taps(x) if features else (self.teacher(x), None)
-            return self.step_module(x, y, t_logits, t_feats, beta, features, epoch)
+            with SavedTensors(self.model, self.cfg.run.memory):
+                return self.step_module(x, y, t_logits, t_feats, beta, features, epoch)
 
     def train_epoch(self) -> dict:
         """Train the epoch ``self.epoch`` from its step ``self.step`` on; returns its record."""

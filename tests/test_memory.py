@@ -1,0 +1,78 @@
+"""``run.memory: lean``: spikes saved for backward as bits give bit-identical gradients (float64 and
+float32, the whole SAKD step with its feature transforms), keep less, and round-trip exactly."""
+
+import pytest
+import torch
+
+from conftest import fast_config
+from sakd.distill import SAKDLoss
+from sakd.models import FeatureExtractor, create_model
+from sakd.training import Trainer
+from sakd.training.memory import Packed, SavedTensors
+
+
+@pytest.mark.parametrize("packing", ["bits", "uint8"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float32])
+def test_packed_spikes_unpack_to_the_same_tensor(dtype, packing):
+    torch.manual_seed(0)
+    spikes = (torch.rand(3, 5, 7, 9) < 0.3).to(dtype)
+    for t in (spikes, spikes.to(memory_format=torch.channels_last), spikes.flatten(0, 1), spikes[1:]):
+        back = Packed(t, packing).unpack()
+        assert torch.equal(back, t) and back.dtype == t.dtype and back.stride() == t.stride()
+    assert Packed(spikes, packing).nbytes == (spikes.numel() + 7) // 8 if packing == "bits" else spikes.numel()
+
+
+def sakd_step(model, teacher, objective, x, y, mode, packing):
+    """One SAKD step's gradients (CE + feature L2 through the transforms + logits KD) and the bytes
+    it keeps for backward."""
+    s_fx, t_fx = FeatureExtractor(model), FeatureExtractor(teacher)
+    for p in [*model.parameters(), *objective.parameters()]:
+        p.grad = None
+    with torch.no_grad():
+        t_logits, t_feats = t_fx(x)
+    params = {p.untyped_storage().data_ptr() for p in [*model.parameters(), *objective.parameters()]}
+    with SavedTensors(model, mode, packing, exclude=params, count=True) as saved:
+        logits, feats = s_fx(x)
+        loss = objective(logits, y, t_logits, feats, t_feats, beta=10.0).total
+    loss.backward()
+    s_fx.remove()
+    t_fx.remove()
+    return [p.grad.clone() for p in [*model.parameters(), *objective.parameters()]], saved.kept_bytes
+
+
+@pytest.mark.parametrize("packing", ["bits", "uint8"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lean_gives_bit_identical_gradients_and_keeps_less(dtype, packing):
+    torch.manual_seed(0)
+    model = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=4).to(dtype)
+    teacher = create_model("resnet_tiny", spiking=False, num_classes=10).to(dtype).eval()
+    objective = SAKDLoss([16, 32, 64], [16, 32, 64], alpha=1, beta=10, gamma=1, tau=4).to(dtype)
+    model, teacher = (m.to(memory_format=torch.channels_last) for m in (model, teacher))
+    x = torch.randn(8, 3, 16, 16, dtype=dtype).to(memory_format=torch.channels_last) * 2
+    y = torch.randint(0, 10, (8,))
+    fast, fast_bytes = sakd_step(model, teacher, objective, x, y, "fast", packing)
+    lean, lean_bytes = sakd_step(model, teacher, objective, x, y, "lean", packing)
+    assert all(torch.equal(a, b) for a, b in zip(fast, lean))
+    assert any(g.abs().sum() > 0 for g in fast)
+    assert lean_bytes < 0.8 * fast_bytes
+
+
+def test_the_trainer_in_lean_mode_takes_the_same_step(tmp_path, teacher_ckpt):
+    grads = {}
+    for mode in ("fast", "lean"):
+        trainer = Trainer(fast_config(tmp_path / mode, f"distill.teacher.weights={teacher_ckpt}", "distill.beta=10",
+                                      "distill.gamma=1", f"run.memory={mode}"))
+        x, y = next(iter(trainer.train_loader))
+        beta, features = trainer.beta_and_features(0)
+        assert beta == 10 and features  # the feature taps and their transforms are in the step
+        loss, terms, _ = trainer.step_loss(x, y, 0, beta, features)
+        loss.backward()
+        grads[mode] = [p.grad.clone() for p in [*trainer.model.parameters(), *trainer.objective.parameters()]]
+    assert all(torch.equal(a, b) for a, b in zip(grads["fast"], grads["lean"]))
+
+
+def test_unknown_memory_mode_is_a_config_error(tmp_path):
+    from sakd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="run.memory"):
+        fast_config(tmp_path, "run.memory=tiny")
