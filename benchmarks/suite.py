@@ -24,7 +24,7 @@ neuron implementations differ in), on every device; on CUDA the true peak alloca
 too. SpikingJelly is optional: ``pip install --no-deps spikingjelly==2.0.0 loguru`` (its declared
 torchaudio dependency does not install beside every torch; the LIF node does not need it).
 
-    python benchmarks/suite.py            # ResNet-19 and a 1/4-width ResNet-19 (CPU: ~5 min)
+    python benchmarks/suite.py            # ResNet-19 and a 1/4-width ResNet-19 (CPU: ~8 min)
     python benchmarks/suite.py --quick    # the 1/4-width model only, fewer repeats (CPU: < 2 min)
     python benchmarks/suite.py --neuron plif --reset soft   # any registered neuron (default: the paper's LIF)
 

@@ -76,3 +76,17 @@ def test_unknown_memory_mode_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="run.memory"):
         fast_config(tmp_path, "run.memory=tiny")
+
+
+def test_a_spike_tensor_in_reused_memory_is_packed_afresh():
+    """The allocator may give a new spike tensor the memory of a freed one (same address, same
+    shape): recording the new output forgets the bits packed for the old one."""
+    model = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=1)
+    first, second = (torch.rand(4, 64) < 0.5).float(), (torch.rand(4, 64) < 0.5).float()
+    buf = first.clone()
+    with SavedTensors(model, "lean") as saved:
+        saved._record(None, None, buf)
+        assert torch.equal(saved._pack(buf).unpack(), first)
+        buf.copy_(second)  # the same memory now holds another layer's spikes
+        saved._record(None, None, buf)
+        assert torch.equal(saved._pack(buf).unpack(), second)

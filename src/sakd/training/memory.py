@@ -93,7 +93,7 @@ class SavedTensors:
         self.exclude = exclude or set()
         self.kept: dict[object, int] = {}
         self._spikes: dict[int, weakref.ref] = {}
-        self._packed: dict[tuple, Packed] = {}
+        self._packed: dict[int, dict[tuple, Packed]] = {}  # storage -> view -> its packed bits
         self._handles: list = []
         self._hooks = None
 
@@ -102,7 +102,9 @@ class SavedTensors:
         return sum(self.kept.values())
 
     def _record(self, module, inputs, output):
-        self._spikes[output.untyped_storage().data_ptr()] = weakref.ref(output)
+        ptr = output.untyped_storage().data_ptr()
+        self._spikes[ptr] = weakref.ref(output)
+        self._packed.pop(ptr, None)  # a new spike tensor in memory that an earlier, freed one had
 
     def _is_spikes(self, t: torch.Tensor) -> bool:
         ref = self._spikes.get(t.untyped_storage().data_ptr())
@@ -112,10 +114,12 @@ class SavedTensors:
 
     def _pack(self, t: torch.Tensor):
         if self.mode == "lean" and t.dim() > 0 and self._is_spikes(t) and _dense_order(t) is not None:
-            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
-            packed = self._packed.get(key)
+            ptr = t.untyped_storage().data_ptr()
+            key = (ptr, t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+            views = self._packed.setdefault(ptr, {})
+            packed = views.get(key)
             if packed is None:
-                packed = self._packed[key] = Packed(t, self.packing)
+                packed = views[key] = Packed(t, self.packing)
             if self.count:
                 self.kept[("packed", key)] = packed.nbytes
             return packed
