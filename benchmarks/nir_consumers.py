@@ -47,11 +47,9 @@ def spike_hooks(module: torch.nn.Module, kinds: tuple) -> tuple[dict, list]:
     return seen, handles
 
 
-def run_spikingjelly(path: Path, x: torch.Tensor, timesteps: int, dt: float):
-    from spikingjelly.activation_based.nir_exchange.from_nir import _NIRStatefulModule, import_from_nir
-
-    net = import_from_nir(str(path), dt=dt)
-    seen, handles = spike_hooks(net, (_NIRStatefulModule,))  # each wraps one neuron layer
+def run_with_state(net, kinds: tuple, x: torch.Tensor, timesteps: int):
+    """Run a network whose forward takes and returns an explicit state, ``(out, state)``."""
+    seen, handles = spike_hooks(net, kinds)
     state, outs = None, []
     with torch.no_grad():
         for _ in range(timesteps):
@@ -60,6 +58,13 @@ def run_spikingjelly(path: Path, x: torch.Tensor, timesteps: int, dt: float):
     for h in handles:
         h.remove()
     return torch.stack(outs), seen
+
+
+def run_spikingjelly(path: Path, x: torch.Tensor, timesteps: int, dt: float):
+    from spikingjelly.activation_based.nir_exchange.from_nir import _NIRStatefulModule, import_from_nir
+
+    # each _NIRStatefulModule wraps one neuron layer
+    return run_with_state(import_from_nir(str(path), dt=dt), (_NIRStatefulModule,), x, timesteps)
 
 
 def run_snntorch(path: Path, x: torch.Tensor, timesteps: int, dt: float):
@@ -90,16 +95,7 @@ def run_norse(path: Path, x: torch.Tensor, timesteps: int, dt: float):
     import nir
     import norse.torch as norse
 
-    net = norse.from_nir(nir.read(str(path)), dt=dt)
-    seen, handles = spike_hooks(net, (norse.LIFBoxCell, norse.IAFCell))
-    state, outs = None, []
-    with torch.no_grad():
-        for _ in range(timesteps):
-            out, state = net(x, state)
-            outs.append(out)
-    for h in handles:
-        h.remove()
-    return torch.stack(outs), seen
+    return run_with_state(norse.from_nir(nir.read(str(path)), dt=dt), (norse.LIFBoxCell, norse.IAFCell), x, timesteps)
 
 
 CONSUMERS = {"spikingjelly": (run_spikingjelly, 1e-4), "snntorch": (run_snntorch, 1e-4), "norse": (run_norse, 1e-3)}
@@ -147,9 +143,11 @@ def compare(model, x: torch.Tensor, consumers: list[str]) -> dict:
     return rows
 
 
-def trained_looking(name: str, seed: int = 0):
+def trained_looking(name: str, neuron: dict | None = None, seed: int = 0, **options):
+    """A spiking model with non-trivial BatchNorm statistics and affine parameters (eval mode), so
+    that folding has something to fold."""
     torch.manual_seed(seed)
-    model = create_model(name, spiking=True, num_classes=10, timesteps=4)
+    model = create_model(name, spiking=True, num_classes=10, timesteps=4, neuron=neuron or {}, **options)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)

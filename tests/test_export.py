@@ -6,6 +6,7 @@ what cannot be exported is one clear error, and a failed export keeps an earlier
 import json
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,22 +15,10 @@ import torch.nn.functional as F
 
 from sakd.cli import main
 from sakd.export.graph import run_steps, step_graph
-from sakd.models import create_model
 from sakd.neurons import SpikeActivation
 
-
-def trained_looking(name, neuron=None, seed=0, **options):
-    """A spiking model with non-trivial BatchNorm statistics and affine parameters (eval mode), so
-    folding has something to fold."""
-    torch.manual_seed(seed)
-    model = create_model(name, spiking=True, num_classes=10, timesteps=4, neuron=neuron or {}, **options)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.3)
-    return model.eval()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from nir_consumers import trained_looking  # noqa: E402  (the benchmark's test models: random BN statistics)
 
 
 def model_spikes(model, x):
