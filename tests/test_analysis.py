@@ -99,3 +99,15 @@ def test_analyze_a_checkpoint_and_its_errors(tmp_path, capsys):
     assert "holds an ANN (resnet_tiny); sakd analyze measures a spiking model" in capsys.readouterr().err
     assert main(["analyze", f"{snn}/last.pt", "--images", "100000"]) == 2
     assert "--images must lie in 1..256" in capsys.readouterr().err
+
+
+def test_firing_rates_count_bfloat16_spikes_exactly():
+    from sakd.analysis.firing import FiringRateMonitor
+    from sakd.neurons import NeuronSpec
+
+    layer = torch.nn.Sequential(NeuronSpec().build())
+    x = torch.full((1, 2, 1000), 2.0, dtype=torch.bfloat16)
+    x[..., 0] = 0.0  # 999 of 1000 neurons fire in each sample (a bfloat16 sum would round 999 to 1000)
+    with torch.no_grad(), FiringRateMonitor(layer) as rates:
+        layer(x)
+    assert rates.rates() == {"0": 999 / 1000}

@@ -190,6 +190,9 @@ def test_export_command_and_its_errors(trio, tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
 
+    with pytest.raises(SystemExit) as stop:  # argparse's own check, before any work
+        main(["export", student, "--format", "nir", "-o", str(tmp_path / "t.nir"), "--input-size", "0", "16"])
+    assert stop.value.code == 2 and "argument --input-size: 0 is not positive" in capsys.readouterr().err
     fails([trio["teacher"], "--format", "nir", "-o", str(tmp_path / "t.nir")], "holds an ANN (resnet_tiny); sakd export takes a spiking checkpoint")
     fails([student, "--format", "tflite", "-o", str(tmp_path / "t.x")], "unknown export format 'tflite'")
     ckpt = torch.load(f"{student}/last.pt", weights_only=True)

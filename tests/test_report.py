@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sakd import runs
+from sakd.analysis.analyze import analyze_run
 from sakd.cli import main
 from sakd.compare import compare
 
@@ -115,6 +116,13 @@ def test_compare_analyze_fills_the_energy_columns(tmp_path, capsys):
     row = json.loads((tmp_path / "b.json").read_text())[0]
     analysis = json.loads((Path(run) / runs.ANALYSIS).read_text())
     assert row["analysis_images"] == 30 and row["sops"] == analysis["total"]["snn_acs"] > 0
+    # more images than the test split holds: all of them, and asking again reuses the analysis
+    (Path(run) / runs.ANALYSIS).unlink()
+    assert main(["compare", run, "--analyze", "--images", "100000", "--json", str(tmp_path / "c.json")]) == 0
+    assert json.loads((tmp_path / "c.json").read_text())[0]["analysis_images"] == 256
+    stamp = (Path(run) / runs.ANALYSIS).stat().st_mtime_ns
+    assert analyze_run(run, 100000)["images"] == 256  # what sakd report asks for: found, not recomputed
+    assert (Path(run) / runs.ANALYSIS).stat().st_mtime_ns == stamp
     # a newer checkpoint makes the analysis stale: the columns empty again
     last = Path(run) / runs.LAST
     last.write_bytes(last.read_bytes())

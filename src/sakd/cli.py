@@ -31,6 +31,17 @@ a checkpoint (resume it with --resume), 130 interrupted by Ctrl-C.
 """
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with errors on one line (status 2), like every other sakd error."""
 
@@ -68,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=None, help="the first N test images (default: the whole test split)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per batch (default: the run's eval batch)")
+    p.add_argument("--batch-size", type=positive, default=None, help="images per batch (default: the run's eval batch)")
     p.add_argument("--e-mac", type=float, default=4.6, help="energy of a MAC in pJ (default %(default)s: 45 nm, Horowitz 2014)")
     p.add_argument("--e-ac", type=float, default=0.9, help="energy of an accumulate in pJ (default %(default)s)")
     p.add_argument("overrides", nargs="*", metavar="data.key=value",
@@ -92,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a spiking checkpoint file (or run folder: its last.pt)")
     p.add_argument("--format", required=True, metavar="FORMAT", help="nir or onnx (`sakd exporters` lists them)")
     p.add_argument("-o", "--out", required=True, metavar="FILE", help="the file to write")
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+    p.add_argument("--input-size", type=positive, nargs=2, metavar=("H", "W"),
                    help="input height and width (default: the checkpoint's data set's)")
     p.add_argument("--dt", type=float, default=1.0,
                    help="NIR: the time step of the simulator that will run the graph (default %(default)s; "
@@ -105,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", metavar="ANN.pt", help="Figure 4's ANN (default: the ANN among the runs)")
     p.add_argument("--baseline", metavar="SNN.pt", help="Figure 4's SNN without KD (default: the SNN among the runs)")
     p.add_argument("--student", metavar="SAKD.pt", help="Figure 4's student (default: the SAKD run among the runs)")
-    p.add_argument("--images", type=int, default=1000, help="test images for the energy analysis (default: %(default)s)")
-    p.add_argument("--figure-images", type=int, default=4, help="images in Figure 4 (default: %(default)s)")
+    p.add_argument("--images", type=positive, default=1000, help="test images for the energy analysis (default: %(default)s)")
+    p.add_argument("--figure-images", type=positive, default=4, help="images in Figure 4 (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
 
     p = sub.add_parser("compare", help="runs side by side: best/final top-1, top-5, firing rate, SOPs, energy")
@@ -114,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     p.add_argument("--analyze", action="store_true",
                    help="count SOPs and energy of runs that have no current analysis.json (`sakd analyze`)")
-    p.add_argument("--images", type=int, default=1000, help="test images for --analyze (default: %(default)s)")
+    p.add_argument("--images", type=positive, default=1000, help="test images for --analyze (default: %(default)s)")
     p.add_argument("--device", default="auto", help="for --analyze (default: %(default)s)")
 
     p = sub.add_parser("nas", help="the architecture study (§3.3): supernet training, search, Figure 3")

@@ -70,14 +70,14 @@ def compare(run_dirs: list[str], console: Console | None = None, analyze: bool =
             device: str = "auto") -> list[dict]:
     """Print the runs' table and return its rows. With ``analyze``, runs without a current
     ``analysis.json`` are analysed first (SNNs on the first ``images`` test images)."""
-    if analyze:
+    rows = [summarise_run(r) for r in run_dirs]  # a folder that is not a run fails before any work
+    if analyze and any(r["energy_uj"] is None for r in rows):
         from sakd.analysis.analyze import analyze_run
 
-        for r in run_dirs:
-            summarise_run(r)  # a bad folder fails before any work
-            if summarise_run(r)["energy_uj"] is None:
-                analyze_run(r, images, device)
-    rows = [summarise_run(r) for r in run_dirs]
+        for r in rows:
+            if r["energy_uj"] is None:
+                analyze_run(r["run"], images, device)
+        rows = [summarise_run(r) for r in run_dirs]
     selected = any("selected_top1" in r for r in rows)
     table = Table(title="test top-1 (%) of the best epoch, of the last"
                     + (" and of the epoch the validation split selects (val-sel)" if selected else ""))

@@ -42,10 +42,9 @@ def _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress
     dev = resolve_device(device)
     snn, _ = ckpt_io.model_from_checkpoint(state)
     snn = place(snn, dev, cfg.run.channels_last).eval()
-    ann = place(spec.replace(spiking=False).build(), dev, cfg.run.channels_last).eval()  # its dense MACs do not depend on weights or images
     loader = DataLoader(test, batch_size=batch_size or cfg.data.eval_batch_size or cfg.data.batch_size,
                         num_workers=cfg.data.num_workers, collate_fn=data.collate_fn)
-    snn_ops, ann_ops = OpCounter(snn), OpCounter(ann)
+    snn_ops = OpCounter(snn)
     correct = seen = 0
     bar = Progress(TextColumn("analyze"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn(), transient=True, disable=not progress)
@@ -55,26 +54,31 @@ def _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress
             correct += int((snn(x).argmax(1) == y).sum())
             seen += len(y)
             if seen == len(y):  # the ANN twin once, on the first batch
-                with ann_ops:
-                    ann(x)
-                ann_images = x.shape[1] if x.dim() == 5 else x.shape[0]
-    ann_per_image = {n: _scaled(rec, seen / ann_images) for n, rec in ann_ops.layers.items()}
-    table = energy_table(snn_ops.layers, ann_per_image, seen, e_mac, e_ac)
+                ann_layers, ann_images = dense_counts(spec, x, dev, cfg.run.channels_last)
+    for rec in ann_layers.values():  # the first batch's counts, scaled to the images the SNN saw
+        rec.dense_macs = round(rec.dense_macs * seen / ann_images)
+    table = energy_table(snn_ops.layers, ann_layers, seen, e_mac, e_ac)
     return {"checkpoint": state["path"], "model": spec.name, "timesteps": spec.timesteps, "data": cfg.data.name,
             "images": seen, "top1": 100.0 * correct / seen, "firing_rate": rates.mean_rate(),
             "layer_firing_rates": rates.rates(), **table, "counts": as_dict(snn_ops.layers)}
 
 
+def dense_counts(spec, x: torch.Tensor, dev, channels_last: bool) -> tuple[dict, int]:
+    """The dense MACs of ``spec``'s ANN twin, layer by layer, on the batch ``x``, and the number of
+    images in it (the counts depend on the input size only, not on weights or pixels)."""
+    ann = place(spec.replace(spiking=False).build(), dev, channels_last).eval()
+    with torch.inference_mode(), OpCounter(ann) as ops:
+        ann(x)
+    return ops.layers, x.shape[1] if x.dim() == 5 else x.shape[0]
+
+
 def ann_cost(state, cfg, data, device: str = "auto", e_mac: float = E_MAC_PJ) -> dict:
-    """An ANN checkpoint's dense MACs and energy per image (they do not depend on weights or images:
-    one test batch is counted)."""
+    """An ANN checkpoint's dense MACs and energy per image (counted on two test images)."""
     spec = state["spec"]
     dev = resolve_device(device)
-    ann = place(spec.build(), dev, cfg.run.channels_last).eval()
     x, _ = (data.collate_fn or default_collate)([data.test[i] for i in range(min(2, len(data.test)))])
-    with torch.inference_mode(), OpCounter(ann) as ops:
-        ann(x.to(dev))
-    per_image = sum(rec.dense_macs for rec in ops.layers.values()) / (x.shape[1] if x.dim() == 5 else x.shape[0])
+    layers, images = dense_counts(spec, x.to(dev), dev, cfg.run.channels_last)
+    per_image = sum(rec.dense_macs for rec in layers.values()) / images
     return {"checkpoint": state["path"], "model": spec.name, "spiking": False, "data": cfg.data.name, "e_mac_pj": e_mac,
             "total": {"ann_macs": per_image, "ann_energy_pj": e_mac * per_image}}
 
@@ -91,9 +95,9 @@ def analyze_run(run_dir, images: int | None = None, device: str = "auto", refres
             return cached
     state, cfg, data = checkpoint_and_test_data(runs.checkpoint_path(run_dir), None, "analyze")
     if state["spec"].spiking:
-        if images is not None:
-            images = min(images, len(data.test))
-        result = _analyze(state, cfg, data, images, device, E_MAC_PJ, E_AC_PJ, None, progress)
+        # at most the whole test split; the cache keeps the number asked for, so asking again finds it
+        shown = None if images is None else min(images, len(data.test))
+        result = _analyze(state, cfg, data, shown, device, E_MAC_PJ, E_AC_PJ, None, progress)
         result["spiking"] = True
     else:
         result = ann_cost(state, cfg, data, device)
@@ -117,12 +121,6 @@ def save_analysis(result: dict, run_dir, images: int | None) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(path)
-
-
-def _scaled(rec, factor: float):
-    """An ANN layer's counts on the first batch, scaled to the number of images the SNN saw."""
-    rec.dense_macs = round(rec.dense_macs * factor)
-    return rec
 
 
 def print_analysis(result: dict, console: Console | None = None) -> None:

@@ -31,7 +31,9 @@ class FiringRateMonitor:
         def hook(module, inputs, output):
             out = output.detach()
             # per-sample float32 sums (exact for spike counts below 2^24) then a float64 total: one fast pass
-            s = (out.sum(dim=tuple(range(1, out.dim()))) if out.dim() > 1 else out).sum(dtype=torch.float64)
+            # (float32 also for bf16/fp16 spikes, whose own sums would round)
+            s = (out.sum(dim=tuple(range(1, out.dim())), dtype=torch.float32) if out.dim() > 1 else out).sum(
+                dtype=torch.float64)
             self.spikes[name] = self.spikes[name] + s if name in self.spikes else s
             self.counts[name] += output.numel()
 

@@ -15,6 +15,7 @@ import base64
 import html
 import io
 import json
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -166,8 +167,6 @@ def figure4_html(trio: dict, images: int, device: str) -> str:
     from sakd.analysis.figure4 import ROLES, figure4_data, plot_figure4
 
     data = figure4_data(trio["teacher"], trio["baseline"], trio["student"], images=images, device=device)
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         png = plot_figure4(data, Path(tmp) / "figure4")[0]
         encoded = base64.b64encode(png.read_bytes()).decode("ascii")
