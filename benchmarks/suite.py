@@ -14,11 +14,20 @@ candidates, median over repeats), so that a noisy machine slows all candidates a
                   (compiled, fused), SpikingJelly, the plain autograd loop (our reference backend).
 5. memory vs T    memory of a training step for T = 1, 2, 4, 8, and its slope per timestep.
 6. inference      images/s of the student at T=4 in eval mode.
-7. lean memory    ``run.memory: lean`` (spikes saved as bits, or as bytes): the SAKD step's memory
-                  against the fast step's and against the ANN step on B images (goal <= 2.5x),
-                  and its time against the fast step's (goal <= 1.15x).
+7. lean memory    ``run.memory: lean`` (spikes saved as bits, or as bytes; neuron inputs made again
+                  in backward): the SAKD step's memory against the fast step's and against the
+                  ANN step on B images (goal <= 2.5x), and its time against the fast step's
+                  (goal <= 1.15x); with ``recompute=False`` (bits only) for the breakdown.
+8. peak memory    the true peak a step adds (CUDA: the allocator's peak; CPU, Linux: the resident
+                  set's high-water mark in a child process whose malloc returns every large block
+                  at once) of the ANN step on B, our fast and lean SAKD steps, SpikingJelly's
+                  default and after its ``memopt.optimize_memory`` (its best level on the device:
+                  4 on CUDA; 1, checkpointing every block with spike compression, on CPU, where
+                  levels >= 2 cannot run: they search by measuring CUDA memory). Measured at B and
+                  2B; peak(B) is linear in B, so the largest batch that fits a budget
+                  (``--budget-gib``, default 16) follows. Goal: lean <= 0.8x memopt.
 
-Memory is what a training step keeps for its backward pass (every distinct tensor storage saved
+Memory (figures 3, 5, 7) is what a training step keeps for its backward pass (every distinct tensor storage saved
 by autograd, parameters excluded: the part of peak memory that grows with T and batch and that
 neuron implementations differ in), on every device; on CUDA the true peak allocation is reported
 too. SpikingJelly is optional: ``pip install --no-deps spikingjelly==2.0.0 loguru`` (its declared
@@ -41,8 +50,10 @@ import argparse
 import contextlib
 import importlib.metadata
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -60,7 +71,7 @@ from sakd.training.runtime import place
 from sakd.training.trainer import StudentStep
 
 GOALS = {"limit_ratio": 1.10, "sakd_overhead": 1.20, "peer_speedup": 1.3, "peer_memory": 0.8,
-         "lean_vs_ann": 2.5, "lean_time": 1.15}
+         "lean_vs_ann": 2.5, "lean_time": 1.15, "lean_vs_memopt": 0.8}
 T = 4
 
 
@@ -184,7 +195,21 @@ class Setup:
             model.reset_peer = self.sj[0].reset_net  # SpikingJelly's nodes keep their membranes
         return place(model, self.device, True)
 
-    def step(self, model, sakd: bool, memory: str = "fast", packing: str = "bits"):
+    def memopt_student(self):
+        """The SpikingJelly student after ``memopt.optimize_memory`` at its best level for the
+        device (see figure 8), every residual block a candidate."""
+        from spikingjelly.activation_based.memopt import optimize_memory
+
+        from sakd.models.resnet import BasicBlock
+
+        model = self.student(peer=True)
+        level = 4 if self.device.type == "cuda" else 1
+        optimize_memory(model, BasicBlock, lambda m: m(self.x), level=level, checkpoint_budget="memory", compress=True)
+        model.reset_peer(model)
+        model.memopt_level = level
+        return model
+
+    def step(self, model, sakd: bool, memory: str = "fast", packing: str = "bits", recompute: bool = True):
         """One SGD step of the plain SNN (cross-entropy) or of the SAKD student (CIFAR preset:
         tau=20, alpha=0, gamma=1, beta=100, stage taps before the spike, conv transform, L2), with
         ``run.memory`` ``memory``."""
@@ -205,14 +230,14 @@ class Setup:
             if sakd:
                 with torch.no_grad():
                     t_logits, t_feats = t_taps(self.x)
-            with SavedTensors(model, memory, packing):
+            with SavedTensors(module, memory, packing, recompute=recompute):
                 loss, _, _ = module(self.x, self.y, t_logits, t_feats, beta, bool(beta))
             loss.backward()
             opt.step()
             if reset:
                 reset(model)
 
-        run.model, run.memory, run.packing = model, memory, packing
+        run.model, run.memory, run.packing, run.recompute = module, memory, packing, recompute
         return run
 
     def ann_step(self, images: str = "TxB"):
@@ -239,11 +264,95 @@ def step_memory(step) -> dict:
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
     with SavedTensors(step.model, getattr(step, "memory", "fast"), getattr(step, "packing", "bits"), exclude=params,
-                      count=True) as saved:
+                      count=True, recompute=getattr(step, "recompute", True)) as saved:
         step()
     out = {"saved_mib": mib(saved.kept_bytes)}
     if dev.type == "cuda":
         out["peak_mib"] = mib(torch.cuda.max_memory_allocated(dev) - base)
+    return out
+
+
+# malloc settings of the child that measures CPU peaks: every block of 64 KiB or more is its own
+# mapping, unmapped when freed, so the resident set follows the tensors alive
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_TOP_PAD_": "0"}
+
+
+def _proc_status(key: str) -> int:
+    line = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith(key + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def peak_mib(step, device: torch.device, rounds: int = 2) -> float:
+    """The peak memory one training step adds (MiB), after a first step has made lazily created
+    state (optimizer momentum, compiled kernels): the CUDA allocator's peak over what is allocated
+    before; on CPU (Linux, in a process with :data:`MALLOC_ENV`) the resident set's high-water
+    mark, reset through ``/proc/self/clear_refs``, over the resident set before. Least of
+    ``rounds``."""
+    step()
+    values = []
+    for _ in range(rounds):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            step()
+            torch.cuda.synchronize(device)
+            values.append(torch.cuda.max_memory_allocated(device) - base)
+        else:
+            base = _proc_status("VmRSS")
+            Path("/proc/self/clear_refs").write_text("5")
+            step()
+            values.append(_proc_status("VmHWM") - base)
+    return mib(min(values))
+
+
+def peak_steps(s: "Setup") -> dict:
+    steps = {"ann_B": s.ann_step("B"), "sakd": s.step(s.student(), True), "sakd_lean": s.step(s.student(), True, "lean")}
+    if s.sj:
+        steps["sakd_spikingjelly"] = s.step(s.student(peer=True), True)
+        steps["sakd_spikingjelly_memopt"] = s.step(s.memopt_student(), True)
+    return steps
+
+
+def measure_peaks(width: float, batch: int, device, sj, spec: NeuronSpec) -> dict:
+    """Figure 8 at one batch size, in this process: {step: peak MiB}."""
+    s = Setup(width, batch, device, sj, spec)
+    return {name: peak_mib(step, device) for name, step in peak_steps(s).items()}
+
+
+def bench_peak(width: float, batch: int, device, sj, spec: NeuronSpec, budget_gib: float, log) -> dict:
+    """Figure 8: peaks at B and 2B (on CPU each in a child process with :data:`MALLOC_ENV`), the
+    linear fit peak(B) = fixed + per_image * B, and the largest batch within ``budget_gib``."""
+    if device.type != "cuda" and not Path("/proc/self/clear_refs").exists():
+        return {"skipped": "the CPU peak needs Linux's /proc/self/clear_refs"}
+    by_batch = {}
+    for b in (batch, 2 * batch):
+        log(f"width {width}: peak memory at B={b}" + ("" if device.type == "cuda" else " (child process)"))
+        if device.type == "cuda":
+            by_batch[b] = measure_peaks(width, b, device, sj, spec)
+            continue
+        job = {"width": width, "batch": b, "peer": sj is not None,
+               "neuron": {"name": spec.name, "reset": spec.reset, "decay": spec.decay}}
+        done = subprocess.run([sys.executable, __file__, "--peak-child", json.dumps(job)], env={**os.environ, **MALLOC_ENV},
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"peak-memory child failed: {done.stderr.strip().splitlines()[-1:]}")
+        by_batch[b] = json.loads(done.stdout.strip().splitlines()[-1])
+    (b1, p1), (b2, p2) = by_batch.items()
+    budget = budget_gib * 1024
+    fit = {}
+    for name in p1:
+        per_image = (p2[name] - p1[name]) / (b2 - b1)
+        fixed = p1[name] - per_image * b1
+        fit[name] = {"per_image_mib": per_image, "fixed_mib": fixed,
+                     "largest_batch": int((budget - fixed) // per_image) if per_image > 0 else None}
+    out = {"peak_mib": {str(b): v for b, v in by_batch.items()}, "fit": fit, "budget_gib": budget_gib,
+           "measure": "cuda_peak" if device.type == "cuda" else "rss_high_water_mark"}
+    if "sakd_spikingjelly_memopt" in p1:
+        out["memopt_level"] = 4 if device.type == "cuda" else 1
+        out["lean_vs_memopt"] = p1["sakd_lean"] / p1["sakd_spikingjelly_memopt"]
+    out["lean_vs_ann_B"] = p1["sakd_lean"] / p1["ann_B"]
     return out
 
 
@@ -252,7 +361,8 @@ def bench_width(width: float, batch: int, device, sj, spec: NeuronSpec, warmup: 
     s = Setup(width, batch, device, sj, spec)
     steps = {"ann_TxB": s.ann_step(), "ann_B": s.ann_step("B"), "snn": s.step(s.student(), False),
              "sakd": s.step(s.student(), True), "sakd_lean": s.step(s.student(), True, "lean"),
-             "sakd_lean_uint8": s.step(s.student(), True, "lean", "uint8")}
+             "sakd_lean_uint8": s.step(s.student(), True, "lean", "uint8"),
+             "sakd_lean_bits_only": s.step(s.student(), True, "lean", recompute=False)}
     if sj:
         steps["snn_spikingjelly"] = s.step(s.student(peer=True), False)
         steps["sakd_spikingjelly"] = s.step(s.student(peer=True), True)
@@ -268,7 +378,9 @@ def bench_width(width: float, batch: int, device, sj, spec: NeuronSpec, warmup: 
     out["lean"] = {"memory_measure": key, **{
         f"{tag}_{what}": value for tag, step in (("bits", "sakd_lean"), ("uint8", "sakd_lean_uint8"))
         for what, value in (("time_ratio", sec[step] / sec["sakd"]), ("memory_ratio", mem[step][key] / mem["sakd"][key]),
-                            ("vs_ann_B", mem[step][key] / mem["ann_B"][key]))}, "fast_vs_ann_B": mem["sakd"][key] / mem["ann_B"][key]}
+                            ("vs_ann_B", mem[step][key] / mem["ann_B"][key]))}, "fast_vs_ann_B": mem["sakd"][key] / mem["ann_B"][key],
+        "bits_only_memory_ratio": mem["sakd_lean_bits_only"][key] / mem["sakd"][key],
+        "bits_only_time_ratio": sec["sakd_lean_bits_only"] / sec["sakd"]}
     if sj:
         key = "peak_mib" if device.type == "cuda" else "saved_mib"
         out["peer"] = {
@@ -372,7 +484,7 @@ def goal_row(label: str, value: float, shown: str, goal: str, detail: str) -> li
     higher = goal == "peer_speedup"
     target = GOALS[goal]
     met = value >= target if higher else value <= target
-    unit = "x" if goal.startswith("peer") else ""
+    unit = "x" if goal.startswith(("peer", "lean_vs_memopt")) else ""
     return [label, shown, f"{'>=' if higher else '<='} {target}{unit}", "met" if met else "missed", detail]
 
 
@@ -409,6 +521,9 @@ def report(result: dict) -> list[list[str]]:
         rows.append(goal_row(f"7 lean SAKD step time / fast ({tag})", lean["bits_time_ratio"], f"{lean['bits_time_ratio']:.3f}",
                              "lean_time", f"uint8 packing {lean['uint8_time_ratio']:.3f}; memory lean/fast "
                              f"{lean['bits_memory_ratio']:.2f} (uint8 {lean['uint8_memory_ratio']:.2f})"))
+        rows.append([f"7 lean, spikes as bits only ({tag})", f"{lean['bits_only_memory_ratio']:.2f}", "", "",
+                     f"memory / fast without making neuron inputs again; time {lean['bits_only_time_ratio']:.3f}"])
+        rows += peak_rows(w["peak"], tag)
         m = w["memory_vs_T"]
         pts = ", ".join(f"T={t}: {v[m['measure']]:.0f}" for t, v in m["mib"].items())
         rows.append([f"5 memory vs T ({tag})", f"{m['slope_mib_per_step']:.1f} MiB/T", "", "",
@@ -428,6 +543,28 @@ def report(result: dict) -> list[list[str]]:
     return rows
 
 
+def peak_rows(peak: dict, tag: str) -> list[list[str]]:
+    """Figure 8's rows."""
+    if "skipped" in peak:
+        return [[f"8 peak memory ({tag})", "n/a", "", "n/a", peak["skipped"]]]
+    b = next(iter(peak["peak_mib"]))
+    p, fit = peak["peak_mib"][b], peak["fit"]
+    names = {"ann_B": "ANN on B", "sakd": "fast", "sakd_lean": "lean", "sakd_spikingjelly": "SpikingJelly",
+             "sakd_spikingjelly_memopt": f"SpikingJelly memopt L{peak.get('memopt_level', '')}"}
+    detail = ", ".join(f"{names[k]} {v:.0f}" for k, v in p.items())
+    rows = [[f"8 peak memory lean / ANN on B ({tag})", f"{peak['lean_vs_ann_B']:.2f}", "", "",
+             f"{peak['measure']} at B={b}, MiB: {detail}"]]
+    if "lean_vs_memopt" in peak:
+        rows.append(goal_row(f"8 peak memory lean / SpikingJelly memopt ({tag})", peak["lean_vs_memopt"],
+                             f"{peak['lean_vs_memopt']:.2f}x", "lean_vs_memopt",
+                             f"memopt level {peak['memopt_level']}; lean / SpikingJelly default "
+                             f"{p['sakd_lean'] / p['sakd_spikingjelly']:.2f}x"))
+    largest = ", ".join(f"{names[k]} {v['largest_batch']}" for k, v in fit.items())
+    rows.append([f"8 largest batch in {peak['budget_gib']:g} GiB ({tag})", f"{fit['sakd_lean']['largest_batch']}", "", "",
+                 f"linear fit of the peaks at B and 2B: {largest}"])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1/4-width model only, fewer repeats")
@@ -442,7 +579,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--decay", type=float, default=0.5, help="the leak λ (PLIF: its initial value)")
     parser.add_argument("--no-peer", action="store_true", help="skip SpikingJelly even where installed")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/suite-<device>.json)")
+    parser.add_argument("--budget-gib", type=float, default=16.0, help="memory budget of figure 8's largest batch")
+    parser.add_argument("--peak-child", default=None, help=argparse.SUPPRESS)  # figure 8's CPU measuring process
     args = parser.parse_args(argv)
+    if args.peak_child:
+        job = json.loads(args.peak_child)
+        sj = spikingjelly()[0] if job["peer"] else None
+        print(json.dumps(measure_peaks(job["width"], job["batch"], torch.device("cpu"), sj, NeuronSpec(**job["neuron"]))))
+        return {}
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -463,6 +607,7 @@ def main(argv: list[str] | None = None) -> dict:
               "widths": []}
     for w in widths:
         result["widths"].append(bench_width(w, batch, device, sj, spec, args.warmup, repeats, log))
+        result["widths"][-1]["peak"] = bench_peak(w, batch, device, sj, spec, args.budget_gib, log)
     log(f"neuron alone ({spec.name}) {args.neuron_shape}")
     result["neuron"] = bench_neuron(device, sj, spec, args.warmup, repeats, tuple(args.neuron_shape))
     result["wall_s"] = time.perf_counter() - start

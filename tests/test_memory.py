@@ -8,6 +8,7 @@ from conftest import fast_config
 from sakd.distill import SAKDLoss
 from sakd.models import FeatureExtractor, create_model
 from sakd.training import Trainer
+from sakd.neurons import SpikeActivation
 from sakd.training.memory import Packed, SavedTensors
 
 
@@ -90,3 +91,64 @@ def test_a_spike_tensor_in_reused_memory_is_packed_afresh():
         buf.copy_(second)  # the same memory now holds another layer's spikes
         saved._record(None, None, buf)
         assert torch.equal(saved._pack(buf).unpack(), second)
+
+
+def neuron_inputs_kept(model, x, mode, recompute=True):
+    """The bytes a forward keeps for backward, and how many neurons' input currents are saved
+    as they are (checked when saved, while the input lives: its memory is not yet reused)."""
+    live_inputs, plain = set(), []
+
+    class Watch(SavedTensors):
+        def _pack(self, t):
+            saved = super()._pack(t)
+            if isinstance(saved, torch.Tensor) and t.untyped_storage().data_ptr() in live_inputs:
+                plain.append(t.untyped_storage().data_ptr())
+            return saved
+
+    def enter(module, args):
+        live_inputs.add(args[0].untyped_storage().data_ptr())
+
+    def leave(module, args, out):
+        live_inputs.discard(args[0].untyped_storage().data_ptr())
+
+    hooks = [h for m in model.modules() if isinstance(m, SpikeActivation)
+             for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    with Watch(model, mode, exclude=params, count=True, recompute=recompute) as saved:
+        model(x)
+    for h in hooks:
+        h.remove()
+    return saved.kept_bytes, len(plain)
+
+
+@pytest.mark.parametrize("name", ["resnet_tiny", "vgg11", "sew_resnet18"])
+def test_lean_keeps_no_neuron_input_current(name):
+    """Every neuron's input (a BatchNorm output, a residual sum, the stem repeated over time) is
+    made again in backward, not kept; spikes-as-bits alone keeps them."""
+    torch.manual_seed(0)
+    model = create_model(name, spiking=True, num_classes=10, timesteps=2)
+    x = torch.randn(2, 3, 32, 32)
+    fast_bytes, fast_inputs = neuron_inputs_kept(model, x, "fast")
+    bits_bytes, bits_inputs = neuron_inputs_kept(model, x, "lean", recompute=False)
+    lean_bytes, lean_inputs = neuron_inputs_kept(model, x, "lean")
+    n_neurons = sum(isinstance(m, SpikeActivation) for m in model.modules())
+    assert fast_inputs == bits_inputs == n_neurons and lean_inputs == 0
+    assert lean_bytes < bits_bytes < fast_bytes
+
+
+def test_recomputation_follows_the_forward_autocast_and_eval_batchnorm():
+    """A neuron input made again under the forward's autocast (bf16) and with a BatchNorm in eval
+    mode (running statistics) gives the same gradients as keeping it."""
+    torch.manual_seed(0)
+    model = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=2)
+    model.layer2.eval()  # a frozen-statistics stage inside a training model
+    x = torch.randn(4, 3, 16, 16)
+    grads = {}
+    for mode in ("fast", "lean"):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16), SavedTensors(model, mode):
+            loss = model(x).float().logsumexp(1).sum()
+        loss.backward()
+        grads[mode] = [p.grad.clone() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(grads["fast"], grads["lean"]))
+    assert any(g.abs().sum() > 0 for g in grads["fast"])

@@ -39,6 +39,28 @@ class TapPoint:
     output: nn.Module | None = None
 
 
+class ResidualAdd(nn.Module):
+    """A residual block's sum ``branch + shortcut``, a module so that hooks see it. ``replayable``:
+    a pure function of its arguments, so ``run.memory: lean`` makes the sum (a neuron's input) again
+    in backward instead of keeping it."""
+
+    replayable = True
+
+    def forward(self, branch: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        return branch + shortcut
+
+
+class RepeatOverTime(nn.Module):
+    """Direct encoding: the stem's output of static images, the same at every timestep,
+    ``[B, ...] -> [frames*B, ...]`` (keeps the memory format, channels-last too, unlike
+    ``repeat``). ``replayable`` as :class:`ResidualAdd`."""
+
+    replayable = True
+
+    def forward(self, h: torch.Tensor, frames: int) -> torch.Tensor:
+        return torch.cat([h] * frames)
+
+
 def mean_over_time(logits: torch.Tensor) -> torch.Tensor:
     """``[T, B, K] -> [B, K]``: the mean over the timesteps (the one timestep itself when T = 1)."""
     return logits[0] if logits.shape[0] == 1 else logits.mean(0)
@@ -56,6 +78,7 @@ class TwinModel(nn.Module):
         self.spiking = bool(spiking)
         self._timesteps = int(timesteps) if spiking else 1
         self.neuron = neuron or NeuronSpec()
+        self.encode = RepeatOverTime()
 
     # -- construction helpers -------------------------------------------------------------
     def act(self) -> nn.Module:
@@ -99,7 +122,7 @@ class TwinModel(nn.Module):
             frames = self._timesteps
             h = self.forward_stem(x)
             if frames > 1:
-                h = torch.cat([h] * frames)  # keeps h's memory format (channels-last), unlike repeat
+                h = self.encode(h, frames)
         else:
             raise ValueError(
                 f"expected images [B, C, H, W] or frames [T, B, C, H, W], got shape {tuple(x.shape)}"

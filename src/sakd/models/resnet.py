@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from sakd.models.base import TapPoint, TwinModel, init_weights
+from sakd.models.base import ResidualAdd, TapPoint, TwinModel, init_weights
 from sakd.models.registry import MODELS
 from sakd.neurons import NeuronSpec
 
@@ -38,6 +38,7 @@ class BasicBlock(nn.Module):
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = _shortcut(cin, planes, stride)
+        self.add = ResidualAdd()
         self.act2 = act()
         self.out_channels = planes
 
@@ -49,7 +50,7 @@ class BasicBlock(nn.Module):
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.act2(out + identity)
+        return self.act2(self.add(out, identity))
 
 
 class Bottleneck(nn.Module):
@@ -67,6 +68,7 @@ class Bottleneck(nn.Module):
         self.conv3 = conv1x1(planes, cout)
         self.bn3 = nn.BatchNorm2d(cout)
         self.downsample = _shortcut(cin, cout, stride)
+        self.add = ResidualAdd()
         self.act3 = act()
         self.out_channels = cout
 
@@ -79,7 +81,7 @@ class Bottleneck(nn.Module):
         out = self.act2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.act3(out + identity)
+        return self.act3(self.add(out, identity))
 
 
 def _shortcut(cin: int, cout: int, stride: int) -> nn.Module | None:

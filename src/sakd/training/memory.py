@@ -1,27 +1,48 @@
 """``run.memory``: what a training step keeps for its backward pass.
 
 * ``fast``: autograd's default: every tensor an operation saves stays as it is.
-* ``lean``: spikes are binary, so a spike tensor that a later layer saves for its backward (the
-  input of the convolution or linear layer a neuron feeds, a residual's downsampling conv, a
-  feature transform) is stored packed, 1 bit per element (``packing="bits"``, 32x smaller than
-  float32) or 1 byte (``"uint8"``, 4x), and unpacked, with its original shape, strides and dtype,
-  when backward needs it. The unpacked tensor equals the saved one element for element, so the
-  gradients are bit-identical to ``fast`` (tested in float64 and float32).
+* ``lean``: two savings, both exact.
+
+  - Spikes are binary, so a spike tensor that a later layer saves for its backward (the input of
+    the convolution or linear layer a neuron feeds, a residual's downsampling conv, a feature
+    transform) is stored packed, 1 bit per element (``packing="bits"``, 32x smaller than float32)
+    or 1 byte (``"uint8"``, 4x), and unpacked, with its original shape, strides and dtype, when
+    backward needs it.
+  - A neuron's input current (which the neuron saves for its BPTT) is not kept but made again in
+    backward from what is kept anyway: a BatchNorm's output by the same ``F.batch_norm`` call on
+    the BatchNorm's input (which BatchNorm keeps for its own backward), a residual sum from its
+    two terms (a BatchNorm output made again, and packed spikes or another BatchNorm output), the
+    stem's output repeated over time from the stem's BatchNorm. In conv -> BN -> LIF that leaves
+    one float tensor per layer and timestep, plus bits, instead of two floats.
+
+  The unpacked or recomputed tensor equals the saved one element for element (the same kernels on
+  the same inputs, under the same autocast state), so the gradients are bit-identical to ``fast``
+  (tested in float64 and float32).
 
 Spike tensors are recognised as the outputs of the model's spiking layers (every
-:class:`~sakd.neurons.SpikeActivation`; a registered neuron emits exact 0/1 values). One spike
-tensor saved by several layers is packed once. :class:`SavedTensors` also counts the bytes kept
-(distinct storages, packed or not), which the benchmarks report. Contexts for one model nest: the
-outermost decides (a benchmark that counts a trainer's step wraps it in its own).
+:class:`~sakd.neurons.SpikeActivation`; a registered neuron emits exact 0/1 values). Outputs made
+again are those of *replayable* modules: ``BatchNorm1d/2d/3d`` running PyTorch's own forward
+(subclasses with their own forward, such as SyncBatchNorm or the NAS supernet's, are kept as
+they are) and modules marked ``replayable = True``, a pure function of their arguments
+(:class:`~sakd.models.base.ResidualAdd`, :class:`~sakd.models.base.RepeatOverTime`; a new model
+marks its own). An output is made again only where that keeps nothing backward would not keep
+anyway. One spike tensor saved by several layers is packed once.
+
+:class:`SavedTensors` also counts the bytes kept (distinct storages, packed bits, the inputs of
+outputs made again), which the benchmarks report. Contexts for one model nest: the outermost
+decides (a benchmark that counts a trainer's step wraps it in its own).
 """
 
 from __future__ import annotations
 
+import itertools
 import weakref
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from sakd.neurons import SpikeActivation
 
@@ -75,25 +96,102 @@ class Packed:
         return permuted.permute([self.order.index(d) for d in range(len(self.shape))])
 
 
+def _replayable(module: nn.Module) -> bool:
+    """Whether :func:`_replay` can make ``module``'s output again: a module marked ``replayable``
+    (a pure function of its arguments) or a BatchNorm running PyTorch's own forward."""
+    return getattr(module, "replayable", False) or (
+        isinstance(module, _BatchNorm) and type(module).forward is _BatchNorm.forward)
+
+
+def _replay(module: nn.Module) -> tuple[Callable[..., torch.Tensor], int]:
+    """A function that makes a :func:`_replayable` module's last output again from its arguments,
+    exactly, and the bytes it holds.
+
+    * a module marked ``replayable``: its own forward.
+    * a BatchNorm: the same ``F.batch_norm`` call, with copies of the running statistics (so that
+      the same kernel runs; in training they do not enter the output, and the copies, not the
+      module's buffers, take the update).
+    """
+    if getattr(module, "replayable", False):
+        return module.forward, 0
+    tracked = not module.training or module.track_running_stats
+    stats = [s.clone() if tracked and s is not None else None for s in (module.running_mean, module.running_var)]
+    training = module.training or (module.running_mean is None and module.running_var is None)
+    weight, bias, eps = module.weight, module.bias, module.eps
+
+    def batch_norm(x):
+        return F.batch_norm(x, *stats, weight, bias, training, 0.0, eps)
+
+    return batch_norm, sum(s.untyped_storage().nbytes() for s in stats if s is not None)
+
+
+class Recipe:
+    """What makes one module output again, exactly: the module's computation (:func:`_replay`),
+    its arguments as kept (packed spikes, other recipes, tensors backward keeps anyway, numbers)
+    and the autocast state of the forward."""
+
+    def __init__(self, module: nn.Module, args: list, out: torch.Tensor, serial: int):
+        self.fn, self.nbytes = _replay(module)
+        self.args, self.serial = args, serial
+        device = out.device.type
+        self.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+        self.layout = (out.shape, out.stride(), out.storage_offset(), out.dtype)
+        self._made: weakref.ref | None = None
+
+    def output(self) -> torch.Tensor:
+        made = self._made() if self._made is not None else None
+        if made is None:  # several saved views of one output share one recomputation
+            device, enabled, dtype = self.autocast
+            with torch.autocast(device, dtype=dtype, enabled=enabled):
+                made = self.fn(*(SavedTensors._unpack(a) for a in self.args))
+            shape, stride, offset, dtype = self.layout
+            if made.shape != shape or made.stride() != stride or made.dtype != dtype:
+                raise RuntimeError(f"run.memory=lean: a recomputed output is laid out as {tuple(made.shape)}/"
+                                   f"{made.stride()}/{made.dtype}, the forward's as {tuple(shape)}/{stride}/{dtype}")
+            self._made = weakref.ref(made)
+        return made
+
+
+class Recomputed:
+    """A saved view of a module output, kept as the :class:`Recipe` that makes the output again."""
+
+    def __init__(self, recipe: Recipe, t: torch.Tensor):
+        self.recipe = recipe
+        self.view = (t.shape, t.stride(), t.storage_offset() - recipe.layout[2])
+
+    def unpack(self) -> torch.Tensor:
+        made = self.recipe.output()
+        shape, stride, offset = self.view
+        return made.as_strided(shape, stride, made.storage_offset() + offset)
+
+
 class SavedTensors:
     """While active (a context manager around a forward pass), saved tensors go through this:
-    with ``mode="lean"`` the spikes of ``model`` are packed; with ``count``, ``kept_bytes`` counts
-    the bytes of the distinct storages kept for backward (``exclude``: storages not to count, such
-    as the parameters')."""
+    with ``mode="lean"`` the spikes of ``model`` are packed and the outputs of its replayable
+    modules made again (``recompute=False``: packing only, for the benchmarks' breakdown); with
+    ``count``, ``kept_bytes`` counts the bytes kept for backward (``exclude``: storages not to
+    count, such as the parameters'). ``model`` is every module whose layers count: a trainer
+    passes the student with its loss (the feature transforms' BatchNorms)."""
 
     _active: list["SavedTensors"] = []
 
     def __init__(self, model: nn.Module, mode: Literal["fast", "lean"] = "fast", packing: str = "bits",
-                 exclude: set[int] | None = None, count: bool = False):
+                 exclude: set[int] | None = None, count: bool = False, recompute: bool = True):
         if mode not in MEMORY_MODES:
             raise ValueError(f"unknown memory mode {mode!r}; choose one of {MEMORY_MODES}")
         if packing not in PACKINGS:
             raise ValueError(f"unknown packing {packing!r}; choose one of {PACKINGS}")
         self.model, self.mode, self.packing, self.count = model, mode, packing, count
+        self.recompute = recompute
         self.exclude = exclude or set()
         self.kept: dict[object, int] = {}
+        # storage -> a live weak reference to the tensor recorded there: spikes, module outputs
+        # with their recipe, tensors saved as they are (kept by backward anyway)
         self._spikes: dict[int, weakref.ref] = {}
+        self._outputs: dict[int, tuple[weakref.ref, Recipe]] = {}
+        self._plain: dict[int, weakref.ref] = {}
         self._packed: dict[int, dict[tuple, Packed]] = {}  # storage -> view -> its packed bits
+        self._serial = itertools.count()
         self._handles: list = []
         self._hooks = None
 
@@ -101,37 +199,76 @@ class SavedTensors:
     def kept_bytes(self) -> int:
         return sum(self.kept.values())
 
+    @staticmethod
+    def _lookup(table: dict, t: torch.Tensor):
+        """The entry of ``table`` for ``t``'s storage, if the tensor recorded there still lives (so
+        that its memory has not been given to another tensor), else None."""
+        ptr = t.untyped_storage().data_ptr()
+        entry = table.get(ptr)
+        ref = entry[0] if isinstance(entry, tuple) else entry
+        alive = ref() if ref is not None else None
+        return entry if alive is not None and alive.untyped_storage().data_ptr() == ptr else None
+
     def _record(self, module, inputs, output):
         ptr = output.untyped_storage().data_ptr()
         self._spikes[ptr] = weakref.ref(output)
         self._packed.pop(ptr, None)  # a new spike tensor in memory that an earlier, freed one had
 
-    def _is_spikes(self, t: torch.Tensor) -> bool:
-        ref = self._spikes.get(t.untyped_storage().data_ptr())
-        alive = ref() if ref is not None else None
-        # the recorded spike tensor still lives, so its storage has not been reused
-        return alive is not None and alive.untyped_storage().data_ptr() == t.untyped_storage().data_ptr()
+    def _record_output(self, module, inputs, output):
+        """A replayable module ran: its recipe, made now while its arguments live, lives with
+        the output (and with what saves it); none where an argument is kept by nothing else."""
+        ptr = output.untyped_storage().data_ptr()
+        self._outputs.pop(ptr, None)
+        args = []
+        for a in inputs:
+            if isinstance(a, torch.Tensor):
+                a = self._lean_form(a) or (a if self._lookup(self._plain, a) else None)
+                if a is None:
+                    return
+            args.append(a)
+        self._outputs[ptr] = (weakref.ref(output), Recipe(module, args, output, next(self._serial)))
 
-    def _pack(self, t: torch.Tensor):
-        if self.mode == "lean" and t.dim() > 0 and self._is_spikes(t) and _dense_order(t) is not None:
+    def _lean_form(self, t: torch.Tensor):
+        """``t`` packed (spikes) or as a recipe (a view of a replayable module's output), or None."""
+        if self._lookup(self._spikes, t) and t.dim() > 0 and _dense_order(t) is not None:
             ptr = t.untyped_storage().data_ptr()
             key = (ptr, t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
             views = self._packed.setdefault(ptr, {})
-            packed = views.get(key)
-            if packed is None:
-                packed = views[key] = Packed(t, self.packing)
-            if self.count:
-                self.kept[("packed", key)] = packed.nbytes
-            return packed
-        if self.count:
-            ptr = t.untyped_storage().data_ptr()
+            if key not in views:
+                views[key] = Packed(t, self.packing)
+            return views[key]
+        entry = self._lookup(self._outputs, t)
+        if entry is not None and entry[0]().dtype == t.dtype:
+            return Recomputed(entry[1], t)
+        return None
+
+    def _count(self, saved) -> None:
+        if isinstance(saved, Packed):
+            self.kept[("packed", id(saved))] = saved.nbytes  # alive in the cache until exit: ids unique
+        elif isinstance(saved, Recomputed):
+            recipe = saved.recipe
+            if ("recipe", recipe.serial) not in self.kept:
+                self.kept[("recipe", recipe.serial)] = recipe.nbytes
+                for a in recipe.args:
+                    self._count(a)
+        elif isinstance(saved, torch.Tensor):
+            ptr = saved.untyped_storage().data_ptr()
             if ptr not in self.exclude:
-                self.kept[ptr] = t.untyped_storage().nbytes()
-        return t
+                self.kept[ptr] = saved.untyped_storage().nbytes()
+
+    def _pack(self, t: torch.Tensor):
+        saved = self._lean_form(t) if self.mode == "lean" else None
+        if saved is None:
+            saved = t
+            if self.mode == "lean":
+                self._plain[t.untyped_storage().data_ptr()] = weakref.ref(t)
+        if self.count:
+            self._count(saved)
+        return saved
 
     @staticmethod
     def _unpack(saved):
-        return saved.unpack() if isinstance(saved, Packed) else saved
+        return saved.unpack() if isinstance(saved, (Packed, Recomputed)) else saved
 
     def __enter__(self) -> "SavedTensors":
         self._inner = any(a.model is self.model for a in SavedTensors._active)
@@ -141,6 +278,9 @@ class SavedTensors:
         if self.mode == "lean":
             self._handles = [m.register_forward_hook(self._record) for m in self.model.modules()
                              if isinstance(m, SpikeActivation)]
+            if self.recompute:  # first among the hooks, so it sees the output the module made
+                self._handles += [m.register_forward_hook(self._record_output, prepend=True)
+                                  for m in self.model.modules() if _replayable(m)]
         if self.mode == "lean" or self.count:
             self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
             self._hooks.__enter__()
@@ -156,5 +296,5 @@ class SavedTensors:
         for h in self._handles:
             h.remove()
         self._handles = []
-        self._spikes.clear()
-        self._packed.clear()
+        for table in (self._spikes, self._outputs, self._plain, self._packed):
+            table.clear()

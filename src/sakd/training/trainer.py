@@ -353,7 +353,7 @@ class Trainer:
             if self.teacher is not None:
                 with torch.no_grad():
                     t_logits, t_feats = self.teacher_taps(x) if features else (self.teacher(x), None)
-            with SavedTensors(self.model, self.cfg.run.memory):
+            with SavedTensors(self.student_step, self.cfg.run.memory):  # the student and the transforms
                 return self.step_module(x, y, t_logits, t_feats, beta, features, epoch)
 
     def train_epoch(self) -> dict:
