@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +34,14 @@ def test_suite_reports_every_figure(tmp_path, neuron):
     lean = w["lean"]  # spikes packed: less kept than the fast step, bits less than bytes
     assert lean["bits_memory_ratio"] < lean["uint8_memory_ratio"] < 1 and lean["bits_time_ratio"] > 0
     assert lean["bits_vs_ann_B"] < lean["fast_vs_ann_B"]
+    assert lean["bits_only_memory_ratio"] > lean["bits_memory_ratio"]  # making neuron inputs again saves more
+    peak = w["peak"]  # figure 8: every step measured at B and 2B, the largest batch from the fit
+    assert list(peak["peak_mib"]) == ["2", "4"] and all(set(p) == {"ann_B", "sakd", "sakd_lean"}
+                                                           for p in peak["peak_mib"].values())
+    budget = peak["budget_gib"] * 1024
+    for fit in peak["fit"].values():
+        b = fit["largest_batch"]
+        assert fit["fixed_mib"] + fit["per_image_mib"] * b <= budget < fit["fixed_mib"] + fit["per_image_mib"] * (b + 1)
     n = result["neuron"]
     assert n["neuron"] == result["student_neuron"]["name"] == neuron[1]
     assert all(n["same_spikes_as_reference"].values())
@@ -159,3 +169,25 @@ def test_nir_consumers_compare_each_consumer_or_say_why_not():
             assert set(row["layers"]) and row["output_max_abs_diff"] >= 0
         else:
             assert row["error"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="the CPU peak reads Linux's /proc")
+def test_the_cpu_peak_measure_sees_what_a_step_holds_at_once():
+    """Figure 8's CPU measure, in a process with the suite's malloc settings: a step that holds
+    64 MiB and then 32 MiB more at once peaks at 96 MiB (within 1 MiB), whatever it held before or
+    frees after."""
+    code = (
+        "import sys, torch; sys.path.insert(0, 'benchmarks'); import suite\n"
+        "keep = torch.ones(2**22)\n"  # 16 MiB alive before the step: not counted
+        "def step():\n"
+        "    a = torch.ones(2**24)\n"  # 64 MiB
+        "    b = torch.ones(2**23)\n"  # 32 MiB more
+        "    del a, b\n"
+        "    torch.ones(2**22)\n"  # 16 MiB after the peak
+        "print(suite.peak_mib(step, torch.device('cpu')))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env={**os.environ, **suite.MALLOC_ENV},
+                          capture_output=True, text=True, check=True)
+    peak = float(done.stdout.strip().splitlines()[-1])
+    assert 95 <= peak < 100  # 96 MiB, within the resident set's own small moves

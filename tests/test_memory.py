@@ -23,6 +23,20 @@ def test_packed_spikes_unpack_to_the_same_tensor(dtype, packing):
     assert Packed(spikes, packing).nbytes == (spikes.numel() + 7) // 8 if packing == "bits" else spikes.numel()
 
 
+def test_bits_are_numpys_packbits():
+    """Packed bits equal an independent packer's (NumPy, little bit order): all-ones groups (every
+    partial product of the packing multiplication set), a ragged tail, random spikes."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    t = (torch.rand(1003) < 0.5).float()
+    t[:64] = 1.0
+    t[64:72] = 0.0
+    packed = Packed(t, "bits")
+    assert np.array_equal(packed.data.numpy(), np.packbits(t.numpy().astype(bool), bitorder="little"))
+    assert torch.equal(packed.unpack(), t)
+
+
 def sakd_step(model, teacher, objective, x, y, mode, packing):
     """One SAKD step's gradients (CE + feature L2 through the transforms + logits KD) and the bytes
     it keeps for backward."""

@@ -36,6 +36,7 @@ decides (a benchmark that counts a trainer's step wraps it in its own).
 from __future__ import annotations
 
 import itertools
+import sys
 import weakref
 from typing import Callable, Literal
 
@@ -48,13 +49,30 @@ from sakd.neurons import SpikeActivation
 
 MEMORY_MODES = ("fast", "lean")
 PACKINGS = ("bits", "uint8")
-_SHIFTS = {}
+# Bits, little-endian: element i of a group of 8 is bit i of its byte. Packing reads the 8 bytes
+# (0/1) of a group as one int64 whose byte i is element i; multiplying by the sum of 2^(7j),
+# j = 1..8, puts element i at bit 56 + i with no carries (every partial product lands on its own
+# bit), so bits 56-63 are the packed byte. Unpacking looks each byte up in a 256 x 8 table.
+_GATHER = sum(1 << (7 * j) for j in range(1, 9))
+_TABLES: dict = {}
 
 
-def _shifts(device) -> torch.Tensor:
-    if device not in _SHIFTS:
-        _SHIFTS[device] = torch.arange(8, dtype=torch.uint8, device=device)
-    return _SHIFTS[device]
+def _pack_bits(flat: torch.Tensor) -> torch.Tensor:
+    if sys.byteorder != "little":
+        raise RuntimeError("run.memory=lean packs spikes as bits on little-endian machines only; use fast")
+    pad = (-flat.numel()) % 8
+    data = flat.to(torch.uint8)
+    if pad:
+        data = torch.cat([data, data.new_zeros(pad)])
+    return ((data.view(torch.int64) * _GATHER) >> 56).to(torch.uint8)
+
+
+def _unpack_bits(data: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    key = (data.device, dtype)
+    if key not in _TABLES:
+        byte = torch.arange(256, device=data.device).unsqueeze(1)
+        _TABLES[key] = ((byte >> torch.arange(8, device=data.device)) & 1).to(dtype)
+    return _TABLES[key].index_select(0, data.int()).view(-1)
 
 
 def _dense_order(t: torch.Tensor) -> list[int] | None:
@@ -71,14 +89,7 @@ class Packed:
         self.order = _dense_order(t)
         flat = (t.permute(self.order) if self.order else t).reshape(-1)
         self.numel = flat.numel()
-        if packing == "uint8":
-            self.data = flat.to(torch.uint8)
-        else:
-            bits = flat.to(torch.uint8)
-            pad = (-self.numel) % 8
-            if pad:
-                bits = torch.cat([bits, bits.new_zeros(pad)])
-            self.data = (bits.view(-1, 8) << _shifts(bits.device)).sum(1, dtype=torch.uint8)
+        self.data = flat.to(torch.uint8) if packing == "uint8" else _pack_bits(flat)
         self.packing = packing
 
     @property
@@ -89,7 +100,7 @@ class Packed:
         if self.packing == "uint8":
             flat = self.data.to(self.dtype)
         else:
-            flat = ((self.data.unsqueeze(1) >> _shifts(self.data.device)) & 1).view(-1)[: self.numel].to(self.dtype)
+            flat = _unpack_bits(self.data, self.dtype)[: self.numel]
         if self.order is None:
             return flat.view(self.shape)
         permuted = flat.view([self.shape[d] for d in self.order])
