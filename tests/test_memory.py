@@ -86,6 +86,27 @@ def test_the_trainer_in_lean_mode_takes_the_same_step(tmp_path, teacher_ckpt):
     assert all(torch.equal(a, b) for a, b in zip(grads["fast"], grads["lean"]))
 
 
+def test_a_lean_sakd_run_trains_exactly_as_a_fast_one(tmp_path, teacher_ckpt):
+    """Two epochs of SAKD (feature and logit KD, transforms) in each mode: the same metrics, loss
+    terms included, and the same final weights, bit for bit."""
+    runs = {}
+    for mode in ("fast", "lean"):
+        cfg = fast_config(tmp_path / mode, f"distill.teacher.weights={teacher_ckpt}", "distill.beta=10",
+                          "distill.gamma=1", "optim.epochs=2", f"run.memory={mode}")
+        trainer = Trainer(cfg)
+        trainer.fit()
+        metrics = [{k: v for k, v in r.items() if not k.startswith("time/")} for r in trainer.history]
+        runs[mode] = metrics, [t.clone() for t in trainer.model.state_dict().values()]
+    assert runs["fast"][0] == runs["lean"][0] and len(runs["fast"][0]) == 2
+    assert all(torch.equal(a, b) for a, b in zip(runs["fast"][1], runs["lean"][1]))
+
+
+def test_auto_memory_is_lean_for_a_spiking_student_and_fast_for_an_ann(tmp_path):
+    assert Trainer(fast_config(tmp_path / "snn")).memory == "lean"  # the default: auto
+    assert Trainer(fast_config(tmp_path / "ann", "model.spiking=false")).memory == "fast"
+    assert Trainer(fast_config(tmp_path / "fast", "run.memory=fast")).memory == "fast"
+
+
 def test_unknown_memory_mode_is_a_config_error(tmp_path):
     from sakd.errors import ConfigError
 

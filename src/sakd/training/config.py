@@ -246,8 +246,9 @@ class RunConfig:
     device: str = limited("auto", check=_device)  # auto | cpu | cuda | cuda:N
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on capable GPUs, else off
     channels_last: bool = True  # NHWC weights and activations (faster convolutions on CPU and GPU)
-    # what a step keeps for backward: fast (autograd's default) | lean (spikes saved as bits; same gradients)
-    memory: Literal["fast", "lean"] = "fast"
+    # what a step keeps for backward: fast (autograd's default) | lean (spikes saved as bits, neuron
+    # inputs made again in backward; same gradients) | auto (lean for a spiking student, fast for an ANN)
+    memory: Literal["auto", "fast", "lean"] = "auto"
     log_interval: int = limited(20, ge=1)
     progress: bool = True
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only)

@@ -1,5 +1,6 @@
 """``run.memory``: what a training step keeps for its backward pass.
 
+* ``auto`` (the default, :func:`resolve_memory`): ``lean`` for a spiking model, ``fast`` for an ANN.
 * ``fast``: autograd's default: every tensor an operation saves stays as it is.
 * ``lean``: two savings, both exact.
 
@@ -48,6 +49,15 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from sakd.neurons import SpikeActivation
 
 MEMORY_MODES = ("fast", "lean")
+
+
+def resolve_memory(mode: str, model: nn.Module) -> str:
+    """``run.memory`` for ``model``: ``auto`` is ``lean`` for a spiking model (0.37x the memory of
+    a SAKD step at 1.03-1.07x its time on CPU, ``benchmarks/suite.py`` figure 7) and ``fast`` for
+    an ANN, which has no spikes to pack and keeps no neuron inputs."""
+    if mode != "auto":
+        return mode
+    return "lean" if getattr(model, "spiking", False) else "fast"
 PACKINGS = ("bits", "uint8")
 # Bits, little-endian: element i of a group of 8 is bit i of its byte. Packing reads the 8 bytes
 # (0/1) of a group as one int64 whose byte i is element i; multiplying by the sum of 2^(7j),

@@ -57,4 +57,4 @@ def print_table(results: dict, wall: float, console: Console) -> None:
     )
     root = Path(results["sakd"]["run_dir"]).parent
     console.print(f"look inside: sakd report {root}/* -o report.html   (energy, curves, Figure 4; "
-                  'Figure 4 needs pip install "sakd[vis]")')
+                  'Figure 4 needs pip install "sakd[vis]")', markup=False)  # [vis] is not a style

@@ -45,7 +45,7 @@ from sakd.models.spec import ModelSpec
 from sakd.training.config import Config, apply_overrides, config_from_dict, parse_interval, save_config
 from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object, init_distributed
 from sakd.training.evaluate import evaluate
-from sakd.training.memory import SavedTensors
+from sakd.training.memory import SavedTensors, resolve_memory
 from sakd.training.metrics import MetricsLog, topk_correct
 from sakd.training.optim import build_optimizer, build_scheduler
 from sakd.training.runtime import (autocast, make_loaders, place, resolve_amp, resolve_device, rng_state,
@@ -94,6 +94,7 @@ class Trainer:
         self.objective, self.student_taps, self.teacher_taps = self._build_objective()
         place(self.objective, self.device, cfg.run.channels_last)
         self.student_step = self._student_step()
+        self.memory = resolve_memory(cfg.run.memory, self.model)
         self.step_module = self._wrap(self.student_step)
 
         self.optimizer = build_optimizer([self.model, self.objective], cfg.optim)
@@ -353,7 +354,7 @@ class Trainer:
             if self.teacher is not None:
                 with torch.no_grad():
                     t_logits, t_feats = self.teacher_taps(x) if features else (self.teacher(x), None)
-            with SavedTensors(self.student_step, self.cfg.run.memory):  # the student and the transforms
+            with SavedTensors(self.student_step, self.memory):  # the student and the transforms
                 return self.step_module(x, y, t_logits, t_feats, beta, features, epoch)
 
     def train_epoch(self) -> dict:
