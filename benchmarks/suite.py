@@ -33,7 +33,7 @@ neuron implementations differ in), on every device; on CUDA the true peak alloca
 too. SpikingJelly is optional: ``pip install --no-deps spikingjelly==2.0.0 loguru`` (its declared
 torchaudio dependency does not install beside every torch; the LIF node does not need it).
 
-    python benchmarks/suite.py            # ResNet-19 and a 1/4-width ResNet-19 (CPU: ~8 min)
+    python benchmarks/suite.py            # ResNet-19 and a 1/4-width ResNet-19 (CPU: ~10 min)
     python benchmarks/suite.py --quick    # the 1/4-width model only, fewer repeats (CPU: < 2 min)
     python benchmarks/suite.py --neuron plif --reset soft   # any registered neuron (default: the paper's LIF)
 
@@ -552,8 +552,8 @@ def peak_rows(peak: dict, tag: str) -> list[list[str]]:
     names = {"ann_B": "ANN on B", "sakd": "fast", "sakd_lean": "lean", "sakd_spikingjelly": "SpikingJelly",
              "sakd_spikingjelly_memopt": f"SpikingJelly memopt L{peak.get('memopt_level', '')}"}
     detail = ", ".join(f"{names[k]} {v:.0f}" for k, v in p.items())
-    rows = [[f"8 peak memory lean / ANN on B ({tag})", f"{peak['lean_vs_ann_B']:.2f}", "", "",
-             f"{peak['measure']} at B={b}, MiB: {detail}"]]
+    rows = [goal_row(f"8 peak memory lean / ANN on B ({tag})", peak["lean_vs_ann_B"], f"{peak['lean_vs_ann_B']:.2f}",
+                     "lean_vs_ann", f"{peak['measure']} at B={b}, MiB: {detail}")]
     if "lean_vs_memopt" in peak:
         rows.append(goal_row(f"8 peak memory lean / SpikingJelly memopt ({tag})", peak["lean_vs_memopt"],
                              f"{peak['lean_vs_memopt']:.2f}x", "lean_vs_memopt",
