@@ -1,8 +1,10 @@
 """The objective's loss values for every packaged recipe on fixed tensors.
 
-``tests/data/objective_values.json`` was written by ``python tests/objective_inputs.py`` at commit
-"Record every recipe's objective values" (before SAKD's terms moved onto the loss-term registry);
-``tests/test_kd_methods.py`` checks that today's objective gives the same values.
+``tests/data/objective_values.json`` holds the values of the code at commit "Record every recipe's
+objective values" (4c94cf8, before SAKD's terms moved onto the loss-term registry): this file, run
+there with its tensors and objective in float64 (``python tests/objective_inputs.py``), wrote them.
+``tests/test_kd_methods.py`` checks that today's objective gives the same values to 1e-12. Float64,
+because float32 values change in their last bits between PyTorch releases (reductions re-ordered).
 """
 
 import json
@@ -19,10 +21,11 @@ RECORD = Path(__file__).parent / "data" / "objective_values.json"
 
 def recipe_inputs(taps: int):
     g = torch.Generator().manual_seed(1)
-    logits, target = torch.randn(5, 10, generator=g), torch.randint(0, 10, (5,), generator=g)
-    t_logits = torch.randn(5, 10, generator=g)
-    fs = [torch.randn(4, 5, c, 3, 3, generator=g) for c in CHANNELS][:taps]
-    ft = [torch.randn(5, c, 3, 3, generator=g) for c in CHANNELS][:taps]
+    f64 = torch.float64
+    logits, target = torch.randn(5, 10, generator=g, dtype=f64), torch.randint(0, 10, (5,), generator=g)
+    t_logits = torch.randn(5, 10, generator=g, dtype=f64)
+    fs = [torch.randn(4, 5, c, 3, 3, generator=g, dtype=f64) for c in CHANNELS][:taps]
+    ft = [torch.randn(5, c, 3, 3, generator=g, dtype=f64) for c in CHANNELS][:taps]
     return logits, target, t_logits, fs, ft
 
 
@@ -36,7 +39,7 @@ def recipe_values() -> dict:
         torch.manual_seed(0)  # the feature transforms' initialisation
         loss = SAKDLoss(CHANNELS, CHANNELS, alpha=d.alpha, beta=d.beta, gamma=d.gamma, tau=d.tau,
                         transform=d.features.transform, distance=d.features.distance,
-                        feature_weights=d.features.weights, reduce=d.features.reduce)
+                        feature_weights=d.features.weights, reduce=d.features.reduce).double()
         values = {}
         for epoch in sorted({0, *(s.epoch for s in d.beta_schedule)}):
             r = loss(*recipe_inputs(len(CHANNELS)), beta=d.beta_at(epoch))

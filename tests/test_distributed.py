@@ -56,7 +56,10 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, te
         for key in ("train/loss", "train/ce", "train/feature_kd", "train/logit_kd"):
             assert a[key] == pytest.approx(b[key], rel=1e-4), key
         assert abs(a["train/top1"] - b["train/top1"]) <= 0.5  # one sample in 512 at most
-        assert a["test/top1"] > 10.0
+    # both learn (two epochs of 512 images are too few to put test accuracy reliably above chance:
+    # the distributed run is checked against the single one, learning itself in test_training.py)
+    for run in (ddp, single):
+        assert run[1]["train/loss"] < run[0]["train/loss"]
     # only rank 0 wrote: one run folder each, one line per epoch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]
     assert [r["epoch"] for r in ddp] == [1, 2]

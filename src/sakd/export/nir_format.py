@@ -126,7 +126,8 @@ def to_nir(gm: fx.GraphModule, example: torch.Tensor, dt: float = 1.0):
     nir = require_nir()
     if not dt > 0:
         raise ConfigError(f"the NIR time step dt must be positive, got {dt}")
-    ShapeProp(gm).propagate(example[:1].float())
+    dtype = next((p.dtype for p in gm.parameters() if p.is_floating_point()), torch.float32)
+    ShapeProp(gm).propagate(example[:1].to(dtype))
     nodes, edges, sources = {}, [], {}
     for node in gm.graph.nodes:
         if node.op == "placeholder":
