@@ -166,6 +166,17 @@ def sj_node(sj, spec: NeuronSpec):
     return neuron.IFNode(**common)
 
 
+def sj_implementation(spec: NeuronSpec, device: torch.device) -> str:
+    """Which of its implementations SpikingJelly runs ``spec``'s node with on ``device`` (it picks
+    the fastest that loads: its native CUDA kernels, then Triton, then PyTorch)."""
+    try:
+        from spikingjelly.activation_based.functional import neuron_implementation
+
+        return neuron_implementation(spec.name, device)["implementation"]
+    except Exception as exc:  # an older SpikingJelly, or none that runs here
+        return f"unknown ({type(exc).__name__}: {exc})".splitlines()[0]
+
+
 def on_spikingjelly(model, sj, spec: NeuronSpec):
     """The same network with every neuron replaced by SpikingJelly's node."""
     for m in model.modules():
@@ -326,19 +337,18 @@ def bench_peak(width: float, batch: int, device, sj, spec: NeuronSpec, budget_gi
     linear fit peak(B) = fixed + per_image * B, and the largest batch within ``budget_gib``."""
     if device.type != "cuda" and not Path("/proc/self/clear_refs").exists():
         return {"skipped": "the CPU peak needs Linux's /proc/self/clear_refs"}
-    by_batch = {}
-    for b in (batch, 2 * batch):
-        log(f"width {width}: peak memory at B={b}" + ("" if device.type == "cuda" else " (child process)"))
-        if device.type == "cuda":
-            by_batch[b] = measure_peaks(width, b, device, sj, spec)
-            continue
-        job = {"width": width, "batch": b, "peer": sj is not None,
+    batches = (batch, 2 * batch)
+    log(f"width {width}: peak memory at B={batches[0]} and {batches[1]}" + ("" if device.type == "cuda" else " (child process)"))
+    if device.type == "cuda":
+        by_batch = {b: measure_peaks(width, b, device, sj, spec) for b in batches}
+    else:  # one child for both sizes: each step's peak is its own (clear_refs resets the high-water mark)
+        job = {"width": width, "batches": batches, "peer": sj is not None,
                "neuron": {"name": spec.name, "reset": spec.reset, "decay": spec.decay}}
         done = subprocess.run([sys.executable, __file__, "--peak-child", json.dumps(job)], env={**os.environ, **MALLOC_ENV},
                               capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"peak-memory child failed: {done.stderr.strip().splitlines()[-1:]}")
-        by_batch[b] = json.loads(done.stdout.strip().splitlines()[-1])
+        by_batch = {int(b): p for b, p in json.loads(done.stdout.strip().splitlines()[-1]).items()}
     (b1, p1), (b2, p2) = by_batch.items()
     budget = budget_gib * 1024
     fit = {}
@@ -502,7 +512,8 @@ def report(result: dict) -> list[list[str]]:
             for step in ("snn", "sakd"):
                 value = peer[f"{step}_speedup"]
                 rows.append(goal_row(f"3 peer speed-up, {step.upper()} step ({tag})", value, f"{value:.2f}x",
-                                     "peer_speedup", f"SpikingJelly {ms[f'{step}_spikingjelly']}"))
+                                     "peer_speedup", f"SpikingJelly {ms[f'{step}_spikingjelly']} "
+                                     f"({result.get('spikingjelly_implementation', '?')})"))
             key, value = peer["memory_measure"], peer["sakd_memory_ratio"]
             rows.append(goal_row(f"3 peer memory, SAKD step ({tag})", value, f"{value:.2f}x", "peer_memory",
                                  f"{key}: ours {w['memory']['sakd'][key]:.0f} MiB, "
@@ -585,7 +596,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.peak_child:
         job = json.loads(args.peak_child)
         sj = spikingjelly()[0] if job["peer"] else None
-        print(json.dumps(measure_peaks(job["width"], job["batch"], torch.device("cpu"), sj, NeuronSpec(**job["neuron"]))))
+        spec = NeuronSpec(**job["neuron"])
+        print(json.dumps({b: measure_peaks(job["width"], b, torch.device("cpu"), sj, spec) for b in job["batches"]}))
         return {}
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -605,6 +617,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"machine": machine(device), "quick": args.quick, "goals": GOALS, "spikingjelly_missing": missing,
               "student_neuron": {"name": spec.name, "reset": spec.reset, "decay": spec.decay},
               "widths": []}
+    if sj:
+        result["spikingjelly_implementation"] = sj_implementation(spec, device)
     for w in widths:
         result["widths"].append(bench_width(w, batch, device, sj, spec, args.warmup, repeats, log))
         result["widths"][-1]["peak"] = bench_peak(w, batch, device, sj, spec, args.budget_gib, log)

@@ -11,6 +11,20 @@ FAST = [
 ]
 
 
+# The devices this machine has: a test parametrised over DEVICES runs on the CPU everywhere and on
+# the GPU too where there is one (`pytest -k cuda` runs just those), so one test run on a GPU
+# machine checks the Triton kernels and the lean memory path there.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def skip_unless_compiles(backend: str, device: str) -> None:
+    """Skip a ``compiled``-backend case where torch.compile cannot build kernels for ``device``."""
+    from sakd.neurons import kernels
+
+    if backend == "compiled" and not kernels.compiler_available(device):
+        pytest.skip(f"torch.compile cannot build kernels for {device} here")
+
+
 def fast_config(tmp_path, *extra):
     return load_config(None, FAST + [f"run.output_dir={tmp_path}", *extra])
 

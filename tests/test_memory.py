@@ -4,7 +4,7 @@ float32, the whole SAKD step with its feature transforms), keep less, and round-
 import pytest
 import torch
 
-from conftest import fast_config
+from conftest import DEVICES, fast_config
 from sakd.distill import SAKDLoss
 from sakd.models import FeatureExtractor, create_model
 from sakd.training import Trainer
@@ -12,11 +12,12 @@ from sakd.neurons import SpikeActivation
 from sakd.training.memory import Packed, SavedTensors
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("packing", ["bits", "uint8"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float32])
-def test_packed_spikes_unpack_to_the_same_tensor(dtype, packing):
+def test_packed_spikes_unpack_to_the_same_tensor(dtype, packing, device):
     torch.manual_seed(0)
-    spikes = (torch.rand(3, 5, 7, 9) < 0.3).to(dtype)
+    spikes = (torch.rand(3, 5, 7, 9) < 0.3).to(device, dtype)
     for t in (spikes, spikes.to(memory_format=torch.channels_last), spikes.flatten(0, 1), spikes[1:]):
         back = Packed(t, packing).unpack()
         assert torch.equal(back, t) and back.dtype == t.dtype and back.stride() == t.stride()
@@ -32,9 +33,10 @@ def test_bits_are_numpys_packbits():
     t = (torch.rand(1003) < 0.5).float()
     t[:64] = 1.0
     t[64:72] = 0.0
-    packed = Packed(t, "bits")
-    assert np.array_equal(packed.data.numpy(), np.packbits(t.numpy().astype(bool), bitorder="little"))
-    assert torch.equal(packed.unpack(), t)
+    for device in DEVICES:
+        packed = Packed(t.to(device), "bits")
+        assert np.array_equal(packed.data.cpu().numpy(), np.packbits(t.numpy().astype(bool), bitorder="little"))
+        assert torch.equal(packed.unpack().cpu(), t)
 
 
 def sakd_step(model, teacher, objective, x, y, mode, packing):
@@ -55,16 +57,18 @@ def sakd_step(model, teacher, objective, x, y, mode, packing):
     return [p.grad.clone() for p in [*model.parameters(), *objective.parameters()]], saved.kept_bytes
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("packing", ["bits", "uint8"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_lean_gives_bit_identical_gradients_and_keeps_less(dtype, packing):
+def test_lean_gives_bit_identical_gradients_and_keeps_less(dtype, packing, device, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)  # the same convolution algorithms each time
     torch.manual_seed(0)
-    model = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=4).to(dtype)
-    teacher = create_model("resnet_tiny", spiking=False, num_classes=10).to(dtype).eval()
-    objective = SAKDLoss([16, 32, 64], [16, 32, 64], alpha=1, beta=10, gamma=1, tau=4).to(dtype)
+    model = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=4).to(device, dtype)
+    teacher = create_model("resnet_tiny", spiking=False, num_classes=10).to(device, dtype).eval()
+    objective = SAKDLoss([16, 32, 64], [16, 32, 64], alpha=1, beta=10, gamma=1, tau=4).to(device, dtype)
     model, teacher = (m.to(memory_format=torch.channels_last) for m in (model, teacher))
-    x = torch.randn(8, 3, 16, 16, dtype=dtype).to(memory_format=torch.channels_last) * 2
-    y = torch.randint(0, 10, (8,))
+    x = torch.randn(8, 3, 16, 16, dtype=dtype).to(device, memory_format=torch.channels_last) * 2
+    y = torch.randint(0, 10, (8,), device=device)
     fast, fast_bytes = sakd_step(model, teacher, objective, x, y, "fast", packing)
     lean, lean_bytes = sakd_step(model, teacher, objective, x, y, "lean", packing)
     assert all(torch.equal(a, b) for a, b in zip(fast, lean))

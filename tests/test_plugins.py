@@ -4,7 +4,7 @@ outside the package (this module) train through `sakd.train` from a config, with
 import pytest
 import torch
 
-from conftest import fast_config
+from conftest import DEVICES, fast_config, skip_unless_compiles
 from sakd.analysis import FiringRateMonitor
 from sakd.distill import DISTANCES
 from sakd.distill.terms import LOSSES, LossTerm
@@ -146,14 +146,17 @@ def test_the_contributing_guide_examples_run():
     assert term.needs_teacher and term(TermInputs(torch.ones(2, 3), torch.zeros(2), torch.zeros(2, 3))) == 1.0
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("backend", BACKENDS[1:])
 @pytest.mark.parametrize("reset", ["hard", "soft"])
-def test_plif_backends_match_the_autograd_reference_including_the_leak_gradient(backend, reset):
+def test_plif_backends_match_the_autograd_reference_including_the_leak_gradient(backend, reset, device):
     from sakd.neurons import PLIF
 
+    skip_unless_compiles(backend, device)
     torch.manual_seed(0)
-    x = (torch.randn(6, 4, 3, 5, dtype=torch.float64) * 1.2 + 0.4)
-    ref, fast = PLIF(decay=0.3, reset=reset, backend="reference").double(), PLIF(decay=0.3, reset=reset, backend=backend).double()
+    x = (torch.randn(6, 4, 3, 5, dtype=torch.float64) * 1.2 + 0.4).to(device)
+    ref = PLIF(decay=0.3, reset=reset, backend="reference").double().to(device)
+    fast = PLIF(decay=0.3, reset=reset, backend=backend).double().to(device)
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
     out_a, out_b = fast(a), ref(b)
     w = torch.randn_like(out_a)

@@ -135,24 +135,44 @@ def _not_the_cuda_home_notice(record: logging.LogRecord) -> bool:
 
 logging.getLogger("torch.utils.cpp_extension").addFilter(_not_the_cuda_home_notice)
 
-# N is dynamic, so Inductor cannot size the CPU thread split from the shape it first saw (a small
-# first layer would leave every later, large one single-threaded): let OpenMP split at run time.
-_OPTIONS = {"cpp.dynamic_threads": True}
+# Inductor settings of the kernels, where this torch has them:
+# * N is dynamic, so Inductor cannot size the CPU thread split from the shape it first saw (a small
+#   first layer would leave every later, large one single-threaded): let OpenMP split at run time.
+# * Triton (CUDA) contracts a*b + c into one fused multiply-add and flushes subnormals to zero by
+#   default, and either rounds differently from eager PyTorch; these two keep the backward's
+#   arithmetic the reference loop's, as on the CPU (whose C++ kernels never contract).
+_WANTED = {"cpp.dynamic_threads": True, "emulate_precision_casts": True, "eager_numerics.disable_ftz": True}
+
+
+@functools.cache
+def _options() -> dict:
+    from torch._inductor import config
+
+    def known(key: str) -> bool:
+        obj = config
+        for part in key.split("."):
+            if not hasattr(obj, part):
+                return False
+            obj = getattr(obj, part)
+        return True
+
+    return {k: v for k, v in _WANTED.items() if known(k)}
 
 
 @functools.cache
 def compiled(fn, key: tuple = ()):
-    """``fn`` compiled by ``torch.compile`` for one neuron configuration ``key``.
+    """``fn`` compiled by ``torch.compile`` for one neuron configuration ``key`` (the neuron's
+    settings, T, the dtype and the device type).
 
     Each key gets its own copy of ``fn``'s code object, so its compiled graphs live in their own
-    cache: a call checks the guards of one or two graphs (dtype), not of every configuration
-    seen in the process, and a test session or a sweep never reaches Dynamo's per-function
-    recompile limit.
+    cache: a call checks the guards of one or two graphs (N dynamic; N = 1, which Dynamo
+    specialises), not of every configuration seen in the process, and a test session or a sweep
+    never reaches Dynamo's per-function recompile limit.
     """
     code = fn.__code__.replace(co_name=f"{fn.__name__}_{next(_copy_ids)}")
     copy = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
     copy.__qualname__ = code.co_name
-    return torch.compile(copy, fullgraph=True, options=_OPTIONS)
+    return torch.compile(copy, fullgraph=True, options=_options())
 
 
 _copy_ids = itertools.count()

@@ -60,9 +60,16 @@ def _dense_time_major(x: torch.Tensor, compiled: bool) -> tuple[torch.Tensor, li
         flat, perm = x.reshape(x.shape[0], -1), None
     else:
         flat = dense.view(x.shape[0], -1)
-    if compiled:
-        torch._dynamo.maybe_mark_dynamic(flat, 1)  # one compiled kernel for every layer's size
-    return flat, perm
+    return (_for_kernel(flat) if compiled else flat), perm
+
+
+def _for_kernel(t: torch.Tensor) -> torch.Tensor:
+    """``t`` [T, N] as the compiled kernels take it: N dynamic (one kernel for every layer's size)
+    and not a view (Dynamo guards on the shape and strides of the tensor a view views, so every
+    layer shape would compile its own kernel and every call check those guards too)."""
+    t = t.detach()
+    torch._dynamo.maybe_mark_dynamic(t, 1)
+    return t
 
 
 def _restore(y: torch.Tensor, like: torch.Tensor, perm: list[int] | None) -> torch.Tensor:
@@ -80,7 +87,7 @@ class _LIFFunction(torch.autograd.Function):
     def forward(ctx, x, decay, threshold, soft, surrogate, detach_reset, compiled):
         learned = isinstance(decay, torch.Tensor)
         flat, perm = _dense_time_major(x, compiled)
-        spikes = _forward_kernel(flat.shape[0], decay, threshold, soft, compiled)(flat, decay, threshold, soft)
+        spikes = _forward_kernel(flat, decay, threshold, soft, compiled)(flat, decay, threshold, soft)
         ctx.save_for_backward(flat, *([decay] if learned else []))
         ctx.cfg = (None if learned else decay, threshold, soft, surrogate, detach_reset, compiled, perm)
         return _restore(spikes, x, perm)
@@ -90,19 +97,27 @@ class _LIFFunction(torch.autograd.Function):
         flat, *learned = ctx.saved_tensors
         decay, threshold, soft, surrogate, detach_reset, compiled, perm = ctx.cfg
         grad = grad_spikes.permute(perm) if perm is not None else grad_spikes
-        grad = grad.reshape(flat.shape)
+        grad = grad.reshape(flat.shape).contiguous()  # dense like X (not a broadcast zero-stride grad)
         fn = kernels.lif_backward_with_decay if learned else kernels.lif_backward
         if compiled:
-            key = (flat.shape[0], "learned" if learned else decay, threshold, soft, repr(surrogate), detach_reset)
+            flat, grad = _for_kernel(flat), _for_kernel(grad)
+            key = (*_kernel_key(flat), "learned" if learned else decay, threshold, soft, repr(surrogate), detach_reset)
             fn = kernels.compiled(fn, key)
         out = fn(grad, flat, learned[0] if learned else decay, threshold, surrogate, detach_reset, soft)
         grad_x, grad_decay = out if learned else (out, None)
         return _restore(grad_x, grad_spikes, perm), grad_decay, None, None, None, None, None
 
 
-def _forward_kernel(timesteps, decay, threshold, soft, compiled):
+def _kernel_key(flat: torch.Tensor) -> tuple:
+    """What besides the neuron's settings gets its own compiled copy: T, the dtype and the device
+    type, so that each copy holds one or two graphs (N > 1 dynamic, N = 1 specialised) and no
+    sequence of layers, dtypes and devices reaches Dynamo's recompile limit."""
+    return flat.shape[0], flat.dtype, flat.device.type
+
+
+def _forward_kernel(flat, decay, threshold, soft, compiled):
     if compiled:  # one compiled copy per setting; a learned decay is an input, not a setting
-        key = (timesteps, "learned" if isinstance(decay, torch.Tensor) else decay, threshold, soft)
+        key = (*_kernel_key(flat), "learned" if isinstance(decay, torch.Tensor) else decay, threshold, soft)
         return kernels.compiled(kernels.lif_forward, key)
     return kernels.lif_forward
 
@@ -111,7 +126,7 @@ def _spikes_only(x, decay, threshold, soft, compiled):
     """Inference: the forward kernel, keeping nothing for a backward pass."""
     flat, perm = _dense_time_major(x, compiled)
     with torch.no_grad():  # one grad mode, one compiled kernel
-        kernel = _forward_kernel(flat.shape[0], decay, threshold, soft, compiled)
+        kernel = _forward_kernel(flat, decay, threshold, soft, compiled)
         return _restore(kernel(flat, decay, threshold, soft), x, perm)
 
 
