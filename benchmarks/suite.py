@@ -41,7 +41,8 @@ Every figure runs for every registered neuron (``--neuron``, ``--reset``, ``--de
 SpikingJelly peer is its counterpart node (lif: LIFNode, if: IFNode, plif: ParametricLIFNode, soft
 reset: ``v_reset=None``) and is skipped, with the reason, for a neuron it has none of.
 
-Prints a table and writes JSON to ``benchmarks/results/suite-<device>.json`` (or ``--out``).
+Prints a table and writes JSON to ``benchmarks/results/suite-<device>.json`` (or ``--out``), also after
+each width (marked ``"partial"``), so that a run cut short keeps what it has measured.
 """
 
 from __future__ import annotations
@@ -619,9 +620,12 @@ def main(argv: list[str] | None = None) -> dict:
               "widths": []}
     if sj:
         result["spikingjelly_implementation"] = sj_implementation(spec, device)
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"suite-{device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     for w in widths:
         result["widths"].append(bench_width(w, batch, device, sj, spec, args.warmup, repeats, log))
         result["widths"][-1]["peak"] = bench_peak(w, batch, device, sj, spec, args.budget_gib, log)
+        out.write_text(json.dumps({**result, "partial": True}, indent=2))  # a run cut short keeps what it measured
     log(f"neuron alone ({spec.name}) {args.neuron_shape}")
     result["neuron"] = bench_neuron(device, sj, spec, args.warmup, repeats, tuple(args.neuron_shape))
     result["wall_s"] = time.perf_counter() - start
@@ -636,8 +640,6 @@ def main(argv: list[str] | None = None) -> dict:
     for row in report(result):
         table.add_row(*row)
     Console(width=150).print(table)
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"suite-{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
     return result
