@@ -114,18 +114,18 @@ def test_auto_backend_falls_back_to_eager_when_the_compiler_fails(monkeypatch):
 
 
 @pytest.mark.skipif(not kernels.compiler_available("cpu"), reason="torch.compile has no C++ compiler here")
-def test_each_compiled_kernel_holds_at_most_two_graphs_whatever_the_dtypes_sizes_and_gradient_layouts():
-    """The models' setting (λ=0.5, T=4) through two dtypes, N = 1 and N > 1 of several ranks,
-    broadcast (zero-stride) and dense output gradients: every compiled copy is one dtype and
-    device with at most two graphs (N = 1, N dynamic), so no sequence of calls reaches Dynamo's
-    recompile limit (a hard error under fullgraph: a long test session once hit it)."""
+def test_each_compiled_kernel_is_one_graph_whatever_the_dtypes_sizes_and_gradient_layouts():
+    """The models' setting (λ=0.5, T=4) through two dtypes, N = 0, 1 and larger N of several
+    ranks, broadcast (zero-stride) and dense output gradients, no_grad, inference_mode and
+    autocast: every compiled copy is one dtype, device and mode with one graph (N >= 2 dynamic; N < 2 runs eagerly), so no sequence of calls
+    reaches Dynamo's recompile limit (a hard error under fullgraph: long test sessions hit it)."""
     import torch._dynamo.config as dynamo_config
 
     limit = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
     lif = LIF(backend="compiled")
-    with dynamo_config.patch({limit: 2}):
+    with dynamo_config.patch({limit: 1}):
         for dtype in (torch.float32, torch.float64):
-            for shape in ((4, 1), (4, 5), (4, 2, 7), (4, 4, 3, 3)):
+            for shape in ((4, 0), (4, 1), (4, 1, 1, 1), (4, 2), (4, 5), (4, 2, 7), (4, 4, 3, 3)):
                 x = (torch.randn(shape) * 0.6 + 0.7).to(dtype)
                 a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
                 out = lif(a)
@@ -136,6 +136,12 @@ def test_each_compiled_kernel_holds_at_most_two_graphs_whatever_the_dtypes_sizes
                 lif(a)[1].mul(torch.randn(shape[1:], dtype=dtype)).sum().backward()  # a dense one
                 with torch.no_grad():
                     lif(x)
+                with torch.inference_mode():  # inference tensors (the analysis makes them)
+                    assert torch.equal(lif(x.clone()), out)
+                with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed precision training
+                    c = x.clone().requires_grad_()
+                    lif(c).sum().backward()
+                    assert torch.equal(c.grad, b.grad)
 
 
 @pytest.mark.parametrize("backend", backends_on("cpu"))

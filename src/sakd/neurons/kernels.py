@@ -165,9 +165,9 @@ def compiled(fn, key: tuple = ()):
     settings, T, the dtype and the device type).
 
     Each key gets its own copy of ``fn``'s code object, so its compiled graphs live in their own
-    cache: a call checks the guards of one or two graphs (N dynamic; N = 1, which Dynamo
-    specialises), not of every configuration seen in the process, and a test session or a sweep
-    never reaches Dynamo's per-function recompile limit.
+    cache: a call checks the guards of one graph (N dynamic; layers of N < 2 neurons, which Dynamo
+    would specialise, run eagerly), not of every configuration seen in the process, and a test
+    session or a sweep never reaches Dynamo's per-function recompile limit.
     """
     code = fn.__code__.replace(co_name=f"{fn.__name__}_{next(_copy_ids)}")
     copy = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)

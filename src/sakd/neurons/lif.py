@@ -109,10 +109,16 @@ class _LIFFunction(torch.autograd.Function):
 
 
 def _kernel_key(flat: torch.Tensor) -> tuple:
-    """What besides the neuron's settings gets its own compiled copy: T, the dtype and the device
-    type, so that each copy holds one or two graphs (N > 1 dynamic, N = 1 specialised) and no
-    sequence of layers, dtypes and devices reaches Dynamo's recompile limit."""
-    return flat.shape[0], flat.dtype, flat.device.type
+    """What besides the neuron's settings gets its own compiled copy: T, the dtype, the device
+    type, and the states Dynamo guards on that change between calls of one program (whether the
+    tensor was made under ``torch.inference_mode``, the autocast dtype, deterministic
+    algorithms; none changes what the kernels compute), so that each copy holds one graph
+    (N >= 2, dynamic) and no sequence of layers, dtypes, devices and modes reaches Dynamo's
+    recompile limit."""
+    device = flat.device.type
+    autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    return (flat.shape[0], flat.dtype, device, flat.is_inference(), autocast,
+            torch.are_deterministic_algorithms_enabled())
 
 
 def _forward_kernel(flat, decay, threshold, soft, compiled):
@@ -189,6 +195,9 @@ class LIF(SpikingNeuron):
             return self._run(x, False)
 
     def _run(self, x: torch.Tensor, compiled: bool) -> torch.Tensor:
+        # fewer than 2 neurons per timestep: the same functions eagerly (Dynamo would specialise
+        # N = 0 and N = 1 into graphs of their own, and the work is nothing)
+        compiled = compiled and x.numel() >= 2 * x.shape[0]
         soft = self.reset == "soft"
         learned = isinstance(self.decay, torch.Tensor) and self.decay.requires_grad
         if not (torch.is_grad_enabled() and (x.requires_grad or learned)):
