@@ -67,11 +67,17 @@ _GATHER = sum(1 << (7 * j) for j in range(1, 9))
 _TABLES: dict = {}
 
 
+def _bytes(flat: torch.Tensor) -> torch.Tensor:
+    """The 0/1 elements of ``flat`` as bytes 0/1: through bool, whose bytes are 0/1, since
+    PyTorch's CPU kernels convert float to bool 5-10x faster than float to uint8."""
+    return flat.bool().view(torch.uint8)
+
+
 def _pack_bits(flat: torch.Tensor) -> torch.Tensor:
     if sys.byteorder != "little":
         raise RuntimeError("run.memory=lean packs spikes as bits on little-endian machines only; use fast")
     pad = (-flat.numel()) % 8
-    data = flat.to(torch.uint8)
+    data = _bytes(flat)
     if pad:
         data = torch.cat([data, data.new_zeros(pad)])
     return ((data.view(torch.int64) * _GATHER) >> 56).to(torch.uint8)
@@ -99,7 +105,7 @@ class Packed:
         self.order = _dense_order(t)
         flat = (t.permute(self.order) if self.order else t).reshape(-1)
         self.numel = flat.numel()
-        self.data = flat.to(torch.uint8) if packing == "uint8" else _pack_bits(flat)
+        self.data = _bytes(flat) if packing == "uint8" else _pack_bits(flat)
         self.packing = packing
 
     @property
