@@ -53,7 +53,7 @@ MEMORY_MODES = ("fast", "lean")
 
 def resolve_memory(mode: str, model: nn.Module) -> str:
     """``run.memory`` for ``model``: ``auto`` is ``lean`` for a spiking model (0.37x the memory of
-    a SAKD step at 1.03-1.12x its time on CPU, ``benchmarks/suite.py`` figure 7) and ``fast`` for
+    a SAKD step at 1.00-1.15x its time on CPU, ``benchmarks/suite.py`` figure 7) and ``fast`` for
     an ANN, which has no spikes to pack and keeps no neuron inputs."""
     if mode != "auto":
         return mode
