@@ -11,7 +11,9 @@ candidates, median over repeats), so that a noisy machine slows all candidates a
                   fastest backend on the device, same triangle surrogate) / ours: >= 1.3x faster,
                   <= 0.8x its memory.
 4. neuron alone   forward+backward of one multi-step neuron layer on [4, 64, 128, 16, 16]: ours
-                  (compiled, fused), SpikingJelly, the plain autograd loop (our reference backend).
+                  (compiled, fused), SpikingJelly, the plain autograd loop (our reference backend),
+                  and ReLU on the same tensor; then all on [4, 2, 1, 2, 2], where a layer's cost is
+                  its calls, not its elementwise work.
 5. memory vs T    memory of a training step for T = 1, 2, 4, 8, and its slope per timestep.
 6. inference      images/s of the student at T=4 in eval mode.
 7. lean memory    ``run.memory: lean`` (spikes saved as bits, or as bytes; neuron inputs made again
@@ -438,7 +440,8 @@ def bench_width(width: float, batch: int, device, sj, spec: NeuronSpec, warmup: 
 
 
 def bench_neuron(device, sj, spec: NeuronSpec, warmup: int, repeats: int, shape=(4, 64, 128, 16, 16)) -> dict:
-    """Figure 4: one layer of ``spec``'s neuron, forward + backward, on each backend."""
+    """Figure 4: one layer of ``spec``'s neuron, forward + backward, on each backend, and ReLU on the
+    same tensor (the ANN's activation: the floor of what an elementwise layer costs)."""
     torch.manual_seed(0)
     x = (torch.randn(shape, device=device) * 1.5 + 0.5).requires_grad_()
     g = torch.randn(shape, device=device)
@@ -455,6 +458,7 @@ def bench_neuron(device, sj, spec: NeuronSpec, warmup: int, repeats: int, shape=
         layers["spikingjelly"] = peer
     reference = layers["pytorch_loop"](x.detach())
     agree = {k: bool(torch.equal(f(x).detach(), reference)) for k, f in layers.items()}
+    layers["relu"] = torch.relu
 
     def fwd_bwd(f):
         def run():
@@ -549,9 +553,12 @@ def report(result: dict) -> list[list[str]]:
     best = ms.get("sakd_compiled", ms["sakd_fused"])
     detail = ", ".join(f"{k} {v:.1f} ms ({n['saved_mib'][k]:.0f} MiB saved)" for k, v in ms.items())
     rows.append([f"4 neuron alone ({n['neuron']}) {n['shape']}", f"{best:.1f} ms", "", "", detail])
-    if "spikingjelly" in ms:
-        rows.append(["4 neuron speed-up vs SpikingJelly", f"{ms['spikingjelly'] / best:.2f}x", "", "",
-                     f"vs the plain PyTorch loop {ms['pytorch_loop'] / best:.2f}x"])
+    rows.append(["4 neuron / ReLU (same tensor)", f"{best / ms['relu']:.2f}x", "", "",
+                 f"vs the plain PyTorch loop {ms['pytorch_loop'] / best:.2f}x"
+                 + (f", vs SpikingJelly {ms['spikingjelly'] / best:.2f}x faster" if "spikingjelly" in ms else "")])
+    call = result["neuron_call"]
+    rows.append([f"4 cost of one layer call, {call['shape']}", f"{call['ms'].get('sakd_compiled', call['ms']['sakd_fused']) * 1e3:.0f} us",
+                 "", "", ", ".join(f"{k} {v * 1e3:.0f} us" for k, v in call["ms"].items())])
     return rows
 
 
@@ -628,6 +635,8 @@ def main(argv: list[str] | None = None) -> dict:
         out.write_text(json.dumps({**result, "partial": True}, indent=2))  # a run cut short keeps what it measured
     log(f"neuron alone ({spec.name}) {args.neuron_shape}")
     result["neuron"] = bench_neuron(device, sj, spec, args.warmup, repeats, tuple(args.neuron_shape))
+    # the same on a tensor of 4 x 8 elements: what a layer costs besides its elementwise work
+    result["neuron_call"] = bench_neuron(device, sj, spec, args.warmup, 20 * repeats, (T, 2, 1, 2, 2))
     result["wall_s"] = time.perf_counter() - start
 
     from rich.console import Console

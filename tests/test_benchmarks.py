@@ -50,6 +50,9 @@ def test_suite_reports_every_figure(tmp_path, neuron):
     x_mib = 4 * 2 * 8 * 4 * 4 * 4 / 2**20
     assert x_mib <= n["saved_mib"]["sakd_fused"] <= x_mib + 16 / 2**20
     assert n["saved_mib"]["pytorch_loop"] > 2 * x_mib
+    # ReLU, the floor of an elementwise layer, beside the neuron; and every layer on a tiny tensor
+    assert n["ms"]["relu"] > 0 and set(n["ms"]) == set(result["neuron_call"]["ms"])
+    assert result["neuron_call"]["shape"] == [4, 2, 1, 2, 2] and all(result["neuron_call"]["same_spikes_as_reference"].values())
 
 
 def test_saved_for_backward_counts_distinct_storages_once():

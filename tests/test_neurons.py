@@ -117,8 +117,9 @@ def test_auto_backend_falls_back_to_eager_when_the_compiler_fails(monkeypatch):
 def test_each_compiled_kernel_is_one_graph_whatever_the_dtypes_sizes_and_gradient_layouts():
     """The models' setting (λ=0.5, T=4) through two dtypes, N = 0, 1 and larger N of several
     ranks, broadcast (zero-stride) and dense output gradients, no_grad, inference_mode and
-    autocast: every compiled copy is one dtype, device and mode with one graph (N >= 2 dynamic; N < 2 runs eagerly), so no sequence of calls
-    reaches Dynamo's recompile limit (a hard error under fullgraph: long test sessions hit it)."""
+    autocast: every compiled copy is one dtype, device and mode with one graph (N >= 2 dynamic;
+    N < 2 runs eagerly), so no sequence of calls reaches Dynamo's recompile limit (a hard error
+    under fullgraph: long test sessions hit it)."""
     import torch._dynamo.config as dynamo_config
 
     limit = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
