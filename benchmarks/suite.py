@@ -587,7 +587,7 @@ def peak_rows(peak: dict, tag: str) -> list[list[str]]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1/4-width model only, fewer repeats")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch", type=int, default=None, help="training batch B (default: per device)")
     parser.add_argument("--widths", type=float, nargs="+", default=None, help="width multipliers of ResNet-19")
     parser.add_argument("--repeats", type=int, default=None)
@@ -608,6 +608,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps({b: measure_peaks(job["width"], b, torch.device("cpu"), sj, spec) for b in job["batches"]}))
         return {}
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this machine has no CUDA device PyTorch can use")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     widths = args.widths or ([0.25] if args.quick else [1.0, 0.25])
