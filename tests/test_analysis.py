@@ -26,7 +26,13 @@ def test_synaptic_operations_by_hand():
         model(centre)
     first = ops.layers["0"]
     assert first.ops == 2 * 4 + 2 * 9 and first.binary and first.nonzero == 2 and first.inputs == 18
-    assert first.dense_macs == 2 * (2 * 9 * 9)  # two calls: 2 channels x 9 positions x 9 taps
+    # the ANN's rule is the SNN's with every input nonzero: the 3x3 windows of a padded 3x3 map hold
+    # 4 (corners), 6 (edges) or 9 (centre) real inputs; 2 channels, two calls
+    assert first.dense_macs == 2 * 2 * (4 * 4 + 4 * 6 + 9)
+    assert first.padded_macs == 2 * (2 * 9 * 9)  # with padding: 2 channels x 9 positions x 9 taps
+    with OpCounter(model) as ops:
+        model(torch.ones(1, 1, 3, 3))
+    assert ops.layers["0"].ops == ops.layers["0"].dense_macs  # one rule: a dense input uses every weight use
     with OpCounter(fc) as ops:
         fc(torch.tensor([[0.0, 1, 0, 1, 1, 0, 0, 0, 0], [0.5, 0, 0, 0, 0, 0, 0, 0, 0]]))
     rec = ops.layers[""]
@@ -74,7 +80,41 @@ def test_dense_ann_macs_equal_pytorchs_flop_counter():
         ann(x)
     with torch.no_grad(), FlopCounterMode(display=False) as flops:
         ann(x)
-    assert 2 * sum(rec.dense_macs for rec in ours.layers.values()) == flops.get_total_flops()
+    assert 2 * sum(rec.padded_macs for rec in ours.layers.values()) == flops.get_total_flops()
+    assert sum(rec.dense_macs for rec in ours.layers.values()) < sum(rec.padded_macs for rec in ours.layers.values())
+
+
+def test_snn_and_ann_are_counted_by_one_rule():
+    """An SNN whose every spiking layer fires everywhere uses every weight use the ANN twin does:
+    ACs equal the ANN's MACs layer for layer (padding left out on both sides), so the ratio is
+    E_AC / E_MAC for those layers."""
+    torch.manual_seed(0)
+    snn = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=1, neuron={"backend": "fused"}).eval()
+    ann = create_model("resnet_tiny", spiking=False, num_classes=10).eval()
+    for m in snn.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.bias.data.fill_(10.0)  # every neuron fires at every position
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad(), OpCounter(snn) as s_ops, OpCounter(ann) as a_ops:
+        snn(x), ann(x)
+    table = energy_table(s_ops.layers, a_ops.layers, images=2)
+    spiking = [n for n, r in s_ops.layers.items() if r.binary and r.kind == "conv"]
+    assert len(spiking) >= 7
+    for name in spiking:
+        assert s_ops.layers[name].ops == a_ops.layers[name].dense_macs, name
+        row = table["layers"][name]
+        assert row["snn_energy_pj"] / row["ann_energy_pj"] == pytest.approx(0.9 / 4.6)
+
+
+def test_event_frames_give_the_one_frame_ann_figure_beside_the_ratio():
+    from sakd.analysis.energy import LayerOps
+
+    snn, ann = {"a": LayerOps("conv", ops=400)}, {"a": LayerOps("conv", dense_macs=1000)}
+    table = energy_table(snn, ann, images=1, frames=10)
+    t = table["total"]
+    assert t["energy_ratio"] == pytest.approx(0.9 * 400 / (4.6 * 1000))  # against the ANN on all frames
+    assert t["ann_macs_per_frame"] == 100 and t["ann_energy_per_frame_pj"] == pytest.approx(460)
+    assert "all 10 frames" in table["ratio_against"] and "padding" in table["counting"]
 
 
 def test_analyze_a_checkpoint_and_its_errors(tmp_path, capsys):

@@ -74,6 +74,24 @@ def test_gradients_reach_student_and_transform_not_teacher():
     assert all(p.grad is None for p in ann.parameters())
 
 
+def test_the_objective_detaches_a_teachers_outputs_itself():
+    """A Python caller that runs the teacher with gradients on: no gradient reaches the teacher,
+    through SAKD's terms or an added term that reads the teacher's features and logits."""
+    torch.manual_seed(0)
+    snn = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=2)
+    ann = create_model("resnet_tiny", spiking=False, num_classes=10)
+    s_fx, t_fx = FeatureExtractor(snn), FeatureExtractor(ann)
+    loss = SAKDLoss(s_fx.channels, t_fx.channels, alpha=1, beta=1, gamma=1, tau=2,
+                    terms=[{"name": "fitnet", "weight": 1.0}, {"name": "dkd", "weight": 1.0}])
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    t_logits, t_feats = t_fx(x)  # with gradients
+    assert t_logits.requires_grad
+    s_logits, s_feats = s_fx(x)
+    loss(s_logits, y, t_logits, s_feats, t_feats).total.backward()
+    assert snn.conv1.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in ann.parameters())
+
+
 def test_zero_coefficients_skip_their_terms():
     loss = SAKDLoss(alpha=1.0, beta=0.0, gamma=0.0)
     out = loss(torch.randn(3, 5), torch.tensor([0, 1, 2]))  # no teacher outputs needed at all

@@ -63,10 +63,11 @@ def test_frames_run_one_per_timestep():
 
 # -- NIR ------------------------------------------------------------------------------------------------
 
-def interpret_nir(graph, x, timesteps):
+def interpret_nir(graph, x, timesteps, dt=1.0):
     """NIR's equations, from the graph alone: the inputs of a node are the sum of its edges; LIF
-    ``tau dv/dt = (v_leak - v) + r I`` and IF ``dv/dt = r I`` by forward Euler with dt = 1, a spike
-    where ``v > v_threshold``, then ``v = v_reset``, in float64. Returns each neuron node's spikes and the output."""
+    ``tau dv/dt = (v_leak - v) + r I`` and IF ``dv/dt = r I`` by forward Euler with step ``dt``, a
+    spike where ``v > v_threshold``, then ``v = v_reset``, in float64. Returns each neuron node's
+    spikes and the output."""
     preds = defaultdict(list)
     for a, b in graph.edges:
         preds[b].append(a)
@@ -96,9 +97,9 @@ def interpret_nir(graph, x, timesteps):
             elif kind in ("LIF", "IF"):
                 v = state.get(name, torch.zeros_like(i))
                 if kind == "LIF":
-                    v = v + (1.0 / t(node.tau)) * (t(node.v_leak) - v + t(node.r) * i)
+                    v = v + (dt / t(node.tau)) * (t(node.v_leak) - v + t(node.r) * i)
                 else:
-                    v = v + t(node.r) * i
+                    v = v + dt * t(node.r) * i
                 out = (v > t(node.v_threshold)).to(v.dtype)
                 state[name] = torch.where(out > 0, t(getattr(node, "v_reset", 0.0)), v)  # nir < 1.0.5: reset to 0
                 spikes[name].append(out)
@@ -111,28 +112,50 @@ def interpret_nir(graph, x, timesteps):
     return {k: torch.stack(v) for k, v in spikes.items()}, torch.stack(outputs)
 
 
-@pytest.mark.parametrize("name, size", [("resnet_tiny", 16), ("vgg11", 48)])
-def test_nir_round_trips_and_nirs_equations_reproduce_the_spikes(tmp_path, name, size):
+@pytest.mark.parametrize("name, size, neuron, dt", [
+    ("resnet_tiny", 16, "lif", 1.0), ("vgg11", 48, "lif", 1.0), ("resnet_tiny", 16, "lif", 1e-4),
+    ("resnet_tiny", 16, "if", 1.0), ("resnet_tiny", 16, "if", 1e-4)])
+def test_nir_round_trips_and_nirs_equations_reproduce_the_spikes(tmp_path, name, size, neuron, dt):
     nir = pytest.importorskip("nir")
     from sakd.export.nir_format import to_nir, write_nir
 
     # float64 throughout: NIR's Euler step v + (v_leak - v + r·I)/tau rounds differently from
     # λ·v + I, and in float32 one membrane in a million can land on the other side of V_th
-    model = trained_looking(name).double()
+    model = trained_looking(name, {"name": neuron}).double()
     gm = step_graph(model)
     x = torch.randn(3, 3, size, size, dtype=torch.float64) * 2
-    graph = to_nir(gm, x)
+    graph = to_nir(gm, x, dt=dt)
     back = nir.read(str(write_nir(graph, tmp_path / "m.nir")))
     assert set(back.nodes) == set(graph.nodes) and sorted(back.edges) == sorted(graph.edges)
-    lif = back.nodes[next(k for k, v in back.nodes.items() if type(v).__name__ == "LIF")]
-    assert np.all(lif.tau == 2.0) and np.all(lif.r == 2.0) and np.all(lif.v_threshold == 1.0)  # λ = 0.5, V_th = 1
+    cell = back.nodes[next(k for k, v in back.nodes.items() if type(v).__name__ in ("LIF", "IF"))]
+    assert type(cell).__name__ == neuron.upper()
+    if neuron == "lif":  # λ = 0.5: tau = dt/(1 - λ), r = 1/(1 - λ)
+        assert np.allclose(cell.tau, 2.0 * dt, rtol=1e-15) and np.all(cell.r == 2.0)
+    else:  # dv/dt = r·I: r = 1/dt
+        assert np.allclose(cell.r, 1.0 / dt, rtol=1e-15)
+    assert np.all(cell.v_threshold < 1.0) and np.all(np.nextafter(cell.v_threshold, 2.0) == 1.0)  # V_th = 1
     logits, want = run_steps(gm, x, 4, record=True)
-    got, outputs = interpret_nir(back, x, 4)
+    got, outputs = interpret_nir(back, x, 4, dt=dt)
     assert len(got) == len(want) > 0
     for k, s in want.items():
         node = k.removeprefix("model.").replace(".", "_")
         assert torch.equal(got[node], s), node
     assert torch.allclose(outputs, logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nirs_threshold_fires_where_eq_2_does_at_the_threshold_itself(dtype):
+    """Eq. 2 fires at H >= V_th, NIR at v > v_threshold: with the exported threshold a membrane
+    exactly at V_th fires and the largest number below it does not, in the graph's dtype."""
+    from sakd.export.nir_format import nir_threshold
+
+    for v_th in (1.0, 0.3, 2.5):
+        exported = nir_threshold(v_th, dtype)
+        at = np.asarray(v_th, dtype=dtype)
+        below = np.nextafter(at, np.asarray(0, dtype=dtype))
+        assert exported.dtype == dtype
+        assert bool(at > exported) and bool(at >= at)  # fires at V_th, as eq. 2
+        assert not bool(below > exported) and not bool(below >= at)  # and not just below it
 
 
 def test_what_nir_cannot_express_is_named(tmp_path):

@@ -9,7 +9,7 @@ from sakd.distill import SAKDLoss
 from sakd.models import FeatureExtractor, create_model
 from sakd.training import Trainer
 from sakd.neurons import SpikeActivation
-from sakd.training.memory import Packed, SavedTensors
+from sakd.training.memory import Kept, Packed, SavedTensors
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -123,12 +123,12 @@ def test_a_spike_tensor_in_reused_memory_is_packed_afresh():
     shape): recording the new output forgets the bits packed for the old one."""
     model = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=1)
     first, second = (torch.rand(4, 64) < 0.5).float(), (torch.rand(4, 64) < 0.5).float()
-    buf = first.clone()
+    buf, layer = first.clone(), next(m for m in model.modules() if isinstance(m, SpikeActivation))
     with SavedTensors(model, "lean") as saved:
-        saved._record(None, None, buf)
+        saved._record(layer, None, buf)
         assert torch.equal(saved._pack(buf).unpack(), first)
         buf.copy_(second)  # the same memory now holds another layer's spikes
-        saved._record(None, None, buf)
+        saved._record(layer, None, buf)
         assert torch.equal(saved._pack(buf).unpack(), second)
 
 
@@ -140,7 +140,7 @@ def neuron_inputs_kept(model, x, mode, recompute=True):
     class Watch(SavedTensors):
         def _pack(self, t):
             saved = super()._pack(t)
-            if isinstance(saved, torch.Tensor) and t.untyped_storage().data_ptr() in live_inputs:
+            if isinstance(saved, Kept) and t.untyped_storage().data_ptr() in live_inputs:
                 plain.append(t.untyped_storage().data_ptr())
             return saved
 
@@ -191,3 +191,141 @@ def test_recomputation_follows_the_forward_autocast_and_eval_batchnorm():
         grads[mode] = [p.grad.clone() for p in model.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(grads["fast"], grads["lean"]))
     assert any(g.abs().sum() > 0 for g in grads["fast"])
+
+
+# -- in-place operations and neurons whose output is not 0/1 ----------------------------------------
+
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from conftest import skip_unless_compiles  # noqa: E402
+from sakd.neurons import NeuronSpec  # noqa: E402
+
+
+class SpikingBlock(nn.Module):
+    """conv -> BN -> neuron twice on spikes ``[T*B, C, H, W]``, the second half by ``style``:
+
+    * ``residual``: torchvision's BasicBlock (``out = bn2(conv2(s)); out += identity; lif(out)``);
+    * ``dropout``: dropout in place on the first spikes before the second conv;
+    * ``changed``: the first spikes scaled in place after the second conv saved them (autograd
+      refuses this backward); ``keep`` holds them alive until backward."""
+
+    def __init__(self, style: str, backend: str, timesteps: int = 2, channels: int = 4, neuron: nn.Module = None):
+        super().__init__()
+        self.style, self.kept = style, None
+        spec = NeuronSpec(backend=backend)
+        self.conv1, self.conv2 = (nn.Conv2d(channels, channels, 3, padding=1, bias=False) for _ in range(2))
+        self.bn1, self.bn2 = nn.BatchNorm2d(channels), nn.BatchNorm2d(channels)
+        self.lif1, self.lif2 = SpikeActivation(timesteps, spec), SpikeActivation(timesteps, spec)
+        if neuron is not None:
+            self.lif1.neuron = neuron
+
+    def forward(self, s):
+        a = self.lif1(self.bn1(self.conv1(s)))
+        if self.style == "residual":
+            out = self.bn2(self.conv2(a))
+            out += s
+            return self.lif2(out)
+        if self.style == "dropout":
+            F.dropout(a, 0.3, training=True, inplace=True)
+            return self.lif2(self.bn2(self.conv2(a)))
+        if self.style == "changed":
+            out = self.conv2(a)
+            a.mul_(0.5)
+            self.kept = a
+            return self.lif2(self.bn2(out)) + a.mean()
+        return self.lif2(self.bn2(self.conv2(a)))  # plain
+
+
+def block_grads(block, s, mode):
+    """The block's input and weight gradients with run.memory=mode, or the error backward raised."""
+    torch.manual_seed(1)  # the same dropout mask in every mode
+    s = s.clone().requires_grad_(True)
+    block.zero_grad(set_to_none=True)
+    try:
+        with SavedTensors(block, mode):
+            out = block(s)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    except RuntimeError as exc:
+        return exc
+    finally:
+        block.kept = None
+    return [s.grad.clone()] + [p.grad.clone() for p in block.parameters()]
+
+
+@pytest.mark.parametrize("backend", ["compiled", "fused", "reference"])
+@pytest.mark.parametrize("style", ["residual", "dropout", "changed"])
+def test_lean_with_in_place_operations_gives_fasts_gradients_or_fasts_error(style, backend):
+    skip_unless_compiles(backend, "cpu")
+    torch.manual_seed(0)
+    block = SpikingBlock(style, backend).double()
+    s = (torch.rand(2 * 3, 4, 5, 5) < 0.4).double()
+    fast, lean = block_grads(block, s, "fast"), block_grads(block, s, "lean")
+    if style == "changed":
+        assert isinstance(fast, RuntimeError) and isinstance(lean, RuntimeError)
+        assert "modified by an inplace operation" in str(fast) and "modified by an inplace operation" in str(lean)
+        return
+    assert not isinstance(lean, Exception), lean
+    assert all(torch.equal(a, b) for a, b in zip(fast, lean))
+    assert all(g.abs().sum() > 0 for g in fast[:3])
+
+
+def test_lean_keeps_what_an_in_place_change_after_saving_used_once_the_tensor_is_freed():
+    """Spikes changed in place after a convolution saved them, then freed before backward: autograd
+    refuses (fast's error); lean has nothing left to check against, and its packed copy holds the
+    values the convolution used, so it gives the true gradient (fast's, with the spikes cloned
+    before the change)."""
+    torch.manual_seed(0)
+    block = SpikingBlock("changed", "fused").double()
+    block.forward = lambda s: changed_then_freed(block, s, clone=False)
+    s = (torch.rand(6, 4, 5, 5) < 0.4).double()
+    lean = block_grads(block, s, "lean")
+    block.forward = lambda s: changed_then_freed(block, s, clone=True)
+    true = block_grads(block, s, "fast")
+    assert not isinstance(lean, Exception) and all(torch.equal(a, b) for a, b in zip(true, lean))
+
+
+def changed_then_freed(block, s, clone):
+    a = block.lif1(block.bn1(block.conv1(s)))
+    out = block.conv2(a.clone() if clone else a)
+    a.mul_(0.5)
+    return block.lif2(block.bn2(out)) + a.mean()
+
+
+class Ternary(nn.Module):
+    """Ternary spikes -1/0/1 (|X| >= 1) with a straight-through gradient; says nothing of ``binary``."""
+
+    def forward(self, x):
+        y = (x >= 1).to(x.dtype) - (x <= -1).to(x.dtype)
+        return y + (x - x.detach()) * 0.5
+
+
+class Graded(nn.Module):
+    """Graded spikes: the current clipped to [0, 2], declared non-binary."""
+
+    binary = False
+
+    def forward(self, x):
+        return x.clamp(0.0, 2.0)
+
+
+@pytest.mark.parametrize("neuron", [Ternary, Graded])
+def test_lean_keeps_outputs_of_neurons_that_are_not_binary(neuron):
+    torch.manual_seed(0)
+    block = SpikingBlock("plain", "fused", neuron=neuron()).double()
+    s = (torch.rand(6, 4, 5, 5) < 0.4).double() * 3
+    fast, lean = block_grads(block, s, "fast"), block_grads(block, s, "lean")
+    assert all(torch.equal(a, b) for a, b in zip(fast, lean))
+    assert fast[1].abs().sum() > 0
+
+
+def test_only_layers_of_binary_neurons_are_packed():
+    from sakd.training.memory import _emits_binary
+
+    lif = SpikeActivation(2, NeuronSpec())
+    ternary = SpikeActivation(2, NeuronSpec())
+    ternary.neuron = Ternary()
+    zeros_and_ones, minus_one = torch.tensor([0.0, 1.0]), torch.tensor([-1.0, 1.0])
+    assert _emits_binary(lif, minus_one)  # LIF says binary: not checked
+    assert not _emits_binary(ternary, minus_one)
+    assert not _emits_binary(ternary, zeros_and_ones)  # checked once per layer: the first output decides

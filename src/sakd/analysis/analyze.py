@@ -13,7 +13,7 @@ from rich.table import Table
 from torch.utils.data import DataLoader, Subset, default_collate
 
 from sakd import runs
-from sakd.analysis.energy import E_AC_PJ, E_MAC_PJ, OpCounter, as_dict, energy_table
+from sakd.analysis.energy import COUNTING, E_AC_PJ, E_MAC_PJ, OpCounter, as_dict, energy_table
 from sakd.analysis.firing import FiringRateMonitor
 from sakd.errors import ConfigError
 from sakd.evaluation import checkpoint_and_test_data
@@ -57,7 +57,8 @@ def _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress
                 ann_layers, ann_images = dense_counts(spec, x, dev, cfg.run.channels_last)
     for rec in ann_layers.values():  # the first batch's counts, scaled to the images the SNN saw
         rec.dense_macs = round(rec.dense_macs * seen / ann_images)
-    table = energy_table(snn_ops.layers, ann_layers, seen, e_mac, e_ac)
+        rec.padded_macs = round(rec.padded_macs * seen / ann_images)
+    table = energy_table(snn_ops.layers, ann_layers, seen, e_mac, e_ac, frames=x.shape[0] if x.dim() == 5 else None)
     return {"checkpoint": state["path"], "model": spec.name, "timesteps": spec.timesteps, "data": cfg.data.name,
             "images": seen, "top1": 100.0 * correct / seen, "firing_rate": rates.mean_rate(),
             "layer_firing_rates": rates.rates(), **table, "counts": as_dict(snn_ops.layers)}
@@ -79,8 +80,10 @@ def ann_cost(state, cfg, data, device: str = "auto", e_mac: float = E_MAC_PJ) ->
     x, _ = (data.collate_fn or default_collate)([data.test[i] for i in range(min(2, len(data.test)))])
     layers, images = dense_counts(spec, x.to(dev), dev, cfg.run.channels_last)
     per_image = sum(rec.dense_macs for rec in layers.values()) / images
+    padded = sum(rec.padded_macs for rec in layers.values()) / images
     return {"checkpoint": state["path"], "model": spec.name, "spiking": False, "data": cfg.data.name, "e_mac_pj": e_mac,
-            "total": {"ann_macs": per_image, "ann_energy_pj": e_mac * per_image}}
+            "counting": COUNTING, "total": {"ann_macs": per_image, "ann_padded_macs": padded,
+                                            "ann_energy_pj": e_mac * per_image}}
 
 
 def analyze_run(run_dir, images: int | None = None, device: str = "auto", refresh: bool = False,
@@ -138,4 +141,8 @@ def print_analysis(result: dict, console: Console | None = None) -> None:
                   f"{t['energy_ratio']:.3f}")
     console.print(table)
     console.print(f"energy per image: SNN {t['snn_energy_pj'] / 1e6:.3f} uJ, ANN {t['ann_energy_pj'] / 1e6:.3f} uJ "
-                  f"(SNN/ANN {t['energy_ratio']:.3f})")
+                  f"(SNN/ANN {t['energy_ratio']:.3f}, against {result['ratio_against']})")
+    if "ann_energy_per_frame_pj" in t:
+        console.print(f"the ANN twin on one frame: {t['ann_macs_per_frame']:,.0f} MACs, "
+                      f"{t['ann_energy_per_frame_pj'] / 1e6:.3f} uJ")
+    console.print(f"counted: {result['counting']}; with padding the ANN has {t['ann_padded_macs']:,.0f} MACs per image")

@@ -14,7 +14,12 @@ What is counted, exactly, over the images given (no sampling, no firing-rate app
   fed by average-pooled spikes or by SEW-ResNet's ADD sums. This is the conservative choice (a
   non-binary input needs a multiplication); papers that count such layers as ACs report lower
   energy.
-* The ANN twin: dense MACs of every ``Conv2d`` and ``Linear`` (padding included), one pass.
+* The ANN twin: dense MACs of every ``Conv2d`` and ``Linear`` by the same rule, one pass: every
+  weight use of a real input element, zeros included (a dense layer multiplies them), zero
+  padding left out as on the SNN's side, so the ratio compares like with like (the conventional
+  figure with padding, which thop and most papers report, is kept as ``padded_macs``). On event
+  frames the ANN twin, as trained, sees all T frames: the ratio is against that, and the
+  one-frame figure (``ann_macs_per_frame``) is given beside it.
 * Not counted, as in ``SynOpCounter`` and most of the literature: BatchNorm (folded into the
   preceding layer at inference), the neurons' own updates, residual additions and pooling.
 
@@ -41,7 +46,8 @@ class LayerOps:
 
     kind: str  # conv | linear
     calls: int = 0
-    dense_macs: int = 0  # every weight use, zeros included (the ANN's count)
+    dense_macs: int = 0  # weight uses of every real input element, zeros included, padding not (the ANN's count)
+    padded_macs: int = 0  # every weight use, zero padding included (the conventional MAC count)
     ops: int = 0  # weight uses driven by nonzero inputs
     nonzero: int = 0  # nonzero input elements
     inputs: int = 0  # input elements
@@ -76,6 +82,15 @@ class OpCounter:
         self.layers: dict[str, LayerOps] = {}
         self._modules = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
         self._handles: list = []
+        self._dense: dict[tuple, int] = {}  # (layer, input shape of one sample) -> its dense weight uses
+
+    def _dense_uses(self, name: str, x: torch.Tensor, conv: nn.Conv2d) -> int:
+        """Weight uses of every real element of ``x`` (all inputs nonzero): the rule of
+        :func:`_conv_uses`, padding left out; the same for every sample of one shape."""
+        key = (name, tuple(x.shape[1:]))
+        if key not in self._dense:
+            self._dense[key] = _conv_uses(torch.ones_like(x[:1]), conv, True)
+        return self._dense[key] * x.shape[0]
 
     def _hook(self, name: str):
         def hook(module, inputs, output):
@@ -90,9 +105,11 @@ class OpCounter:
             rec.binary = binary
             if isinstance(module, nn.Conv2d):
                 per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-                rec.dense_macs += output.numel() * per_output
+                rec.padded_macs += output.numel() * per_output
+                rec.dense_macs += self._dense_uses(name, x, module)
                 rec.ops += _conv_uses(x, module, binary)
             else:
+                rec.padded_macs += output.numel() * module.in_features
                 rec.dense_macs += output.numel() * module.in_features
                 rec.ops += nonzero * module.out_features
         return hook
@@ -107,16 +124,22 @@ class OpCounter:
         self._handles = []
 
 
+COUNTING = ("weight uses of real input elements on both sides, zero padding left out: the SNN's "
+            "driven by nonzero inputs, the ANN's by every input")
+
+
 def energy_table(snn_layers: dict[str, LayerOps], ann_layers: dict[str, LayerOps], images: int,
-                 e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ) -> dict:
+                 e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ, frames: int | None = None) -> dict:
     """Per layer and in total, per image: the SNN's ACs and MACs, the ANN's MACs, energies (pJ)
-    and the SNN/ANN energy ratio."""
-    rows, total = {}, {"snn_acs": 0.0, "snn_macs": 0.0, "ann_macs": 0.0}
+    and the SNN/ANN energy ratio. ``frames``: the ANN twin saw that many event frames per
+    sample (the ratio's figure); the one-frame figure is given too."""
+    rows, total = {}, {"snn_acs": 0.0, "snn_macs": 0.0, "ann_macs": 0.0, "ann_padded_macs": 0.0}
     for name, rec in snn_layers.items():
         ann = ann_layers.get(name)
         acs, macs = (rec.ops, 0) if rec.binary else (0, rec.ops)
         row = {"kind": rec.kind, "input": "spikes" if rec.binary else "analog", "input_rate": rec.input_rate,
-               "snn_acs": acs / images, "snn_macs": macs / images, "ann_macs": (ann.dense_macs if ann else 0) / images}
+               "snn_acs": acs / images, "snn_macs": macs / images, "ann_macs": (ann.dense_macs if ann else 0) / images,
+               "ann_padded_macs": (ann.padded_macs if ann else 0) / images}
         row["snn_energy_pj"] = e_ac * row["snn_acs"] + e_mac * row["snn_macs"]
         row["ann_energy_pj"] = e_mac * row["ann_macs"]
         rows[name] = row
@@ -125,7 +148,12 @@ def energy_table(snn_layers: dict[str, LayerOps], ann_layers: dict[str, LayerOps
     total["snn_energy_pj"] = e_ac * total["snn_acs"] + e_mac * total["snn_macs"]
     total["ann_energy_pj"] = e_mac * total["ann_macs"]
     total["energy_ratio"] = total["snn_energy_pj"] / total["ann_energy_pj"] if total["ann_energy_pj"] else None
-    return {"layers": rows, "total": total, "e_mac_pj": e_mac, "e_ac_pj": e_ac, "images": images}
+    if frames:
+        total["ann_macs_per_frame"] = total["ann_macs"] / frames
+        total["ann_energy_per_frame_pj"] = total["ann_energy_pj"] / frames
+    ratio_against = f"the ANN twin on all {frames} frames of a sample" if frames else "the ANN twin on the image"
+    return {"layers": rows, "total": total, "e_mac_pj": e_mac, "e_ac_pj": e_ac, "images": images,
+            "counting": COUNTING, "ratio_against": ratio_against, "frames": frames}
 
 
 def as_dict(layers: dict[str, LayerOps]) -> dict[str, dict]:

@@ -16,17 +16,17 @@ yields them, so the epoch travels with every index to persistent workers.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import random
 
 import torch
 from torch.utils.data import Dataset
 
+from sakd.randomness import mixed_seed
+
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A 63-bit seed mixed from the three numbers (no two triples share a stream in practice)."""
-    digest = hashlib.blake2b(f"{seed}/{epoch}/{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
+    return mixed_seed(seed, epoch, index)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,8 @@ over time first (as SAKD's eq. 8); the rescaling factor carries no gradient (it 
 target); the error is the mean over every element, where the authors' code sums it over C·H·W
 and divides by the batch with weight 7e-5: the same loss is weight = 7e-5 · C·H·W here (about 2.3
 for ResNet-19's last stage, 512·8·8). The default tap is the last of ``distill.features``.
-The mask draws from torch's global generator, which resumed runs restore.
+The mask draws from :func:`~sakd.randomness.step_generator` (seeded by the step's place in the
+run, so a resumed run draws the same masks).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sakd.distill.terms import LOSSES, LossTerm, TermInputs, pick_taps, time_mean
+from sakd.randomness import step_generator
 
 
 @LOSSES.register("bkd")
@@ -47,7 +49,8 @@ class BlurredKD(LossTerm):
 
     def blur(self, f: torch.Tensor) -> torch.Tensor:
         """Drop each (sample, channel) of ``f`` with probability ``mask_ratio``."""
-        keep = torch.rand(f.shape[0], f.shape[1], 1, 1, device=f.device) >= self.mask_ratio
+        draw = torch.rand(f.shape[0], f.shape[1], 1, 1, device=f.device, generator=step_generator(f.device))
+        keep = draw >= self.mask_ratio
         return f * keep.to(f.dtype)
 
     def forward(self, inputs: TermInputs) -> torch.Tensor:

@@ -31,7 +31,8 @@ class SAKDLoss(nn.Module):
 
     The terms' parameters (SAKD's feature transforms, FitNet's regressors ...) belong to this
     module: optimise them together with the student's and leave them out of the exported student.
-    The teacher's features and logits must come without gradient. A zero weight skips its term.
+    The teacher's features and logits are detached here (no gradient reaches a teacher, whoever
+    calls). A zero weight skips its term.
 
     Args:
         student_channels, teacher_channels: channels at each tap, in order; give them whenever a
@@ -119,6 +120,10 @@ class SAKDLoss(nn.Module):
         term); ``timestep_logits`` ``[T, B, K]`` are the student's logits per timestep."""
         if beta and "feature_kd" not in self.terms:
             raise ConfigError("beta > 0 but this objective was built without feature KD (no feature taps)")
+        if teacher_logits is not None:
+            teacher_logits = teacher_logits.detach()
+        if teacher_feats is not None:
+            teacher_feats = [f.detach() for f in teacher_feats]
         inputs = TermInputs(student_logits, target, teacher_logits, student_feats, teacher_feats, timestep_logits, epoch)
         total = student_logits.new_zeros(())
         values: dict[str, torch.Tensor] = {}

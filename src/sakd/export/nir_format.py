@@ -14,9 +14,11 @@ The one-timestep graph of :func:`~sakd.export.graph.step_graph` (BatchNorm folde
   NIR's ``τ·dv/dt = (v_leak - v) + R·I`` integrated by forward Euler with step ``dt`` gives
   ``v <- (1 - dt/τ)·v + (dt·R/τ)·I = λ·v + I``, eq. 1 exactly. ``dt`` is the step the consumer
   simulates with (an option, default 1; snnTorch's importer assumes 1e-4, Norse's 1e-3): one
-  sakd timestep is one step of the consumer. IF (λ = 1) -> ``nir.IF`` with ``R = 1``.
-  NIR fires at ``v > v_threshold``, eq. 2 at ``>=``: they differ only when the membrane equals
-  the threshold exactly. PLIF exports its learned λ per layer.
+  sakd timestep is one step of the consumer. IF (λ = 1) -> ``nir.IF`` with ``R = 1/dt``: NIR's
+  ``dv/dt = R·I`` by forward Euler gives ``v <- v + dt·R·I = v + I``. NIR fires at
+  ``v > v_threshold``, eq. 2 at ``>=``: ``v_threshold`` is the largest number below V_th in the
+  graph's dtype (float32 for a float32 model), so that ``v > v_threshold`` holds exactly where
+  ``v >= V_th`` does, a membrane exactly at V_th included. PLIF exports its learned λ per layer.
 * The input: a directly encoded image is the analog input current of the first convolution at
   every timestep; event frames are one input per timestep. The output is the last layer's value
   at each timestep; the model's logits are their mean over T.
@@ -64,21 +66,26 @@ def _pair(v) -> np.ndarray:
     return np.array(v if isinstance(v, (tuple, list)) else (v, v))
 
 
-def _neuron(nir, m: StepNeuron, shape, where: str, dt: float):
+def nir_threshold(v_th: float, dtype) -> np.ndarray:
+    """The largest number of ``dtype`` below ``v_th``: NIR's ``v > it`` is eq. 2's ``v >= v_th``."""
+    return np.nextafter(np.asarray(v_th, dtype=dtype), np.asarray(-np.inf, dtype=dtype))
+
+
+def _neuron(nir, m: StepNeuron, shape, where: str, dt: float, dtype=np.float32):
     if m.reset_mode != "hard":
         raise ConfigError(f"layer {where}: NIR's neurons reset to v_reset; a soft reset (V - V_th) has no NIR form")
-    ones = np.ones(shape, dtype=np.float32)
-    threshold, zero = ones * m.threshold, np.zeros(shape, dtype=np.float32)
+    ones = np.ones(shape, dtype=dtype)
+    threshold, zero = ones * nir_threshold(m.threshold, dtype), np.zeros(shape, dtype=dtype)
     cls = nir.IF if m.decay == 1.0 else nir.LIF
     # nir < 1.0.5 has no v_reset: its neurons reset to 0, as eq. 3 does
     reset = {"v_reset": zero} if "v_reset" in {f.name for f in dataclasses.fields(cls)} else {}
     if m.decay == 1.0:
-        return nir.IF(r=ones, v_threshold=threshold, **reset)
+        return nir.IF(r=ones * (1.0 / dt), v_threshold=threshold, **reset)
     return nir.LIF(tau=ones * (dt / (1.0 - m.decay)), r=ones * (1.0 / (1.0 - m.decay)), v_leak=zero,
                    v_threshold=threshold, **reset)
 
 
-def _module_node(nir, m: nn.Module, node: fx.Node, where: str, dt: float):
+def _module_node(nir, m: nn.Module, node: fx.Node, where: str, dt: float, dtype):
     src = node.args[0]
     if isinstance(m, nn.Conv2d):
         if m.padding_mode != "zeros" or isinstance(m.padding, str):
@@ -91,7 +98,7 @@ def _module_node(nir, m: nn.Module, node: fx.Node, where: str, dt: float):
             return nir.Linear(weight=m.weight.detach().numpy())
         return nir.Affine(weight=m.weight.detach().numpy(), bias=m.bias.detach().numpy())
     if isinstance(m, StepNeuron):
-        return _neuron(nir, m, _shape(node), where, dt)
+        return _neuron(nir, m, _shape(node), where, dt, dtype)
     if isinstance(m, nn.AvgPool2d):
         k, s, p = _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
         size = np.array(_shape(src)[1:])
@@ -128,6 +135,7 @@ def to_nir(gm: fx.GraphModule, example: torch.Tensor, dt: float = 1.0):
         raise ConfigError(f"the NIR time step dt must be positive, got {dt}")
     dtype = next((p.dtype for p in gm.parameters() if p.is_floating_point()), torch.float32)
     ShapeProp(gm).propagate(example[:1].to(dtype))
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32  # the neurons' parameters
     nodes, edges, sources = {}, [], {}
     for node in gm.graph.nodes:
         if node.op == "placeholder":
@@ -149,7 +157,8 @@ def to_nir(gm: fx.GraphModule, example: torch.Tensor, dt: float = 1.0):
             sources[node] = [node.name]
         elif node.op == "call_module":
             name = _name(node)
-            nodes[name] = _module_node(nir, gm.get_submodule(node.target), node, str(node.target).removeprefix("model."), dt)
+            nodes[name] = _module_node(nir, gm.get_submodule(node.target), node, str(node.target).removeprefix("model."),
+                                       dt, np_dtype)
             edges += [(s, name) for s in sources[node.args[0]]]
             sources[node] = [name]
         else:

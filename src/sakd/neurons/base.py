@@ -26,7 +26,13 @@ from sakd.registry import Registry
 
 
 class SpikingNeuron(nn.Module):
-    """Base of every registered neuron: ``forward(x [T, B, ...]) -> spikes [T, B, ...]``."""
+    """Base of every registered neuron: ``forward(x [T, B, ...]) -> spikes [T, B, ...]``.
+
+    ``binary`` says whether every output element is exactly 0 or 1: ``True`` lets
+    ``run.memory=lean`` keep the outputs as bits unchecked, ``False`` (ternary or graded spikes)
+    keeps them as they are; ``None`` (not said) makes lean check each layer's first output."""
+
+    binary: bool | None = None
 
 
 NEURONS: Registry[type[SpikingNeuron]] = Registry("neuron")

@@ -90,7 +90,9 @@ class _LIFFunction(torch.autograd.Function):
         spikes = _forward_kernel(flat, decay, threshold, soft, compiled)(flat, decay, threshold, soft)
         ctx.save_for_backward(flat, *([decay] if learned else []))
         ctx.cfg = (None if learned else decay, threshold, soft, surrogate, detach_reset, compiled, perm)
-        return _restore(spikes, x, perm)
+        # detached: a view made inside a custom Function may not be changed in place (autograd
+        # forbids it), and models change spikes in place (dropout, `out += identity`)
+        return _restore(spikes, x, perm).detach()
 
     @staticmethod
     def backward(ctx, grad_spikes):
@@ -154,6 +156,8 @@ class LIF(SpikingNeuron):
         backend: ``"auto"`` (default), ``"compiled"``, ``"fused"`` or ``"reference"``; all give
             the same numbers (see the module's docstring).
     """
+
+    binary = True  # spikes are exactly 0/1 (run.memory=lean packs them as bits)
 
     def __init__(
         self,

@@ -21,13 +21,24 @@
   (tested in float64 and float32).
 
 Spike tensors are recognised as the outputs of the model's spiking layers (every
-:class:`~sakd.neurons.SpikeActivation`; a registered neuron emits exact 0/1 values). Outputs made
+:class:`~sakd.neurons.SpikeActivation`) whose neuron emits exact 0/1 values: a neuron says so with
+``binary = True`` (LIF, IF, PLIF) or ``binary = False`` (ternary or graded spikes: never packed);
+for a neuron that says nothing, the first output of each layer is checked and a layer whose output
+is not 0/1 is kept as it is. Outputs made
 again are those of *replayable* modules: ``BatchNorm1d/2d/3d`` running PyTorch's own forward
 (subclasses with their own forward, such as SyncBatchNorm or the NAS supernet's, are kept as
 they are) and modules marked ``replayable = True``, a pure function of their arguments
 (:class:`~sakd.models.base.ResidualAdd`, :class:`~sakd.models.base.RepeatOverTime`; a new model
 marks its own). An output is made again only where that keeps nothing backward would not keep
 anyway. One spike tensor saved by several layers is packed once.
+
+In-place operations are safe: each recorded tensor carries its version (autograd's counter of
+in-place changes, shared by a tensor and its views). A tensor changed in place after it was
+recorded (``out = bn(conv(s)); out += identity``, dropout in place on spikes) is not packed or made
+again but kept as autograd keeps it; a tensor changed in place after it was saved raises autograd's
+own error when backward needs it, as ``fast`` does (the saved-tensor hooks switch autograd's check
+off, so this module makes it: for packed and recomputed tensors while the changed tensor, or the
+tensor it is a view of, is alive, which covers a change before backward through any live view).
 
 :class:`SavedTensors` also counts the bytes kept (distinct storages, packed bits, the inputs of
 outputs made again), which the benchmarks report. Contexts for one model nest: the outermost
@@ -98,7 +109,10 @@ def _dense_order(t: torch.Tensor) -> list[int] | None:
 
 
 class Packed:
-    """A binary tensor stored as bits (or bytes), with what rebuilds it exactly."""
+    """A binary tensor stored as bits (or bytes), with what rebuilds it exactly (and, from
+    :class:`SavedTensors`, a :class:`Guard` against an in-place change after it was saved)."""
+
+    guard: "Guard | None" = None
 
     def __init__(self, t: torch.Tensor, packing: str):
         self.shape, self.dtype = t.shape, t.dtype
@@ -113,6 +127,8 @@ class Packed:
         return self.data.numel()
 
     def unpack(self) -> torch.Tensor:
+        if self.guard is not None:
+            self.guard.check()
         if self.packing == "uint8":
             flat = self.data.to(self.dtype)
         else:
@@ -121,6 +137,65 @@ class Packed:
             return flat.view(self.shape)
         permuted = flat.view([self.shape[d] for d in self.order])
         return permuted.permute([self.order.index(d) for d in range(len(self.shape))])
+
+
+def _version(t: torch.Tensor) -> int:
+    """Autograd's count of in-place changes to ``t`` (shared with its views); inference tensors
+    have none and never change under autograd."""
+    return -1 if t.is_inference() else t._version
+
+
+# layer -> whether its neuron's output was 0/1 when first checked (neurons that do not say)
+_BINARY_CHECKED: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
+
+
+def _emits_binary(layer: nn.Module, output: torch.Tensor) -> bool:
+    """Whether a spiking layer's output may be packed as bits: what its neuron says
+    (``binary = True / False``), else whether its first output was exactly 0/1."""
+    declared = getattr(getattr(layer, "neuron", None), "binary", None)
+    if declared is not None:
+        return bool(declared)
+    if layer not in _BINARY_CHECKED:
+        _BINARY_CHECKED[layer] = bool(((output == 0) | (output == 1)).all())
+    return _BINARY_CHECKED[layer]
+
+
+def _modified(t: torch.Tensor, expected: int) -> RuntimeError:
+    """Autograd's error for a saved tensor changed in place (the hooks switch autograd's check off)."""
+    return RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an inplace operation: "
+        f"[{t.type()} {list(t.shape)}] is at version {t._version}; expected version {expected} instead "
+        "(run.memory=lean makes autograd's check; run.memory=fast raises the same)")
+
+
+class Guard:
+    """The version a tensor had when saved, and a weak reference to the tensor whose version counter
+    it shares (its base, for a view), to check at unpacking that it was not changed in place."""
+
+    __slots__ = ("ref", "version")
+
+    def __init__(self, t: torch.Tensor):
+        root = t if t._base is None else t._base
+        self.ref, self.version = weakref.ref(root), _version(t)
+
+    def check(self) -> None:
+        root = self.ref()
+        if root is not None and _version(root) != self.version:
+            raise _modified(root, self.version)
+
+
+class Kept:
+    """A tensor saved as it is, with its version: unpacking it checks it was not changed in place."""
+
+    __slots__ = ("tensor", "version")
+
+    def __init__(self, t: torch.Tensor):
+        self.tensor, self.version = t, _version(t)
+
+    def unpack(self) -> torch.Tensor:
+        if _version(self.tensor) != self.version:
+            raise _modified(self.tensor, self.version)
+        return self.tensor
 
 
 def _replayable(module: nn.Module) -> bool:
@@ -185,8 +260,10 @@ class Recomputed:
     def __init__(self, recipe: Recipe, t: torch.Tensor):
         self.recipe = recipe
         self.view = (t.shape, t.stride(), t.storage_offset() - recipe.layout[2])
+        self.guard = Guard(t)
 
     def unpack(self) -> torch.Tensor:
+        self.guard.check()
         made = self.recipe.output()
         shape, stride, offset = self.view
         return made.as_strided(shape, stride, made.storage_offset() + offset)
@@ -212,11 +289,11 @@ class SavedTensors:
         self.recompute = recompute
         self.exclude = exclude or set()
         self.kept: dict[object, int] = {}
-        # storage -> a live weak reference to the tensor recorded there: spikes, module outputs
-        # with their recipe, tensors saved as they are (kept by backward anyway)
-        self._spikes: dict[int, weakref.ref] = {}
-        self._outputs: dict[int, tuple[weakref.ref, Recipe]] = {}
-        self._plain: dict[int, weakref.ref] = {}
+        # storage -> a live weak reference to the tensor recorded there and its version then:
+        # spikes, module outputs with their recipe, tensors saved as they are (kept by backward anyway)
+        self._spikes: dict[int, tuple[weakref.ref, int]] = {}
+        self._outputs: dict[int, tuple[weakref.ref, int, Recipe]] = {}
+        self._plain: dict[int, tuple[weakref.ref, int]] = {}
         self._packed: dict[int, dict[tuple, Packed]] = {}  # storage -> view -> its packed bits
         self._serial = itertools.count()
         self._handles: list = []
@@ -229,17 +306,24 @@ class SavedTensors:
     @staticmethod
     def _lookup(table: dict, t: torch.Tensor):
         """The entry of ``table`` for ``t``'s storage, if the tensor recorded there still lives (so
-        that its memory has not been given to another tensor), else None."""
+        that its memory has not been given to another tensor) and ``t`` has the version it was
+        recorded with (no in-place change since), else None."""
         ptr = t.untyped_storage().data_ptr()
         entry = table.get(ptr)
-        ref = entry[0] if isinstance(entry, tuple) else entry
-        alive = ref() if ref is not None else None
-        return entry if alive is not None and alive.untyped_storage().data_ptr() == ptr else None
+        if entry is None:
+            return None
+        alive = entry[0]()
+        if alive is None or alive.untyped_storage().data_ptr() != ptr or _version(t) != entry[1]:
+            return None
+        return entry
 
     def _record(self, module, inputs, output):
         ptr = output.untyped_storage().data_ptr()
-        self._spikes[ptr] = weakref.ref(output)
         self._packed.pop(ptr, None)  # a new spike tensor in memory that an earlier, freed one had
+        if _emits_binary(module, output):
+            self._spikes[ptr] = (weakref.ref(output), _version(output))
+        else:
+            self._spikes.pop(ptr, None)
 
     def _record_output(self, module, inputs, output):
         """A replayable module ran: its recipe, made now while its arguments live, lives with
@@ -249,24 +333,27 @@ class SavedTensors:
         args = []
         for a in inputs:
             if isinstance(a, torch.Tensor):
-                a = self._lean_form(a) or (a if self._lookup(self._plain, a) else None)
+                a = self._lean_form(a) or (Kept(a) if self._lookup(self._plain, a) else None)
                 if a is None:
                     return
             args.append(a)
-        self._outputs[ptr] = (weakref.ref(output), Recipe(module, args, output, next(self._serial)))
+        recipe = Recipe(module, args, output, next(self._serial))
+        self._outputs[ptr] = (weakref.ref(output), _version(output), recipe)
 
     def _lean_form(self, t: torch.Tensor):
-        """``t`` packed (spikes) or as a recipe (a view of a replayable module's output), or None."""
+        """``t`` packed (spikes) or as a recipe (a view of a replayable module's output), or None
+        (also where ``t`` changed in place since it was recorded)."""
         if self._lookup(self._spikes, t) and t.dim() > 0 and _dense_order(t) is not None:
             ptr = t.untyped_storage().data_ptr()
             key = (ptr, t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
             views = self._packed.setdefault(ptr, {})
             if key not in views:
                 views[key] = Packed(t, self.packing)
+                views[key].guard = Guard(t)
             return views[key]
         entry = self._lookup(self._outputs, t)
         if entry is not None and entry[0]().dtype == t.dtype:
-            return Recomputed(entry[1], t)
+            return Recomputed(entry[2], t)
         return None
 
     def _count(self, saved) -> None:
@@ -278,24 +365,24 @@ class SavedTensors:
                 self.kept[("recipe", recipe.serial)] = recipe.nbytes
                 for a in recipe.args:
                     self._count(a)
-        elif isinstance(saved, torch.Tensor):
-            ptr = saved.untyped_storage().data_ptr()
-            if ptr not in self.exclude:
-                self.kept[ptr] = saved.untyped_storage().nbytes()
+        elif isinstance(saved, Kept):
+            storage = saved.tensor.untyped_storage()
+            if storage.data_ptr() not in self.exclude:
+                self.kept[storage.data_ptr()] = storage.nbytes()
 
     def _pack(self, t: torch.Tensor):
         saved = self._lean_form(t) if self.mode == "lean" else None
         if saved is None:
-            saved = t
+            saved = Kept(t)
             if self.mode == "lean":
-                self._plain[t.untyped_storage().data_ptr()] = weakref.ref(t)
+                self._plain[t.untyped_storage().data_ptr()] = (weakref.ref(t), _version(t))
         if self.count:
             self._count(saved)
         return saved
 
     @staticmethod
     def _unpack(saved):
-        return saved.unpack() if isinstance(saved, (Packed, Recomputed)) else saved
+        return saved.unpack() if isinstance(saved, (Packed, Recomputed, Kept)) else saved
 
     def __enter__(self) -> "SavedTensors":
         self._inner = any(a.model is self.model for a in SavedTensors._active)

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sakd.data.seeded import SeededSamples
 from sakd.errors import ConfigError
+from sakd.randomness import mixed_seed
 from sakd.training.distributed import DistContext, GlobalBatchSampler, ShardSampler
 
 
@@ -73,16 +74,32 @@ def make_loaders(train: Dataset, evaluation: dict[str, Dataset], *, batch_size: 
                  num_workers: int, seed: int, device: torch.device, ctx: DistContext, accumulate: int = 1,
                  collate_fn=None) -> tuple[DataLoader, dict[str, DataLoader]]:
     """The training loader of this process's micro-batches (augmentation seeded per sample by
-    ``(seed, epoch, index)``), and a loader of this process's shard of each evaluation set."""
+    ``(seed, epoch, index)``), and a loader of this process's shard of each evaluation set. Each
+    loader has its own generator (for its workers' base seed), so that starting an epoch's
+    iteration draws nothing from torch's global generator."""
     if len(train) == 0:
         raise ConfigError("the training data set is empty")
     common = dict(num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
                   collate_fn=collate_fn, worker_init_fn=_worker_init if num_workers else None)
     sampler = GlobalBatchSampler(len(train), batch_size, seed, ctx, accumulate)
-    train_loader = DataLoader(SeededSamples(train, seed), batch_sampler=sampler, **common)
-    eval_loaders = {name: DataLoader(data, batch_size=eval_batch_size, sampler=ShardSampler(len(data), ctx), **common)
+    def own(name: str) -> torch.Generator:
+        return torch.Generator().manual_seed(mixed_seed(seed, "loader", name, ctx.rank))
+
+    train_loader = DataLoader(SeededSamples(train, seed), batch_sampler=sampler, generator=own("train"), **common)
+    eval_loaders = {name: DataLoader(data, batch_size=eval_batch_size, sampler=ShardSampler(len(data), ctx),
+                                     generator=own(name), **common)
                     for name, data in evaluation.items()}
     return train_loader, eval_loaders
+def stop_workers(loader: DataLoader) -> None:
+    """Stop a loader's persistent workers now (they ignore SIGTERM, so a pool left to interpreter
+    exit would hang multiprocessing's final join); its next iteration starts new ones."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None:
+        if hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        loader._iterator = None
+
+
 def rng_state() -> dict:
     """Every global RNG, in types that ``torch.load(weights_only=True)`` accepts."""
     py_version, py_internal, py_gauss = random.getstate()

@@ -9,7 +9,9 @@ steps or minutes inside an epoch; ``best.pt`` is the epoch with the best validat
 ``Trainer.resume(run_dir)`` continues a run exactly where ``last.pt`` left it, mid-epoch included:
 weights, optimiser, schedule, epoch and step, the epoch's running sums, and the metric history;
 the data order is a function of (seed, epoch) and each sample's augmentation of (seed, epoch,
-index), so the remaining batches are the ones the uninterrupted run would have seen. SIGTERM or
+index), so the remaining batches are the ones the uninterrupted run would have seen, and the
+random draws of loss terms and neurons are a function of (seed, epoch, step, micro-batch, rank)
+(:mod:`sakd.randomness`), so they are the ones it would have drawn. SIGTERM or
 SIGUSR1 (what SLURM and Kubernetes send before a kill) finish the current step, write ``last.pt``
 and stop with :class:`~sakd.errors.Preempted` (exit status 75); under torchrun every process stops
 at the same step and rank 0 writes the one checkpoint.
@@ -42,6 +44,7 @@ from sakd.models import FeatureExtractor
 from sakd.models.base import mean_over_time
 from sakd.models.checkpoint import atomic_save, load_checkpoint, load_weights, payload
 from sakd.models.spec import ModelSpec
+from sakd.randomness import step_draws
 from sakd.training.config import Config, apply_overrides, config_from_dict, parse_interval, save_config
 from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object, init_distributed
 from sakd.training.evaluate import evaluate
@@ -49,7 +52,7 @@ from sakd.training.memory import SavedTensors, resolve_memory
 from sakd.training.metrics import MetricsLog, topk_correct
 from sakd.training.optim import build_optimizer, build_scheduler
 from sakd.training.runtime import (autocast, make_loaders, place, resolve_amp, resolve_device, rng_state,
-                                   seed_everything, set_rng_state)
+                                   seed_everything, set_rng_state, stop_workers)
 
 
 class Trainer:
@@ -260,6 +263,8 @@ class Trainer:
             )
             raise
         finally:
+            for loader in (self.train_loader, *self.eval_loaders.values()):
+                stop_workers(loader)
             if self.log is not None:
                 self.log.close()
         return self.summary(time.perf_counter() - start)
@@ -384,7 +389,7 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     self.on_step(epoch, step)
                 sync = contextlib.nullcontext() if last_micro or not self.dist.enabled else self.step_module.no_sync()
-                with sync:
+                with sync, step_draws(cfg.run.seed, epoch, step, micro, self.dist.rank):
                     loss, terms, s_logits = self.step_loss(x, y, epoch, beta, features)
                     self.scaler.scale(loss / accumulate).backward()
                 b = y.shape[0]

@@ -1,0 +1,73 @@
+"""Random draws inside training steps (:mod:`sakd.randomness`): a function of the step's place in
+the run, so a run with a random loss term (BKD's channel mask) interrupted mid-epoch or at an
+epoch's end, with 0 or 2 loader workers, resumes to the uninterrupted run's weights bit for bit."""
+
+import pytest
+import torch
+
+from conftest import fast_config
+from sakd.errors import Preempted
+from sakd.randomness import step_draws, step_generator
+from sakd.training import Trainer
+
+
+def test_step_generators_follow_the_steps_place_and_leave_the_global_generator_alone():
+    assert step_generator() is None  # outside a step: torch's global generator
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    with step_draws(1, 2, 3, 0, 0):
+        g = step_generator("cpu")
+        assert step_generator("cpu") is g  # one stream per micro-batch
+        a = torch.rand(5, generator=g), torch.rand(5, generator=g)
+    with step_draws(1, 2, 3, 0, 0):
+        b = torch.rand(5, generator=step_generator()), torch.rand(5, generator=step_generator())
+    with step_draws(1, 2, 3, 1, 0):
+        other_micro = torch.rand(5, generator=step_generator())
+    with step_draws(1, 2, 3, 0, 1):
+        other_rank = torch.rand(5, generator=step_generator())
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], a[1])
+    assert not torch.equal(a[0], other_micro) and not torch.equal(a[0], other_rank)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert step_generator() is None
+
+
+def bkd_config(root, teacher_ckpt, workers):
+    return fast_config(root, f"distill.teacher.weights={teacher_ckpt}", "distill.gamma=1",
+                       "distill.terms=[{name: bkd, weight: 1.0}]", f"data.num_workers={workers}",
+                       "data.train_subset=192", "optim.epochs=2", "run.name=run")
+
+
+def final_weights(trainer):
+    return [t.clone() for t in [*trainer.model.state_dict().values(), *trainer.objective.state_dict().values()]]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, teacher_ckpt):
+    runs = {}
+    for workers in (0, 2):
+        trainer = Trainer(bkd_config(tmp_path_factory.mktemp(f"full{workers}"), teacher_ckpt, workers))
+        trainer.fit()
+        runs[workers] = final_weights(trainer), [r["train/loss"] for r in trainer.history]
+    return runs
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("stop_after", [1, 3], ids=["mid-epoch", "epoch-end"])  # 3 steps an epoch
+def test_a_run_with_a_random_term_resumes_to_the_same_weights(tmp_path, teacher_ckpt, uninterrupted, workers,
+                                                              stop_after):
+    trainer = Trainer(bkd_config(tmp_path, teacher_ckpt, workers))
+    assert trainer.train_loader.batch_sampler.steps == 3
+
+    def on_step(epoch, step):  # a SIGTERM during the step: it finishes, last.pt is written, the run stops
+        if (epoch, step) == (0, stop_after - 1):
+            trainer._signal = "SIGTERM"
+
+    trainer.on_step = on_step
+    with pytest.raises(Preempted, match="end of the epoch" if stop_after == 3 else "preempted"):
+        trainer.fit()
+    assert trainer.epoch == (1 if stop_after == 3 else 0)
+    resumed = Trainer.resume(trainer.run_dir)
+    resumed.fit()
+    weights, losses = uninterrupted[workers]
+    assert [r["train/loss"] for r in resumed.history] == losses
+    assert all(torch.equal(a, b) for a, b in zip(final_weights(resumed), weights, strict=True))
