@@ -60,6 +60,48 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, te
     assert numbers(resumed["run_dir"]) == numbers(full["run_dir"])
 
 
+def test_ctrl_c_in_the_first_epoch_finishes_the_step_writes_last_pt_and_resumes(tmp_path, capsys):
+    """A first Ctrl-C does what SIGTERM does (in epoch 1, where no epoch checkpoint exists yet): the
+    step finishes, last.pt is written, the resume command printed works and the run ends as an
+    uninterrupted one."""
+    import signal
+
+    from sakd.errors import Preempted
+
+    full = Trainer(fast_config(tmp_path / "full"))
+    full.fit()
+    trainer = Trainer(fast_config(tmp_path / "cut"))
+    trainer.on_step = lambda epoch, step: signal.raise_signal(signal.SIGINT) if (epoch, step) == (0, 2) else None
+    with pytest.raises(Preempted) as stop:
+        trainer.fit()
+    assert stop.value.exit_code == 130
+    assert f"resume with: sakd train --resume {trainer.run_dir}" in str(stop.value)
+    assert "Ctrl-C again to stop at once" in capsys.readouterr().err
+    assert load_checkpoint(trainer.run_dir / "last.pt")["step"] == 3  # the step in flight finished
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
+    resumed = Trainer.resume(trainer.run_dir)
+    resumed.fit()
+    assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(), full.model.state_dict().values()))
+
+
+def test_a_second_ctrl_c_stops_at_once_and_says_what_is_kept(tmp_path, capsys):
+    import signal
+
+    trainer = Trainer(fast_config(tmp_path))
+
+    def twice(epoch, step):
+        if (epoch, step) == (0, 1):
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+
+    trainer.on_step = twice
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    err = capsys.readouterr().err
+    assert "stopped at once in epoch 1" in err and "no checkpoint was written yet" in err
+    assert not (trainer.run_dir / "last.pt").exists()
+
+
 def test_nan_loss_stops_with_the_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = fast_config(tmp_path, "optim.epochs=3")
     real = SAKDLoss.forward
@@ -145,6 +187,18 @@ def test_cli_eval_and_errors(tmp_path, teacher_ckpt, capsys):
     assert "'model.name' must be one of" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nope.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_eval_evaluates_what_the_run_evaluated_and_says_so(tmp_path, capsys):
+    run = train(fast_config(tmp_path, "optim.epochs=1", "model.spiking=false", "data.test_subset=100"))["run_dir"]
+    out = tmp_path / "eval.json"
+    assert main(["eval", run, "--json", str(out), "--device", "cpu"]) == 0
+    result = json.loads(out.read_text())
+    last = json.loads((Path(run) / "metrics.jsonl").read_text().splitlines()[-1])
+    assert result["samples"] == 100 and result["top1"] == pytest.approx(last["test/top1"])
+    assert "100 of its 256 images (data.test_subset=100" in " ".join(capsys.readouterr().out.split())
+    assert main(["eval", run, "--json", str(out), "--device", "cpu", "data.test_subset=null"]) == 0
+    assert json.loads(out.read_text())["samples"] == 256 and "256 images" in " ".join(capsys.readouterr().out.split())
 
 
 def test_cli_compare_tables_runs(tmp_path, teacher_ckpt, capsys):

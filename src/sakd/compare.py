@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 from rich.console import Console
-from rich.table import Table
 
 from sakd import runs
+from sakd.tables import print_table
 from sakd.errors import SakdError
 
 
@@ -79,25 +79,26 @@ def compare(run_dirs: list[str], console: Console | None = None, analyze: bool =
                 analyze_run(r["run"], images, device)
         rows = [summarise_run(r) for r in run_dirs]
     selected = any("selected_top1" in r for r in rows)
-    table = Table(title="test top-1 (%) of the best epoch, of the last"
-                    + (" and of the epoch the validation split selects (val-sel)" if selected else ""))
-    columns = ["run", "data", "model", "mode", "T", "epochs", "top-1 best", "top-1 last"]
-    columns += ["top-1 val-sel"] if selected else []
-    for col in columns + ["top-5 last", "rate", "SOPs/img", "energy/img", "vs ANN"]:
-        table.add_column(col, justify="left" if col in ("run", "data", "model", "mode") else "right", overflow="fold")
+    title = ("test top-1 (%) of the best epoch, of the last"
+             + (" and of the epoch the validation split selects (val-sel)" if selected else ""))
+    headers = ["run", "data", "model", "mode", "T", "epochs", "top-1 best", "top-1 last"]
+    headers += ["top-1 val-sel"] if selected else []
+    headers += ["top-5 last", "rate", "SOPs/img", "energy/img", "vs ANN"]
 
     def fmt(v, spec=".2f"):
         return "-" if v is None else format(v, spec)
 
+    cells = []
     for r in rows:
-        cells = [Path(r["run"]).name, r["data"], r["model"], r["mode"], fmt(r["timesteps"], "d"),
-                 f"{r['epochs']}/{r['planned_epochs']}", fmt(r["best_top1"]), fmt(r["final_top1"])]
-        cells += [fmt(r.get("selected_top1"))] if selected else []
-        table.add_row(*cells, fmt(r["final_top5"]), fmt(r["firing_rate"], ".3f"),
-                      "-" if r["sops"] is None else f"{r['sops'] / 1e6:,.2f} M",
-                      "-" if r["energy_uj"] is None else f"{r['energy_uj']:,.2f} uJ", fmt(r["energy_ratio"], ".3f"))
+        row = [Path(r["run"]).name, r["data"], r["model"], r["mode"], fmt(r["timesteps"], "d"),
+               f"{r['epochs']}/{r['planned_epochs']}", fmt(r["best_top1"]), fmt(r["final_top1"])]
+        row += [fmt(r.get("selected_top1"))] if selected else []
+        row += [fmt(r["final_top5"]), fmt(r["firing_rate"], ".3f"),
+                "-" if r["sops"] is None else f"{r['sops'] / 1e6:,.2f} M",
+                "-" if r["energy_uj"] is None else f"{r['energy_uj']:,.2f} uJ", fmt(r["energy_ratio"], ".3f")]
+        cells.append(row)
     console = console or Console()
-    console.print(table)
+    print_table(console, headers, cells, title=title, left={"run", "data", "model", "mode"}, key="run")
     if any(r["energy_uj"] is None for r in rows):
         console.print("SOPs and energy (45 nm: E_MAC 4.6 pJ, E_AC 0.9 pJ; see `sakd analyze`) of the last checkpoint: "
                       "run with --analyze to fill the columns marked -")

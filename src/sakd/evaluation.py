@@ -8,11 +8,12 @@ from torch.utils.data import DataLoader
 
 from sakd.compare import history_summary
 from sakd.data import build_dataset
+from sakd.data.holdout import test_split
 from sakd.errors import ConfigError
 from sakd.models import checkpoint as ckpt_io
 from sakd.training.config import apply_overrides, config_from_dict
 from sakd.training.evaluate import evaluate
-from sakd.training.runtime import place, resolve_amp, resolve_device
+from sakd.training.runtime import place, resolve_amp, resolve_device, resolve_workers
 
 
 def checkpoint_and_test_data(path, overrides: list[str] | None, command: str):
@@ -37,21 +38,26 @@ def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = 
     state, cfg, data = checkpoint_and_test_data(path, overrides, "eval")
     dev = resolve_device(device)
     model, _ = ckpt_io.model_from_checkpoint(state)
-    loader = DataLoader(data.test, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
-                        num_workers=cfg.data.num_workers, collate_fn=data.collate_fn)
+    test = test_split(data.test, cfg.data.test_subset)  # what the run evaluated (or an override says)
+    loader = DataLoader(test, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
+                        num_workers=resolve_workers(cfg.data.num_workers), collate_fn=data.collate_fn)
     result = evaluate(place(model, dev, cfg.run.channels_last), loader, dev, resolve_amp(cfg.run.amp, dev))
     spec = state["spec"]
     return {"checkpoint": state["path"], "model": spec.name, "spiking": spec.spiking,
             "timesteps": spec.timesteps if spec.spiking else None,
-            "data": cfg.data.name, "epoch": state["epoch"], **result,
-            "run": history_summary(state.get("history", []))}
+            "data": cfg.data.name, "split": "test", "split_size": len(data.test),
+            "test_subset": cfg.data.test_subset if len(test) < len(data.test) else None,
+            "epoch": state["epoch"], **result, "run": history_summary(state.get("history", []))}
 
 
 def print_report(result: dict, console: Console | None = None) -> None:
     console = console or Console()
     kind = f"SNN, T={result['timesteps']}" if result["spiking"] else "ANN"
+    images = (f"{result['samples']} of its {result['split_size']} images (data.test_subset={result['test_subset']}, "
+              "stratified, as the run evaluated; data.test_subset=null for all)"
+              if result.get("test_subset") else f"{result['samples']} images")
     console.print(f"{result['checkpoint']}: {result['model']} ({kind}), epoch {result['epoch']}, "
-                  f"{result['data']} test split, {result['samples']} samples")
+                  f"{result['data']} test split, {images}", highlight=False)
     console.print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}")
     run = result["run"]
     if run["final_top1"] is not None:

@@ -32,9 +32,10 @@ def check_field(value: Any, meta, key: str) -> None:
         return
     items = value if isinstance(value, list) else [value]
     for item in items:
+        numeric = isinstance(item, (int, float)) and not isinstance(item, bool)
         for op, bound, ok in (("ge", ">=", lambda v, b: v >= b), ("gt", ">", lambda v, b: v > b),
                               ("le", "<=", lambda v, b: v <= b), ("lt", "<", lambda v, b: v < b)):
-            if op in meta and not ok(item, meta[op]):
+            if op in meta and numeric and not ok(item, meta[op]):
                 raise ConfigError(f"config key '{key}' must be {bound} {meta[op]}, got {item!r}")
         if "choices" in meta:
             known = list(meta["choices"]())

@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 from torch.utils.data import DataLoader, Subset, default_collate
 
 from sakd import runs
@@ -18,7 +17,8 @@ from sakd.analysis.firing import FiringRateMonitor
 from sakd.errors import ConfigError
 from sakd.evaluation import checkpoint_and_test_data
 from sakd.models import checkpoint as ckpt_io
-from sakd.training.runtime import place, resolve_device
+from sakd.tables import print_table
+from sakd.training.runtime import place, resolve_device, resolve_workers
 
 
 def analyze_checkpoint(path, images: int | None = None, overrides: list[str] | None = None, device: str = "auto",
@@ -43,7 +43,7 @@ def _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress
     snn, _ = ckpt_io.model_from_checkpoint(state)
     snn = place(snn, dev, cfg.run.channels_last).eval()
     loader = DataLoader(test, batch_size=batch_size or cfg.data.eval_batch_size or cfg.data.batch_size,
-                        num_workers=cfg.data.num_workers, collate_fn=data.collate_fn)
+                        num_workers=resolve_workers(cfg.data.num_workers), collate_fn=data.collate_fn)
     snn_ops = OpCounter(snn)
     correct = seen = 0
     bar = Progress(TextColumn("analyze"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -130,16 +130,18 @@ def print_analysis(result: dict, console: Console | None = None) -> None:
     console = console or Console()
     console.print(f"{result['checkpoint']}: {result['model']} (SNN, T={result['timesteps']}), {result['data']} test split, "
                   f"{result['images']} images, top-1 {result['top1']:.2f}%, mean firing rate {result['firing_rate']:.4f}")
-    table = Table("layer", "input", "input rate", "SNN ACs", "SNN MACs", "ANN MACs", "energy SNN/ANN",
-                  title=f"per image; E_MAC = {result['e_mac_pj']} pJ, E_AC = {result['e_ac_pj']} pJ (45 nm, Horowitz 2014)")
+    headers = ["layer", "input", "rate", "SNN ACs", "SNN MACs", "ANN MACs", "energy"]
+    rows = []
     for name, row in result["layers"].items():
         ratio = row["snn_energy_pj"] / row["ann_energy_pj"] if row["ann_energy_pj"] else float("nan")
-        table.add_row(name, row["input"], f"{row['input_rate']:.4f}", f"{row['snn_acs']:,.0f}", f"{row['snn_macs']:,.0f}",
-                      f"{row['ann_macs']:,.0f}", f"{ratio:.3f}")
+        rows.append([name, row["input"], f"{row['input_rate']:.4f}", f"{row['snn_acs']:,.0f}", f"{row['snn_macs']:,.0f}",
+                     f"{row['ann_macs']:,.0f}", f"{ratio:.3f}"])
     t = result["total"]
-    table.add_row("total", "", "", f"{t['snn_acs']:,.0f}", f"{t['snn_macs']:,.0f}", f"{t['ann_macs']:,.0f}",
-                  f"{t['energy_ratio']:.3f}")
-    console.print(table)
+    rows.append(["total", "", "", f"{t['snn_acs']:,.0f}", f"{t['snn_macs']:,.0f}", f"{t['ann_macs']:,.0f}",
+                 f"{t['energy_ratio']:.3f}"])
+    print_table(console, headers, rows, left={"layer", "input"}, key="layer",
+                title=f"per image (rate: of nonzero inputs; energy: SNN/ANN); E_MAC = {result['e_mac_pj']} pJ, "
+                      f"E_AC = {result['e_ac_pj']} pJ (45 nm, Horowitz 2014)")
     console.print(f"energy per image: SNN {t['snn_energy_pj'] / 1e6:.3f} uJ, ANN {t['ann_energy_pj'] / 1e6:.3f} uJ "
                   f"(SNN/ANN {t['energy_ratio']:.3f}, against {result['ratio_against']})")
     if "ann_energy_per_frame_pj" in t:

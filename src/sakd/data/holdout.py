@@ -10,7 +10,7 @@ the test set to select.
 from __future__ import annotations
 
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from sakd.errors import ConfigError
 
@@ -54,3 +54,10 @@ def stratified_holdout(labels: np.ndarray, fraction: float) -> tuple[list[int], 
         raise ConfigError(f"data.val_fraction={fraction} cannot be split by class from "
                           f"{len(labels)} training samples: {exc}") from None
     return sorted(train.tolist()), sorted(val.tolist())
+
+
+def test_split(test: Dataset, test_subset: int | None) -> Dataset:
+    """The test images a run evaluates: all, or its fixed stratified ``data.test_subset``."""
+    if not test_subset:
+        return test
+    return Subset(test, stratified_subset(sample_labels(test), test_subset, "data.test_subset"))

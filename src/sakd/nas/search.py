@@ -32,7 +32,7 @@ from sakd.nas.space import Arch
 from sakd.models import checkpoint as ckpt_io
 from sakd.training.config import config_from_dict
 from sakd.training.evaluate import evaluate
-from sakd.training.runtime import resolve_device
+from sakd.training.runtime import resolve_device, resolve_workers
 
 STRATEGIES = ("tpe", "random")
 
@@ -84,7 +84,7 @@ class SubnetEvaluator:
         self.space = self.supernet.space
         d = self.cfg.data
         data = build_dataset(d.name, root=d.root, download=d.download, augment=False, **d.options)
-        common = dict(batch_size=d.eval_batch_size or d.batch_size, num_workers=d.num_workers, collate_fn=data.collate_fn)
+        common = dict(batch_size=d.eval_batch_size or d.batch_size, num_workers=resolve_workers(d.num_workers), collate_fn=data.collate_fn)
         order = DataLoader(data.train, shuffle=True, generator=torch.Generator().manual_seed(seed), **common)
         self.calibration = [x for x, _ in itertools.islice(order, calibration_batches)]
         self.test = DataLoader(data.test, **common)

@@ -104,7 +104,9 @@ class DataConfig:
     augment: bool = True
     batch_size: int = limited(128, ge=1)  # the global batch of one optimiser step, over all processes
     eval_batch_size: int | None = limited(None, ge=1)
-    num_workers: int = limited(4, ge=0)
+    # loader worker processes per training process; auto: the cores this process may use, less
+    # one for the process itself, at most 8 (runtime.resolve_workers)
+    num_workers: Literal["auto"] | int = limited("auto", ge=0)
     # a fixed, stratified hold-out of the training set that selects the best checkpoint (0: none,
     # and best.pt is then chosen on the test set, as the official SAKD code does)
     val_fraction: float = limited(0.0, ge=0.0, lt=1.0)
@@ -299,7 +301,13 @@ def _coerce(value: Any, tp, key: str):
             if type(None) in args:
                 return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
+        errors = []
+        for a in inner:  # the first type that takes the value (Literal["auto"] | int: "auto" or a number)
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as exc:
+                errors.append(str(exc).removeprefix(f"config key '{key}' must be ").split(", got ")[0].split("; got ")[0])
+        raise ConfigError(f"config key '{key}' must be {' or '.join(errors)}, got {value!r}")
     if _is_dataclass_type(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import signal
 
@@ -63,15 +64,29 @@ def seed_everything(seed: int) -> None:
 
 
 def _worker_init(worker_id: int) -> None:
-    """Loader workers leave SIGTERM/SIGUSR1 to the training process, which finishes its step,
-    writes a checkpoint and then stops them (a scheduler may signal the whole process group)."""
-    for name in ("SIGTERM", "SIGUSR1"):
+    """Loader workers leave SIGTERM/SIGUSR1 and Ctrl-C (SIGINT) to the training process, which
+    finishes its step, writes a checkpoint and then stops them (a scheduler may signal the whole
+    process group, and a terminal sends Ctrl-C to it)."""
+    for name in ("SIGTERM", "SIGUSR1", "SIGINT"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
+def resolve_workers(spec: str | int, processes_per_machine: int = 1) -> int:
+    """``data.num_workers``: a number as it is; ``auto`` the cores this process may use (its CPU
+    affinity, shared among the training processes of the machine) less one for the process itself,
+    at most 8: 0 on one core, 1 on two, 8 from ten up (PyTorch warns above the cores it sees)."""
+    if spec != "auto":
+        return int(spec)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(8, cores // max(1, processes_per_machine) - 1))
+
+
 def make_loaders(train: Dataset, evaluation: dict[str, Dataset], *, batch_size: int, eval_batch_size: int,
-                 num_workers: int, seed: int, device: torch.device, ctx: DistContext, accumulate: int = 1,
+                 num_workers: int | str, seed: int, device: torch.device, ctx: DistContext, accumulate: int = 1,
                  collate_fn=None) -> tuple[DataLoader, dict[str, DataLoader]]:
     """The training loader of this process's micro-batches (augmentation seeded per sample by
     ``(seed, epoch, index)``), and a loader of this process's shard of each evaluation set. Each
@@ -79,6 +94,7 @@ def make_loaders(train: Dataset, evaluation: dict[str, Dataset], *, batch_size: 
     iteration draws nothing from torch's global generator."""
     if len(train) == 0:
         raise ConfigError("the training data set is empty")
+    num_workers = resolve_workers(num_workers, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     common = dict(num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
                   collate_fn=collate_fn, worker_init_fn=_worker_init if num_workers else None)
     sampler = GlobalBatchSampler(len(train), batch_size, seed, ctx, accumulate)

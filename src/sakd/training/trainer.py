@@ -14,7 +14,8 @@ random draws of loss terms and neurons are a function of (seed, epoch, step, mic
 (:mod:`sakd.randomness`), so they are the ones it would have drawn. SIGTERM or
 SIGUSR1 (what SLURM and Kubernetes send before a kill) finish the current step, write ``last.pt``
 and stop with :class:`~sakd.errors.Preempted` (exit status 75); under torchrun every process stops
-at the same step and rank 0 writes the one checkpoint.
+at the same step and rank 0 writes the one checkpoint. A first Ctrl-C does the same (exit status
+130); a second one stops at once and says what ``last.pt`` holds.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sakd import runs
 from sakd.compare import history_summary
 from sakd.data import build_dataset
-from sakd.data.holdout import sample_labels, stratified_holdout, stratified_subset
+from sakd.data.holdout import sample_labels, stratified_holdout, stratified_subset, test_split
 from sakd.distill import SAKDLoss
 from sakd.errors import ConfigError, Preempted, TrainingDivergedError
 from sakd.distill.teacher import check_distillation, initialise, load_teacher
@@ -139,9 +140,7 @@ class Trainer:
         training set when ``data.val_fraction`` > 0, and ``test``)."""
         d = self.cfg.data
         data = build_dataset(d.name, root=d.root, download=d.download, augment=d.augment, **d.options)
-        test = data.test
-        if d.test_subset:
-            test = Subset(test, stratified_subset(sample_labels(test), d.test_subset, "data.test_subset"))
+        test = test_split(data.test, d.test_subset)
         if not (d.train_subset or d.val_fraction):
             return data, data.train, {"test": test}
         labels = sample_labels(data.train)
@@ -257,10 +256,8 @@ class Trainer:
                     self._print_epoch(record)
                     if self._stop_requested() and self.epoch < cfg.optim.epochs:
                         self._preempted(at="the end of the epoch")
-        except KeyboardInterrupt:
-            self.console.print(
-                f"[yellow]interrupted in epoch {self.epoch + 1}; continue with: sakd train --resume {self.run_dir}"
-            )
+        except KeyboardInterrupt:  # a second Ctrl-C (or one outside the training loop): at once
+            self.console.print(f"[yellow]stopped at once in epoch {self.epoch + 1}; {self._kept()}", highlight=False)
             raise
         finally:
             for loader in (self.train_loader, *self.eval_loaders.values()):
@@ -280,10 +277,20 @@ class Trainer:
             "epochs": self.epoch, "wall_time_s": wall_time,
         }
 
+    def _kept(self) -> str:
+        """What ``last.pt`` holds now, and how to go on from it."""
+        last = self.run_dir / runs.LAST
+        if not last.is_file():
+            return f"no checkpoint was written yet ({last} does not exist): the run starts afresh"
+        state = load_checkpoint(last)
+        where = f"epoch {state['epoch'] + 1}, step {state['step']}" if state.get("step") else f"epoch {state['epoch']}"
+        return f"{last} holds the run at the end of {where}; continue with: sakd train --resume {self.run_dir}"
+
     @contextlib.contextmanager
     def _stop_signals(self):
-        """While training, SIGTERM/SIGUSR1 ask for a stop after the current step (main thread only)."""
-        names = [n for n in ("SIGTERM", "SIGUSR1") if hasattr(signal, n)]
+        """While training, SIGTERM/SIGUSR1 and a first Ctrl-C (SIGINT) ask for a stop after the
+        current step, with a checkpoint; a second Ctrl-C stops at once (main thread only)."""
+        names = [n for n in ("SIGTERM", "SIGUSR1", "SIGINT") if hasattr(signal, n)]
         try:
             previous = {n: signal.signal(getattr(signal, n), self._on_signal) for n in names}
         except ValueError:  # not the main thread: signals stay with whoever owns them
@@ -295,7 +302,13 @@ class Trainer:
                 signal.signal(getattr(signal, n), handler)
 
     def _on_signal(self, signum, frame) -> None:
-        self._signal = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if name == "SIGINT":
+            if self._signal == "SIGINT":
+                raise KeyboardInterrupt
+            self.console.print("[yellow]Ctrl-C: finishing this step, then writing last.pt "
+                               "(Ctrl-C again to stop at once)", highlight=False)
+        self._signal = self._signal or name
 
     def _stop_requested(self) -> bool:
         """Whether any process got a stop signal (every process agrees, so all stop together)."""
@@ -304,10 +317,14 @@ class Trainer:
 
     def _preempted(self, at: str):
         where = f"epoch {self.epoch + 1}, step {self.step}" if self.step else f"epoch {self.epoch}"
-        raise Preempted(
-            f"preempted by {self._signal or 'a signal to another process'} at {at} ({where}); "
+        by = "Ctrl-C (SIGINT)" if self._signal == "SIGINT" else self._signal or "a signal to another process"
+        stop = Preempted(
+            f"{'stopped' if self._signal == 'SIGINT' else 'preempted'} by {by} at {at} ({where}); "
             f"{self.run_dir / runs.LAST} holds the run; resume with: sakd train --resume {self.run_dir}"
         )
+        if self._signal == "SIGINT":
+            stop.exit_code = 130  # interrupted by the user, as a shell reports Ctrl-C
+        raise stop
 
     def _between_steps(self, sums: dict, correct: torch.Tensor, n: int, seconds: float, steps: int) -> None:
         """After an optimiser step: write a mid-epoch checkpoint if one is due or a stop signal
