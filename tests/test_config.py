@@ -144,3 +144,68 @@ def test_a_config_built_in_python_is_checked_too(tmp_path):
     cfg.model.timesteps = 0
     with pytest.raises(ConfigError, match="'model.timesteps' must be >= 1"):
         Trainer(cfg)
+
+
+def test_bad_files_and_places_are_one_line_before_any_work_and_leave_nothing(tmp_path, monkeypatch, capsys, trio):
+    """A binary or non-UTF-8 config, a .pt that is not a checkpoint or is empty, a config that is a
+    folder, an output that is a folder or lies under a file: one line naming the file and what is
+    wrong, status 2, before any data is loaded, and nothing written."""
+    import torch
+
+    from sakd.cli import main
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data set was loaded before the bad input was found")
+
+    monkeypatch.setattr("sakd.training.trainer.build_dataset", no_data)
+    monkeypatch.setattr("sakd.evaluation.build_dataset", no_data)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "latin1.yaml").write_bytes("model: {name: caf\xe9}\n".encode("latin-1"))
+    (bad / "binary.yaml").write_bytes(bytes(range(256)))
+    (bad / "broken.yaml").write_text("model: {name: [\n")
+    (bad / "empty.pt").write_bytes(b"")
+    (bad / "text.pt").write_text("not a checkpoint\n")
+    torch.save({"weight": torch.ones(2)}, bad / "state_dict.pt")
+    (bad / "a_file").write_text("x")
+    folder = bad / "a_folder"
+    folder.mkdir()
+    student = trio["student"]
+    cases = {
+        ("train", "--config", str(bad / "latin1.yaml")): "latin1.yaml is not a text file (not UTF-8 at byte",
+        ("train", "--config", str(bad / "binary.yaml")): "binary.yaml is not a text file",
+        ("train", "--config", str(bad / "broken.yaml")): "broken.yaml is not valid YAML at line 2",
+        ("train", "--config", str(folder)): "is a folder; give a YAML file",
+        ("eval", str(bad / "empty.pt")): "empty.pt: the file is empty (0 bytes)",
+        ("eval", str(bad / "text.pt")): "text.pt: not a PyTorch checkpoint file, or a damaged one",
+        ("eval", str(bad / "state_dict.pt")): "state_dict.pt is not a sakd checkpoint",
+        ("train", "--config", "quickstart/snn", f"run.output_dir={bad / 'a_file'}"): "run.output_dir",
+        ("train", "--config", "quickstart/snn", f"run.output_dir={bad / 'a_file' / 'runs'}"): "a_file is a file, not a folder",
+        ("eval", student, "--json", str(folder)): "--json",
+        ("eval", student, "--json", str(bad / "a_file" / "r.json")): "a_file is a file, not a folder",
+        ("report", student, "-o", str(folder)): "is a folder; give a file name",
+        ("export", student, "--format", "onnx", "-o", str(bad / "a_file" / "m.onnx")): "a_file is a file",
+        ("visualize", "--teacher", trio["teacher"], "--baseline", trio["baseline"], "--student", student,
+         "-o", str(bad / "a_file" / "fig")): "a_file is a file",
+        ("compare", student, "--json", str(folder)): "is a folder",
+        ("quickstart", "--output-dir", str(bad / "a_file")): "--output-dir",
+    }
+    before = sorted(p.name for p in bad.rglob("*"))
+    for argv, message in cases.items():
+        assert main(list(argv)) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+        assert err.startswith(f"sakd {argv[0]}: error: ") and message in err, (argv, err)
+    assert sorted(p.name for p in bad.rglob("*")) == before  # nothing left behind
+
+
+def test_eval_names_its_device_flag(capsys, trio):
+    import torch
+
+    from sakd.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a machine with CUDA takes cuda")
+    assert main(["eval", trio["student"], "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda:0 but CUDA is not available on this machine; use --device cpu" in err

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sakd import __version__
 from sakd.errors import SakdError
+from sakd.outputs import writable, writable_folder, write_text
 
 EPILOG = """examples:
   sakd quickstart                                   # digits: ANN teacher, SNN baseline, SAKD student
@@ -164,15 +165,30 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def check_targets(args) -> None:
+    """Every file or folder the command will write, checked before any work."""
+    if getattr(args, "json", None):
+        writable(args.json, "--json")
+    if args.command in ("report", "export") and getattr(args, "out", None):
+        writable(args.out, "-o")
+    if args.command == "visualize" and not args.no_plot:
+        for suffix in (".png", ".svg"):
+            writable(Path(args.out).with_suffix(suffix), "-o")
+    if args.command == "quickstart":
+        writable_folder(args.output_dir, "--output-dir")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
+        check_targets(args)
         return COMMANDS[args.command](args)
     except SakdError as exc:  # bad input (2), or a run stopped by a signal after its checkpoint (75)
         print(f"sakd {args.command}: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
     except OSError as exc:  # a file the user named cannot be read or written
-        print(f"sakd {args.command}: error: {exc}", file=sys.stderr)
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"sakd {args.command}: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -208,7 +224,7 @@ def cmd_eval(args) -> int:
     result = evaluate_checkpoint(args.checkpoint, args.overrides, device=args.device)
     print_report(result)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_text(args.json, json.dumps(result, indent=2), "--json")
     return 0
 
 
@@ -222,7 +238,7 @@ def cmd_analyze(args) -> int:
     if Path(args.checkpoint).is_dir() and not args.overrides and (args.e_mac, args.e_ac) == (E_MAC_PJ, E_AC_PJ):
         save_analysis({**result, "spiking": True}, args.checkpoint, args.images)  # for compare and report
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_text(args.json, json.dumps(result, indent=2), "--json")
     return 0
 
 
@@ -236,7 +252,7 @@ def cmd_visualize(args) -> int:
     for path in [] if args.no_plot else plot_figure4(data, args.out):
         print(path)
     if args.json:
-        Path(args.json).write_text(json.dumps(data.summary(), indent=2))
+        write_text(args.json, json.dumps(data.summary(), indent=2), "--json")
     print(f"Pearson correlation with the ANN teacher's maps, mean over {len(data.indices)} images:")
     for role, sim in data.similarity().items():
         taps = ", ".join(f"{tap} {r:+.3f}" for tap, r in sim["features"].items())
@@ -252,7 +268,7 @@ def cmd_export(args) -> int:
                                 tuple(args.input_size) if args.input_size else None, **options)
     print(json.dumps(summary, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
+        write_text(args.json, json.dumps(summary, indent=2), "--json")
     return 0
 
 
@@ -269,7 +285,7 @@ def cmd_compare(args) -> int:
 
     rows = compare(args.runs, analyze=args.analyze, images=args.images, device=args.device)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        write_text(args.json, json.dumps(rows, indent=2), "--json")
     return 0
 
 

@@ -36,7 +36,7 @@ def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = 
     """Top-1/top-5, loss and firing rates of a checkpoint, on the data of its own config
     (changed by ``data.*`` overrides)."""
     state, cfg, data = checkpoint_and_test_data(path, overrides, "eval")
-    dev = resolve_device(device)
+    dev = resolve_device(device, setting="--device")
     model, _ = ckpt_io.model_from_checkpoint(state)
     test = test_split(data.test, cfg.data.test_subset)  # what the run evaluated (or an override says)
     loader = DataLoader(test, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,

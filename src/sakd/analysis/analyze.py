@@ -39,7 +39,7 @@ def _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress
         if not 0 < images <= len(test):
             raise ConfigError(f"--images must lie in 1..{len(test)} (the test split of {cfg.data.name}), got {images}")
         test = Subset(test, range(images))
-    dev = resolve_device(device)
+    dev = resolve_device(device, setting="--device")
     snn, _ = ckpt_io.model_from_checkpoint(state)
     snn = place(snn, dev, cfg.run.channels_last).eval()
     loader = DataLoader(test, batch_size=batch_size or cfg.data.eval_batch_size or cfg.data.batch_size,
@@ -76,7 +76,7 @@ def dense_counts(spec, x: torch.Tensor, dev, channels_last: bool) -> tuple[dict,
 def ann_cost(state, cfg, data, device: str = "auto", e_mac: float = E_MAC_PJ) -> dict:
     """An ANN checkpoint's dense MACs and energy per image (counted on two test images)."""
     spec = state["spec"]
-    dev = resolve_device(device)
+    dev = resolve_device(device, setting="--device")
     x, _ = (data.collate_fn or default_collate)([data.test[i] for i in range(min(2, len(data.test)))])
     layers, images = dense_counts(spec, x.to(dev), dev, cfg.run.channels_last)
     per_image = sum(rec.dense_macs for rec in layers.values()) / images

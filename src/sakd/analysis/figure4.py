@@ -113,7 +113,7 @@ def load_trio(teacher, baseline, student, overrides, device) -> tuple[dict, obje
                               f"{state['path']} is a {state['spec'].name} with {state['spec'].num_classes} classes, "
                               f"{state['spec'].in_channels} input channels, options {state['spec'].options}: "
                               "Figure 4 compares one architecture")
-    dev = resolve_device(device)
+    dev = resolve_device(device, setting="--device")
     models = {}
     for role, s in states.items():
         model, _ = ckpt_io.model_from_checkpoint(s)

@@ -22,6 +22,7 @@ from pathlib import Path
 from sakd import __version__, runs
 from sakd.compare import summarise_run
 from sakd.errors import ConfigError
+from sakd.outputs import write_text
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -253,12 +254,7 @@ def build_report(run_dirs: list[str], out: str | Path = "report.html", teacher=N
         parts.append(f'<section class="run">{"".join(section)}</section>')
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>sakd report</title>'
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
-    out = Path(out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_text(out, page, "the report")
 
 
 def _short_names(paths: list[str]) -> dict[str, str]:

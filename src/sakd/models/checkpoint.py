@@ -56,10 +56,14 @@ def load_checkpoint(path: str | Path) -> dict:
     path = checkpoint_path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or not a torch file
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    except Exception as exc:  # corrupt, truncated, or not a torch file: PyTorch's first line
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint file, or a damaged one "
+                              f"({first.rstrip('.')})") from None
     return as_checkpoint(obj, path)
 
 

@@ -78,7 +78,7 @@ class SubnetEvaluator:
         if state["spec"].name != "resnet_supernet":
             raise ConfigError(f"{state['path']} holds {state['spec'].name}, not a supernet (sakd nas train)")
         self.cfg = config_from_dict(state["config"])
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, setting="--device")
         self.supernet, _ = ckpt_io.model_from_checkpoint(state)
         self.supernet.to(self.device)
         self.space = self.supernet.space

@@ -398,6 +398,8 @@ def resolve_config(source: str | Path, relative_to: Path | None = None) -> Path:
     packaged = resources.files("sakd") / "configs"
     name = str(source)
     candidates += [Path(str(packaged / name)), Path(str(packaged / f"{name}.yaml"))]
+    if Path(source).expanduser().is_dir() and not any(p.is_file() for p in candidates):
+        raise ConfigError(f"config {source} is a folder; give a YAML file (or a packaged name: `sakd configs`)")
     for path in candidates:
         if path.is_file():
             return path
@@ -412,9 +414,16 @@ def load_yaml(path: Path, _seen: tuple = ()) -> dict:
     if path in _seen:
         raise ConfigError(f"config {path} includes itself through 'base:'")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {path} is not a text file (not UTF-8 at byte {exc.start})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config {path} is a folder; give a YAML file") from None
+    except yaml.YAMLError as exc:  # one line: where and what
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise ConfigError(f"config {path} is not valid YAML{where}: {what}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
     base = data.pop("base", None)

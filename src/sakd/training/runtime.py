@@ -17,8 +17,9 @@ from sakd.randomness import mixed_seed
 from sakd.training.distributed import DistContext, GlobalBatchSampler, ShardSampler
 
 
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    """``auto`` is this process's GPU (``cuda:LOCAL_RANK`` under torchrun) if there is one, else CPU."""
+def resolve_device(spec: str, local_rank: int = 0, setting: str = "run.device") -> torch.device:
+    """``auto`` is this process's GPU (``cuda:LOCAL_RANK`` under torchrun) if there is one, else
+    CPU; ``setting`` names where the value came from in errors (a command's ``--device``)."""
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "cuda":
@@ -26,9 +27,10 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise ConfigError(f"run.device {spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        raise ConfigError(f"{setting} {spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    sep = " " if setting.startswith("--") else "="
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"run.device={spec} but CUDA is not available on this machine; use run.device=cpu")
+        raise ConfigError(f"{setting}{sep}{spec} but CUDA is not available on this machine; use {setting}{sep}cpu")
     return device
 
 

@@ -45,6 +45,7 @@ from sakd.models import FeatureExtractor
 from sakd.models.base import mean_over_time
 from sakd.models.checkpoint import atomic_save, load_checkpoint, load_weights, payload
 from sakd.models.spec import ModelSpec
+from sakd.outputs import writable_folder
 from sakd.randomness import step_draws
 from sakd.training.config import Config, apply_overrides, config_from_dict, parse_interval, save_config
 from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object, init_distributed
@@ -60,6 +61,8 @@ class Trainer:
     def __init__(self, config: Config, *, console: Console | None = None, _state: dict | None = None):
         # every field checked, also for a Config built in Python rather than loaded
         self.cfg = cfg = config_from_dict(config.to_dict())
+        if _state is None:
+            writable_folder(cfg.run.output_dir, "run.output_dir")  # before any data or model is loaded
         self.dist = init_distributed(resolve_device(cfg.run.device), cfg.run.dist_backend)
         self.device = resolve_device(cfg.run.device, self.dist.local_rank)
         if self.device.type == "cuda":
