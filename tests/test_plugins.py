@@ -243,3 +243,72 @@ def test_loss_terms_by_hand_and_their_config_errors(tmp_path):
         fast_config(tmp_path, "distill.terms=[{name: cee}]")
     with pytest.raises(ConfigError, match="distill.terms: 'test_feature_energy' reads the teacher's features"):
         train(fast_config(tmp_path, "distill.terms=[{name: test_feature_energy}]"))
+
+
+# -- plug-ins on the command line: --plugin, $SAKD_PLUGINS, entry points, recorded by the run -----------
+
+PLUGIN = '''
+from sakd.neurons import NEURONS
+from sakd.neurons.lif import LIF
+
+
+@NEURONS.register("halfway_lif")
+class HalfwayLIF(LIF):
+    """LIF firing at half its threshold (a plug-in neuron of the tests)"""
+
+    def __init__(self, decay=0.5, threshold=1.0, surrogate="triangle", detach_reset=False, reset="hard",
+                 backend="auto"):
+        super().__init__(decay, threshold / 2, surrogate, detach_reset, reset, backend)
+'''
+
+
+def sakd_cli(args, cwd, pythonpath=None, **env):
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SAKD_PLUGINS")}
+    environ.update(env, OMP_NUM_THREADS="1")
+    if pythonpath:
+        environ["PYTHONPATH"] = os.pathsep.join(map(str, pythonpath))
+    return subprocess.run([sys.executable, "-m", "sakd", *args], cwd=cwd, env=environ, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_a_plugin_neuron_trains_from_the_cli_and_every_reader_of_the_run_imports_it_again(tmp_path):
+    from conftest import FAST
+
+    home = tmp_path / "plugins"
+    home.mkdir()
+    (home / "sakd_test_plugin.py").write_text(PLUGIN)
+    out = tmp_path / "runs"
+    train_args = ["train", "--config", "quickstart/snn", *FAST, "optim.epochs=1", f"run.output_dir={out}",
+                  "run.name=p", "model.neuron.name=halfway_lif", "--plugin", "sakd_test_plugin"]
+    done = sakd_cli(train_args, cwd=home)  # found in the current folder
+    assert done.returncode == 0, done.stderr
+    run = out / "p"
+    assert "sakd_test_plugin" in (run / "config.yaml").read_text()
+    # a new process, no --plugin: the run's record brings the module back (eval; resume)
+    for args in (["eval", str(run), "--device", "cpu"], ["train", "--resume", str(run), "optim.epochs=2"]):
+        done = sakd_cli(args, cwd=tmp_path, pythonpath=[home])
+        assert done.returncode == 0, (args, done.stderr)
+    # where the module cannot be imported: one line naming it
+    done = sakd_cli(["eval", str(run)], cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "plug-in module 'sakd_test_plugin' (recorded by" in done.stderr and "cannot be imported" in done.stderr
+    done = sakd_cli(["--plugin", "no_such_module", "neurons"], cwd=tmp_path)
+    assert done.returncode == 2 and "plug-in module 'no_such_module' (--plugin) cannot be imported" in done.stderr
+
+
+def test_plugins_from_the_environment_and_from_installed_entry_points(tmp_path):
+    home = tmp_path / "site"
+    home.mkdir()
+    (home / "sakd_test_plugin.py").write_text(PLUGIN)
+    done = sakd_cli(["neurons"], cwd=tmp_path, pythonpath=[home], SAKD_PLUGINS="sakd_test_plugin")
+    assert done.returncode == 0 and "halfway_lif" in done.stdout, done.stderr
+    dist = home / "sakd_test_plugin-0.1.dist-info"  # an installed package's metadata, entry point included
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sakd-test-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[sakd.plugins]\nhalfway = sakd_test_plugin\n")
+    done = sakd_cli(["neurons"], cwd=tmp_path, pythonpath=[home])
+    assert done.returncode == 0 and "halfway_lif" in done.stdout, done.stderr

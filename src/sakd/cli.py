@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from sakd import __version__
+from sakd import __version__, plugins
 from sakd.errors import SakdError
 from sakd.outputs import writable, writable_folder, write_text
 
@@ -26,6 +26,7 @@ EPILOG = """examples:
   sakd nas train --config nas/tiny_supernet           # the architecture study, then:
   sakd nas search runs/nas-tiny-supernet/last.pt && sakd nas plot runs/nas-tiny-supernet/search.jsonl
   torchrun --nproc_per_node=8 -m sakd train --config imagenet/resnet34_sakd data.root=/data/imagenet
+  sakd --plugin my_models train --config my.yaml    # your own model/neuron/loss module; eval etc. re-import it
 
 exit status: 0 done, 2 bad input (one line names it), 75 stopped by SIGTERM/SIGUSR1 after writing
 a checkpoint (resume it with --resume), 130 interrupted by Ctrl-C.
@@ -56,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"sakd {__version__}")
+    parser.add_argument("--plugin", metavar="MODULE", action="append",
+                        help="import a module that registers models, data sets, neurons, loss terms ... "
+                             "(repeatable, before or after the command; also $SAKD_PLUGINS and the "
+                             "sakd.plugins entry points); a run records it")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("quickstart", help="teacher, SNN and SAKD student on the embedded digits (CPU, minutes)")
@@ -153,10 +158,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def take_plugins(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``--plugin MODULE`` / ``--plugin=MODULE`` wherever they stand (before or after the command),
+    and the rest of the command line."""
+    modules, rest, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--plugin" and i + 1 < len(argv):
+            modules.append(argv[i + 1])
+            i += 2
+            continue
+        if a.startswith("--plugin="):
+            modules.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+        i += 1
+    return modules, rest
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """The command line, with ``key=value`` overrides taken wherever they stand (argparse leaves
-    those after an option unparsed)."""
+    those after an option unparsed); plug-ins are imported first, so that what they register is
+    known to the parser, the config and the listings."""
+    modules, argv = take_plugins(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
+    try:
+        plugins.load_installed()
+        plugins.load(modules, "--plugin")
+    except SakdError as exc:
+        parser.exit(2, f"sakd: error: {exc}\n")
     args, extra = parser.parse_known_args(argv)
     if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
         args.overrides = [*args.overrides, *extra]

@@ -9,6 +9,7 @@ import yaml
 from rich.console import Console
 
 from sakd import runs
+from sakd.plugins import load_recorded
 from sakd.tables import print_table
 from sakd.errors import SakdError
 
@@ -34,6 +35,7 @@ def summarise_run(run_dir: str | Path) -> dict:
         raise SakdError(f"{run} is not a sakd run folder (no metrics.jsonl / config.yaml)")
     records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
     cfg = yaml.safe_load(config.read_text())
+    load_recorded(cfg, str(config))
     model, distill = cfg["model"], cfg["distill"]
     mode = "ANN" if not model["spiking"] else ("SAKD-SNN" if distill["teacher"]["weights"] else "SNN")
     last = records[-1] if records else {}

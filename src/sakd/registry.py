@@ -30,10 +30,17 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Named parts of one ``kind`` (a word for messages: "model", "data set", "neuron", ...)."""
 
+    all: list["Registry"] = []  # every registry, for the plug-in modules that registered parts
+
     def __init__(self, kind: str):
         self.kind = kind
         self._parts: dict[str, T] = {}
         self._descriptions: dict[str, str] = {}
+        Registry.all.append(self)
+
+    def modules(self) -> set[str]:
+        """The modules that registered this registry's parts."""
+        return {m for m in (getattr(p, "__module__", None) for p in self._parts.values()) if m}
 
     def register(self, name: str | None = None, *, description: str | None = None) -> Callable[[T], T]:
         """Decorator: register the decorated function or class under ``name`` (default: its own)."""

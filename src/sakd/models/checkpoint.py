@@ -19,6 +19,7 @@ from torch import nn
 from sakd.errors import CheckpointError
 from sakd.runs import checkpoint_path
 from sakd.models.spec import ModelSpec
+from sakd.plugins import load_recorded
 from sakd.neurons import SpikingNeuron
 
 FORMAT = "sakd-checkpoint"
@@ -74,6 +75,7 @@ def as_checkpoint(obj, path: str | Path) -> dict:
             f"{path} is not a sakd checkpoint (no '{FORMAT}' header); it may be a bare state dict"
         )
     obj["path"] = str(path)
+    load_recorded(obj.get("config"), str(path))  # its model or neuron may come from a plug-in
     obj["spec"] = ModelSpec.from_dict(obj.pop("arch") if "arch" in obj else obj["spec"])
     return obj
 

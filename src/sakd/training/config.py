@@ -20,6 +20,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from sakd.errors import ConfigError
+from sakd.plugins import load as load_plugins
 from sakd.fields import check_field, limited, one_of
 from sakd.neurons import NeuronSpec
 
@@ -259,6 +260,9 @@ class RunConfig:
     checkpoint_every: str | None = limited(None, check=lambda spec: parse_interval(spec))
     # experiment trackers that get every epoch record: tensorboard, wandb, mlflow (see sakd.training.loggers)
     loggers: list[str] = limited(default_factory=lambda: ["tensorboard"], choices=_loggers)
+    # plug-in modules imported before the config is checked (sakd.plugins); a run records here every
+    # plug-in it was trained with, and whatever reads the run imports them again
+    plugins: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -368,6 +372,13 @@ def _from_dict(cls, data: dict, prefix: str = ""):
 
 
 def config_from_dict(data: dict) -> Config:
+    """A checked :class:`Config`; the plug-ins named in ``run.plugins`` are imported first, so that
+    the parts they register are known names."""
+    plugins = ((data or {}).get("run") or {}).get("plugins")
+    if plugins:
+        if not isinstance(plugins, list):
+            raise ConfigError(f"config key 'run.plugins' must be a list of module names, got {plugins!r}")
+        load_plugins(plugins, "run.plugins")
     return _from_dict(Config, data or {})
 
 

@@ -1,0 +1,78 @@
+"""Plug-in modules: a user's models, data sets, neurons, loss terms ... for every command.
+
+A plug-in is a Python module that registers parts when imported (``@MODELS.register(...)``; see
+CONTRIBUTING.md). sakd imports plug-ins from four places, in this order:
+
+* ``sakd.plugins`` entry points of installed packages (``[project.entry-points."sakd.plugins"]
+  mine = "my_package.sakd_parts"`` in the package's ``pyproject.toml``);
+* the ``SAKD_PLUGINS`` environment variable: module names separated by commas;
+* ``--plugin MODULE`` on the command line (repeatable, before or after the command);
+* ``run.plugins`` of a config.
+
+Modules are found on ``sys.path``, the current folder included. Every module imported so, and
+every other module that registered a part (one a Python user imported before ``sakd.train``), is
+recorded in the run's ``run.plugins`` (its ``config.yaml`` and checkpoints), and whatever reads
+the run later (``eval``, ``analyze``, ``visualize``, ``report``, ``compare``, ``export``,
+``--resume``, a teacher checkpoint) imports them again first; one that cannot be imported is one
+line naming it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from importlib import metadata
+
+from sakd.errors import ConfigError
+
+GROUP = "sakd.plugins"
+ENVIRONMENT = "SAKD_PLUGINS"
+_loaded: list[str] = []  # every plug-in module imported through here, in order
+
+
+def loaded() -> list[str]:
+    """The plug-in modules imported through here in this process."""
+    return list(_loaded)
+
+
+def in_use() -> list[str]:
+    """What a run records as ``run.plugins``: the plug-ins imported through here, and every other
+    module outside sakd that registered a part (a Python user's own module imported before
+    ``sakd.train``); a script run as ``__main__`` cannot be imported again and is left out."""
+    from sakd.registry import Registry
+
+    outside = sorted({m for r in Registry.all for m in r.modules()
+                      if m != "__main__" and m != "sakd" and not m.startswith("sakd.")})
+    return list(dict.fromkeys([*_loaded, *outside]))
+
+
+def load(modules, source: str) -> list[str]:
+    """Import each module of ``modules`` (once); ``source`` says in errors where it was named."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())  # a module in the current folder, as `python -m` finds it
+    for name in modules:
+        name = name.strip()
+        if not name or name in _loaded:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"plug-in module {name!r} ({source}) cannot be imported: {exc}; install it "
+                              "or put its folder on PYTHONPATH") from None
+        _loaded.append(name)
+    return loaded()
+
+
+def load_installed() -> list[str]:
+    """The entry points of installed packages, then ``SAKD_PLUGINS``."""
+    for ep in metadata.entry_points(group=GROUP):
+        load([ep.value.split(":")[0]], f"entry point {ep.name!r} of group {GROUP}")
+    return load(os.environ.get(ENVIRONMENT, "").split(","), f"${ENVIRONMENT}")
+
+
+def load_recorded(config: dict | None, where: str) -> None:
+    """Import the plug-ins a stored config (a run's ``config.yaml`` or a checkpoint's) records."""
+    modules = ((config or {}).get("run") or {}).get("plugins") or []
+    if modules:
+        load(modules, f"recorded by {where}")
