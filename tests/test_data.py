@@ -20,13 +20,13 @@ def test_digits_split_is_fixed_stratified_and_standardised():
     assert a.train[0][0].shape == (1, 16, 16) and (a.num_classes, a.in_channels) == (10, 1)
 
 
-def _image_folder(root, splits=("train", "val"), classes=("cat", "dog"), per_class=3):
+def _image_folder(root, splits=("train", "val"), classes=("cat", "dog"), per_class=3, shape=(40, 48)):
     rng = np.random.default_rng(0)
     for split in splits:
         for c in classes:
             (root / split / c).mkdir(parents=True)
             for i in range(per_class):
-                Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+                Image.fromarray(rng.integers(0, 255, (*shape, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
 
 
 def test_imagefolder_pipeline(tmp_path):
@@ -39,6 +39,19 @@ def test_imagefolder_pipeline(tmp_path):
     assert torch.equal(data.test[0][0], data.test[0][0])  # val transform is deterministic
 
 
+@pytest.mark.parametrize("shape, size", [((32, 32), 32), ((40, 48), 40), ((300, 400), 224)])
+def test_imagefolder_takes_the_images_own_size_by_default(tmp_path, shape, size):
+    """No silent upscaling: small images train at their own size (the CIFAR recipe: padded random
+    crop), large ones at ImageNet's 224."""
+    _image_folder(tmp_path, shape=shape, per_class=1)
+    data = build_dataset("imagefolder", root=str(tmp_path))
+    assert data.image_size == size
+    assert data.train[0][0].shape == data.test[0][0].shape == (3, size, size)
+    ops = [type(t).__name__ for t in data.train.transform.transforms]
+    assert ("RandomCrop" if size <= 64 else "RandomResizedCrop") in ops
+    assert build_dataset("imagefolder", root=str(tmp_path), image_size=24).train[0][0].shape == (3, 24, 24)
+
+
 def test_imagefolder_errors(tmp_path):
     with pytest.raises(DatasetNotFoundError, match=r"no folder .*/train.*ImageFolder layout"):
         build_dataset("imagenet", root=str(tmp_path))
@@ -46,6 +59,11 @@ def test_imagefolder_errors(tmp_path):
     (tmp_path / "a" / "val" / "dog").rename(tmp_path / "a" / "val" / "wolf")
     with pytest.raises(DatasetNotFoundError, match="train and val class folders differ"):
         build_dataset("imagefolder", root=str(tmp_path / "a"))
+    _image_folder(tmp_path / "b", per_class=1)
+    with pytest.raises(ConfigError, match="augment_style must be auto, small or imagenet"):
+        build_dataset("imagefolder", root=str(tmp_path / "b"), augment_style="cifar")
+    with pytest.raises(ConfigError, match="image_size must be auto or a positive whole number"):
+        build_dataset("imagefolder", root=str(tmp_path / "b"), image_size="big")
 
 
 def test_unknown_dataset_and_option():

@@ -1,9 +1,19 @@
-"""Image folders: ImageNet, or any data set laid out as ``root/train/CLASS/*.jpg`` and
-``root/val/CLASS/*.jpg`` (torchvision's ImageFolder layout).
+"""Image folders: your own images, or ImageNet, laid out as ``root/train/CLASS/*.jpg`` and
+``root/val/CLASS/*.jpg`` (torchvision's ImageFolder layout; any format Pillow reads).
 
-Train: RandomResizedCrop(image_size) + horizontal flip; val: resize to ``resize`` then centre crop
-``image_size``; both normalised (ImageNet statistics by default). These are the standard ImageNet
-transforms the paper uses (A.1).
+Options (``data.options``):
+
+* ``image_size``: the side of the square the model sees. ``auto`` (the default for
+  ``imagefolder``): the shorter side of the first training image, at most 224, so small images
+  (CIFAR-like 32x32) are never upscaled (each epoch 8-40x slower at 224) and large photos take
+  ImageNet's 224. ``imagenet`` defaults to 224.
+* ``augment_style``: ``auto`` (``small`` up to 64 pixels, else ``imagenet``), ``small`` (the CIFAR
+  recipe: resize the shorter side to ``image_size``, random crop with ``image_size // 8`` pixels of
+  zero padding, horizontal flip) or ``imagenet`` (RandomResizedCrop + flip, the paper's A.1).
+* ``resize``: the shorter side evaluation images are resized to before the centre crop of
+  ``image_size`` (default: ``image_size`` for ``small``, ``image_size · 256/224`` for ``imagenet``).
+* ``mean``, ``std``: normalisation (default ImageNet's statistics); ``train_split``, ``val_split``:
+  the folder names (``train``, ``val``).
 """
 
 from __future__ import annotations
@@ -11,19 +21,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torchvision import datasets
 from torchvision.transforms import v2
 
 from sakd.data.registry import DATASETS, DataBundle
-from sakd.errors import DatasetNotFoundError
+from sakd.errors import ConfigError, DatasetNotFoundError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+LARGEST_AUTO = 224  # auto image_size: the images' own size, at most ImageNet's
+SMALL = 64  # auto augment_style: the CIFAR recipe up to this size
 
 
-def _transform(train: bool, augment: bool, image_size: int, resize: int, mean, std):
-    if train and augment:
+def _transform(train: bool, augment: bool, style: str, image_size: int, resize: int, mean, std):
+    if train and augment and style == "imagenet":
         ops = [v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip()]
+    elif train and augment:
+        ops = [v2.Resize(image_size, antialias=True), v2.RandomCrop(image_size, padding=image_size // 8),
+               v2.RandomHorizontalFlip()]
     else:
         ops = [v2.Resize(resize, antialias=True), v2.CenterCrop(image_size)]
     return v2.Compose([v2.ToImage(), *ops, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
@@ -39,24 +55,38 @@ def _split(root: Path, name: str, label: str) -> Path:
     return path
 
 
+def _own_size(folder: datasets.ImageFolder) -> int:
+    """The shorter side of the first image, at most :data:`LARGEST_AUTO`."""
+    with Image.open(folder.samples[0][0]) as image:
+        return min(LARGEST_AUTO, *image.size)
+
+
 @DATASETS.register("imagefolder")
-def imagefolder(root: str, download: bool = False, augment: bool = True, image_size: int = 224,
-                resize: int | None = None, mean: list = IMAGENET_MEAN, std: list = IMAGENET_STD,
-                train_split: str = "train", val_split: str = "val", _label: str = "imagefolder") -> DataBundle:
-    """Your own images: data.root/train/<class>/* and data.root/val/<class>/*, ImageNet transforms"""
+def imagefolder(root: str, download: bool = False, augment: bool = True, image_size: int | str = "auto",
+                resize: int | None = None, augment_style: str = "auto", mean: list = IMAGENET_MEAN,
+                std: list = IMAGENET_STD, train_split: str = "train", val_split: str = "val",
+                _label: str = "imagefolder") -> DataBundle:
+    """Your own images: data.root/train/<class>/* and data.root/val/<class>/*, at their own size"""
+    if augment_style not in ("auto", "small", "imagenet"):
+        raise ConfigError(f"{_label}: augment_style must be auto, small or imagenet, got {augment_style!r}")
+    if image_size != "auto" and not (isinstance(image_size, int) and image_size > 0):
+        raise ConfigError(f"{_label}: image_size must be auto or a positive whole number, got {image_size!r}")
     base = Path(root).expanduser()
-    resize = resize or round(image_size * 256 / 224)
     train_dir, val_dir = _split(base, train_split, _label), _split(base, val_split, _label)
-    train = datasets.ImageFolder(str(train_dir), transform=_transform(True, augment, image_size, resize, mean, std))
-    val = datasets.ImageFolder(str(val_dir), transform=_transform(False, augment, image_size, resize, mean, std))
+    train, val = datasets.ImageFolder(str(train_dir)), datasets.ImageFolder(str(val_dir))
     if train.classes != val.classes:
         missing = sorted(set(train.classes) ^ set(val.classes))
         raise DatasetNotFoundError(f"{_label}: train and val class folders differ ({missing[:5]} ...) under {base}")
-    return DataBundle(train, val, num_classes=len(train.classes), in_channels=3, image_size=image_size)
+    size = _own_size(train) if image_size == "auto" else image_size
+    style = augment_style if augment_style != "auto" else ("small" if size <= SMALL else "imagenet")
+    resize = resize or (size if style == "small" else round(size * 256 / 224))
+    train.transform = _transform(True, augment, style, size, resize, mean, std)
+    val.transform = _transform(False, augment, style, size, resize, mean, std)
+    return DataBundle(train, val, num_classes=len(train.classes), in_channels=3, image_size=size)
 
 
 @DATASETS.register("imagenet")
 def imagenet(root: str, download: bool = False, augment: bool = True, image_size: int = 224,
              resize: int = 256) -> DataBundle:
     """ILSVRC-2012 from data.root/train and data.root/val (val sorted into class folders)"""
-    return imagefolder(root, download, augment, image_size, resize, _label="imagenet")
+    return imagefolder(root, download, augment, image_size, resize, augment_style="imagenet", _label="imagenet")
