@@ -119,17 +119,44 @@ def test_claims_quick_runs_every_cell_and_judges_every_claim(tmp_path):
     fake_mnist(tmp_path / "data", gz=True, n_train=120, n_test=60)
     out = tmp_path / "claims.json"
     args = ["--quick", "--root", str(tmp_path / "data"), "--image-size", "8", "--train-subset", "100",
-            "--small-subset", "50", "--test-subset", "50", "--batch", "25",
+            "--small-subset", "50", "--test-subset", "50", "--batch", "25", "--val-fraction", "0.2",
             "--model", "resnet_tiny", "--deep", "resnet_tiny", "--set", "model.timesteps=2", "--runs", str(tmp_path / "runs"), "--out", str(out)]
     result = claims.main(args)
     assert set(result["claims"]) == set("abcdef")
-    assert all(c["verdict"] in ("reproduced", "partly", "not") for c in result["claims"].values())
+    # one seed: no comparison has a margin, and cells near chance did not train: never a verdict
+    assert all(c["verdict"] == "not distinguishable" or c["verdict"].startswith("did not train")
+               for c in result["claims"].values()), result["claims"]
+    assert "val-selected top-1" in result["markdown"] and "chosen on test" in result["markdown"]
     assert set(result["rows"]) == {"ann", "deep_ann", *claims.students()}
     assert out.with_suffix(".png").stat().st_size > 0 and "| (f)" in out.with_suffix(".md").read_text()
     assert len(result["cells"]) == 3 + len(claims.students())  # three ANNs (one seed), every student
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     claims.main(args)  # resumed: nothing trains again
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs
+
+
+def test_claims_need_a_margin_and_a_trained_cell():
+    """The rule on made-up seeds: a difference with every seed on one side and a mean beyond its
+    standard error counts; 0.15 points inside the spread does not; a cell at chance gives no verdict."""
+    import claims
+
+    def row(*values):
+        return {"last": {"mean": sum(values) / len(values), "values": list(values)}}
+
+    base = {k: row(70.0, 71.0, 72.0) for k in ["ann", "deep_ann", "snn", *claims.students()]}
+    base["ann"] = base["deep_ann"] = row(77.0, 77.5, 76.5)
+    base["snn"] = row(64.0, 62.0, 66.0)
+    base["deep_snn"] = row(10.0, 10.0, 10.0)
+    base["transform_none"] = row(70.2, 70.5, 71.9)  # 0.15 below on average, one seed above: no margin
+    base["beta_1000"] = {"last": {"mean": None, "values": [None, None, None]}}
+    base["logits_only"] = row(52.0, 53.0, 54.0)
+    v = claims.verdicts(base, chance=10.0)
+    assert v["a"]["verdict"] == "reproduced" and v["a"]["sakd_minus_snn"]["sign"] == 1
+    assert v["d"]["verdict"] == "not distinguishable"
+    assert v["e"]["verdict"] == "reproduced"  # β=100 beats 0, β=1000 diverges in every seed
+    assert v["b"]["verdict"] == "reproduced"  # the deep SNN at chance alone, its SAKD twin at 71
+    base["deep_sakd"] = base["deep_sakd_mean"] = row(10.5, 10.0, 10.2)
+    assert claims.verdicts(base, 10.0)["b"]["verdict"] == "did not train (deep_sakd)"
 
 
 def test_a_study_records_a_diverged_run_and_leaves_it_out_of_the_mean(tmp_path):
