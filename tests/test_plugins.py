@@ -11,7 +11,7 @@ from sakd.distill.terms import LOSSES, LossTerm
 from sakd.errors import ConfigError
 from sakd.neurons import IF, LIF, NEURONS, NeuronSpec, SpikingNeuron, get_surrogate, kernels, lif_reference
 from sakd.registry import Registry
-from sakd.training import train
+from sakd.training import load_config, train
 
 BACKENDS = ["reference", "fused"] + (["compiled"] if kernels.compiler_available("cpu") else [])
 
@@ -107,6 +107,8 @@ def test_a_neuron_and_a_loss_registered_outside_the_package_train_from_a_config(
         tmp_path, "model.neuron.name=test_clipped_if", "model.neuron.options={clip: 1.5}", "optim.epochs=5",
         f"distill.teacher.weights={teacher_ckpt}", "distill.beta=1", "distill.features.distance=test_cosine"))
     assert summary["best_top1"] > 25.0  # chance is 10%
+    # the module that registered the parts the run names is recorded, for the commands that read the run
+    assert load_config(f"{summary['run_dir']}/config.yaml").run.plugins == [__name__]
     from sakd.models.checkpoint import model_from_checkpoint
 
     model, _ = model_from_checkpoint(f"{summary['run_dir']}/last.pt")
@@ -275,19 +277,21 @@ def sakd_cli(args, cwd, pythonpath=None, **env):
                           text=True, timeout=300)
 
 
-def test_a_plugin_neuron_trains_from_the_cli_and_every_reader_of_the_run_imports_it_again(tmp_path):
+def test_a_plugin_neuron_trains_from_the_cli_and_every_reader_of_the_run_imports_it_again(tmp_path, monkeypatch):
     from conftest import FAST
+    from sakd import plugins
+    from sakd.cli import main
 
+    monkeypatch.setattr(plugins, "_loaded", [])  # what --plugin imports here stays out of later tests' runs
     home = tmp_path / "plugins"
     home.mkdir()
     (home / "sakd_test_plugin.py").write_text(PLUGIN)
+    monkeypatch.chdir(home)  # found in the current folder
     out = tmp_path / "runs"
-    train_args = ["train", "--config", "quickstart/snn", *FAST, "optim.epochs=1", f"run.output_dir={out}",
-                  "run.name=p", "model.neuron.name=halfway_lif", "--plugin", "sakd_test_plugin"]
-    done = sakd_cli(train_args, cwd=home)  # found in the current folder
-    assert done.returncode == 0, done.stderr
+    assert main(["train", "--config", "quickstart/snn", *FAST, "optim.epochs=1", f"run.output_dir={out}", "run.name=p",
+                 "model.neuron.name=halfway_lif", "--plugin", "sakd_test_plugin"]) == 0
     run = out / "p"
-    assert "sakd_test_plugin" in (run / "config.yaml").read_text()
+    assert load_config(run / "config.yaml").run.plugins == ["sakd_test_plugin"]
     # a new process, no --plugin: the run's record brings the module back (eval; resume)
     for args in (["eval", str(run), "--device", "cpu"], ["train", "--resume", str(run), "optim.epochs=2"]):
         done = sakd_cli(args, cwd=tmp_path, pythonpath=[home])
@@ -296,8 +300,9 @@ def test_a_plugin_neuron_trains_from_the_cli_and_every_reader_of_the_run_imports
     done = sakd_cli(["eval", str(run)], cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "plug-in module 'sakd_test_plugin' (recorded by" in done.stderr and "cannot be imported" in done.stderr
-    done = sakd_cli(["--plugin", "no_such_module", "neurons"], cwd=tmp_path)
-    assert done.returncode == 2 and "plug-in module 'no_such_module' (--plugin) cannot be imported" in done.stderr
+    with pytest.raises(SystemExit) as stop:
+        main(["--plugin", "no_such_module", "neurons"])
+    assert stop.value.code == 2
 
 
 def test_plugins_from_the_environment_and_from_installed_entry_points(tmp_path):

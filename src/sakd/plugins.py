@@ -10,7 +10,8 @@ CONTRIBUTING.md). sakd imports plug-ins from four places, in this order:
 * ``run.plugins`` of a config.
 
 Modules are found on ``sys.path``, the current folder included. Every module imported so, and
-every other module that registered a part (one a Python user imported before ``sakd.train``), is
+every other module that registered a part the run's config names (one a Python user imported
+before ``sakd.train``), is
 recorded in the run's ``run.plugins`` (its ``config.yaml`` and checkpoints), and whatever reads
 the run later (``eval``, ``analyze``, ``visualize``, ``report``, ``compare``, ``export``,
 ``--resume``, a teacher checkpoint) imports them again first; one that cannot be imported is one
@@ -36,19 +37,23 @@ def loaded() -> list[str]:
     return list(_loaded)
 
 
-def in_use() -> list[str]:
-    """What a run records as ``run.plugins``: the plug-ins imported through here, and every other
-    module outside sakd that registered a part (a Python user's own module imported before
+def in_use(parts: dict[str, set[str]]) -> list[str]:
+    """What a run records as ``run.plugins``: the plug-ins imported through here, and the modules
+    outside sakd that registered a part the run names (``parts``: names by registry kind, from
+    :meth:`~sakd.training.config.Config.part_names`; a Python user's own module imported before
     ``sakd.train``); a script run as ``__main__`` cannot be imported again and is left out."""
     from sakd.registry import Registry
 
-    outside = sorted({m for r in Registry.all for m in r.modules()
-                      if m != "__main__" and m != "sakd" and not m.startswith("sakd.")})
+    outside = sorted({module for r in Registry.all for name, module in r.modules().items()
+                      if name in parts.get(r.kind, ()) and module != "__main__"
+                      and module != "sakd" and not module.startswith("sakd.")})
     return list(dict.fromkeys([*_loaded, *outside]))
 
 
-def load(modules, source: str) -> list[str]:
-    """Import each module of ``modules`` (once); ``source`` says in errors where it was named."""
+def load(modules, source: str, remember: bool = True) -> list[str]:
+    """Import each module of ``modules`` (once); ``source`` says in errors where it was named.
+    ``remember``: every run of this process records it (the command line, the environment, entry
+    points); modules a config or a checkpoint names are recorded by that config."""
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())  # a module in the current folder, as `python -m` finds it
     for name in modules:
@@ -60,7 +65,8 @@ def load(modules, source: str) -> list[str]:
         except ImportError as exc:
             raise ConfigError(f"plug-in module {name!r} ({source}) cannot be imported: {exc}; install it "
                               "or put its folder on PYTHONPATH") from None
-        _loaded.append(name)
+        if remember:
+            _loaded.append(name)
     return loaded()
 
 
@@ -75,4 +81,4 @@ def load_recorded(config: dict | None, where: str) -> None:
     """Import the plug-ins a stored config (a run's ``config.yaml`` or a checkpoint's) records."""
     modules = ((config or {}).get("run") or {}).get("plugins") or []
     if modules:
-        load(modules, f"recorded by {where}")
+        load(modules, f"recorded by {where}", remember=False)

@@ -38,9 +38,9 @@ class Registry(Generic[T]):
         self._descriptions: dict[str, str] = {}
         Registry.all.append(self)
 
-    def modules(self) -> set[str]:
-        """The modules that registered this registry's parts."""
-        return {m for m in (getattr(p, "__module__", None) for p in self._parts.values()) if m}
+    def modules(self) -> dict[str, str]:
+        """Each part's name and the module that registered it."""
+        return {n: getattr(p, "__module__", None) for n, p in self._parts.items() if getattr(p, "__module__", None)}
 
     def register(self, name: str | None = None, *, description: str | None = None) -> Callable[[T], T]:
         """Decorator: register the decorated function or class under ``name`` (default: its own)."""

@@ -284,6 +284,16 @@ class Config:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def part_names(self) -> dict[str, set[str]]:
+        """The registered parts this config names, by registry kind (a run records the plug-in
+        modules among them)."""
+        m, d, o = self.model, self.distill, self.optim
+        surrogate = m.neuron.surrogate if isinstance(m.neuron.surrogate, str) else None
+        return {"model": {m.name, d.teacher.name} - {None}, "neuron": {m.neuron.name}, "surrogate": {surrogate} - {None},
+                "data set": {self.data.name}, "loss term": {t.name for t in d.terms},
+                "feature transform": {d.features.transform}, "feature distance": {d.features.distance},
+                "optimizer": {o.name}, "scheduler": {o.scheduler}, "logger": set(self.run.loggers)}
+
 
 # -- (de)serialisation ---------------------------------------------------------------------------
 
@@ -378,7 +388,7 @@ def config_from_dict(data: dict) -> Config:
     if plugins:
         if not isinstance(plugins, list):
             raise ConfigError(f"config key 'run.plugins' must be a list of module names, got {plugins!r}")
-        load_plugins(plugins, "run.plugins")
+        load_plugins(plugins, "run.plugins", remember=False)
     return _from_dict(Config, data or {})
 
 

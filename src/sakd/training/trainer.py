@@ -61,7 +61,7 @@ class Trainer:
     def __init__(self, config: Config, *, console: Console | None = None, _state: dict | None = None):
         # every field checked, also for a Config built in Python rather than loaded
         self.cfg = cfg = config_from_dict(config.to_dict())
-        cfg.run.plugins = list(dict.fromkeys([*cfg.run.plugins, *plugins.in_use()]))  # what the run needs again
+        cfg.run.plugins = list(dict.fromkeys([*cfg.run.plugins, *plugins.in_use(cfg.part_names())]))  # needed again
         if _state is None:
             writable_folder(cfg.run.output_dir, "run.output_dir")  # before any data or model is loaded
         self.dist = init_distributed(resolve_device(cfg.run.device), cfg.run.dist_backend)
