@@ -304,15 +304,17 @@ def main(argv: list[str] | None = None) -> dict:
     return study.result
 
 
-def report(study: Study, out: Path) -> None:
-    """Rows, verdicts, Markdown and plot of a study whose cells are all in."""
+def report(study: Study, out: Path, chance: float | None = None) -> None:
+    """Rows, verdicts, Markdown and plot of a study whose cells are all in (``chance``: the
+    chance top-1, else counted from the data set's classes)."""
     settings, cells = study.result["settings"], study.cells
     seeds = settings["seeds"]
     rows = {"ann": stats([cells[f"ann_thin_large/seed{s}"] for s in range(seeds)]),
             "deep_ann": stats([cells[f"ann_deep_large/seed{s}"] for s in range(seeds)])}
     rows.update({key: stats([cells[f"{key}/seed{s}"] for s in range(seeds)]) for key in students()})
-    chance = 100.0 / build_dataset(settings["data"], root=settings["root"], augment=False,
-                                   **({"image_size": settings["image_size"]} if _takes_size(settings["data"]) else {})).num_classes
+    chance = chance or 100.0 / build_dataset(
+        settings["data"], root=settings["root"], augment=False,
+        **({"image_size": settings["image_size"]} if _takes_size(settings["data"]) else {})).num_classes
     claims = verdicts(rows, chance)
     md = markdown(rows, claims, settings)
     plot(rows, claims, out.with_suffix(".png"))
@@ -326,7 +328,7 @@ def judge_recorded(path: Path) -> dict:
     """:func:`report` on a recorded study's cells, trained or not under today's settings."""
     recorded = json.loads(path.read_text())
     study = Study(path, recorded["settings"])
-    report(study, path)
+    report(study, path, recorded.get("chance"))  # recorded with the study: no data set needed
     return study.result
 
 

@@ -134,6 +134,17 @@ def test_analyze_a_checkpoint_and_its_errors(tmp_path, capsys):
     assert total["ann_macs"] == sum(rec.dense_macs for rec in dense.layers.values())
     assert "energy per image" in capsys.readouterr().out
 
+    from pathlib import Path
+
+    from sakd.compare import energy_columns
+
+    assert main(["analyze", snn, "--images", "40", "--device", "cpu"]) == 0  # a run folder keeps analysis.json
+    assert energy_columns(Path(snn))["energy_ratio"] == pytest.approx(json.loads((Path(snn) / "analysis.json").read_text())["total"]["energy_ratio"])
+    stale = json.loads((Path(snn) / "analysis.json").read_text())
+    del stale["cache_key"]["counting"]  # an analysis counted by the earlier rule is not shown
+    (Path(snn) / "analysis.json").write_text(json.dumps(stale))
+    assert energy_columns(Path(snn))["energy_ratio"] is None
+
     teacher = train(fast_config(tmp_path, "optim.epochs=1", "model.spiking=false", "run.name=ann"))["run_dir"]
     assert main(["analyze", f"{teacher}/last.pt"]) == 2
     assert "holds an ANN (resnet_tiny); sakd analyze measures a spiking model" in capsys.readouterr().err

@@ -327,5 +327,12 @@ def test_only_layers_of_binary_neurons_are_packed():
     ternary.neuron = Ternary()
     zeros_and_ones, minus_one = torch.tensor([0.0, 1.0]), torch.tensor([-1.0, 1.0])
     assert _emits_binary(lif, minus_one)  # LIF says binary: not checked
+    assert _emits_binary(ternary, zeros_and_ones)  # says nothing: this output is 0/1
     assert not _emits_binary(ternary, minus_one)
-    assert not _emits_binary(ternary, zeros_and_ones)  # checked once per layer: the first output decides
+    assert not _emits_binary(ternary, zeros_and_ones)  # once not binary, the layer is kept as it is
+
+    class Graded(type(lif.neuron)):  # a LIF subclass with its own forward: no longer said to be binary
+        def forward(self, x):
+            return super().forward(x) * 1.5
+
+    assert Graded().binary is None and type(lif.neuron)().binary is True

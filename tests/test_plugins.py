@@ -317,3 +317,10 @@ def test_plugins_from_the_environment_and_from_installed_entry_points(tmp_path):
     (dist / "entry_points.txt").write_text("[sakd.plugins]\nhalfway = sakd_test_plugin\n")
     done = sakd_cli(["neurons"], cwd=tmp_path, pythonpath=[home])
     assert done.returncode == 0 and "halfway_lif" in done.stdout, done.stderr
+
+
+def test_a_part_is_recorded_under_the_module_that_registered_it():
+    """A class defined elsewhere (torch) and registered here: the run must import this module again."""
+    parts = Registry("gadget")
+    parts.register("borrowed")(torch.nn.Linear)
+    assert parts.modules() == {"borrowed": __name__}

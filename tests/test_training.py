@@ -101,6 +101,17 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_is_kept(tmp_path, capsys):
     assert "stopped at once in epoch 1" in err and "no checkpoint was written yet" in err
     assert not (trainer.run_dir / "last.pt").exists()
 
+    after_term = Trainer(fast_config(tmp_path / "term"))  # a Ctrl-C after SIGTERM stops at once too
+
+    def term_then_int(epoch, step):
+        if (epoch, step) == (0, 1):
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGINT)
+
+    after_term.on_step = term_then_int
+    with pytest.raises(KeyboardInterrupt):
+        after_term.fit()
+
 
 def test_nan_loss_stops_with_the_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = fast_config(tmp_path, "optim.epochs=3")

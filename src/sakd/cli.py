@@ -53,7 +53,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
-        prog="sakd", description="Train spiking neural networks by distilling an ANN twin (SAKD).",
+        prog="sakd", description="Train spiking neural networks by distilling an ANN twin (SAKD).", allow_abbrev=False,
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"sakd {__version__}")

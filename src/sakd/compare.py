@@ -59,7 +59,7 @@ def energy_columns(run: Path) -> dict:
         return empty
     result = json.loads(path.read_text())
     key, now = result.get("cache_key") or {}, cache_key(run, None) or {}
-    if any(key.get(k) != now.get(k) for k in ("checkpoint_bytes", "checkpoint_mtime_ns")):
+    if any(key.get(k) != now.get(k) for k in ("checkpoint_bytes", "checkpoint_mtime_ns", "counting")):
         return empty  # made from an earlier checkpoint
     t = result["total"]
     if not result.get("spiking", True):

@@ -9,9 +9,9 @@ CONTRIBUTING.md). sakd imports plug-ins from four places, in this order:
 * ``--plugin MODULE`` on the command line (repeatable, before or after the command);
 * ``run.plugins`` of a config.
 
-Modules are found on ``sys.path``, the current folder included. Every module imported so, and
-every other module that registered a part the run's config names (one a Python user imported
-before ``sakd.train``), is
+Modules are found on ``sys.path``, the current folder included. The ``--plugin`` modules, and
+every module that registered a part the run's config names (from an entry point, the
+environment, or a Python user's own module imported before ``sakd.train``), are
 recorded in the run's ``run.plugins`` (its ``config.yaml`` and checkpoints), and whatever reads
 the run later (``eval``, ``analyze``, ``visualize``, ``report``, ``compare``, ``export``,
 ``--resume``, a teacher checkpoint) imports them again first; one that cannot be imported is one
@@ -65,6 +65,9 @@ def load(modules, source: str, remember: bool = True) -> list[str]:
         except ImportError as exc:
             raise ConfigError(f"plug-in module {name!r} ({source}) cannot be imported: {exc}; install it "
                               "or put its folder on PYTHONPATH") from None
+        except Exception as exc:  # the module itself fails: one line, what and where
+            raise ConfigError(f"plug-in module {name!r} ({source}) failed while importing: "
+                              f"{type(exc).__name__}: {exc}") from None
         if remember:
             _loaded.append(name)
     return loaded()
@@ -72,9 +75,9 @@ def load(modules, source: str, remember: bool = True) -> list[str]:
 
 def load_installed() -> list[str]:
     """The entry points of installed packages, then ``SAKD_PLUGINS``."""
-    for ep in metadata.entry_points(group=GROUP):
-        load([ep.value.split(":")[0]], f"entry point {ep.name!r} of group {GROUP}")
-    return load(os.environ.get(ENVIRONMENT, "").split(","), f"${ENVIRONMENT}")
+    for ep in metadata.entry_points(group=GROUP):  # a run records them where it names a part of theirs
+        load([ep.value.split(":")[0]], f"entry point {ep.name!r} of group {GROUP}", remember=False)
+    return load(os.environ.get(ENVIRONMENT, "").split(","), f"${ENVIRONMENT}", remember=False)
 
 
 def load_recorded(config: dict | None, where: str) -> None:

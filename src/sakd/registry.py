@@ -20,6 +20,7 @@ import difflib
 import importlib
 import inspect
 import pkgutil
+import sys
 from typing import Callable, Generic, TypeVar
 
 from sakd.errors import ConfigError
@@ -36,11 +37,12 @@ class Registry(Generic[T]):
         self.kind = kind
         self._parts: dict[str, T] = {}
         self._descriptions: dict[str, str] = {}
+        self._registered_in: dict[str, str | None] = {}
         Registry.all.append(self)
 
     def modules(self) -> dict[str, str]:
         """Each part's name and the module that registered it."""
-        return {n: getattr(p, "__module__", None) for n, p in self._parts.items() if getattr(p, "__module__", None)}
+        return {n: m for n, m in self._registered_in.items() if m}
 
     def register(self, name: str | None = None, *, description: str | None = None) -> Callable[[T], T]:
         """Decorator: register the decorated function or class under ``name`` (default: its own)."""
@@ -50,6 +52,8 @@ class Registry(Generic[T]):
             if key in self._parts:
                 raise ValueError(f"{self.kind} {key!r} is already registered")
             self._parts[key] = part
+            # the module that registered it (a decorator or a call there), not where it was defined
+            self._registered_in[key] = sys._getframe(1).f_globals.get("__name__")
             doc = inspect.getdoc(part) or ""
             self._descriptions[key] = description or (doc.splitlines()[0] if doc else "")
             return part

@@ -114,7 +114,8 @@ def cache_key(run_dir, images: int | None) -> dict | None:
     if not path.is_file():
         return None
     stat = path.stat()
-    return {"checkpoint_bytes": stat.st_size, "checkpoint_mtime_ns": stat.st_mtime_ns, "images": images}
+    return {"checkpoint_bytes": stat.st_size, "checkpoint_mtime_ns": stat.st_mtime_ns, "images": images,
+            "counting": COUNTING}  # an analysis counted by an earlier rule is made again
 
 
 def save_analysis(result: dict, run_dir, images: int | None) -> None:

@@ -15,7 +15,8 @@ The one-timestep graph of :func:`~sakd.export.graph.step_graph` (BatchNorm folde
   ``v <- (1 - dt/τ)·v + (dt·R/τ)·I = λ·v + I``, eq. 1 exactly. ``dt`` is the step the consumer
   simulates with (an option, default 1; snnTorch's importer assumes 1e-4, Norse's 1e-3): one
   sakd timestep is one step of the consumer. IF (λ = 1) -> ``nir.IF`` with ``R = 1/dt``: NIR's
-  ``dv/dt = R·I`` by forward Euler gives ``v <- v + dt·R·I = v + I``. NIR fires at
+  ``dv/dt = R·I`` by forward Euler gives ``v <- v + dt·R·I = v + I`` (exactly for dt = 1, 1e-3,
+  1e-4; to a rounding of ``dt·(1/dt)`` for other steps). NIR fires at
   ``v > v_threshold``, eq. 2 at ``>=``: ``v_threshold`` is the largest number below V_th in the
   graph's dtype (float32 for a float32 model), so that ``v > v_threshold`` holds exactly where
   ``v >= V_th`` does, a membrane exactly at V_th included. PLIF exports its learned λ per layer.

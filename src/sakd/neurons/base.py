@@ -30,7 +30,7 @@ class SpikingNeuron(nn.Module):
 
     ``binary`` says whether every output element is exactly 0 or 1: ``True`` lets
     ``run.memory=lean`` keep the outputs as bits unchecked, ``False`` (ternary or graded spikes)
-    keeps them as they are; ``None`` (not said) makes lean check each layer's first output."""
+    keeps them as they are; ``None`` (not said) makes lean check each output."""
 
     binary: bool | None = None
 

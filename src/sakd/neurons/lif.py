@@ -157,7 +157,11 @@ class LIF(SpikingNeuron):
             the same numbers (see the module's docstring).
     """
 
-    binary = True  # spikes are exactly 0/1 (run.memory=lean packs them as bits)
+    @property
+    def binary(self) -> bool | None:
+        """Spikes are exactly 0/1 (``run.memory=lean`` packs them as bits); a subclass with its own
+        forward says for itself (a class attribute ``binary``), else lean checks its outputs."""
+        return True if type(self).forward is LIF.forward else None
 
     def __init__(
         self,

@@ -23,8 +23,8 @@
 Spike tensors are recognised as the outputs of the model's spiking layers (every
 :class:`~sakd.neurons.SpikeActivation`) whose neuron emits exact 0/1 values: a neuron says so with
 ``binary = True`` (LIF, IF, PLIF) or ``binary = False`` (ternary or graded spikes: never packed);
-for a neuron that says nothing, the first output of each layer is checked and a layer whose output
-is not 0/1 is kept as it is. Outputs made
+for a neuron that says nothing, each output is checked and packed only where it is exactly 0/1
+(a layer that once gave another output is not checked again). Outputs made
 again are those of *replayable* modules: ``BatchNorm1d/2d/3d`` running PyTorch's own forward
 (subclasses with their own forward, such as SyncBatchNorm or the NAS supernet's, are kept as
 they are) and modules marked ``replayable = True``, a pure function of their arguments
@@ -39,6 +39,9 @@ again but kept as autograd keeps it; a tensor changed in place after it was save
 own error when backward needs it, as ``fast`` does (the saved-tensor hooks switch autograd's check
 off, so this module makes it: for packed and recomputed tensors while the changed tensor, or the
 tensor it is a view of, is alive, which covers a change before backward through any live view).
+One case raises where ``fast`` would not: an argument of a module output that lean makes again
+(the spikes a residual sum adds) changed in place after the module ran, which leaves nothing to
+make the output from; ``run.memory=fast`` runs such a model.
 
 :class:`SavedTensors` also counts the bytes kept (distinct storages, packed bits, the inputs of
 outputs made again), which the benchmarks report. Contexts for one model nest: the outermost
@@ -145,19 +148,23 @@ def _version(t: torch.Tensor) -> int:
     return -1 if t.is_inference() else t._version
 
 
-# layer -> whether its neuron's output was 0/1 when first checked (neurons that do not say)
-_BINARY_CHECKED: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
+# layers of neurons that do not say whether they are binary and once gave an output that was not
+_NOT_BINARY: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 
 
 def _emits_binary(layer: nn.Module, output: torch.Tensor) -> bool:
     """Whether a spiking layer's output may be packed as bits: what its neuron says
-    (``binary = True / False``), else whether its first output was exactly 0/1."""
+    (``binary = True / False``); for a neuron that says nothing, whether this output is exactly
+    0/1 (checked every time, until one output is not: a graded neuron may start at 0/1)."""
     declared = getattr(getattr(layer, "neuron", None), "binary", None)
     if declared is not None:
         return bool(declared)
-    if layer not in _BINARY_CHECKED:
-        _BINARY_CHECKED[layer] = bool(((output == 0) | (output == 1)).all())
-    return _BINARY_CHECKED[layer]
+    if layer in _NOT_BINARY:
+        return False
+    if bool(((output == 0) | (output == 1)).all()):
+        return True
+    _NOT_BINARY.add(layer)
+    return False
 
 
 def _modified(t: torch.Tensor, expected: int) -> RuntimeError:

@@ -77,7 +77,7 @@ def _worker_init(worker_id: int) -> None:
 def resolve_workers(spec: str | int, processes_per_machine: int = 1) -> int:
     """``data.num_workers``: a number as it is; ``auto`` the cores this process may use (its CPU
     affinity, shared among the training processes of the machine) less one for the process itself,
-    at most 8: 0 on one core, 1 on two, 8 from ten up (PyTorch warns above the cores it sees)."""
+    at most 8: 0 on one core, 1 on two, 8 from nine up (PyTorch warns above the cores it sees)."""
     if spec != "auto":
         return int(spec)
     try:

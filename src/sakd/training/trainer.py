@@ -115,6 +115,7 @@ class Trainer:
         self.selects_on = "val/top1" if "val" in self.eval_loaders else "test/top1"
         self.best = float("-inf")
         self._signal: str | None = None
+        self._saved_at: tuple[int, int] | None = None  # (epoch, step) of this process's last last.pt
         self._last_save = time.monotonic()
         self._checkpoint_every = parse_interval(cfg.run.checkpoint_every)  # (unit, amount) or None
         if _state is not None:
@@ -228,10 +229,13 @@ class Trainer:
         self.partial = state.get("partial", {}) if self.dist.is_main else {}
         self.best = state.get("best", state.get("best_top1") or float("-inf"))
         set_rng_state(state["rng"])
+        self._saved_at = (self.epoch, self.step)
 
     def save(self, name: str, state: dict) -> None:
         if self.dist.is_main:
             atomic_save(state, self.run_dir / name)
+        if name == runs.LAST:
+            self._saved_at = (state["epoch"], state["step"])
         self._last_save = time.monotonic()
 
     # -- training -----------------------------------------------------------------------------
@@ -286,8 +290,8 @@ class Trainer:
         last = self.run_dir / runs.LAST
         if not last.is_file():
             return f"no checkpoint was written yet ({last} does not exist): the run starts afresh"
-        state = load_checkpoint(last)
-        where = f"epoch {state['epoch'] + 1}, step {state['step']}" if state.get("step") else f"epoch {state['epoch']}"
+        epoch, step = self._saved_at or (self.epoch, 0)  # the last write, or the state resumed from
+        where = f"epoch {epoch + 1}, step {step}" if step else f"epoch {epoch}"
         return f"{last} holds the run at the end of {where}; continue with: sakd train --resume {self.run_dir}"
 
     @contextlib.contextmanager
@@ -308,7 +312,7 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         name = signal.Signals(signum).name
         if name == "SIGINT":
-            if self._signal == "SIGINT":
+            if self._signal is not None:  # a stop was already asked for: now at once
                 raise KeyboardInterrupt
             self.console.print("[yellow]Ctrl-C: finishing this step, then writing last.pt "
                                "(Ctrl-C again to stop at once)", highlight=False)
