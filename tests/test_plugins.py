@@ -303,6 +303,9 @@ def test_a_plugin_neuron_trains_from_the_cli_and_every_reader_of_the_run_imports
     with pytest.raises(SystemExit) as stop:
         main(["--plugin", "no_such_module", "neurons"])
     assert stop.value.code == 2
+    with pytest.raises(SystemExit) as stop:  # help still answers
+        main(["--plugin", "no_such_module", "--help"])
+    assert stop.value.code == 0
 
 
 def test_plugins_from_the_environment_and_from_installed_entry_points(tmp_path):

@@ -186,7 +186,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         plugins.load_installed()
         plugins.load(modules, "--plugin")
     except SakdError as exc:
-        parser.exit(2, f"sakd: error: {exc}\n")
+        if not {"-h", "--help", "--version"} & set(argv):  # help and the version even so
+            parser.exit(2, f"sakd: error: {exc}\n")
     args, extra = parser.parse_known_args(argv)
     if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
         args.overrides = [*args.overrides, *extra]
