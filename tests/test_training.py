@@ -84,32 +84,28 @@ def test_ctrl_c_in_the_first_epoch_finishes_the_step_writes_last_pt_and_resumes(
     assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(), full.model.state_dict().values()))
 
 
-def test_a_second_ctrl_c_stops_at_once_and_says_what_is_kept(tmp_path, capsys):
+def signals_at_step_1(trainer, *names):
+    """Raise these signals in the trainer's process before its second step."""
     import signal
 
-    trainer = Trainer(fast_config(tmp_path))
-
-    def twice(epoch, step):
+    def send(epoch, step):
         if (epoch, step) == (0, 1):
-            signal.raise_signal(signal.SIGINT)
-            signal.raise_signal(signal.SIGINT)
+            for name in names:
+                signal.raise_signal(getattr(signal, name))
 
-    trainer.on_step = twice
+    trainer.on_step = send
+    return trainer
+
+
+def test_a_second_ctrl_c_stops_at_once_and_says_what_is_kept(tmp_path, capsys):
+    trainer = signals_at_step_1(Trainer(fast_config(tmp_path)), "SIGINT", "SIGINT")
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     err = capsys.readouterr().err
     assert "stopped at once in epoch 1" in err and "no checkpoint was written yet" in err
     assert not (trainer.run_dir / "last.pt").exists()
-
-    after_term = Trainer(fast_config(tmp_path / "term"))  # a Ctrl-C after SIGTERM stops at once too
-
-    def term_then_int(epoch, step):
-        if (epoch, step) == (0, 1):
-            signal.raise_signal(signal.SIGTERM)
-            signal.raise_signal(signal.SIGINT)
-
-    after_term.on_step = term_then_int
-    with pytest.raises(KeyboardInterrupt):
+    after_term = signals_at_step_1(Trainer(fast_config(tmp_path / "term")), "SIGTERM", "SIGINT")
+    with pytest.raises(KeyboardInterrupt):  # a Ctrl-C after SIGTERM stops at once too
         after_term.fit()
 
 

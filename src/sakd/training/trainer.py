@@ -290,8 +290,7 @@ class Trainer:
         last = self.run_dir / runs.LAST
         if not last.is_file():
             return f"no checkpoint was written yet ({last} does not exist): the run starts afresh"
-        epoch, step = self._saved_at or (self.epoch, 0)  # the last write, or the state resumed from
-        where = f"epoch {epoch + 1}, step {step}" if step else f"epoch {epoch}"
+        where = _place(*(self._saved_at or (self.epoch, 0)))  # the last write, or the state resumed from
         return f"{last} holds the run at the end of {where}; continue with: sakd train --resume {self.run_dir}"
 
     @contextlib.contextmanager
@@ -324,7 +323,7 @@ class Trainer:
         return bool(all_reduce_sum(flag, self.dist).item() > 0)
 
     def _preempted(self, at: str):
-        where = f"epoch {self.epoch + 1}, step {self.step}" if self.step else f"epoch {self.epoch}"
+        where = _place(self.epoch, self.step)
         by = "Ctrl-C (SIGINT)" if self._signal == "SIGINT" else self._signal or "a signal to another process"
         stop = Preempted(
             f"{'stopped' if self._signal == 'SIGINT' else 'preempted'} by {by} at {at} ({where}); "
@@ -473,6 +472,12 @@ class Trainer:
             parts.append(f"rate {r['test/firing_rate']:.3f}")
         parts.append(f"{r['time/train_s']:.1f}s")
         self.console.print("  ".join(parts))
+
+
+def _place(epoch: int, step: int) -> str:
+    """Where a run stands: ``epoch E, step S`` inside an epoch (E counted from 1), else the
+    number of finished epochs."""
+    return f"epoch {epoch + 1}, step {step}" if step else f"epoch {epoch}"
 
 
 class StudentStep(nn.Module):
