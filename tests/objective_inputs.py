@@ -30,19 +30,19 @@ def recipe_inputs(taps: int):
 
 
 def recipe_values() -> dict:
-    """{recipe: {epoch: {"total": ..., term: ...}}} at epoch 0 and at each β-schedule step."""
+    """{recipe: {epoch: {"total": ..., term: ...}}} at epoch 0 and at each schedule point, the
+    objective built as a run builds it (``distill.objective_terms()``)."""
     out = {}
     for name in packaged_configs():
         d = load_config(name).distill
         if not (d.beta or d.gamma or d.beta_schedule):
             continue
         torch.manual_seed(0)  # the feature transforms' initialisation
-        loss = SAKDLoss(CHANNELS, CHANNELS, alpha=d.alpha, beta=d.beta, gamma=d.gamma, tau=d.tau,
-                        transform=d.features.transform, distance=d.features.distance,
-                        feature_weights=d.features.weights, reduce=d.features.reduce).double()
+        loss = SAKDLoss(CHANNELS, CHANNELS, terms=d.objective_terms()).double()
+        points = {p["epoch"] for t in d.objective_terms() for p in t["schedule"]}
         values = {}
-        for epoch in sorted({0, *(s.epoch for s in d.beta_schedule)}):
-            r = loss(*recipe_inputs(len(CHANNELS)), beta=d.beta_at(epoch))
+        for epoch in sorted({0, *points}):
+            r = loss(*recipe_inputs(len(CHANNELS)), epoch=epoch)
             values[str(epoch)] = {"total": r.total.item(), **{k: v.item() for k, v in r.terms.items()}}
         out[name] = values
     return out

@@ -9,7 +9,7 @@ def test_overrides_are_typed():
     cfg = load_config(None, ["optim.lr=1e-3", "model.spiking=false", "data.options.image_size=8",
                              "distill.beta_schedule=[{epoch: 10, beta: 0.01}]"])
     assert cfg.optim.lr == 0.001 and cfg.model.spiking is False and cfg.data.options == {"image_size": 8}
-    assert cfg.distill.beta_at(9) == 0.0 and cfg.distill.beta_at(10) == 0.01
+    assert cfg.distill.weights_at(9)["feature_kd"] == 0.0 and cfg.distill.weights_at(10)["feature_kd"] == 0.01
 
 
 def test_base_inheritance_and_paper_presets():
@@ -20,7 +20,7 @@ def test_base_inheritance_and_paper_presets():
     assert cfg.mode == "sakd"
     imagenet = load_config("presets/sakd_imagenet")
     assert (imagenet.distill.tau, imagenet.distill.alpha, imagenet.distill.gamma) == (1, 1, 10)
-    assert imagenet.distill.beta_at(0) == 10 and imagenet.distill.beta_at(10) == 0.01
+    assert imagenet.distill.weights_at(0)["feature_kd"] == 10 and imagenet.distill.weights_at(10)["feature_kd"] == 0.01
 
 
 @pytest.mark.parametrize("name", packaged_configs())

@@ -194,3 +194,28 @@ def test_each_method_trains_one_step(name, tmp_path, teacher_ckpt):
     assert any(not torch.equal(after[k], v) for k, v in before.items() if k.startswith("model."))
     own = [k for k in before if k.startswith(f"objective.terms.{name}.") and after[k].is_floating_point()]
     assert all(not torch.equal(after[k], before[k]) for k in own if "running" not in k)  # its parameters train
+
+
+def test_weight_schedules_by_hand_and_their_config_errors(tmp_path):
+    from sakd.distill.schedule import WeightSchedule
+
+    step = WeightSchedule.of(10.0, [{"epoch": 10, "weight": 0.01}])  # the paper's ImageNet β
+    assert [step.at(e) for e in (0, 9, 10, 50)] == [10.0, 10.0, 0.01, 0.01]
+    ramp = WeightSchedule.of(0.0, [{"epoch": 4, "weight": 2.0, "ramp": "linear"},
+                                   {"epoch": 6, "weight": 0.0, "ramp": "cosine"}])
+    assert [ramp.at(e) for e in range(8)] == [0.0, 0.5, 1.0, 1.5, 2.0, pytest.approx(1.0, abs=1e-15), 0.0, 0.0]
+    assert ramp.ever_on and ramp.ever_off(3) and not WeightSchedule.of(1.0).ever_off(5)
+    assert not WeightSchedule.of(0.0, [{"epoch": 3, "weight": 0.0}]).ever_on
+    # a term whose weight is 0 at every epoch is not built; one that ramps in is, and is skipped while off
+    loss = SAKDLoss(alpha=1, terms=[{"name": "logit_kd", "weight": 0.0},
+                                    {"name": "timestep_kd", "weight": 0.0, "schedule": [{"epoch": 1, "weight": 1.0}]}])
+    assert list(loss.terms) == ["ce", "timestep_kd"] and loss.weights(0) == {"ce": 1.0, "timestep_kd": 0.0}
+    s, y, t = torch.tensor([[1.0, 0.0]]), torch.tensor([0]), torch.tensor([[0.0, 1.0]])
+    assert list(loss(s, y, t, epoch=0).terms) == ["ce"] and list(loss(s, y, t, epoch=1).terms) == ["ce", "timestep_kd"]
+    for bad, message in (
+        ("[{name: dkd, schedule: [{epoch: 2, weight: 1}, {epoch: 2, weight: 0}]}]", "loss term 'dkd': the schedule names an epoch twice"),
+        ("[{name: dkd, schedule: [{epoch: 2, weight: -1}]}]", r"'distill.terms\[0\].schedule\[0\].weight' must be >= 0.0"),
+        ("[{name: dkd, schedule: [{epoch: 2, weight: 1, ramp: exp}]}]", r"'distill.terms\[0\].schedule\[0\].ramp' must be one of"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            fast_config(tmp_path, f"distill.terms={bad}")

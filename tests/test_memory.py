@@ -50,7 +50,7 @@ def sakd_step(model, teacher, objective, x, y, mode, packing):
     params = {p.untyped_storage().data_ptr() for p in [*model.parameters(), *objective.parameters()]}
     with SavedTensors(model, mode, packing, exclude=params, count=True) as saved:
         logits, feats = s_fx(x)
-        loss = objective(logits, y, t_logits, feats, t_feats, beta=10.0).total
+        loss = objective(logits, y, t_logits, feats, t_feats).total
     loss.backward()
     s_fx.remove()
     t_fx.remove()
@@ -82,9 +82,9 @@ def test_the_trainer_in_lean_mode_takes_the_same_step(tmp_path, teacher_ckpt):
         trainer = Trainer(fast_config(tmp_path / mode, f"distill.teacher.weights={teacher_ckpt}", "distill.beta=10",
                                       "distill.gamma=1", f"run.memory={mode}"))
         x, y = next(iter(trainer.train_loader))
-        beta, features = trainer.beta_and_features(0)
-        assert beta == 10 and features  # the feature taps and their transforms are in the step
-        loss, terms, _ = trainer.step_loss(x, y, 0, beta, features)
+        features = trainer.objective.reads_features(0)
+        assert trainer.objective.weights(0)["feature_kd"] == 10 and features  # the taps and transforms are in the step
+        loss, terms, _ = trainer.step_loss(x, y, 0, features)
         loss.backward()
         grads[mode] = [p.grad.clone() for p in [*trainer.model.parameters(), *trainer.objective.parameters()]]
     assert all(torch.equal(a, b) for a, b in zip(grads["fast"], grads["lean"]))

@@ -95,3 +95,41 @@ def test_the_readmes_offline_commands_run_as_written(tmp_path, monkeypatch):
         ran += 1
     assert ran >= 15
     assert all((tmp_path / f).is_file() for f in ("report.html", "model.nir", "model.onnx", "figure4.png"))
+
+
+def test_the_python_examples_of_the_readme_and_the_docs_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = [(doc, block) for doc in DOCS for block in re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)]
+    assert {doc.name for doc, _ in blocks} >= {"README.md", "user-guide.md"}
+    for doc, block in blocks:
+        exec(compile(block, str(doc), "exec"), {})
+    assert len(list((tmp_path / "runs").glob("**/best.pt"))) >= 3  # the examples' runs: teacher, student, SNN
+
+
+def links() -> list[tuple[Path, str]]:
+    """Every relative link and image of the README, the docs and CONTRIBUTING (web links left out)."""
+    out = []
+    for doc in [*DOCS, ROOT / "CONTRIBUTING.md"]:
+        text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+        out += [(doc, target) for target in re.findall(r"\]\(([^)\s]+)\)", text) if not re.match(r"[a-z]+:", target)]
+    return out
+
+
+def anchors(doc: Path) -> set[str]:
+    """The anchors of a Markdown file's headings, as GitHub and MkDocs make them."""
+    heads = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", doc.read_text(), flags=re.S), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).strip().replace(" ", "-") for h in heads}
+
+
+def test_every_link_of_the_docs_resolves():
+    found = links()
+    assert len(found) >= 20
+    broken = []
+    for doc, target in found:
+        path, _, anchor = target.partition("#")
+        file = (doc.parent / path).resolve() if path else doc
+        if not file.exists() or (anchor and anchor not in anchors(file)):
+            broken.append(f"{doc.relative_to(ROOT)}: {target}")
+    assert not broken, broken
+    linked = {(doc.parent / t.partition("#")[0]).resolve() for doc, t in found}
+    assert set(DOCS[1:]) <= linked, "a docs page no other page links to"

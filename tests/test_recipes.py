@@ -86,7 +86,7 @@ def test_recipe_runs_one_step(name, tmp_path, local_weights):
     changed = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])]
     assert changed, "one optimiser step changed no weight"
     if cfg.mode == "sakd":
-        assert ("train/feature_kd" in record) == (cfg.distill.beta_at(0) > 0)
+        assert ("train/feature_kd" in record) == (cfg.distill.weights_at(0)["feature_kd"] > 0)
         assert ("train/logit_kd" in record) == (cfg.distill.gamma > 0)
 
 

@@ -219,14 +219,22 @@ def test_cli_compare_tables_runs(tmp_path, teacher_ckpt, capsys):
     assert main(["compare", str(tmp_path)]) == 2
 
 
-def test_beta_schedule_switches_feature_kd_off_mid_training(tmp_path, teacher_ckpt):
+def test_every_term_follows_its_weight_schedule_and_beta_schedule_is_one_case(tmp_path, teacher_ckpt):
+    """β's step schedule switches feature KD off mid-training; an added term ramps in linearly
+    from weight 0 (not computed while it weighs nothing); the weights are recorded per epoch."""
     cfg = fast_config(tmp_path, f"distill.teacher.weights={teacher_ckpt}", *SAKD, "optim.epochs=3",
-                      "distill.beta_schedule=[{epoch: 1, beta: 0.5}, {epoch: 2, beta: 0.0}]")
+                      "distill.beta_schedule=[{epoch: 1, beta: 0.5}, {epoch: 2, beta: 0.0}]",
+                      "distill.terms=[{name: timestep_kd, weight: 0, tau: 2, schedule: [{epoch: 2, weight: 1, ramp: linear}]}]")
+    assert cfg.distill.weights_at(1) == {"ce": 1.0, "feature_kd": 0.5, "logit_kd": 1.0, "timestep_kd": 0.5}
     run = Path(train(cfg)["run_dir"])
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["beta"] for r in records] == [1.0, 0.5, 0.0]
+    assert [r["weight/feature_kd"] for r in records] == [1.0, 0.5, 0.0]
+    assert [r["weight/timestep_kd"] for r in records] == [0.0, 0.5, 1.0]
     assert ["train/feature_kd" in r for r in records] == [True, True, False]
+    assert ["train/timestep_kd" in r for r in records] == [False, True, True]
     assert all("train/logit_kd" in r for r in records)
+    assert records[1]["train/loss"] == pytest.approx(records[1]["train/ce"] + 0.5 * records[1]["train/feature_kd"]
+                                                     + records[1]["train/logit_kd"] + 0.5 * records[1]["train/timestep_kd"])
 
 
 def test_teacher_of_another_architecture_when_named(tmp_path):

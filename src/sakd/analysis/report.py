@@ -3,7 +3,7 @@
 It holds, with nothing loaded from the network (plots are inline SVG, Figure 4 an inline PNG, the
 style sheet is in the page, no scripts): a summary table (best and last top-1, top-5, firing rate,
 SOPs, energy and the SNN/ANN energy ratio), the test top-1 of all runs on one plot, and per run its
-training curves (the total loss and each loss term, train/test/validation top-1, learning rate, β),
+training curves (the total loss and each loss term, train/test/validation top-1, learning rate, scheduled loss weights),
 per-layer firing rates and the energy table of ``sakd analyze``, and its config. Figure 4 of the
 paper (:mod:`sakd.analysis.figure4`) is added when a teacher and a baseline are given, or found
 among the runs (one ANN, one SNN without KD, one SAKD student of one architecture).
@@ -64,14 +64,17 @@ def read_metrics(run: Path) -> list[dict]:
 
 
 def curves_svg(records: list[dict], title: str) -> str:
-    """The training curves of one run: losses (total and each term), top-1, learning rate, β."""
+    """The training curves of one run: losses (total and each term), top-1, learning rate, the
+    weights of the terms whose weight changes."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in records]
     keys = sorted({k for r in records for k in r})
     losses = [k for k in keys if k.startswith("train/") and k != "train/top1"] + [k for k in ("test/loss", "val/loss") if k in keys]
     top1 = [k for k in ("train/top1", "val/top1", "test/top1") if k in keys]
-    extra = [k for k in ("lr", "beta") if k in keys]
-    panels = [("loss terms", losses, True), ("top-1 (%)", top1, False)] + [(k if k == "lr" else "β", [k], False) for k in extra]
+    weights = [k for k in keys if k.startswith("weight/") and len({r.get(k) for r in records}) > 1]  # scheduled ones
+    weights += ["beta"] if "beta" in keys else []  # runs recorded before every term had a schedule
+    panels = [("loss terms", losses, True), ("top-1 (%)", top1, False)] + [("lr", ["lr"], False)] * ("lr" in keys)
+    panels += [("loss weights", weights, False)] * bool(weights)
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 2.9), squeeze=False)
     for ax, (name, ks, log) in zip(axes[0], panels):
         for k in ks:

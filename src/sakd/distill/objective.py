@@ -1,8 +1,9 @@
 """The training objective: a weighted sum of registered loss terms (:mod:`sakd.distill.terms`).
 
-SAKD's objective (paper eq. 5), ``L = α·CE + β·L_feaKD + γ·L_logKD``, is the shorthand: α, β, γ
-weigh the terms ``ce``, ``feature_kd`` and ``logit_kd``; further terms (Hinton KD, FitNet, AT,
-DKD, BKD, per-timestep and temporal self-distillation ...) come in ``terms``.
+SAKD's objective (paper eq. 5), ``L = α·CE + β·L_feaKD + γ·L_logKD``, is a shorthand that becomes
+ordinary terms (:func:`shorthand_terms`): α, β, γ weigh ``ce``, ``feature_kd`` and ``logit_kd``;
+further terms (Hinton KD, FitNet, AT, DKD, BKD, per-timestep and temporal self-distillation ...)
+come in ``terms``. Every term has a weight schedule (:mod:`sakd.distill.schedule`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,36 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sakd.distill.terms import TermInputs, build_term
+from sakd.distill.schedule import WeightSchedule
+from sakd.distill.terms import LOSSES, TermInputs, build_term
 from sakd.errors import ConfigError
 
-SHORTHAND = ("ce", "feature_kd", "logit_kd")  # the terms weighted by alpha, beta, gamma
+
+def shorthand_terms(alpha: float = 1.0, beta: float = 0.0, gamma: float = 0.0, tau: float = 1.0, *,
+                    transform: str = "conv", distance: str = "l2", feature_weights: list[float] | None = None,
+                    reduce: str = "sum", beta_schedule=()) -> list[dict]:
+    """SAKD's eq. 5 as ordinary terms: α·``ce`` + β·``feature_kd`` + γ·``logit_kd`` (τ its
+    temperature); ``beta_schedule`` (``[{epoch, beta}]``) is ``feature_kd``'s weight schedule in
+    steps. The one place where ``distill.alpha/beta/gamma/tau`` get their meaning."""
+    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        if value < 0:
+            raise ConfigError(f"distill.{name} must be >= 0, got {value}")
+    if tau <= 0:
+        raise ConfigError(f"distill.tau must be > 0, got {tau}")
+    steps = [{"epoch": s["epoch"] if isinstance(s, dict) else s.epoch,
+              "weight": s["beta"] if isinstance(s, dict) else s.beta} for s in beta_schedule]
+    return [  # "key": the config key a term comes from, for messages
+        {"name": "ce", "weight": alpha, "schedule": [], "key": "distill.alpha"},
+        {"name": "feature_kd", "weight": beta, "schedule": steps, "key": "distill.beta" if beta else "distill.beta_schedule",
+         "options": dict(transform=transform, distance=distance, weights=feature_weights, reduce=reduce)},
+        {"name": "logit_kd", "weight": gamma, "schedule": [], "key": "distill.gamma", "options": {"tau": tau}},
+    ]
+
+
+def reads_features(terms: list[dict]) -> bool:
+    """Whether a term of these, weighed at some epoch, reads the feature taps."""
+    return any(LOSSES.get(t["name"]).needs_features and WeightSchedule.of(t["weight"], t.get("schedule") or ()).ever_on
+               for t in terms)
 
 
 @dataclass
@@ -27,72 +54,55 @@ class LossTerms:
 
 
 class SAKDLoss(nn.Module):
-    """Cross-entropy, feature and logits distillation, and any further registered terms.
+    """A weighted sum of registered loss terms, each weighed at every epoch by its schedule
+    (:mod:`sakd.distill.schedule`).
 
     The terms' parameters (SAKD's feature transforms, FitNet's regressors ...) belong to this
     module: optimise them together with the student's and leave them out of the exported student.
     The teacher's features and logits are detached here (no gradient reaches a teacher, whoever
-    calls). A zero weight skips its term.
+    calls). A term whose weight is 0 at every epoch is not built; one whose weight is 0 in an
+    epoch is not computed in it.
 
     Args:
         student_channels, teacher_channels: channels at each tap, in order; give them whenever a
             term reads features at some epoch.
-        alpha, beta, gamma: weights of ``ce``, ``feature_kd`` and ``logit_kd``.
-        tau: the temperature of ``logit_kd``.
-        transform, distance, feature_weights, reduce: the options of ``feature_kd`` (see
-            :class:`~sakd.distill.feature_kd.FeatureKD`). With ``reduce="sum"`` β weighs 33 block
-            taps of ResNet-101 (50 of ResNet-152) 8-12x more than 4 stage taps; ``"mean"`` keeps
-            one β for both.
-        feature_kd: build ``feature_kd`` even though ``beta`` is 0 (a β schedule turns it on later);
-            default: ``beta > 0``.
-        terms: further registered loss terms, each ``{"name": ..., "weight": ..., "options": {...}}``.
+        terms: registered loss terms, each ``{"name": ..., "weight": ..., "options": {...},
+            "schedule": [{"epoch": E, "weight": W, "ramp": "step"|"linear"|"cosine"}, ...]}``.
+        **shorthand: SAKD's eq. 5 as keywords (``alpha``, ``beta``, ``gamma``, ``tau``,
+            ``transform``, ``distance``, ``feature_weights``, ``reduce``, ``beta_schedule``: see
+            :func:`shorthand_terms`), whose terms come before ``terms``; used whenever given, or
+            when ``terms`` is not (then the objective is ``ce`` alone). With ``reduce="sum"`` β
+            weighs 33 block taps of ResNet-101 (50 of ResNet-152) 8-12x more than 4 stage taps;
+            ``"mean"`` keeps one β for both.
     """
 
-    def __init__(
-        self,
-        student_channels: list[int] = (),
-        teacher_channels: list[int] = (),
-        *,
-        alpha: float = 1.0,
-        beta: float = 0.0,
-        gamma: float = 0.0,
-        tau: float = 1.0,
-        transform: str = "conv",
-        distance: str = "l2",
-        feature_weights: list[float] | None = None,
-        reduce: str = "sum",
-        feature_kd: bool | None = None,
-        terms: list[dict] = (),
-    ):
+    def __init__(self, student_channels: list[int] = (), teacher_channels: list[int] = (),
+                 terms: list[dict] | None = None, **shorthand):
         super().__init__()
-        for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-            if value < 0:
-                raise ConfigError(f"distill.{name} must be >= 0, got {value}")
-        if tau <= 0:
-            raise ConfigError(f"distill.tau must be > 0, got {tau}")
-        if alpha == beta == gamma == 0 and not any(t["weight"] for t in terms):
-            raise ConfigError("alpha, beta and gamma are all zero and no distill.terms: there is nothing to optimise")
+        given = [*(shorthand_terms(**shorthand) if shorthand or terms is None else []), *(terms or [])]
+        self.schedules: dict[str, WeightSchedule] = {}
+        built = []
+        for t in given:
+            try:
+                schedule = WeightSchedule.of(float(t["weight"]), t.get("schedule") or ())
+            except ValueError as exc:
+                raise ConfigError(f"loss term {t['name']!r}: {exc}") from None
+            if not schedule.ever_on:
+                continue
+            if t["name"] in self.schedules:
+                raise ConfigError(f"distill.terms: {t['name']!r} appears twice (or is already the alpha/beta/gamma term)")
+            self.schedules[t["name"]] = schedule
+            built.append(t)
+        if not built:
+            raise ConfigError("no loss term has a weight above zero at any epoch (alpha, beta and gamma are all "
+                              "zero and no distill.terms): there is nothing to optimise")
         if len(student_channels) != len(teacher_channels):
             raise ConfigError(
                 f"the student has {len(student_channels)} feature taps and the teacher "
                 f"{len(teacher_channels)}; feature distillation pairs them one to one"
             )
-        feature_kd = bool(beta) if feature_kd is None else feature_kd
-        shorthand = []
-        if alpha:
-            shorthand.append({"name": "ce", "weight": alpha})
-        if feature_kd:
-            shorthand.append({"name": "feature_kd", "weight": beta, "options": dict(
-                transform=transform, distance=distance, weights=feature_weights, reduce=reduce)})
-        if gamma:
-            shorthand.append({"name": "logit_kd", "weight": gamma, "options": {"tau": tau}})
-        names = [t["name"] for t in shorthand] + [t["name"] for t in terms]
-        clash = next((n for n in names if names.count(n) > 1), None)
-        if clash:
-            raise ConfigError(f"distill.terms: {clash!r} appears twice (or is already the alpha/beta/gamma term)")
         self.terms = nn.ModuleDict({t["name"]: build_term(t["name"], t.get("options", {}), student_channels,
-                                                          teacher_channels) for t in [*shorthand, *terms]})
-        self.weights = {t["name"]: float(t["weight"]) for t in [*shorthand, *terms]}
+                                                          teacher_channels) for t in built})
         self.register_load_state_dict_pre_hook(_from_version_1)
 
     @property
@@ -104,6 +114,19 @@ class SAKDLoss(nn.Module):
     def needs_teacher(self) -> bool:
         return any(t.needs_teacher for t in self.terms.values())
 
+    def weights(self, epoch: int) -> dict[str, float]:
+        """Every term's weight in the 0-based ``epoch``."""
+        return {name: s.at(epoch) for name, s in self.schedules.items()}
+
+    def reads_features(self, epoch: int) -> bool:
+        """Whether a term weighed in ``epoch`` reads the feature taps."""
+        return any(self.terms[n].needs_features for n, w in self.weights(epoch).items() if w)
+
+    def idles_parameters(self, epochs: int) -> bool:
+        """Whether a term with parameters has no weight in one of the first ``epochs`` epochs."""
+        return any(any(True for _ in self.terms[n].parameters()) and s.ever_off(epochs)
+                   for n, s in self.schedules.items())
+
     def forward(
         self,
         student_logits: torch.Tensor,
@@ -111,15 +134,12 @@ class SAKDLoss(nn.Module):
         teacher_logits: torch.Tensor | None = None,
         student_feats: list[torch.Tensor] | None = None,
         teacher_feats: list[torch.Tensor] | None = None,
-        beta: float | None = None,
         *,
         timestep_logits: torch.Tensor | None = None,
         epoch: int = 0,
     ) -> LossTerms:
-        """``beta`` overrides ``feature_kd``'s weight for this call (a β schedule; 0 skips the
-        term); ``timestep_logits`` ``[T, B, K]`` are the student's logits per timestep."""
-        if beta and "feature_kd" not in self.terms:
-            raise ConfigError("beta > 0 but this objective was built without feature KD (no feature taps)")
+        """The objective in the 0-based ``epoch`` (each term at its weight then); ``timestep_logits``
+        ``[T, B, K]`` are the student's logits per timestep."""
         if teacher_logits is not None:
             teacher_logits = teacher_logits.detach()
         if teacher_feats is not None:
@@ -127,10 +147,10 @@ class SAKDLoss(nn.Module):
         inputs = TermInputs(student_logits, target, teacher_logits, student_feats, teacher_feats, timestep_logits, epoch)
         total = student_logits.new_zeros(())
         values: dict[str, torch.Tensor] = {}
-        for name, term in self.terms.items():
-            weight = beta if name == "feature_kd" and beta is not None else self.weights[name]
+        for name, weight in self.weights(epoch).items():
             if not weight:
                 continue
+            term = self.terms[name]
             if term.needs_features and student_feats is None:
                 raise ConfigError(f"loss term {name!r} reads features, but this step has no feature taps")
             value = term(inputs)

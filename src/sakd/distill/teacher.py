@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from sakd.distill.schedule import WeightSchedule
 from sakd.distill.terms import LOSSES
 from sakd.errors import ConfigError
 from sakd.models.checkpoint import load_weights
@@ -19,18 +20,15 @@ def check_distillation(distill, model_cfg) -> None:
         if not model_cfg.spiking:
             raise ConfigError("distillation trains a spiking student: set model.spiking=true")
         return
-    for term in distill.terms:
-        part = LOSSES.get(term.name)
-        if part.needs_teacher or part.needs_features:
-            raise ConfigError(f"distill.terms: {term.name!r} reads the teacher's "
-                              f"{'features' if part.needs_features else 'logits'}: set distill.teacher.weights")
-    uses = [k for k in ("beta", "gamma") if getattr(distill, k)]
-    if uses or distill.uses_features:
-        raise ConfigError(f"distill.{'/'.join(uses or ['beta_schedule'])} > 0 needs a teacher: "
-                          "set distill.teacher.weights to an ANN checkpoint or state dict")
+    for term in distill.objective_terms():
+        part = LOSSES.get(term["name"])
+        if (part.needs_teacher or part.needs_features) and WeightSchedule.of(term["weight"], term["schedule"]).ever_on:
+            raise ConfigError(f"{term['key']}: {term['name']!r} reads the teacher's "
+                              f"{'features' if part.needs_features else 'logits'}, so it needs a teacher: "
+                              "set distill.teacher.weights to an ANN checkpoint or state dict")
     if model_cfg.init == "teacher":
         raise ConfigError("model.init=teacher needs distill.teacher.weights")
-    if distill.alpha == 0 and not any(t.weight for t in distill.terms):
+    if distill.alpha == 0 and not any(t.weight or any(p.weight for p in t.schedule) for t in distill.terms):
         raise ConfigError("distill.alpha=0 without a teacher leaves nothing to optimise; set distill.alpha=1")
 
 

@@ -25,11 +25,11 @@ class SupernetStep(StudentStep):
         super().__init__(*args, **kwargs)
         self.archs: list = []
 
-    def forward(self, x, y, t_logits, t_feats, beta: float, features: bool, epoch: int = 0):
+    def forward(self, x, y, t_logits, t_feats, features: bool, epoch: int = 0):
         total, terms, first_logits = 0.0, {}, None
         for arch in self.archs:
             self.model.use(arch)
-            loss, t, logits = super().forward(x, y, t_logits, t_feats, beta, features, epoch)
+            loss, t, logits = super().forward(x, y, t_logits, t_feats, features, epoch)
             total = total + loss
             for k, v in t.items():
                 terms[k] = terms.get(k, 0.0) + v / len(self.archs)

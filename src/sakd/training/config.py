@@ -174,24 +174,40 @@ def _loss_terms() -> list[str]:
 
 
 @dataclass
+class WeightPoint:
+    """A point of a term's weight schedule: the weight ``weight`` from ``epoch`` (0-based) on,
+    reached from the point before by ``ramp`` (see :mod:`sakd.distill.schedule`)."""
+
+    epoch: int = limited(0, ge=0)
+    weight: float = limited(0.0, ge=0.0)
+    ramp: Literal["step", "linear", "cosine"] = "step"
+
+
+@dataclass
 class TermConfig:
-    """A registered loss term added to the objective with its weight (``sakd losses`` lists them).
-    Its options go under ``options`` or flat beside ``name`` and ``weight``:
-    ``{name: dkd, weight: 1, tau: 4}``."""
+    """A registered loss term added to the objective with its weight (``sakd losses`` lists them)
+    and an optional weight schedule. Its options go under ``options`` or flat beside ``name``,
+    ``weight`` and ``schedule``: ``{name: dkd, weight: 1, tau: 4}``."""
 
     name: str = limited("ce", choices=_loss_terms)
     weight: float = limited(1.0, ge=0.0)
     options: dict = field(default_factory=dict)
+    schedule: list[WeightPoint] = field(default_factory=list)
 
     def __post_init__(self):
+        from sakd.distill.schedule import WeightSchedule
         from sakd.distill.terms import check_options
 
         check_options(self.name, self.options)
+        try:
+            WeightSchedule.of(self.weight, self.schedule)
+        except ValueError as exc:
+            raise ConfigError(f"loss term {self.name!r}: {exc}") from None
 
     @classmethod
     def gather(cls, data: dict) -> dict:
-        """The mapping with every key other than name/weight/options moved into options."""
-        own = {"name", "weight", "options"}
+        """The mapping with every key other than name/weight/options/schedule moved into options."""
+        own = {"name", "weight", "options", "schedule"}
         flat = {k: v for k, v in data.items() if k not in own}
         if not flat:
             return data
@@ -201,32 +217,33 @@ class TermConfig:
 @dataclass
 class DistillConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    # SAKD's eq. 5 as a shorthand: alpha, beta, gamma weigh the terms ce, feature_kd, logit_kd (tau
+    # its temperature), which come first in the objective (sakd.distill.objective.shorthand_terms)
     alpha: float = limited(1.0, ge=0.0)
     beta: float = limited(0.0, ge=0.0)
     gamma: float = limited(0.0, ge=0.0)
     tau: float = limited(1.0, gt=0.0)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    beta_schedule: list[BetaStep] = field(default_factory=list)  # from `epoch` on, β = `beta`
+    beta_schedule: list[BetaStep] = field(default_factory=list)  # feature_kd's schedule: from `epoch` on, β = `beta`
     terms: list[TermConfig] = field(default_factory=list)  # further registered loss terms, beside α/β/γ
 
-    @property
-    def uses_features(self) -> bool:
-        """Whether feature KD is on at some epoch (taps and transforms are needed)."""
-        return self.beta > 0 or any(s.beta > 0 for s in self.beta_schedule)
+    def objective_terms(self) -> list[dict]:
+        """Every term of the objective, the shorthand's first: ``{name, weight, options, schedule,
+        key}`` (``key``: where the config sets it; the objective leaves out the terms whose weight
+        is 0 at every epoch)."""
+        from sakd.distill.objective import shorthand_terms
 
-    @property
-    def pauses_features(self) -> bool:
-        """Whether some epoch has feature KD off while another has it on (its transforms then
-        get no gradient in that epoch)."""
-        return self.uses_features and (self.beta == 0 or any(s.beta == 0 for s in self.beta_schedule))
+        f = self.features
+        return [*shorthand_terms(self.alpha, self.beta, self.gamma, self.tau, transform=f.transform,
+                                 distance=f.distance, feature_weights=f.weights, reduce=f.reduce,
+                                 beta_schedule=self.beta_schedule),
+                *({**asdict(t), "key": "distill.terms"} for t in self.terms)]
 
-    def beta_at(self, epoch: int) -> float:
-        """β for a 0-based epoch, after the schedule's steps reached so far."""
-        beta = self.beta
-        for step in sorted(self.beta_schedule, key=lambda s: s.epoch):
-            if epoch >= step.epoch:
-                beta = step.beta
-        return beta
+    def weights_at(self, epoch: int) -> dict[str, float]:
+        """Each term's weight in the 0-based ``epoch`` (0 for the shorthand's terms that are off)."""
+        from sakd.distill.schedule import WeightSchedule
+
+        return {t["name"]: WeightSchedule.of(t["weight"], t["schedule"]).at(epoch) for t in self.objective_terms()}
 
 
 @dataclass

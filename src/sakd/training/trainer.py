@@ -38,9 +38,9 @@ from sakd.compare import history_summary
 from sakd.data import build_dataset
 from sakd.data.holdout import sample_labels, stratified_holdout, stratified_subset, test_split
 from sakd.distill import SAKDLoss
+from sakd.distill.objective import reads_features
 from sakd.errors import ConfigError, Preempted, TrainingDivergedError
 from sakd.distill.teacher import check_distillation, initialise, load_teacher
-from sakd.distill.terms import LOSSES
 from sakd.models import FeatureExtractor
 from sakd.models.base import mean_over_time
 from sakd.models.checkpoint import atomic_save, load_checkpoint, load_weights, payload
@@ -95,10 +95,6 @@ class Trainer:
             self.teacher = place(teacher, self.device, cfg.run.channels_last)
         if cfg.model.init:
             self.console.print(initialise(self.model, cfg.model.init, self.teacher, self.teacher_source))
-        # feature KD: decided here once, for the whole run; β per epoch comes from beta_at. Taps
-        # also serve added loss terms that read features (every epoch)
-        self.feature_kd = self.teacher is not None and cfg.distill.uses_features
-        self.term_features = self.teacher is not None and any(LOSSES.get(t.name).needs_features for t in cfg.distill.terms)
         self.objective, self.student_taps, self.teacher_taps = self._build_objective()
         place(self.objective, self.device, cfg.run.channels_last)
         self.student_step = self._student_step()
@@ -134,8 +130,8 @@ class Trainer:
 
     def _has_idle_parameters(self) -> bool:
         """Whether some trainable parameters may get no gradient in a step (DDP must know): the
-        feature transforms, in epochs whose β is 0."""
-        return self.feature_kd and self.cfg.distill.pauses_features
+        parameters of a loss term, in epochs that give it no weight."""
+        return self.objective.idles_parameters(self.cfg.optim.epochs)
 
     def on_step(self, epoch: int, step: int) -> None:
         """Called before each optimiser step's first micro-batch (the supernet samples subnets here)."""
@@ -190,19 +186,11 @@ class Trainer:
 
     def _build_objective(self):
         d = self.cfg.distill
-        s_taps = t_taps = None
-        if self.feature_kd or self.term_features:
-            f = d.features
-            s_taps = FeatureExtractor(self.model, f.level, f.position)
-            t_taps = FeatureExtractor(self.teacher, f.level, f.position)
-        objective = SAKDLoss(
-            s_taps.channels if s_taps else (), t_taps.channels if t_taps else (),
-            alpha=d.alpha, beta=d.beta if self.feature_kd else 0.0,
-            gamma=d.gamma if self.teacher is not None else 0.0, tau=d.tau,
-            transform=d.features.transform, distance=d.features.distance,
-            feature_weights=d.features.weights, reduce=d.features.reduce, feature_kd=self.feature_kd,
-            terms=[dataclasses.asdict(t) for t in d.terms],
-        )
+        terms, s_taps, t_taps = d.objective_terms(), None, None
+        if reads_features(terms):
+            s_taps = FeatureExtractor(self.model, d.features.level, d.features.position)
+            t_taps = FeatureExtractor(self.teacher, d.features.level, d.features.position)
+        objective = SAKDLoss(s_taps.channels if s_taps else (), t_taps.channels if t_taps else (), terms=terms)
         return objective, s_taps, t_taps
 
     # -- state ----------------------------------------------------------------------------------
@@ -370,12 +358,7 @@ class Trainer:
             console=self.console, disable=not (self.cfg.run.progress and self.console.is_terminal), transient=True,
         )
 
-    def beta_and_features(self, epoch: int) -> tuple[float, bool]:
-        """β of an epoch, and whether that epoch reads the feature taps (for β or an added term)."""
-        beta = self.cfg.distill.beta_at(epoch) if self.feature_kd else 0.0
-        return beta, bool(beta) or self.term_features
-
-    def step_loss(self, x, y, epoch: int, beta: float, features: bool):
+    def step_loss(self, x, y, epoch: int, features: bool):
         """The loss of one micro-batch (teacher forward without gradient, student step, objective):
         ``(loss, {term: value}, student logits)``."""
         with autocast(self.device, self.amp_dtype):
@@ -384,13 +367,13 @@ class Trainer:
                 with torch.no_grad():
                     t_logits, t_feats = self.teacher_taps(x) if features else (self.teacher(x), None)
             with SavedTensors(self.student_step, self.memory):  # the student and the transforms
-                return self.step_module(x, y, t_logits, t_feats, beta, features, epoch)
+                return self.step_module(x, y, t_logits, t_feats, features, epoch)
 
     def train_epoch(self) -> dict:
         """Train the epoch ``self.epoch`` from its step ``self.step`` on; returns its record."""
         cfg, dev = self.cfg, self.device
         epoch, accumulate, first = self.epoch, cfg.optim.accumulate_steps, self.step
-        beta, features = self.beta_and_features(epoch)
+        features = self.objective.reads_features(epoch)  # a term weighed in this epoch reads the taps
         self.step_module.train()
         sampler = self.train_loader.batch_sampler
         sampler.set_epoch(epoch, first)
@@ -414,7 +397,7 @@ class Trainer:
                     self.on_step(epoch, step)
                 sync = contextlib.nullcontext() if last_micro or not self.dist.enabled else self.step_module.no_sync()
                 with sync, step_draws(cfg.run.seed, epoch, step, micro, self.dist.rank):
-                    loss, terms, s_logits = self.step_loss(x, y, epoch, beta, features)
+                    loss, terms, s_logits = self.step_loss(x, y, epoch, features)
                     self.scaler.scale(loss / accumulate).backward()
                 b = y.shape[0]
                 n += b
@@ -441,8 +424,7 @@ class Trainer:
             correct.double(), torch.tensor(float(n), **f64)]), self.dist)
         n = totals[-1].item()
         record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
-        if self.teacher is not None:
-            record["beta"] = beta
+        record.update({f"weight/{k}": w for k, w in self.objective.weights(epoch).items()})
         record.update({f"train/{k}": (totals[j] / n).item() for j, k in enumerate(keys)})
         record["train/top1"] = 100.0 * totals[-2].item() / n
         for split, result in self.evaluate_splits().items():
@@ -489,12 +471,12 @@ class StudentStep(nn.Module):
         self.model, self.objective = model, objective
         self._taps = [taps]  # a plain list: the extractor's model is already registered as `model`
 
-    def forward(self, x, y, t_logits, t_feats, beta: float, features: bool, epoch: int = 0):
+    def forward(self, x, y, t_logits, t_feats, features: bool, epoch: int = 0):
         taps = self._taps[0]
         per_step, s_feats = taps(x, timesteps=True) if features else (self.model.forward_timesteps(x), None)
         per_step = per_step.float()
         s_logits = mean_over_time(per_step)
-        out = self.objective(s_logits, y, t_logits, s_feats, t_feats, beta=beta, timestep_logits=per_step, epoch=epoch)
+        out = self.objective(s_logits, y, t_logits, s_feats, t_feats, timestep_logits=per_step, epoch=epoch)
         return out.total, out.terms, s_logits
 
 
