@@ -128,11 +128,14 @@ def test_the_contributing_guide_examples_run():
 
     guide = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", guide, flags=re.S)
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     for block in blocks:
         exec(compile(block, "CONTRIBUTING.md", "exec"), {})
     assert {"resnet10", "alif", "fast_sigmoid", "cosine", "logit_l2"} <= (set(MODELS) | set(NEURONS) | set(SURROGATES)
                                                                       | set(DISTANCES) | set(LOSSES))
+    from sakd.cli import main
+
+    assert main(["count_parameters", "resnet10", "--classes", "4"]) == 0
     snn = create_model("resnet10", spiking=True, num_classes=4, timesteps=2,
                        neuron={"name": "alif", "surrogate": "fast_sigmoid", "options": {"beta": 0.3}})
     ann = create_model("resnet10", spiking=False, num_classes=4)
@@ -327,3 +330,50 @@ def test_a_part_is_recorded_under_the_module_that_registered_it():
     parts = Registry("gadget")
     parts.register("borrowed")(torch.nn.Linear)
     assert parts.modules() == {"borrowed": __name__}
+
+
+COMMAND = '''
+from sakd.cli.command import COMMANDS, Command
+
+
+@COMMANDS.register("hello")
+class Hello(Command):
+    """say hello (a plug-in command of the tests)"""
+
+    def arguments(self, p):
+        p.add_argument("--name", default="world")
+        p.add_argument("--json", help="checked before any work, as for every command")
+
+    def run(self, args):
+        print(f"hello {args.name}")
+        return 0
+'''
+
+
+def test_a_command_is_one_registered_class_and_a_plugin_can_add_one(tmp_path):
+    home = tmp_path / "site"
+    home.mkdir()
+    (home / "sakd_test_command.py").write_text(COMMAND)
+    done = sakd_cli(["hello", "--name", "spikes"], cwd=tmp_path, pythonpath=[home], SAKD_PLUGINS="sakd_test_command")
+    assert done.returncode == 0 and done.stdout == "hello spikes\n", done.stderr
+    (tmp_path / "a_file").write_text("")
+    done = sakd_cli(["--plugin", "sakd_test_command", "hello", "--json", str(tmp_path / "a_file" / "x.json")],
+                    cwd=tmp_path, pythonpath=[home])
+    assert done.returncode == 2 and "--json" in done.stderr and done.stdout == "", done.stderr
+
+
+def test_every_registry_is_listed_by_sakd_list(capsys):
+    from sakd.cli import main
+    from sakd.cli.listing import KINDS
+
+    assert {"models", "datasets", "neurons", "surrogates", "losses", "optimizers", "schedulers", "exporters",
+            "loggers", "commands"} <= set(KINDS)
+    for kind in KINDS:
+        assert main(["list", kind]) == 0
+        listed = capsys.readouterr().out
+        assert listed.strip(), kind
+    assert main(["list", "commands"]) == 0
+    commands = capsys.readouterr().out
+    assert all(f"\n{c} " in "\n" + commands for c in ("train", "eval", "list", "models"))  # aliases kept
+    assert main(["models"]) == 0 and "resnet19" in capsys.readouterr().out
+    assert main(["list", "loggers"]) == 0 and "tensorboard" in capsys.readouterr().out
