@@ -25,6 +25,24 @@ def skip_unless_compiles(backend: str, device: str) -> None:
         pytest.skip(f"torch.compile cannot build kernels for {device} here")
 
 
+_CONTRIBUTING: list[str] = []  # the guide's example blocks, once they have run in this session
+
+
+def contributing_examples() -> list[str]:
+    """Run CONTRIBUTING.md's Python examples once per session (each registers a part: a model, a
+    neuron, a surrogate, a loss term ...) and return their source blocks."""
+    import re
+    from pathlib import Path
+
+    if not _CONTRIBUTING:
+        guide = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
+        blocks = re.findall(r"```python\n(.*?)```", guide, flags=re.S)
+        for block in blocks:
+            exec(compile(block, "CONTRIBUTING.md", "exec"), {})
+        _CONTRIBUTING.extend(blocks)
+    return list(_CONTRIBUTING)
+
+
 def fast_config(tmp_path, *extra):
     return load_config(None, FAST + [f"run.output_dir={tmp_path}", *extra])
 

@@ -147,7 +147,7 @@ def test_nir_round_trips_and_nirs_equations_reproduce_the_spikes(tmp_path, name,
 def test_nirs_threshold_fires_where_eq_2_does_at_the_threshold_itself(dtype):
     """Eq. 2 fires at H >= V_th, NIR at v > v_threshold: with the exported threshold a membrane
     exactly at V_th fires and the largest number below it does not, in the graph's dtype."""
-    from sakd.export.nir_format import nir_threshold
+    from sakd.neurons.base import nir_threshold
 
     for v_th in (1.0, 0.3, 2.5):
         exported = nir_threshold(v_th, dtype)
@@ -193,6 +193,47 @@ def test_onnx_gives_the_pytorch_logits_in_onnxruntime(tmp_path, name, options, f
         want = model(x).numpy()
     got = run_onnx(path, x)  # a batch of 5 through a graph exported with 1: the batch is dynamic
     assert got.shape == (5, 10) and np.abs(got - want).max() < 1e-5
+
+
+def test_any_neuron_exports_to_onnx_and_nir_names_a_neuron_it_cannot_describe(tmp_path):
+    """CONTRIBUTING's example neuron (registered outside the package, no one-step form, no NIR
+    description) exports to ONNX, traced over its multi-step forward, and gives the PyTorch logits
+    in onnxruntime; given a one-step form, it runs step by step with the model's own spikes and
+    exports as the unrolled one-step graph; NIR names what it lacks."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("nir")
+    from conftest import contributing_examples
+    from sakd.errors import ConfigError
+    from sakd.export.export import export_nir, export_onnx_file
+    from sakd.neurons import NEURONS
+
+    contributing_examples()
+    alif = NEURONS.get("alif")
+    assert not alif(beta=0.3).has_step
+
+    class SteppedALIF(alif):
+        """the guide's ALIF with its one-step form (state: membrane and threshold adaptation)"""
+
+        def step(self, x, state):
+            v, a = state if state is not None else (torch.zeros_like(x), torch.zeros_like(x))
+            h = self.decay * v + x
+            s = (h - self.threshold - a >= 0).to(x.dtype)
+            return s, (h * (1 - s), self.decay * a + self.beta * s)
+
+    if "test_stepped_alif" not in NEURONS:
+        NEURONS.register("test_stepped_alif")(SteppedALIF)
+    x = torch.randn(5, 3, 16, 16) * 2
+    for name, graph in (("alif", "multi-step forward traced"), ("test_stepped_alif", "one-step graph unrolled")):
+        model = trained_looking("resnet_tiny", {"name": name, "options": {"beta": 0.3}}).float().eval()
+        summary = export_onnx_file(model, x[:1], 4, tmp_path / f"{name}.onnx")
+        assert summary["graph"] == graph and summary["onnxruntime_max_abs_diff"] < 1e-5, summary
+        with pytest.raises(ConfigError, match="no one-step form" if name == "alif" else "no NIR description") as err:
+            export_nir(model, x[:1], 4, tmp_path / f"{name}.nir")
+        assert type(model.layer1[0].act1.neuron).__name__ in str(err.value)
+    want_logits, want = model_spikes(model, x)  # the stepped ALIF: step by step as the model runs
+    logits, spikes = run_steps(step_graph(model), x, 4, record=True)
+    assert all(torch.equal(s, want[k.removeprefix("model.")]) for k, s in spikes.items())
+    assert torch.allclose(logits, want_logits, atol=1e-5)
 
 
 # -- the command ----------------------------------------------------------------------------------------

@@ -120,17 +120,11 @@ def test_a_neuron_and_a_loss_registered_outside_the_package_train_from_a_config(
 
 
 def test_the_contributing_guide_examples_run():
-    import re
-    from pathlib import Path
-
+    from conftest import contributing_examples
     from sakd.models import MODELS, create_model
     from sakd.neurons import SURROGATES
 
-    guide = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", guide, flags=re.S)
-    assert len(blocks) == 6
-    for block in blocks:
-        exec(compile(block, "CONTRIBUTING.md", "exec"), {})
+    assert len(contributing_examples()) == 6
     assert {"resnet10", "alif", "fast_sigmoid", "cosine", "logit_l2"} <= (set(MODELS) | set(NEURONS) | set(SURROGATES)
                                                                       | set(DISTANCES) | set(LOSSES))
     from sakd.cli import main

@@ -1,8 +1,9 @@
 """``sakd export CHECKPOINT --format nir|onnx -o FILE``: a trained SNN out of the framework.
 
-Each format is one function in :data:`EXPORTERS` (``sakd export --help`` lists them): it gets the
-one-timestep graph (BatchNorm folded), an example input and the timesteps, writes the file, checks
-it (NIR: read back with nir's own reader and compared node by node; ONNX: run in onnxruntime
+Each format is one function in :data:`EXPORTERS` (``sakd list exporters`` lists them): it gets the
+model (eval mode, float32), an example input and the timesteps, builds what it writes from the
+model (most from its one-timestep graph, BatchNorm folded: :func:`~sakd.export.graph.step_graph`),
+writes the file, checks it (NIR: read back with nir's own reader and compared node by node; ONNX: run in onnxruntime
 against the PyTorch forward) and returns what it found.
 """
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from sakd.errors import ConfigError
-from sakd.export.graph import step_graph
+from sakd.export.graph import has_step_forms, step_graph
 from sakd.models import checkpoint as ckpt_io
 from sakd.registry import Registry
 
@@ -22,12 +23,12 @@ EXPORTERS: Registry = Registry("export format")
 
 
 @EXPORTERS.register("nir", description="Neuromorphic Intermediate Representation (HDF5), one timestep, BatchNorm folded")
-def export_nir(model, gm, example: torch.Tensor, timesteps: int, out: Path, dt: float = 1.0) -> dict:
+def export_nir(model, example: torch.Tensor, timesteps: int, out: Path, dt: float = 1.0) -> dict:
     from sakd.export.nir_format import require_nir, to_nir, write_nir
 
     nir = require_nir()
     step = example[0] if example.dim() == 5 else example
-    graph = to_nir(gm, step, dt)
+    graph = to_nir(step_graph(model), step, dt)
     write_nir(graph, out)
     back = nir.read(str(out))
     same = set(back.nodes) == set(graph.nodes) and sorted(back.edges) == sorted(graph.edges) and all(
@@ -43,15 +44,17 @@ def export_nir(model, gm, example: torch.Tensor, timesteps: int, out: Path, dt: 
 
 
 @EXPORTERS.register("onnx", description="ONNX, the T timesteps unrolled, logits averaged, checked with onnxruntime")
-def export_onnx_file(model, gm, example: torch.Tensor, timesteps: int, out: Path, **unused) -> dict:
+def export_onnx_file(model, example: torch.Tensor, timesteps: int, out: Path, **unused) -> dict:
     from sakd.export.onnx_format import export_onnx, run_onnx
 
-    export_onnx(gm, example, timesteps, out)
+    stepwise = has_step_forms(model)  # else the model's own multi-step forward is traced
+    export_onnx(step_graph(model) if stepwise else model, example, timesteps, out, unrolled=stepwise)
     batch = torch.randn(*example.shape[:-4], 2, *example.shape[-3:]) if example.dim() == 5 else torch.randn(2, *example.shape[1:])
     with torch.no_grad():
         want = model(batch).numpy()
     got = run_onnx(out, batch)
-    return {"onnxruntime_max_abs_diff": float(np.abs(got - want).max()),
+    return {"graph": "one-step graph unrolled" if stepwise else "multi-step forward traced",
+            "onnxruntime_max_abs_diff": float(np.abs(got - want).max()),
             "same_prediction": bool((got.argmax(1) == want.argmax(1)).all())}
 
 
@@ -90,12 +93,11 @@ def export_checkpoint(path, fmt: str, out: str | Path, input_size: tuple[int, in
     model, _ = ckpt_io.model_from_checkpoint(state)
     model = model.float().eval()
     example = example_input(state, input_size)
-    gm = step_graph(model)
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")  # an export that fails leaves an earlier file as it was
     try:
-        summary = exporter(model, gm, example, spec.timesteps, tmp, **options)
+        summary = exporter(model, example, spec.timesteps, tmp, **options)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -20,41 +20,39 @@ from torch.fx.experimental.optimization import fuse
 
 from sakd.errors import ConfigError
 from sakd.neurons import SpikeActivation
-from sakd.neurons.lif import LIF
 
 
 class StepNeuron(nn.Module):
-    """One timestep of the paper's neuron (eq. 1-3) with its membrane kept between calls::
+    """A spiking layer run one timestep per call, its state kept between calls: the neuron's own
+    one-step form (:meth:`~sakd.neurons.base.SpikingNeuron.step`; for LIF, eq. 1-3:
+    ``H = λ·V + X``, ``S = [H >= V_th]``, ``V = H·(1 - S)`` or ``H - S·V_th``).
+    :meth:`reset` returns it to rest before a new input sequence."""
 
-        H = λ·V + X;  S = [H >= V_th];  V = H·(1 - S) (hard reset) or H - S·V_th (soft)
-
-    :meth:`reset` clears the membrane (``V = 0``) before a new input sequence."""
-
-    def __init__(self, decay: float, threshold: float, reset: str):
+    def __init__(self, neuron):
         super().__init__()
-        self.decay, self.threshold, self.reset_mode = float(decay), float(threshold), reset
-        self.v: torch.Tensor | None = None
+        self.neuron = neuron
+        self.state = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x if self.v is None else self.decay * self.v + x
-        s = (h >= self.threshold).to(h.dtype)
-        self.v = h - s * self.threshold if self.reset_mode == "soft" else h * (1.0 - s)
+        s, self.state = self.neuron.step(x, self.state)
         return s
 
     def reset(self) -> None:
-        self.v = None
-
-    def extra_repr(self) -> str:
-        return f"decay={self.decay}, threshold={self.threshold}, reset={self.reset_mode!r}"
+        self.state = None
 
 
 def step_neuron(activation: SpikeActivation, name: str) -> StepNeuron:
-    """The one-step form of a model's spiking layer; neurons other than LIF / IF / PLIF have none."""
+    """The one-step form of a model's spiking layer, or an error naming a neuron that has none."""
     neuron = activation.neuron
-    if not isinstance(neuron, LIF):
-        raise ConfigError(f"layer {name}: neuron {type(neuron).__name__} has no one-step export form "
-                          "(LIF, IF and PLIF have)")
-    return StepNeuron(float(torch.as_tensor(neuron.decay).detach()), neuron.threshold, neuron.reset)
+    if not neuron.has_step:
+        raise ConfigError(f"layer {name}: neuron {type(neuron).__name__} has no one-step form (a `step` method), "
+                          "which step-by-step export needs; ONNX export traces its multi-step forward instead")
+    return StepNeuron(neuron)
+
+
+def has_step_forms(model: nn.Module) -> bool:
+    """Whether every spiking layer of ``model`` has a one-step form."""
+    return all(m.neuron.has_step for m in model.modules() if isinstance(m, SpikeActivation))
 
 
 class _OneStep(nn.Module):

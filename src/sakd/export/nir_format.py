@@ -9,7 +9,9 @@ The one-timestep graph of :func:`~sakd.export.graph.step_graph` (BatchNorm folde
   channel axis).
 * A residual addition is no node: NIR sums the edges that enter a node, so both branches get an
   edge to every consumer of the sum.
-* The paper's LIF (eq. 1-3: ``H = λ·V + X``, fire at ``H >= V_th``, hard reset to 0) -> ``nir.LIF``
+* Each spiking layer is the node its neuron describes itself as
+  (:meth:`~sakd.neurons.base.SpikingNeuron.nir_node`; a neuron without one is an error naming it).
+  The paper's LIF (eq. 1-3: ``H = λ·V + X``, fire at ``H >= V_th``, hard reset to 0) -> ``nir.LIF``
   with ``τ = dt/(1-λ)``, ``R = 1/(1-λ)``, ``v_leak = 0``, ``v_reset = 0``, ``v_threshold = V_th``:
   NIR's ``τ·dv/dt = (v_leak - v) + R·I`` integrated by forward Euler with step ``dt`` gives
   ``v <- (1 - dt/τ)·v + (dt·R/τ)·I = λ·v + I``, eq. 1 exactly. ``dt`` is the step the consumer
@@ -31,7 +33,6 @@ overlapping bins.
 
 from __future__ import annotations
 
-import dataclasses
 import operator
 from pathlib import Path
 
@@ -67,23 +68,17 @@ def _pair(v) -> np.ndarray:
     return np.array(v if isinstance(v, (tuple, list)) else (v, v))
 
 
-def nir_threshold(v_th: float, dtype) -> np.ndarray:
-    """The largest number of ``dtype`` below ``v_th``: NIR's ``v > it`` is eq. 2's ``v >= v_th``."""
-    return np.nextafter(np.asarray(v_th, dtype=dtype), np.asarray(-np.inf, dtype=dtype))
-
-
-def _neuron(nir, m: StepNeuron, shape, where: str, dt: float, dtype=np.float32):
-    if m.reset_mode != "hard":
-        raise ConfigError(f"layer {where}: NIR's neurons reset to v_reset; a soft reset (V - V_th) has no NIR form")
-    ones = np.ones(shape, dtype=dtype)
-    threshold, zero = ones * nir_threshold(m.threshold, dtype), np.zeros(shape, dtype=dtype)
-    cls = nir.IF if m.decay == 1.0 else nir.LIF
-    # nir < 1.0.5 has no v_reset: its neurons reset to 0, as eq. 3 does
-    reset = {"v_reset": zero} if "v_reset" in {f.name for f in dataclasses.fields(cls)} else {}
-    if m.decay == 1.0:
-        return nir.IF(r=ones * (1.0 / dt), v_threshold=threshold, **reset)
-    return nir.LIF(tau=ones * (dt / (1.0 - m.decay)), r=ones * (1.0 / (1.0 - m.decay)), v_leak=zero,
-                   v_threshold=threshold, **reset)
+def _neuron(m: StepNeuron, shape, where: str, dt: float, dtype=np.float32):
+    """The layer's neuron as it describes itself in NIR (:meth:`SpikingNeuron.nir_node`)."""
+    neuron = m.neuron
+    try:
+        node = neuron.nir_node(shape, dt, dtype)
+    except ConfigError as exc:
+        raise ConfigError(f"layer {where}: {exc}") from None
+    if node is None:
+        raise ConfigError(f"layer {where}: neuron {type(neuron).__name__} has no NIR description (a neuron gives one "
+                          "with a `nir_node` method; ONNX export takes any neuron)")
+    return node
 
 
 def _module_node(nir, m: nn.Module, node: fx.Node, where: str, dt: float, dtype):
@@ -99,7 +94,7 @@ def _module_node(nir, m: nn.Module, node: fx.Node, where: str, dt: float, dtype)
             return nir.Linear(weight=m.weight.detach().numpy())
         return nir.Affine(weight=m.weight.detach().numpy(), bias=m.bias.detach().numpy())
     if isinstance(m, StepNeuron):
-        return _neuron(nir, m, _shape(node), where, dt, dtype)
+        return _neuron(m, _shape(node), where, dt, dtype)
     if isinstance(m, nn.AvgPool2d):
         k, s, p = _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
         size = np.array(_shape(src)[1:])

@@ -3,8 +3,10 @@
 The ONNX model takes what the PyTorch model takes (images ``[B, C, H, W]``, directly encoded, or
 frames ``[T, B, C, H, W]``) and returns the logits ``[B, K]``, the mean over the timesteps. Each
 neuron's membrane is an intermediate tensor carried from one unrolled step to the next (no state
-outside the graph): ``H = λ·V + X``, ``S = Cast(H >= V_th)``, ``V = H·(1 - S)``. The batch size is
-dynamic; T is fixed by the checkpoint. :func:`check_onnx` runs the file in onnxruntime.
+outside the graph; for LIF ``H = λ·V + X``, ``S = Cast(H >= V_th)``, ``V = H·(1 - S)``), each
+neuron's own one-step form. A model whose neuron has no one-step form is traced over its whole
+multi-step forward instead (the T steps then unrolled by the tracer, BatchNorm kept as ONNX's own
+operator). The batch size is dynamic; T is fixed by the checkpoint. :func:`run_onnx` runs the file in onnxruntime.
 """
 
 from __future__ import annotations
@@ -45,11 +47,14 @@ def require_onnx():
         raise ConfigError('ONNX export needs onnx and onnxruntime: pip install "sakd[export]"') from None
 
 
-def export_onnx(gm: fx.GraphModule, example: torch.Tensor, timesteps: int, path: str | Path, opset: int = 17) -> Path:
-    """Write the unrolled graph for inputs shaped like ``example`` (batch dimension dynamic)."""
+def export_onnx(gm: nn.Module, example: torch.Tensor, timesteps: int, path: str | Path, opset: int = 17,
+                unrolled: bool = True) -> Path:
+    """Write the one-step graph ``gm`` unrolled over ``timesteps`` (or, ``unrolled=False``, the
+    model ``gm`` itself, traced over its multi-step forward: for neurons without a one-step form)
+    for inputs shaped like ``example`` (batch dimension dynamic)."""
     require_onnx()
     frames = example.dim() == 5
-    net = Unrolled(gm, timesteps, frames).eval()
+    net = (Unrolled(gm, timesteps, frames) if unrolled else gm).eval()
     batch_axis = 1 if frames else 0
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

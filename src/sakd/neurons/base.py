@@ -16,6 +16,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,9 +31,37 @@ class SpikingNeuron(nn.Module):
 
     ``binary`` says whether every output element is exactly 0 or 1: ``True`` lets
     ``run.memory=lean`` keep the outputs as bits unchecked, ``False`` (ternary or graded spikes)
-    keeps them as they are; ``None`` (not said) makes lean check each output."""
+    keeps them as they are; ``None`` (not said) makes lean check each output.
+
+    Two optional forms make a neuron complete (SpikingJelly's single-step / multi-step pair, without
+    state kept in the module): :meth:`step`, one timestep with the state passed in and out, which
+    step-by-step export (NIR, ONNX's unrolled graph) runs; and :meth:`nir_node`, the neuron as a
+    NIR node. A neuron without :meth:`step` still exports to ONNX, traced over its multi-step
+    ``forward``; one without :meth:`nir_node` is one clear error from the NIR exporter."""
 
     binary: bool | None = None
+
+    def step(self, x: torch.Tensor, state):
+        """One timestep: the current ``X_t`` ``[B, ...]`` and the state after the previous step
+        (``None`` at rest, before the first) -> ``(spikes S_t, state)``. Running it over
+        ``x[0], x[1], ...`` from ``None`` gives :meth:`forward`'s spikes."""
+        raise NotImplementedError
+
+    @property
+    def has_step(self) -> bool:
+        return type(self).step is not SpikingNeuron.step
+
+    def nir_node(self, shape: tuple[int, ...], dt: float, dtype):
+        """A NIR node (``nir.LIF``, ``nir.IF``, ...) for a layer of ``shape`` (without the batch),
+        for a consumer stepping with ``dt``, parameters in the numpy ``dtype``; ``None``: this
+        neuron has no NIR description."""
+        return None
+
+
+def nir_threshold(v_th: float, dtype) -> np.ndarray:
+    """The largest number of ``dtype`` below ``v_th``: NIR fires at ``v > v_threshold``, eq. 2 at
+    ``v >= V_th``, so that NIR fires exactly where eq. 2 does, at V_th itself included."""
+    return np.nextafter(np.asarray(v_th, dtype=dtype), np.asarray(-np.inf, dtype=dtype))
 
 
 NEURONS: Registry[type[SpikingNeuron]] = Registry("neuron")

@@ -33,21 +33,28 @@ from sakd.neurons.surrogate import Surrogate, get_surrogate, spike
 BACKENDS = ("auto", "compiled", "fused", "reference")
 
 
+def lif_step(x_t: torch.Tensor, v: torch.Tensor | None, decay, threshold: float, surrogate: Surrogate,
+             detach_reset: bool, soft: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One timestep of eq. 1-3 (``v``: the membrane ``V_{t-1}``, ``None`` at rest): ``(S_t, V_t)``.
+    The membrane and the surrogate run in :func:`~sakd.neurons.kernels.compute_dtype` of the
+    input; the spikes come back in the input's dtype."""
+    h = x_t.to(kernels.compute_dtype(x_t.dtype))
+    if v is not None:
+        h = decay * v + h
+    s = spike(h - threshold, surrogate)
+    r = s.detach() if detach_reset else s
+    return s.to(x_t.dtype), (h - r * threshold if soft else h * (1.0 - r))
+
+
 def lif_reference(
     x: torch.Tensor, decay: float, threshold: float, surrogate: Surrogate, detach_reset: bool, soft: bool = False
 ) -> torch.Tensor:
-    """Loop over ``x.shape[0]`` timesteps; autograd gives BPTT. The membrane and the surrogate run
-    in :func:`~sakd.neurons.kernels.compute_dtype` of ``x``; the spikes come back in ``x``'s dtype."""
-    dtype = kernels.compute_dtype(x.dtype)
-    v = torch.zeros_like(x[0], dtype=dtype)
-    spikes = []
+    """:func:`lif_step` looped over ``x.shape[0]`` timesteps; autograd gives BPTT."""
+    v, spikes = None, []
     for x_t in x:
-        h = decay * v + x_t.to(dtype)
-        s = spike(h - threshold, surrogate)
-        r = s.detach() if detach_reset else s
-        v = h - r * threshold if soft else h * (1.0 - r)
+        s, v = lif_step(x_t, v, decay, threshold, surrogate, detach_reset, soft)
         spikes.append(s)
-    return torch.stack(spikes).to(x.dtype)
+    return torch.stack(spikes)
 
 
 def _dense_time_major(x: torch.Tensor, compiled: bool) -> tuple[torch.Tensor, list[int] | None]:
@@ -211,6 +218,36 @@ class LIF(SpikingNeuron):
         if not (torch.is_grad_enabled() and (x.requires_grad or learned)):
             return _spikes_only(x, self.decay, self.threshold, soft, compiled)
         return _LIFFunction.apply(x, self.decay, self.threshold, soft, self.surrogate, self.detach_reset, compiled)
+
+    def step(self, x: torch.Tensor, state: torch.Tensor | None):
+        """One timestep (:func:`lif_step`); the state is the membrane."""
+        return lif_step(x, state, self.decay, self.threshold, self.surrogate, self.detach_reset, self.reset == "soft")
+
+    def nir_node(self, shape, dt: float, dtype):
+        """``nir.LIF`` with ``τ = dt/(1-λ)``, ``R = 1/(1-λ)``, ``v_leak = 0``, ``v_reset = 0``: NIR's
+        ``τ·dv/dt = (v_leak - v) + R·I``, stepped by forward Euler with the consumer's ``dt``, is
+        ``v ← λ·v + I`` (eq. 1); IF (λ = 1) is ``nir.IF`` with ``R = 1/dt`` (``dv/dt = R·I`` gives
+        ``v ← v + I``); the threshold is :func:`~sakd.neurons.base.nir_threshold`. A soft reset
+        has no NIR form (NIR's neurons reset to ``v_reset``)."""
+        import dataclasses
+
+        import nir
+        import numpy as np
+
+        from sakd.neurons.base import nir_threshold
+
+        if self.reset != "hard":
+            raise ConfigError("NIR's neurons reset to v_reset; a soft reset (V - V_th) has no NIR form")
+        decay = float(torch.as_tensor(self.decay).detach())
+        ones, zero = np.ones(shape, dtype=dtype), np.zeros(shape, dtype=dtype)
+        threshold = ones * nir_threshold(self.threshold, dtype)
+        cls = nir.IF if decay == 1.0 else nir.LIF
+        # nir < 1.0.5 has no v_reset: its neurons reset to 0, as eq. 3 does
+        reset = {"v_reset": zero} if "v_reset" in {f.name for f in dataclasses.fields(cls)} else {}
+        if decay == 1.0:
+            return nir.IF(r=ones * (1.0 / dt), v_threshold=threshold, **reset)
+        return nir.LIF(tau=ones * (dt / (1.0 - decay)), r=ones * (1.0 / (1.0 - decay)), v_leak=zero,
+                       v_threshold=threshold, **reset)
 
     def extra_repr(self) -> str:
         return (

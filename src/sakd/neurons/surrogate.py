@@ -105,5 +105,8 @@ class SpikeFunction(torch.autograd.Function):
 
 
 def spike(x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
-    """Heaviside spike of ``x = U - V_th`` with a surrogate gradient."""
-    return SpikeFunction.apply(x, surrogate)
+    """Heaviside spike of ``x = U - V_th`` with a surrogate gradient (where a gradient is asked
+    for: otherwise plain tensor operations, which exporters trace like any other)."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return SpikeFunction.apply(x, surrogate)
+    return (x >= 0).to(x.dtype)
