@@ -32,10 +32,10 @@ from suite import interleaved, machine  # noqa: E402
 
 from sakd.analysis.analyze import analyze_checkpoint  # noqa: E402
 from sakd.analysis.energy import OpCounter  # noqa: E402
-from sakd.analysis.firing import FiringRateMonitor  # noqa: E402
+from sakd.neurons import FiringRateMonitor  # noqa: E402
 from sakd.evaluation import checkpoint_and_test_data  # noqa: E402
 from sakd.models import checkpoint as ckpt_io  # noqa: E402
-from sakd.models.spec import ModelSpec  # noqa: E402
+from sakd.models.registry import ModelSpec  # noqa: E402
 from sakd.training import load_config  # noqa: E402
 from sakd.training.evaluate import evaluate  # noqa: E402
 from sakd.training.runtime import place, resolve_device  # noqa: E402

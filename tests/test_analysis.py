@@ -153,7 +153,7 @@ def test_analyze_a_checkpoint_and_its_errors(tmp_path, capsys):
 
 
 def test_firing_rates_count_bfloat16_spikes_exactly():
-    from sakd.analysis.firing import FiringRateMonitor
+    from sakd.neurons import FiringRateMonitor
     from sakd.neurons import NeuronSpec
 
     layer = torch.nn.Sequential(NeuronSpec().build())

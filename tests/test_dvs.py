@@ -193,7 +193,7 @@ def test_short_sakd_step_on_event_frames(tmp_path):
     record = trainer.train_epoch()
     assert record["train/feature_kd"] > 0 and record["train/logit_kd"] >= 0
     assert 0 <= record["test/firing_rate"] < 1  # BN running stats are barely trained after 2 steps
-    from sakd.analysis import FiringRateMonitor
+    from sakd.neurons import FiringRateMonitor
 
     x, _ = next(iter(trainer.train_loader))
     assert x.shape == (4, 10, 2, 32, 32)  # time-first frames, one per timestep

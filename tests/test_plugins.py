@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import DEVICES, fast_config, skip_unless_compiles
-from sakd.analysis import FiringRateMonitor
+from sakd.neurons import FiringRateMonitor
 from sakd.distill import DISTANCES
 from sakd.distill.terms import LOSSES, LossTerm
 from sakd.errors import ConfigError

@@ -213,7 +213,7 @@ def test_cli_compare_tables_runs(tmp_path, teacher_ckpt, capsys):
     out = tmp_path / "rows.json"
     assert main(["compare", str(Path(teacher_ckpt).parent), snn["run_dir"], "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
-    assert [r["mode"] for r in rows] == ["ANN", "SNN"]
+    assert [r["mode"] for r in rows] == ["ann", "snn"]  # the one vocabulary (Config.mode); tables label them
     assert rows[0]["best_top1"] == load_checkpoint(teacher_ckpt)["best_top1"]
     assert rows[1]["timesteps"] == 2 and 0 < rows[1]["firing_rate"] < 1
     assert main(["compare", str(tmp_path)]) == 2
@@ -339,7 +339,7 @@ def test_a_teacher_of_another_class_count_is_refused_before_training(tmp_path, t
 
 def test_a_version_1_checkpoint_with_an_arch_record_still_loads(tmp_path, teacher_ckpt):
     from sakd.models.checkpoint import model_from_checkpoint
-    from sakd.models.spec import ModelSpec
+    from sakd.models.registry import ModelSpec
 
     new = load_checkpoint(teacher_ckpt)
     old = {"format": "sakd-checkpoint", "version": 1, "model": new["model"],

@@ -5,8 +5,7 @@ The main entry points::
     from sakd import create_model, FeatureExtractor, SAKDLoss, LIF, load_config, train, Trainer
 """
 
-__version__ = "0.1.0"
-
+from sakd.version import __version__  # noqa: E402
 from sakd import nas  # noqa: E402,F401  (registers the supernet model)
 from sakd.distill import SAKDLoss  # noqa: E402
 from sakd.models import FeatureExtractor, create_model, list_models  # noqa: E402

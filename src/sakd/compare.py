@@ -5,48 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 
 from sakd import runs
-from sakd.plugins import load_recorded
 from sakd.tables import print_table
-from sakd.errors import SakdError
+from sakd.training.run_folder import MODES, RunFolder
 
 
-def history_summary(records: list[dict]) -> dict:
-    """Best and final test top-1 of a run's epoch records and, when the run held out a validation
-    split, the test top-1 of the epoch that validation selects (model selection without the test set)."""
-    if not records:
-        return {"best_top1": None, "best_epoch": None, "final_top1": None, "final_epoch": None}
-    best, last = max(records, key=lambda r: r["test/top1"]), records[-1]
-    out = {"best_top1": best["test/top1"], "best_epoch": best["epoch"],
-           "final_top1": last["test/top1"], "final_epoch": last["epoch"]}
-    if "val/top1" in last:
-        chosen = max(records, key=lambda r: r["val/top1"])
-        out.update(selected_top1=chosen["test/top1"], selected_epoch=chosen["epoch"])
-    return out
-
-
-def summarise_run(run_dir: str | Path) -> dict:
-    run = Path(run_dir).expanduser()
-    metrics, config = run / runs.METRICS, run / runs.CONFIG
-    if not metrics.is_file() or not config.is_file():
-        raise SakdError(f"{run} is not a sakd run folder (no metrics.jsonl / config.yaml)")
-    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    cfg = yaml.safe_load(config.read_text())
-    load_recorded(cfg, str(config))
-    model, distill = cfg["model"], cfg["distill"]
-    mode = "ANN" if not model["spiking"] else ("SAKD-SNN" if distill["teacher"]["weights"] else "SNN")
-    last = records[-1] if records else {}
-    return {
-        "run": str(run), "model": model["name"], "data": cfg["data"]["name"], "mode": mode,
-        "timesteps": model["timesteps"] if model["spiking"] else None,
-        "epochs": last.get("epoch", 0), "planned_epochs": cfg["optim"]["epochs"],
-        **history_summary(records),
-        "final_top5": last.get("test/top5"), "firing_rate": last.get("test/firing_rate"),
-        **energy_columns(run),
-    }
+def run_row(run_dir: str | Path) -> dict:
+    """A run's record (:meth:`RunFolder.summary`) with its energy columns."""
+    folder = RunFolder(run_dir)
+    return {**folder.summary(), **energy_columns(folder.path)}
 
 
 def energy_columns(run: Path) -> dict:
@@ -72,14 +41,14 @@ def compare(run_dirs: list[str], console: Console | None = None, analyze: bool =
             device: str = "auto") -> list[dict]:
     """Print the runs' table and return its rows. With ``analyze``, runs without a current
     ``analysis.json`` are analysed first (SNNs on the first ``images`` test images)."""
-    rows = [summarise_run(r) for r in run_dirs]  # a folder that is not a run fails before any work
+    rows = [run_row(r) for r in run_dirs]  # a folder that is not a run fails before any work
     if analyze and any(r["energy_uj"] is None for r in rows):
         from sakd.analysis.analyze import analyze_run
 
         for r in rows:
             if r["energy_uj"] is None:
                 analyze_run(r["run"], images, device)
-        rows = [summarise_run(r) for r in run_dirs]
+        rows = [run_row(r) for r in run_dirs]
     selected = any("selected_top1" in r for r in rows)
     title = ("test top-1 (%) of the best epoch, of the last"
              + (" and of the epoch the validation split selects (val-sel)" if selected else ""))
@@ -92,7 +61,7 @@ def compare(run_dirs: list[str], console: Console | None = None, analyze: bool =
 
     cells = []
     for r in rows:
-        row = [Path(r["run"]).name, r["data"], r["model"], r["mode"], fmt(r["timesteps"], "d"),
+        row = [Path(r["run"]).name, r["data"], r["model"], MODES[r["mode"]], fmt(r["timesteps"], "d"),
                f"{r['epochs']}/{r['planned_epochs']}", fmt(r["best_top1"]), fmt(r["final_top1"])]
         row += [fmt(r.get("selected_top1"))] if selected else []
         row += [fmt(r["final_top5"]), fmt(r["firing_rate"], ".3f"),

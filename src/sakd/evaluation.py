@@ -6,13 +6,12 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
 
-from sakd.compare import history_summary
 from sakd.data import build_dataset
 from sakd.data.holdout import test_split
 from sakd.errors import ConfigError
 from sakd.models import checkpoint as ckpt_io
-from sakd.training.config import apply_overrides, config_from_dict
 from sakd.training.evaluate import evaluate
+from sakd.training.run_folder import Checkpoint, history_summary
 from sakd.training.runtime import place, resolve_amp, resolve_device, resolve_workers
 
 
@@ -22,8 +21,8 @@ def checkpoint_and_test_data(path, overrides: list[str] | None, command: str):
     bad = [o for o in overrides if not o.startswith("data.")]
     if bad:
         raise ConfigError(f"sakd {command} only takes data.* overrides, got {bad}")
-    state = ckpt_io.load_checkpoint(path)
-    cfg = config_from_dict(apply_overrides(state["config"], overrides))
+    checkpoint = Checkpoint.load(path, overrides)
+    state, cfg = checkpoint.state, checkpoint.config
     data = build_dataset(cfg.data.name, root=cfg.data.root, download=cfg.data.download, augment=False,
                          **cfg.data.options)
     spec = state["spec"]

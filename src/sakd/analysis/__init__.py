@@ -1,5 +1,2 @@
-"""Measurements of trained models."""
-
-from sakd.analysis.firing import FiringRateMonitor
-
-__all__ = ["FiringRateMonitor"]
+"""Measurements of trained models: operation counts and energy, Figure 4, the HTML report (the
+firing-rate monitor is :class:`sakd.neurons.FiringRateMonitor`)."""

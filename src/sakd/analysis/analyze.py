@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Subset, default_collate
 
 from sakd import runs
 from sakd.analysis.energy import COUNTING, E_AC_PJ, E_MAC_PJ, OpCounter, as_dict, energy_table
-from sakd.analysis.firing import FiringRateMonitor
+from sakd.neurons import FiringRateMonitor
 from sakd.errors import ConfigError
 from sakd.evaluation import checkpoint_and_test_data
 from sakd.models import checkpoint as ckpt_io

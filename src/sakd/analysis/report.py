@@ -19,8 +19,10 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from sakd import __version__, runs
-from sakd.compare import summarise_run
+from sakd import runs
+from sakd.compare import run_row
+from sakd.training.run_folder import MODES
+from sakd.version import __version__
 from sakd.errors import ConfigError
 from sakd.outputs import write_text
 
@@ -161,7 +163,7 @@ def find_trio(summaries: list[dict]) -> dict | None:
     by_mode = {}
     for s in summaries:
         by_mode.setdefault(s["mode"], []).append(s)
-    picked = [by_mode.get(m, []) for m in ("ANN", "SNN", "SAKD-SNN")]
+    picked = [by_mode.get(m, []) for m in ("ann", "snn", "sakd")]
     if any(len(p) != 1 for p in picked) or len({(p[0]["model"], p[0]["data"]) for p in picked}) != 1:
         return None
     return dict(zip(("teacher", "baseline", "student"), (p[0]["run"] for p in picked)))
@@ -191,12 +193,12 @@ def figure4_html(trio: dict, images: int, device: str) -> str:
 def build_report(run_dirs: list[str], out: str | Path = "report.html", teacher=None, baseline=None, student=None,
                  images: int | None = 1000, figure_images: int = 4, device: str = "auto") -> Path:
     """Write the report of ``run_dirs`` to ``out`` and return its path."""
-    summaries = [summarise_run(r) for r in run_dirs]  # a folder that is not a run fails before any work
+    summaries = [run_row(r) for r in run_dirs]  # a folder that is not a run fails before any work
     if (teacher is None) != (baseline is None):
         raise ConfigError("Figure 4 needs both --teacher and --baseline (the student is --student or the SAKD run)")
     trio, figure_note = None, ""
     if teacher is not None:
-        sakd_runs = [s["run"] for s in summaries if s["mode"] == "SAKD-SNN"]
+        sakd_runs = [s["run"] for s in summaries if s["mode"] == "sakd"]
         if student is None and len(sakd_runs) != 1:
             raise ConfigError(f"give --student: the runs hold {len(sakd_runs)} SAKD students, Figure 4 shows one")
         trio = {"teacher": teacher, "baseline": baseline, "student": student or sakd_runs[0]}
@@ -214,7 +216,7 @@ def build_report(run_dirs: list[str], out: str | Path = "report.html", teacher=N
     from sakd.analysis.analyze import analyze_run
 
     analyses = {s["run"]: analyze_run(s["run"], images, device) for s in summaries}
-    summaries = [summarise_run(r) for r in run_dirs]  # now with the energy columns
+    summaries = [run_row(r) for r in run_dirs]  # now with the energy columns
     records = {s["run"]: read_metrics(Path(s["run"])) for s in summaries}
     names = _short_names([s["run"] for s in summaries])
 
@@ -222,7 +224,7 @@ def build_report(run_dirs: list[str], out: str | Path = "report.html", teacher=N
     parts = [f"<h1>sakd report</h1><p class=note>{len(summaries)} run(s); made {datetime.now():%Y-%m-%d %H:%M} by "
              f"sakd {__version__}. Top-1 in %, from metrics.jsonl; SOPs and energy per image from "
              "<code>analysis.json</code> (last checkpoint).</p>"]
-    rows = [[names[s["run"]], s["data"], s["model"], s["mode"], _fmt(s["timesteps"], "d"), f"{s['epochs']}/{s['planned_epochs']}",
+    rows = [[names[s["run"]], s["data"], s["model"], MODES[s["mode"]], _fmt(s["timesteps"], "d"), f"{s['epochs']}/{s['planned_epochs']}",
              f"{_fmt(s['best_top1'])} (ep. {_fmt(s['best_epoch'], 'd')})", f"{_fmt(s['final_top1'])} (ep. {_fmt(s['final_epoch'], 'd')})",
              _fmt(s["final_top5"]), _fmt(s["firing_rate"], ".3f"),
              "-" if s["sops"] is None else f"{s['sops'] / 1e6:,.2f} M", _fmt(s["energy_uj"], ",.2f"),
@@ -238,7 +240,7 @@ def build_report(run_dirs: list[str], out: str | Path = "report.html", teacher=N
     for s in summaries:
         run, name = Path(s["run"]), names[s["run"]]
         analysis = analyses[s["run"]]
-        section = [f'<h2 id="run-{e(name)}">{e(name)}: {e(s["model"])} {e(s["mode"])} on {e(s["data"])}</h2>',
+        section = [f'<h2 id="run-{e(name)}">{e(name)}: {e(s["model"])} {e(MODES[s["mode"]])} on {e(s["data"])}</h2>',
                    f"<p class=note><code>{e(str(run))}</code></p>",
                    f"<p>Best test top-1 {_fmt(s['best_top1'])}% (epoch {_fmt(s['best_epoch'], 'd')}), last "
                    f"{_fmt(s['final_top1'])}% (epoch {_fmt(s['final_epoch'], 'd')})"

@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sakd import __version__, plugins
+from sakd import plugins
 from sakd.cli.command import COMMANDS
 from sakd.errors import SakdError
 from sakd.registry import import_submodules
+from sakd.version import __version__
 
 import_submodules(__name__, __path__)  # every command registers itself
 

@@ -9,7 +9,7 @@ from sakd.distill.schedule import WeightSchedule
 from sakd.distill.terms import LOSSES
 from sakd.errors import ConfigError
 from sakd.models.checkpoint import load_weights
-from sakd.models.spec import ModelSpec
+from sakd.models.registry import ModelSpec
 from sakd.models.weights import load_weight_source
 from sakd.neurons import SpikingNeuron
 

@@ -16,8 +16,8 @@ import torch
 
 from sakd.errors import ConfigError
 from sakd.export.graph import has_step_forms, step_graph
-from sakd.models import checkpoint as ckpt_io
 from sakd.registry import Registry
+from sakd.training.run_folder import Checkpoint
 
 EXPORTERS: Registry = Registry("export format")
 
@@ -62,18 +62,16 @@ def _params(node) -> list:
     return [v for k, v in sorted(vars(node).items()) if k not in ("input_type", "output_type", "metadata")]
 
 
-def example_input(state: dict, input_size: tuple[int, int] | None) -> torch.Tensor:
+def example_input(checkpoint: Checkpoint, input_size: tuple[int, int] | None) -> torch.Tensor:
     """One input the checkpoint's model takes: an image ``[1, C, H, W]`` or frames ``[T, 1, C, H, W]``;
     H, W from ``input_size`` or from the checkpoint's data set."""
-    spec, cfg = state["spec"], state.get("config") or {}
+    spec, d = checkpoint.spec, checkpoint.config.data
     frames = None
     if input_size is None:
         from sakd.data import build_dataset
 
-        data_cfg = cfg.get("data", {})
         try:
-            data = build_dataset(data_cfg["name"], root=data_cfg.get("root", "data"), download=False, augment=False,
-                                 **data_cfg.get("options", {}))
+            data = build_dataset(d.name, root=d.root, download=False, augment=False, **d.options)
         except Exception as exc:
             raise ConfigError(f"give --input-size H W: the checkpoint's data set cannot be read here to learn it ({exc})") from None
         input_size = (data.image_size, data.image_size)
@@ -86,13 +84,12 @@ def export_checkpoint(path, fmt: str, out: str | Path, input_size: tuple[int, in
     """Export a spiking checkpoint's student to ``out`` in format ``fmt`` (``options``: the
     format's own, e.g. NIR's ``dt``); returns a summary."""
     exporter = EXPORTERS.get(fmt)
-    state = ckpt_io.load_checkpoint(path)
-    spec = state["spec"]
+    checkpoint = Checkpoint.load(path)
+    spec = checkpoint.spec
     if not spec.spiking:
-        raise ConfigError(f"{state['path']} holds an ANN ({spec.name}); sakd export takes a spiking checkpoint")
-    model, _ = ckpt_io.model_from_checkpoint(state)
-    model = model.float().eval()
-    example = example_input(state, input_size)
+        raise ConfigError(f"{checkpoint.path} holds an ANN ({spec.name}); sakd export takes a spiking checkpoint")
+    model = checkpoint.model().float().eval()
+    example = example_input(checkpoint, input_size)
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")  # an export that fails leaves an earlier file as it was
@@ -101,5 +98,5 @@ def export_checkpoint(path, fmt: str, out: str | Path, input_size: tuple[int, in
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
-    return {"checkpoint": state["path"], "model": spec.name, "timesteps": spec.timesteps, "format": fmt,
+    return {"checkpoint": checkpoint.path, "model": spec.name, "timesteps": spec.timesteps, "format": fmt,
             "file": str(out), "input_shape": list(example.shape), **summary}

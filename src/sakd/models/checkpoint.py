@@ -1,7 +1,7 @@
 """Checkpoints: their format, atomic writes, safe loading, and models rebuilt from what they record.
 
 A checkpoint is a dict saved with ``torch.save`` and read with ``weights_only=True`` (no pickled
-code runs on load): ``format``/``version``, the :class:`~sakd.models.spec.ModelSpec` of its model
+code runs on load): ``format``/``version``, the :class:`~sakd.models.registry.ModelSpec` of its model
 (``spec``; version 1 called it ``arch``), the model's state dict (``model``) and, for a training
 run, everything a resume needs. ``sakd eval``, a teacher loader or a resumed run rebuild the model
 from the checkpoint alone.
@@ -18,7 +18,7 @@ from torch import nn
 
 from sakd.errors import CheckpointError
 from sakd.runs import checkpoint_path
-from sakd.models.spec import ModelSpec
+from sakd.models.registry import ModelSpec
 from sakd.plugins import load_recorded
 from sakd.neurons import SpikingNeuron
 

@@ -1,4 +1,5 @@
-"""The model registry: ``create_model("resnet19", spiking=True, num_classes=10)``.
+"""The model registry: ``create_model("resnet19", spiking=True, num_classes=10)``, and
+:class:`ModelSpec`, what a model is (the record it is built from, kept by every checkpoint).
 
 A model is a function registered with ``@MODELS.register()`` under its own name (``def resnet50``
 is ``resnet50``) that returns a :class:`~sakd.models.base.TwinModel`; its docstring's first line
@@ -7,9 +8,10 @@ is what ``sakd models`` lists.
 
 from __future__ import annotations
 
-from sakd.errors import ConfigError
+from dataclasses import asdict, dataclass, field, replace
+
+from sakd.errors import CheckpointError, ConfigError
 from sakd.models.base import TwinModel
-from sakd.models.spec import ModelSpec
 from sakd.neurons import NeuronSpec, neuron_spec
 from sakd.registry import Registry
 
@@ -56,3 +58,37 @@ def create_model(
     model.spec = ModelSpec(name, bool(spiking), int(num_classes), int(timesteps), int(in_channels), stem, neuron,
                            dict(options))
     return model
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model is: the typed record from which it is built and which every checkpoint keeps,
+    so a teacher, ``sakd eval`` or a resumed run rebuilds exactly the model it holds."""
+
+    name: str  # a registered model (``sakd models``)
+    spiking: bool  # the SNN twin, or the ANN twin
+    num_classes: int
+    timesteps: int = 4
+    in_channels: int = 3
+    stem: str = "cifar"
+    neuron: NeuronSpec = field(default_factory=NeuronSpec)
+    options: dict = field(default_factory=dict)  # the model's own options (e.g. resnet_custom's depths)
+
+    def build(self):
+        """The :class:`~sakd.models.base.TwinModel` this spec describes (fresh weights)."""
+        return create_model(self.name, spiking=self.spiking, num_classes=self.num_classes, timesteps=self.timesteps,
+                            in_channels=self.in_channels, stem=self.stem, neuron=self.neuron, **self.options)
+
+    def replace(self, **changes) -> "ModelSpec":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "ModelSpec":
+        """From :meth:`to_dict`'s form (also a version-1 checkpoint's ``arch`` record)."""
+        try:
+            return cls(**{**record, "neuron": neuron_spec(record.get("neuron")), "options": dict(record.get("options", {}))})
+        except TypeError as exc:
+            raise CheckpointError(f"a checkpoint's model record {record} is not a model spec: {exc}") from None

@@ -18,7 +18,7 @@ import torch
 
 from sakd.errors import CheckpointError, ConfigError
 from sakd.models.checkpoint import FORMAT, as_checkpoint
-from sakd.models.spec import ModelSpec
+from sakd.models.registry import ModelSpec
 from sakd.runs import checkpoint_path
 
 

@@ -29,9 +29,8 @@ from sakd import runs
 from sakd.data import build_dataset
 from sakd.errors import ConfigError
 from sakd.nas.space import Arch
-from sakd.models import checkpoint as ckpt_io
-from sakd.training.config import config_from_dict
 from sakd.training.evaluate import evaluate
+from sakd.training.run_folder import Checkpoint
 from sakd.training.runtime import resolve_device, resolve_workers
 
 STRATEGIES = ("tpe", "random")
@@ -74,12 +73,12 @@ class SubnetEvaluator:
     """Evaluate subnets of a supernet checkpoint on its own data set."""
 
     def __init__(self, checkpoint: str, calibration_batches: int, device: str = "auto", seed: int = 0):
-        state = ckpt_io.load_checkpoint(checkpoint)
-        if state["spec"].name != "resnet_supernet":
-            raise ConfigError(f"{state['path']} holds {state['spec'].name}, not a supernet (sakd nas train)")
-        self.cfg = config_from_dict(state["config"])
+        held = Checkpoint.load(checkpoint)
+        if held.spec.name != "resnet_supernet":
+            raise ConfigError(f"{held.path} holds {held.spec.name}, not a supernet (sakd nas train)")
+        self.cfg = held.config
         self.device = resolve_device(device, setting="--device")
-        self.supernet, _ = ckpt_io.model_from_checkpoint(state)
+        self.supernet = held.model()
         self.supernet.to(self.device)
         self.space = self.supernet.space
         d = self.cfg.data
@@ -108,7 +107,7 @@ def search(checkpoint: str, results: str | Path | None = None, *, strategy: str 
            device: str = "auto", console: Console | None = None) -> dict:
     """Evaluate subnets until ``subnets`` distinct ones are in ``results``; return a summary."""
     console = console or Console(stderr=True)
-    state_cfg = config_from_dict(ckpt_io.load_checkpoint(checkpoint)["config"]).nas
+    state_cfg = Checkpoint.load(checkpoint).config.nas
     strategy = strategy or state_cfg.strategy
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown search strategy {strategy!r}; choose one of {STRATEGIES}")

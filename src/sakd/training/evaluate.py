@@ -7,7 +7,7 @@ import contextlib
 import torch
 from torch.nn import functional as F
 
-from sakd.analysis import FiringRateMonitor
+from sakd.neurons import FiringRateMonitor
 from sakd.training.distributed import DistContext, all_reduce_sum
 from sakd.training.metrics import topk_correct
 
@@ -40,7 +40,8 @@ def evaluate(model, loader, device: torch.device, amp_dtype: torch.dtype | None 
     totals = all_reduce_sum(torch.stack([loss_sum, top1.double(), top5.double(),
                                          torch.tensor(n, dtype=torch.float64, device=device)]), ctx)
     loss_sum, top1, top5, n = totals[0], totals[1], totals[2], int(totals[3].item())
-    monitor.all_reduce(ctx)
+    if ctx.enabled:
+        monitor.combine(lambda t: all_reduce_sum(t, ctx))
     if n == 0:
         raise ValueError("the evaluation data set is empty")
     result = {"top1": 100.0 * top1.item() / n, "top5": 100.0 * top5.item() / n, "loss": loss_sum.item() / n, "samples": n}

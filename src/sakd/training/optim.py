@@ -15,13 +15,16 @@ The schedule is stepped every iteration, so warm-up and decay are smooth within 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from sakd.errors import ConfigError
 from sakd.registry import Registry
-from sakd.training.config import OptimConfig
+
+if TYPE_CHECKING:  # the config names these registries' parts; they only read its fields
+    from sakd.training.config import OptimConfig
 
 # optimisers: (parameter groups, OptimConfig) -> torch optimiser
 OPTIMIZERS: Registry = Registry("optimizer")

@@ -34,7 +34,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sakd import plugins, runs
-from sakd.compare import history_summary
 from sakd.data import build_dataset
 from sakd.data.holdout import sample_labels, stratified_holdout, stratified_subset, test_split
 from sakd.distill import SAKDLoss
@@ -43,16 +42,17 @@ from sakd.errors import ConfigError, Preempted, TrainingDivergedError
 from sakd.distill.teacher import check_distillation, initialise, load_teacher
 from sakd.models import FeatureExtractor
 from sakd.models.base import mean_over_time
-from sakd.models.checkpoint import atomic_save, load_checkpoint, load_weights, payload
-from sakd.models.spec import ModelSpec
+from sakd.models.checkpoint import atomic_save, load_weights, payload
+from sakd.models.registry import ModelSpec
 from sakd.outputs import writable_folder
 from sakd.randomness import step_draws
-from sakd.training.config import Config, apply_overrides, config_from_dict, parse_interval, save_config
+from sakd.training.config import Config, config_from_dict, parse_interval, save_config
 from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object, init_distributed
 from sakd.training.evaluate import evaluate
 from sakd.training.memory import SavedTensors, resolve_memory
 from sakd.training.metrics import MetricsLog, topk_correct
 from sakd.training.optim import build_optimizer, build_scheduler
+from sakd.training.run_folder import Checkpoint, history_summary
 from sakd.training.runtime import (autocast, make_loaders, place, resolve_amp, resolve_device, rng_state,
                                    seed_everything, set_rng_state, stop_workers)
 
@@ -176,9 +176,8 @@ class Trainer:
     def resume(cls, path: str | Path, overrides: list[str] | None = None, **kwargs) -> "Trainer":
         """Continue the run whose ``last.pt`` is at ``path`` (a run folder or a checkpoint file).
         Overrides change the stored config, e.g. ``optim.epochs=300`` to train longer."""
-        state = load_checkpoint(path)
-        cfg = config_from_dict(apply_overrides(state["config"], list(overrides or [])))
-        return cls(cfg, _state=state, **kwargs)
+        checkpoint = Checkpoint.load(path, overrides)
+        return cls(checkpoint.config, _state=checkpoint.state, **kwargs)
 
     def _new_run_dir(self) -> Path:
         cfg = self.cfg

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sakd.neurons import SpikingNeuron
+from sakd.neurons.base import SpikingNeuron
 
 
 class FiringRateMonitor:
@@ -48,18 +48,17 @@ class FiringRateMonitor:
             h.remove()
         self._handles = []
 
-    def all_reduce(self, ctx) -> None:
-        """Sum the counts over the processes of a distributed run (``ctx``: a DistContext)."""
-        if not ctx.enabled or not self.layers:
+    def combine(self, reduce_sum) -> None:
+        """Sum the counts over the processes of a distributed run: ``reduce_sum`` sums a tensor
+        over them in place (the engine's all-reduce)."""
+        if not self.layers:
             return
-        from sakd.training.distributed import all_reduce_sum
-
         device = next(iter(self.spikes.values())).device if self.spikes else "cpu"
         names = list(self.layers)
         spikes = torch.stack([self.spikes.get(n, torch.zeros((), dtype=torch.float64, device=device)) for n in names])
         counts = torch.tensor([self.counts[n] for n in names], dtype=torch.float64, device=device)
-        all_reduce_sum(spikes, ctx)
-        all_reduce_sum(counts, ctx)
+        reduce_sum(spikes)
+        reduce_sum(counts)
         self.spikes = dict(zip(names, spikes))
         self.counts = {n: int(c) for n, c in zip(names, counts.tolist())}
 

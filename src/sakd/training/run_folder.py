@@ -1,0 +1,129 @@
+"""A training run's folder and its checkpoints, read through one typed owner.
+
+Every reader of a run (``sakd eval``, ``analyze``, ``visualize``, ``report``, ``compare``,
+``export``, the NAS search, ``--resume``) goes through :class:`RunFolder` or :class:`Checkpoint`:
+the config is parsed once into a :class:`~sakd.training.config.Config` (its plug-ins imported
+first), a run's mode has one vocabulary (:data:`MODES`), and checkpoints of earlier versions load
+(``sakd.models.checkpoint`` reads their header and model record). The file names are
+:mod:`sakd.runs`'.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from torch import nn
+
+from sakd import runs
+from sakd.errors import CheckpointError, SakdError
+from sakd.models import checkpoint as ckpt_io
+from sakd.models.registry import ModelSpec
+from sakd.training.config import Config, apply_overrides, config_from_dict, load_config
+
+# a run's mode (Config.mode) and how tables label it
+MODES = {"ann": "ANN", "snn": "SNN", "sakd": "SAKD-SNN"}
+
+
+def history_summary(records: list[dict]) -> dict:
+    """Best and final test top-1 of a run's epoch records and, when the run held out a validation
+    split, the test top-1 of the epoch that validation selects (model selection without the test set)."""
+    if not records:
+        return {"best_top1": None, "best_epoch": None, "final_top1": None, "final_epoch": None}
+    best, last = max(records, key=lambda r: r["test/top1"]), records[-1]
+    out = {"best_top1": best["test/top1"], "best_epoch": best["epoch"],
+           "final_top1": last["test/top1"], "final_epoch": last["epoch"]}
+    if "val/top1" in last:
+        chosen = max(records, key=lambda r: r["val/top1"])
+        out.update(selected_top1=chosen["test/top1"], selected_epoch=chosen["epoch"])
+    return out
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: where it is, its model's spec, its run's config (``data.*``-style
+    overrides applied), and the rest as saved (``state``: the weights under ``"model"``, the
+    optimiser, the epoch and step, the metric history ...)."""
+
+    path: str
+    spec: ModelSpec
+    config: Config
+    state: dict = field(repr=False)
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] | None = None) -> "Checkpoint":
+        """A checkpoint file, or a run folder's ``last.pt``."""
+        state = ckpt_io.load_checkpoint(path)
+        if not state.get("config"):
+            raise CheckpointError(f"{state['path']} records no config: it was not written by a sakd run")
+        config = config_from_dict(apply_overrides(state["config"], list(overrides or [])))
+        return cls(state["path"], state["spec"], config, state)
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    @property
+    def epoch(self) -> int:
+        return self.state["epoch"]
+
+    @property
+    def history(self) -> list[dict]:
+        return list(self.state.get("history", []))
+
+    def model(self) -> nn.Module:
+        """The model it holds, with its weights."""
+        model, _ = ckpt_io.model_from_checkpoint(self.state)
+        return model
+
+
+class RunFolder:
+    """A run folder: ``config.yaml``, ``metrics.jsonl``, ``last.pt`` and ``best.pt``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser()
+        if not (self.path / runs.CONFIG).is_file() or not (self.path / runs.METRICS).is_file():
+            raise SakdError(f"{self.path} is not a sakd run folder (no metrics.jsonl / config.yaml)")
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.path / runs.CONFIG)
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    @property
+    def plugins(self) -> list[str]:
+        return list(self.config.run.plugins)
+
+    @property
+    def history(self) -> list[dict]:
+        lines = (self.path / runs.METRICS).read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    @property
+    def last(self) -> Path:
+        return self.path / runs.LAST
+
+    @property
+    def best(self) -> Path:
+        return self.path / runs.BEST
+
+    def checkpoint(self, which: str = runs.LAST) -> Checkpoint:
+        return Checkpoint.load(self.path / which)
+
+    def summary(self) -> dict:
+        """The run in one record: what it trained, its best, final (and validation-selected) test
+        top-1, its last top-5 and firing rate."""
+        cfg, records = self.config, self.history
+        last = records[-1] if records else {}
+        return {
+            "run": str(self.path), "model": cfg.model.name, "data": cfg.data.name, "mode": cfg.mode,
+            "timesteps": cfg.model.timesteps if cfg.model.spiking else None,
+            "epochs": last.get("epoch", 0), "planned_epochs": cfg.optim.epochs,
+            **history_summary(records),
+            "final_top5": last.get("test/top5"), "firing_rate": last.get("test/firing_rate"),
+        }
