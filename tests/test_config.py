@@ -119,7 +119,7 @@ def test_cli_errors_are_one_line_with_status_2_and_come_before_any_data(tmp_path
     def no_data(*args, **kwargs):
         raise AssertionError("the data set was loaded before the config was checked")
 
-    monkeypatch.setattr("sakd.training.trainer.build_dataset", no_data)
+    monkeypatch.setattr("sakd.data.registry.build_dataset", no_data)  # the one door to every data set
     for argv in (["train", "--config", "quickstart/snn", "model.timesteps=0", f"run.output_dir={tmp_path}"],
                  ["train", "--config", "quickstart/snn", "run.amp=fp8"],
                  ["train", "--config", "nope/none"],
@@ -157,8 +157,7 @@ def test_bad_files_and_places_are_one_line_before_any_work_and_leave_nothing(tmp
     def no_data(*args, **kwargs):
         raise AssertionError("the data set was loaded before the bad input was found")
 
-    monkeypatch.setattr("sakd.training.trainer.build_dataset", no_data)
-    monkeypatch.setattr("sakd.evaluation.build_dataset", no_data)
+    monkeypatch.setattr("sakd.data.registry.build_dataset", no_data)  # the one door to every data set
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "latin1.yaml").write_bytes("model: {name: caf\xe9}\n".encode("latin-1"))

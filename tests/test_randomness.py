@@ -60,7 +60,7 @@ def test_a_run_with_a_random_term_resumes_to_the_same_weights(tmp_path, teacher_
 
     def on_step(epoch, step):  # a SIGTERM during the step: it finishes, last.pt is written, the run stops
         if (epoch, step) == (0, stop_after - 1):
-            trainer._signal = "SIGTERM"
+            trainer.signals.request("SIGTERM")
 
     trainer.on_step = on_step
     with pytest.raises(Preempted, match="end of the epoch" if stop_after == 3 else "preempted"):

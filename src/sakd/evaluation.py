@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
 
-from sakd.data import build_dataset
+from sakd.data import open_data
 from sakd.data.holdout import test_split
 from sakd.errors import ConfigError
 from sakd.models import checkpoint as ckpt_io
@@ -23,8 +23,7 @@ def checkpoint_and_test_data(path, overrides: list[str] | None, command: str):
         raise ConfigError(f"sakd {command} only takes data.* overrides, got {bad}")
     checkpoint = Checkpoint.load(path, overrides)
     state, cfg = checkpoint.state, checkpoint.config
-    data = build_dataset(cfg.data.name, root=cfg.data.root, download=cfg.data.download, augment=False,
-                         **cfg.data.options)
+    data = open_data(cfg.data, augment=False)
     spec = state["spec"]
     if data.num_classes != spec.num_classes:
         raise ConfigError(f"the checkpoint predicts {spec.num_classes} classes but {cfg.data.name} has {data.num_classes}")

@@ -1,4 +1,5 @@
-"""Data-set registry: ``build_dataset("cifar10", root=..., download=False, augment=True)``.
+"""Data-set registry: ``build_dataset("cifar10", root=..., download=False, augment=True)``, and
+``open_data(config.data)`` for a config's data section.
 
 A data set is a function registered with ``@DATASETS.register("name")`` that takes ``root``,
 ``download``, ``augment`` and its own options (``data.options``) and returns a :class:`DataBundle`.
@@ -47,3 +48,11 @@ def build_dataset(name: str, *, root: str, download: bool = False, augment: bool
             f"data set {name!r} takes no option(s) {sorted(unknown)}; its options: {sorted(accepted) or 'none'}"
         )
     return builder(root=root, download=download, augment=augment, **options)
+
+
+def open_data(data_cfg, *, augment: bool | None = None, download: bool | None = None) -> DataBundle:
+    """The data set a config's ``data`` section names (its ``augment`` and ``download`` unless
+    given here): the one place a run, ``sakd eval``, export and the NAS search open their data."""
+    return build_dataset(data_cfg.name, root=data_cfg.root,
+                         download=data_cfg.download if download is None else download,
+                         augment=data_cfg.augment if augment is None else augment, **data_cfg.options)

@@ -68,10 +68,10 @@ def example_input(checkpoint: Checkpoint, input_size: tuple[int, int] | None) ->
     spec, d = checkpoint.spec, checkpoint.config.data
     frames = None
     if input_size is None:
-        from sakd.data import build_dataset
+        from sakd.data import open_data
 
         try:
-            data = build_dataset(d.name, root=d.root, download=False, augment=False, **d.options)
+            data = open_data(d, augment=False, download=False)
         except Exception as exc:
             raise ConfigError(f"give --input-size H W: the checkpoint's data set cannot be read here to learn it ({exc})") from None
         input_size = (data.image_size, data.image_size)

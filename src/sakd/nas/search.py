@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sakd import runs
-from sakd.data import build_dataset
+from sakd.data import open_data
 from sakd.errors import ConfigError
 from sakd.nas.space import Arch
 from sakd.training.evaluate import evaluate
@@ -82,7 +82,7 @@ class SubnetEvaluator:
         self.supernet.to(self.device)
         self.space = self.supernet.space
         d = self.cfg.data
-        data = build_dataset(d.name, root=d.root, download=d.download, augment=False, **d.options)
+        data = open_data(d, augment=False)
         common = dict(batch_size=d.eval_batch_size or d.batch_size, num_workers=resolve_workers(d.num_workers), collate_fn=data.collate_fn)
         order = DataLoader(data.train, shuffle=True, generator=torch.Generator().manual_seed(seed), **common)
         self.calibration = [x for x, _ in itertools.islice(order, calibration_batches)]

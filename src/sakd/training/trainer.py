@@ -22,87 +22,58 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import signal
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Subset
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from sakd import plugins, runs
-from sakd.data import build_dataset
-from sakd.data.holdout import sample_labels, stratified_holdout, stratified_subset, test_split
+from sakd import runs
 from sakd.distill import SAKDLoss
-from sakd.distill.objective import reads_features
-from sakd.errors import ConfigError, Preempted, TrainingDivergedError
-from sakd.distill.teacher import check_distillation, initialise, load_teacher
+from sakd.errors import ConfigError, TrainingDivergedError
 from sakd.models import FeatureExtractor
 from sakd.models.base import mean_over_time
 from sakd.models.checkpoint import atomic_save, load_weights, payload
-from sakd.models.registry import ModelSpec
 from sakd.outputs import writable_folder
 from sakd.randomness import step_draws
-from sakd.training.config import Config, config_from_dict, parse_interval, save_config
-from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object, init_distributed
+from sakd.training.assemble import RunParts, assemble
+from sakd.training.config import Config, save_config
+from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object
 from sakd.training.evaluate import evaluate
 from sakd.training.memory import SavedTensors, resolve_memory
+from sakd.training.resilience import CheckpointPolicy, StopSignals, place_of
 from sakd.training.metrics import MetricsLog, topk_correct
-from sakd.training.optim import build_optimizer, build_scheduler
 from sakd.training.run_folder import Checkpoint, history_summary
-from sakd.training.runtime import (autocast, make_loaders, place, resolve_amp, resolve_device, rng_state,
-                                   seed_everything, set_rng_state, stop_workers)
+from sakd.training.runtime import autocast, rng_state, set_rng_state, stop_workers
 
 
 class Trainer:
-    def __init__(self, config: Config, *, console: Console | None = None, _state: dict | None = None):
-        # every field checked, also for a Config built in Python rather than loaded
-        self.cfg = cfg = config_from_dict(config.to_dict())
-        cfg.run.plugins = list(dict.fromkeys([*cfg.run.plugins, *plugins.in_use(cfg.part_names())]))  # needed again
-        if _state is None:
-            writable_folder(cfg.run.output_dir, "run.output_dir")  # before any data or model is loaded
-        self.dist = init_distributed(resolve_device(cfg.run.device), cfg.run.dist_backend)
-        self.device = resolve_device(cfg.run.device, self.dist.local_rank)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        self.console = console or Console(stderr=True, quiet=not self.dist.is_main)
-        self.amp_dtype = resolve_amp(cfg.run.amp, self.device)
-        seed_everything(cfg.run.seed)
+    """The training loop over a run's parts: ``Trainer(config)`` assembles them
+    (:func:`~sakd.training.assemble.assemble`), ``Trainer(parts)`` takes parts assembled by you
+    (your own data set or student)."""
 
-        self.data, train_set, evaluation = self._build_data()
-        self.train_loader, self.eval_loaders = make_loaders(
-            train_set, evaluation,
-            batch_size=cfg.data.batch_size,
-            eval_batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
-            num_workers=cfg.data.num_workers, seed=cfg.run.seed, device=self.device,
-            ctx=self.dist, accumulate=cfg.optim.accumulate_steps, collate_fn=self.data.collate_fn,
-        )
-        if self.data.frames and cfg.model.spiking and cfg.model.timesteps != self.data.frames:
-            raise ConfigError(
-                f"{cfg.data.name} gives {self.data.frames} frames per sample but model.timesteps="
-                f"{cfg.model.timesteps}; set model.timesteps={self.data.frames} (one frame per timestep)"
-            )
-        self.spec = ModelSpec(cfg.model.name, cfg.model.spiking, self.data.num_classes, cfg.model.timesteps,
-                              self.data.in_channels, cfg.model.stem, cfg.model.neuron, dict(cfg.model.options))
-        self.model = place(self.spec.build(), self.device, cfg.run.channels_last)
-        check_distillation(cfg.distill, cfg.model)
-        self.teacher, self.teacher_source = None, None
-        if cfg.distill.teacher.weights:
-            teacher, self.teacher_source = load_teacher(cfg.distill.teacher, self.spec, cfg.data.name)
-            self.teacher = place(teacher, self.device, cfg.run.channels_last)
-        if cfg.model.init:
-            self.console.print(initialise(self.model, cfg.model.init, self.teacher, self.teacher_source))
-        self.objective, self.student_taps, self.teacher_taps = self._build_objective()
-        place(self.objective, self.device, cfg.run.channels_last)
+    def __init__(self, run: Config | RunParts, *, console: Console | None = None, _state: dict | None = None):
+        handed = isinstance(run, RunParts)
+        if not handed:
+            if _state is None:
+                writable_folder(run.run.output_dir, "run.output_dir")  # before any data or model is loaded
+            run = assemble(run)
+        self.parts = run
+        self.cfg = cfg = run.config
+        self.dist, self.device, self.amp_dtype = run.runtime.dist, run.runtime.device, run.runtime.amp_dtype
+        self.console = console or Console(stderr=True, quiet=not self.dist.is_main)
+        for note in run.notes:
+            self.console.print(note)
+        self.data, self.train_loader, self.eval_loaders = run.data, run.train_loader, run.eval_loaders
+        self.spec, self.model, self.teacher = run.spec, run.model, run.teacher
+        self.objective, self.student_taps, self.teacher_taps = run.objective, run.student_taps, run.teacher_taps
+        self.optimizer, self.scheduler = run.optimizer, run.scheduler
         self.student_step = self._student_step()
         self.memory = resolve_memory(cfg.run.memory, self.model)
         self.step_module = self._wrap(self.student_step)
-
-        self.optimizer = build_optimizer([self.model, self.objective], cfg.optim)
-        self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.train_loader.batch_sampler.steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         # progress: completed epochs, completed optimiser steps of the current epoch and that
         # epoch's running sums (kept in mid-epoch checkpoints), the history of epoch records, and
@@ -110,15 +81,16 @@ class Trainer:
         self.epoch, self.step, self.partial, self.history = 0, 0, {}, []
         self.selects_on = "val/top1" if "val" in self.eval_loaders else "test/top1"
         self.best = float("-inf")
-        self._signal: str | None = None
+        self.signals = StopSignals(self.console)
+        self.checkpoints = CheckpointPolicy(cfg.run.checkpoint_every)
         self._saved_at: tuple[int, int] | None = None  # (epoch, step) of this process's last last.pt
-        self._last_save = time.monotonic()
-        self._checkpoint_every = parse_interval(cfg.run.checkpoint_every)  # (unit, amount) or None
         if _state is not None:
             self._load_state(_state)
             self.history = list(_state["history"])
             self.run_dir = Path(_state["path"]).parent
         else:
+            if handed:
+                writable_folder(cfg.run.output_dir, "run.output_dir")
             self.run_dir = Path(broadcast_object(str(self._new_run_dir()) if self.dist.is_main else None, self.dist))
         self.log = None
         if self.dist.is_main:
@@ -135,25 +107,6 @@ class Trainer:
 
     def on_step(self, epoch: int, step: int) -> None:
         """Called before each optimiser step's first micro-batch (the supernet samples subnets here)."""
-
-    def _build_data(self):
-        """The data bundle, the training set, and the evaluation sets (``val`` held out of the
-        training set when ``data.val_fraction`` > 0, and ``test``)."""
-        d = self.cfg.data
-        data = build_dataset(d.name, root=d.root, download=d.download, augment=d.augment, **d.options)
-        test = test_split(data.test, d.test_subset)
-        if not (d.train_subset or d.val_fraction):
-            return data, data.train, {"test": test}
-        labels = sample_labels(data.train)
-        train_idx = list(range(len(labels)))
-        if d.train_subset:
-            train_idx = stratified_subset(labels, d.train_subset, "data.train_subset")
-        if not d.val_fraction:
-            return data, Subset(data.train, train_idx), {"test": test}
-        plain = build_dataset(d.name, root=d.root, download=False, augment=False, **d.options).train
-        kept, held = stratified_holdout(labels[train_idx], d.val_fraction)
-        return data, Subset(data.train, [train_idx[i] for i in kept]), {
-            "val": Subset(plain, [train_idx[i] for i in held]), "test": test}
 
     def evaluate_splits(self) -> dict[str, dict]:
         """Top-1/top-5, loss and firing rates on each evaluation split (``val`` if any, ``test``)."""
@@ -182,15 +135,6 @@ class Trainer:
     def _new_run_dir(self) -> Path:
         cfg = self.cfg
         return runs.new_run_folder(cfg.run.output_dir, cfg.run.name or f"{cfg.data.name}-{cfg.model.name}-{cfg.mode}")
-
-    def _build_objective(self):
-        d = self.cfg.distill
-        terms, s_taps, t_taps = d.objective_terms(), None, None
-        if reads_features(terms):
-            s_taps = FeatureExtractor(self.model, d.features.level, d.features.position)
-            t_taps = FeatureExtractor(self.teacher, d.features.level, d.features.position)
-        objective = SAKDLoss(s_taps.channels if s_taps else (), t_taps.channels if t_taps else (), terms=terms)
-        return objective, s_taps, t_taps
 
     # -- state ----------------------------------------------------------------------------------
     def state(self, partial: dict | None = None) -> dict:
@@ -223,18 +167,18 @@ class Trainer:
             atomic_save(state, self.run_dir / name)
         if name == runs.LAST:
             self._saved_at = (state["epoch"], state["step"])
-        self._last_save = time.monotonic()
+        self.checkpoints.written()
 
     # -- training -----------------------------------------------------------------------------
     def fit(self) -> dict:
         """Train to ``optim.epochs``; returns a summary (best, selected and final accuracy, firing
-        rate, time). Raises :class:`Preempted` after a checkpoint when SIGTERM/SIGUSR1 arrive."""
+        rate, time). Raises :class:`~sakd.errors.Preempted` after a checkpoint when SIGTERM/SIGUSR1 arrive."""
         cfg = self.cfg
         start = time.perf_counter()
         if self.epoch >= cfg.optim.epochs:
             self.console.print(f"{self.run_dir}: already trained for {self.epoch} epochs; nothing to do")
         try:
-            with self._stop_signals():
+            with self.signals:
                 while self.epoch < cfg.optim.epochs:
                     record = self.train_epoch()
                     self.epoch, self.step, self.partial = self.epoch + 1, 0, {}
@@ -277,48 +221,16 @@ class Trainer:
         last = self.run_dir / runs.LAST
         if not last.is_file():
             return f"no checkpoint was written yet ({last} does not exist): the run starts afresh"
-        where = _place(*(self._saved_at or (self.epoch, 0)))  # the last write, or the state resumed from
+        where = place_of(*(self._saved_at or (self.epoch, 0)))  # the last write, or the state resumed from
         return f"{last} holds the run at the end of {where}; continue with: sakd train --resume {self.run_dir}"
-
-    @contextlib.contextmanager
-    def _stop_signals(self):
-        """While training, SIGTERM/SIGUSR1 and a first Ctrl-C (SIGINT) ask for a stop after the
-        current step, with a checkpoint; a second Ctrl-C stops at once (main thread only)."""
-        names = [n for n in ("SIGTERM", "SIGUSR1", "SIGINT") if hasattr(signal, n)]
-        try:
-            previous = {n: signal.signal(getattr(signal, n), self._on_signal) for n in names}
-        except ValueError:  # not the main thread: signals stay with whoever owns them
-            previous = {}
-        try:
-            yield
-        finally:
-            for n, handler in previous.items():
-                signal.signal(getattr(signal, n), handler)
-
-    def _on_signal(self, signum, frame) -> None:
-        name = signal.Signals(signum).name
-        if name == "SIGINT":
-            if self._signal is not None:  # a stop was already asked for: now at once
-                raise KeyboardInterrupt
-            self.console.print("[yellow]Ctrl-C: finishing this step, then writing last.pt "
-                               "(Ctrl-C again to stop at once)", highlight=False)
-        self._signal = self._signal or name
 
     def _stop_requested(self) -> bool:
         """Whether any process got a stop signal (every process agrees, so all stop together)."""
-        flag = torch.tensor(float(self._signal is not None), dtype=torch.float64, device=self.device)
+        flag = torch.tensor(float(self.signals.received is not None), dtype=torch.float64, device=self.device)
         return bool(all_reduce_sum(flag, self.dist).item() > 0)
 
     def _preempted(self, at: str):
-        where = _place(self.epoch, self.step)
-        by = "Ctrl-C (SIGINT)" if self._signal == "SIGINT" else self._signal or "a signal to another process"
-        stop = Preempted(
-            f"{'stopped' if self._signal == 'SIGINT' else 'preempted'} by {by} at {at} ({where}); "
-            f"{self.run_dir / runs.LAST} holds the run; resume with: sakd train --resume {self.run_dir}"
-        )
-        if self._signal == "SIGINT":
-            stop.exit_code = 130  # interrupted by the user, as a shell reports Ctrl-C
-        raise stop
+        raise self.signals.stop(self.run_dir, at, place_of(self.epoch, self.step))
 
     def _between_steps(self, sums: dict, correct: torch.Tensor, n: int, seconds: float, steps: int) -> None:
         """After an optimiser step: write a mid-epoch checkpoint if one is due or a stop signal
@@ -328,10 +240,8 @@ class Trainer:
         not every step."""
         if self.step == steps:  # the epoch's end writes its own checkpoint
             return
-        every = self._checkpoint_every
-        due = every is not None and every[0] == "steps" and self.step % int(every[1]) == 0
-        stop = self._signal is not None
-        late = every is not None and every[0] == "min" and time.monotonic() - self._last_save >= every[1] * 60.0
+        due, late = self.checkpoints.due(self.step), self.checkpoints.late()
+        stop = self.signals.received is not None
         if self.dist.enabled:
             if self.step % self.cfg.run.log_interval:
                 stop = late = False
@@ -453,12 +363,6 @@ class Trainer:
             parts.append(f"rate {r['test/firing_rate']:.3f}")
         parts.append(f"{r['time/train_s']:.1f}s")
         self.console.print("  ".join(parts))
-
-
-def _place(epoch: int, step: int) -> str:
-    """Where a run stands: ``epoch E, step S`` inside an epoch (E counted from 1), else the
-    number of finished epochs."""
-    return f"epoch {epoch + 1}, step {step}" if step else f"epoch {epoch}"
 
 
 class StudentStep(nn.Module):
