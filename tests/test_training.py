@@ -352,6 +352,30 @@ def test_a_version_1_checkpoint_with_an_arch_record_still_loads(tmp_path, teache
     assert isinstance(ckpt["spec"], ModelSpec) and ckpt["spec"] == new["spec"].replace(timesteps=2)
     assert ckpt["spec"].neuron.name == "lif" and ckpt["spec"].neuron.reset == "hard"
     assert all(torch.equal(v, new["model"][k]) for k, v in model.state_dict().items())
+    # through the typed reader every command uses: with its run's config, and without one
+    from sakd.training.run_folder import Checkpoint
+
+    torch.save({**old, "config": new["config"], "epoch": 6, "history": new["history"]}, tmp_path / "v1_run.pt")
+    held = Checkpoint.load(tmp_path / "v1_run.pt")
+    assert held.spec == ckpt["spec"] and held.mode == "ann" and held.epoch == 6 and len(held.history) == 6
+    with pytest.raises(CheckpointError, match="records no config: it was not written by a sakd run"):
+        Checkpoint.load(tmp_path / "v1.pt")
+
+
+def test_a_run_recorded_before_terms_had_schedules_still_reads(tmp_path):
+    """metrics.jsonl of earlier versions kept β as "beta" (no weight/* keys): the report plots it."""
+    from sakd.analysis.report import curves_svg
+
+    old = [{"epoch": e, "lr": 0.1, "beta": b, "train/loss": 1.0 / e, "train/top1": 50.0, "test/top1": 40.0 + e}
+           for e, b in ((1, 10.0), (2, 0.01))]
+    new = [{**{k: v for k, v in r.items() if k != "beta"}, "weight/feature_kd": r["beta"], "weight/ce": 1.0,
+            "weight/logit_kd": float(r["epoch"])} for r in old]
+    for records in (old, new):
+        svg = curves_svg(records, "a run")
+        assert "loss weights" in svg and svg.count("<svg") == 1
+    svg = curves_svg(new, "a run")
+    assert "weight/feature_kd" in svg and "weight/logit_kd" in svg  # the legend of the weights that change
+    assert "weight/ce" not in svg  # a weight that never changes is not plotted
 
 
 def test_train_and_test_subsets_are_fixed_stratified_and_hold_out_within(tmp_path):
