@@ -133,3 +133,13 @@ def test_every_link_of_the_docs_resolves():
     assert not broken, broken
     linked = {(doc.parent / t.partition("#")[0]).resolve() for doc, t in found}
     assert set(DOCS[1:]) <= linked, "a docs page no other page links to"
+
+
+def test_every_test_the_docs_name_exists():
+    """A ``tests/FILE.py::NAME`` in the README, the docs or CONTRIBUTING names a test of that file."""
+    named = {(f, n) for doc in [*DOCS, ROOT / "CONTRIBUTING.md"]
+             for f, n in re.findall(r"(tests/test_\w+\.py)::(test_\w+)", doc.read_text())}
+    assert len(named) >= 25
+    missing = [f"{f}::{n}" for f, n in sorted(named)
+               if not (ROOT / f).is_file() or not re.search(rf"^def {n}\(", (ROOT / f).read_text(), flags=re.M)]
+    assert not missing, missing
