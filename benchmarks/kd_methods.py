@@ -103,11 +103,11 @@ def step_times(args, teacher: str, table: dict, repeats: int, scratch: str) -> d
                                          f"run.output_dir={scratch}"))
         x, y = next(iter(trainer.train_loader))
         x, y = x.to(trainer.device), y.to(trainer.device)
-        beta, features = trainer.beta_and_features(0)
+        features = trainer.objective.reads_features(0)
 
-        def step(trainer=trainer, x=x, y=y, beta=beta, features=features):
+        def step(trainer=trainer, x=x, y=y, features=features):
             trainer.optimizer.zero_grad(set_to_none=True)
-            trainer.step_loss(x, y, 0, beta, features)[0].backward()
+            trainer.step_loss(x, y, 0, features)[0].backward()
             trainer.optimizer.step()
         steps[key] = step
     return interleaved(steps, torch.device("cpu"), warmup=2, repeats=repeats)

@@ -49,7 +49,7 @@ def test_suite_reports_every_figure(tmp_path, neuron):
     # the autograd loop keeps more
     x_mib = 4 * 2 * 8 * 4 * 4 * 4 / 2**20
     assert x_mib <= n["saved_mib"]["sakd_fused"] <= x_mib + 16 / 2**20
-    assert n["saved_mib"]["pytorch_loop"] > 2 * x_mib
+    assert n["saved_mib"]["pytorch_loop"] > 1.5 * x_mib  # PLIF soft: λ·V (from step 2) and H - V_th per step
     # ReLU, the floor of an elementwise layer, beside the neuron; and every layer on a tiny tensor
     assert n["ms"]["relu"] > 0 and set(n["ms"]) == set(result["neuron_call"]["ms"])
     assert result["neuron_call"]["shape"] == [4, 2, 1, 2, 2] and all(result["neuron_call"]["same_spikes_as_reference"].values())
