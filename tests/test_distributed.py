@@ -72,7 +72,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, te
 
 def test_two_process_run_resumes_after_being_killed(tmp_path, teacher_ckpt):
     args = ["--config", "quickstart/sakd", *COMMON, f"distill.teacher.weights={teacher_ckpt}",
-            "optim.epochs=2", "data.options.train_size=2048", f"run.output_dir={tmp_path}"]
+            "optim.epochs=2", "data.options.train_size=1024", f"run.output_dir={tmp_path}"]  # 16 steps an epoch
     _run(2, args + ["run.name=full"])
 
     proc = _launch(2, args + ["run.name=cut"], start_new_session=True)
@@ -86,8 +86,8 @@ def test_two_process_run_resumes_after_being_killed(tmp_path, teacher_ckpt):
     assert ckpt["epoch"] < 2, out
     # both ranks stopped at the same point (after a step of epoch 2, or at epoch 1's end if the
     # signal came while it was being saved); rank 0 wrote the one checkpoint that says so
-    stops = re.findall(r"preempted by .+? at (step \d+/32|the end of the epoch)", out)
-    expected = f"step {ckpt['step']}/32" if ckpt["step"] else "the end of the epoch"
+    stops = re.findall(r"preempted by .+? at (step \d+/16|the end of the epoch)", out)
+    expected = f"step {ckpt['step']}/16" if ckpt["step"] else "the end of the epoch"
     assert stops == [expected, expected], out
     assert sorted(p.name for p in (tmp_path / "cut").iterdir() if p.suffix == ".pt") == ["best.pt", "last.pt"]
 

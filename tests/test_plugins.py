@@ -344,16 +344,20 @@ class Hello(Command):
 '''
 
 
-def test_a_command_is_one_registered_class_and_a_plugin_can_add_one(tmp_path):
-    home = tmp_path / "site"
-    home.mkdir()
-    (home / "sakd_test_command.py").write_text(COMMAND)
-    done = sakd_cli(["hello", "--name", "spikes"], cwd=tmp_path, pythonpath=[home], SAKD_PLUGINS="sakd_test_command")
-    assert done.returncode == 0 and done.stdout == "hello spikes\n", done.stderr
+def test_a_command_is_one_registered_class_and_a_plugin_can_add_one(tmp_path, monkeypatch, capsys):
+    from sakd import plugins
+    from sakd.cli import main
+
+    monkeypatch.setattr(plugins, "_loaded", [])  # what --plugin imports here stays out of later tests' runs
+    (tmp_path / "sakd_test_command.py").write_text(COMMAND)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["--plugin", "sakd_test_command", "hello", "--name", "spikes"]) == 0
+    assert capsys.readouterr().out == "hello spikes\n"
     (tmp_path / "a_file").write_text("")
-    done = sakd_cli(["--plugin", "sakd_test_command", "hello", "--json", str(tmp_path / "a_file" / "x.json")],
-                    cwd=tmp_path, pythonpath=[home])
-    assert done.returncode == 2 and "--json" in done.stderr and done.stdout == "", done.stderr
+    assert main(["hello", "--json", str(tmp_path / "a_file" / "x.json")]) == 2  # checked before it runs
+    out, err = capsys.readouterr()
+    assert out == "" and "--json" in err and err.count("\n") == 1, err
+    assert main(["list", "commands"]) == 0 and "hello " in capsys.readouterr().out
 
 
 def test_every_registry_is_listed_by_sakd_list(capsys):

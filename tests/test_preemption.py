@@ -21,7 +21,7 @@ from sakd.training.distributed import DistContext, GlobalBatchSampler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import preemption  # noqa: E402
 
-RUN = preemption.run_args(epochs=2, timesteps=2)
+RUN = preemption.run_args(epochs=2, timesteps=2) + ["data.train_subset=640"]  # 20 steps an epoch
 
 
 def _assert_same_run(a: Path, b: Path) -> None:

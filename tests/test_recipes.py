@@ -40,7 +40,7 @@ KINDS: dict[str, str] = {}  # code path -> the first recipe of that kind
 for _name in RECIPES:
     KINDS.setdefault(code_path(_name), _name)
 TINY = [
-    "data.name=synthetic", "data.options={image_size: 32, train_size: 2, test_size: 2}",
+    "data.name=synthetic", "data.options={image_size: 16, train_size: 2, test_size: 2}",
     "data.batch_size=2", "data.eval_batch_size=2", "data.num_workers=0", "optim.epochs=1",
     "optim.warmup_epochs=0", "run.device=cpu", "run.progress=false",
 ]
