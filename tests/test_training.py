@@ -70,6 +70,7 @@ def test_ctrl_c_in_the_first_epoch_finishes_the_step_writes_last_pt_and_resumes(
 
     full = Trainer(fast_config(tmp_path / "full"))
     full.fit()
+    before = signal.getsignal(signal.SIGINT)  # Python's own handler (ignored, where a shell started us in the background)
     trainer = Trainer(fast_config(tmp_path / "cut"))
     trainer.on_step = lambda epoch, step: signal.raise_signal(signal.SIGINT) if (epoch, step) == (0, 2) else None
     with pytest.raises(Preempted) as stop:
@@ -78,7 +79,7 @@ def test_ctrl_c_in_the_first_epoch_finishes_the_step_writes_last_pt_and_resumes(
     assert f"resume with: sakd train --resume {trainer.run_dir}" in str(stop.value)
     assert "Ctrl-C again to stop at once" in capsys.readouterr().err
     assert load_checkpoint(trainer.run_dir / "last.pt")["step"] == 3  # the step in flight finished
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
+    assert signal.getsignal(signal.SIGINT) is before  # the handler from before training is back
     resumed = Trainer.resume(trainer.run_dir)
     resumed.fit()
     assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(), full.model.state_dict().values()))
