@@ -9,7 +9,12 @@ from sakd.cli.train import Train
 
 
 class SupernetTrain(Train):
-    trainer, usage = "sakd.nas.train:SupernetTrainer", "sakd nas train"
+    usage = "sakd nas train"
+
+    def trainer_class(self):
+        from sakd.nas.train import SupernetTrainer
+
+        return SupernetTrainer
 
 
 @COMMANDS.register("nas")

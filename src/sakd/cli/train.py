@@ -12,8 +12,13 @@ from sakd.errors import SakdError
 class Train(Command):
     """train an ANN, an SNN baseline or an SAKD student from a YAML config"""
 
-    trainer = "sakd.training:Trainer"  # the class that runs it (the architecture study's is another)
     usage = "sakd train"
+
+    def trainer_class(self):
+        """The class that runs it (the architecture study's is another); imported when it runs."""
+        from sakd.training import Trainer
+
+        return Trainer
 
     def arguments(self, p):
         p.add_argument("--config", help="a YAML file or a packaged config name (see `sakd configs`)")
@@ -21,12 +26,9 @@ class Train(Command):
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=0.05")
 
     def run(self, args) -> int:
-        import importlib
-
         from sakd.training import load_config
 
-        module, name = self.trainer.split(":")
-        trainer_cls = getattr(importlib.import_module(module), name)
+        trainer_cls = self.trainer_class()
         if args.resume:
             if args.config:
                 raise SakdError("give --config or --resume, not both (a resumed run keeps its own config)")

@@ -28,7 +28,7 @@ def check_distillation(distill, model_cfg) -> None:
                               "set distill.teacher.weights to an ANN checkpoint or state dict")
     if model_cfg.init == "teacher":
         raise ConfigError("model.init=teacher needs distill.teacher.weights")
-    if distill.alpha == 0 and not any(t.weight or any(p.weight for p in t.schedule) for t in distill.terms):
+    if distill.alpha == 0 and not any(WeightSchedule.of(t.weight, t.schedule).ever_on for t in distill.terms):
         raise ConfigError("distill.alpha=0 without a teacher leaves nothing to optimise; set distill.alpha=1")
 
 
