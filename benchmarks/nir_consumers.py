@@ -32,8 +32,8 @@ from suite import machine  # noqa: E402
 from sakd.export.export import example_input  # noqa: E402
 from sakd.export.graph import run_steps, step_graph  # noqa: E402
 from sakd.export.nir_format import to_nir, write_nir  # noqa: E402
-from sakd.models import checkpoint as ckpt_io  # noqa: E402
 from sakd.models import create_model  # noqa: E402
+from sakd.training.run_folder import Checkpoint  # noqa: E402
 
 
 def spike_hooks(module: torch.nn.Module, kinds: tuple) -> tuple[dict, list]:
@@ -168,9 +168,9 @@ def main(argv=None) -> dict:
     cases = {"resnet_tiny (random BN statistics)": (trained_looking("resnet_tiny"), (3, 16, 16)),
              "resnet19 (random BN statistics)": (trained_looking("resnet19"), (3, 32, 32))}
     if args.checkpoint:
-        model, state = ckpt_io.model_from_checkpoint(args.checkpoint)
-        shape = tuple(example_input(state, None).shape[-3:])
-        cases[f"{state['spec'].name} ({state['path']})"] = (model.float().eval(), shape)
+        held = Checkpoint.load(args.checkpoint)
+        shape = tuple(example_input(held, None).shape[-3:])
+        cases[f"{held.spec.name} ({held.path})"] = (held.model().float().eval(), shape)
     versions = {}
     for package in ("nir", "nirtorch", "spikingjelly", "snntorch", "norse"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
