@@ -276,6 +276,7 @@ def sakd_cli(args, cwd, pythonpath=None, **env):
 
 def test_a_plugin_neuron_trains_from_the_cli_and_every_reader_of_the_run_imports_it_again(tmp_path, monkeypatch):
     from conftest import FAST
+    from sakd.training.run_folder import RunFolder
     from sakd import plugins
     from sakd.cli import main
 
@@ -288,7 +289,7 @@ def test_a_plugin_neuron_trains_from_the_cli_and_every_reader_of_the_run_imports
     assert main(["train", "--config", "quickstart/snn", *FAST, "optim.epochs=1", f"run.output_dir={out}", "run.name=p",
                  "model.neuron.name=halfway_lif", "--plugin", "sakd_test_plugin"]) == 0
     run = out / "p"
-    assert load_config(run / "config.yaml").run.plugins == ["sakd_test_plugin"]
+    assert load_config(run / "config.yaml").run.plugins == RunFolder(run).plugins == ["sakd_test_plugin"]
     # a new process, no --plugin: the run's record brings the module back (eval; resume)
     for args in (["eval", str(run), "--device", "cpu"], ["train", "--resume", str(run), "optim.epochs=2"]):
         done = sakd_cli(args, cwd=tmp_path, pythonpath=[home])

@@ -104,14 +104,6 @@ class RunFolder:
         lines = (self.path / runs.METRICS).read_text().splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
-    @property
-    def last(self) -> Path:
-        return self.path / runs.LAST
-
-    @property
-    def best(self) -> Path:
-        return self.path / runs.BEST
-
     def checkpoint(self, which: str = runs.LAST) -> Checkpoint:
         return Checkpoint.load(self.path / which)
 
