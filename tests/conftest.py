@@ -99,3 +99,14 @@ def trio(tmp_path_factory, teacher_ckpt):
     snn = train(fast_config(out, "optim.epochs=1", "run.name=snn"))["run_dir"]
     sakd = train(fast_config(out, "optim.epochs=1", "run.name=sakd", f"distill.teacher.weights={teacher_ckpt}"))["run_dir"]
     return {"teacher": str(Path(teacher_ckpt).parent), "baseline": snn, "student": sakd}
+
+
+def fresh_copy(run_dir: str, dest) -> str:
+    """A copy of a session run folder as training left it (no cached analysis), for a test that
+    writes into its run."""
+    import shutil
+    from pathlib import Path
+
+    from sakd import runs
+
+    return str(shutil.copytree(run_dir, Path(dest) / Path(run_dir).name, ignore=shutil.ignore_patterns(runs.ANALYSIS)))

@@ -7,11 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import fast_config
+from conftest import fresh_copy
 from sakd.analysis.energy import OpCounter, energy_table
 from sakd.cli import main
 from sakd.models import create_model
-from sakd.training import train
 
 
 def test_synaptic_operations_by_hand():
@@ -117,8 +116,8 @@ def test_event_frames_give_the_one_frame_ann_figure_beside_the_ratio():
     assert "all 10 frames" in table["ratio_against"] and "padding" in table["counting"]
 
 
-def test_analyze_a_checkpoint_and_its_errors(tmp_path, capsys):
-    snn = train(fast_config(tmp_path, "optim.epochs=1", "run.name=snn"))["run_dir"]
+def test_analyze_a_checkpoint_and_its_errors(tmp_path, capsys, trio, teacher_ckpt):
+    snn = fresh_copy(trio["baseline"], tmp_path)
     out = tmp_path / "analysis.json"
     assert main(["analyze", f"{snn}/last.pt", "--images", "40", "--json", str(out), "--device", "cpu"]) == 0
     result = json.loads(out.read_text())
@@ -145,8 +144,7 @@ def test_analyze_a_checkpoint_and_its_errors(tmp_path, capsys):
     (Path(snn) / "analysis.json").write_text(json.dumps(stale))
     assert energy_columns(Path(snn))["energy_ratio"] is None
 
-    teacher = train(fast_config(tmp_path, "optim.epochs=1", "model.spiking=false", "run.name=ann"))["run_dir"]
-    assert main(["analyze", f"{teacher}/last.pt"]) == 2
+    assert main(["analyze", teacher_ckpt]) == 2
     assert "holds an ANN (resnet_tiny); sakd analyze measures a spiking model" in capsys.readouterr().err
     assert main(["analyze", f"{snn}/last.pt", "--images", "100000"]) == 2
     assert "--images must lie in 1..256" in capsys.readouterr().err

@@ -1,12 +1,13 @@
 """Every packaged recipe loads, builds, and runs one optimiser step on tiny synthetic data.
 
-Recipes that differ only in numbers (data set, learning rate, epochs, loss weights) run the same
-code: one step runs for each distinct kind (:func:`code_path`), every recipe is loaded and
-validated. Weights a recipe names (its teacher's run, a torchvision/timm hub name) are replaced
+Recipes that differ only in numbers (data set, learning rate, epochs, loss weights, a network's
+depth) run the same code: one step runs for each distinct kind (:func:`code_path`), every recipe
+is loaded and validated (``test_config.py``); every depth is built and checked in ``test_models.py``. Weights a recipe names (its teacher's run, a torchvision/timm hub name) are replaced
 by locally saved ANN state dicts of the same architecture, as a user without internet would do.
 """
 
 import dataclasses
+import functools
 import json
 
 import pytest
@@ -19,11 +20,37 @@ from sakd.training.config import packaged_configs
 RECIPES = [c for c in packaged_configs() if not c.startswith(("presets/", "quickstart/", "nas/"))]
 
 
+@functools.cache
+def modules_of(name: str, stem: str) -> tuple[str, ...]:
+    """The module classes a model is made of (built on the meta device: no weights): ResNet-50,
+    -101 and -152 run the same code, with more blocks."""
+    return tuple(sorted({type(m).__qualname__ for m in _meta_model(name, stem).modules()}))
+
+
+@functools.cache
+def _meta_model(name: str, stem: str):
+    with torch.device("meta"):
+        return create_model(name, spiking=True, num_classes=10, stem=stem)
+
+
+def size(name: str) -> int:
+    """How many modules a recipe's networks have: each kind runs its smallest recipe."""
+    cfg = load_config(name)
+    nets = {cfg.model.name} | ({cfg.distill.teacher.name} if cfg.distill.teacher.name else set())
+    return sum(len(list(_meta_model(n, cfg.model.stem).modules())) for n in nets if not cfg.model.options)
+
+
 def code_path(name: str) -> str:
-    """A recipe's config with every setting that only changes a number reduced to whether it is on."""
+    """A recipe's config with every setting that only changes a number reduced to whether it is on,
+    and each network to the module classes it is made of."""
     d = dataclasses.asdict(load_config(name))
     for section in ("run", "nas"):
         d.pop(section)
+    model = d["model"]
+    model["name"] = modules_of(model["name"], model["stem"]) if not model["options"] else model["name"]
+    teacher = d["distill"]["teacher"]
+    if teacher["name"]:
+        teacher["name"] = modules_of(teacher["name"], model["stem"])
     d["data"] = d["data"]["name"] == "dvs_cifar10"  # event frames or images
     d["optim"] = {k: d["optim"][k] for k in ("name", "scheduler")}
     distill = d["distill"]
@@ -36,8 +63,8 @@ def code_path(name: str) -> str:
     return json.dumps(d, sort_keys=True)
 
 
-KINDS: dict[str, str] = {}  # code path -> the first recipe of that kind
-for _name in RECIPES:
+KINDS: dict[str, str] = {}  # code path -> the smallest recipe of that kind
+for _name in sorted(RECIPES, key=lambda n: (size(n), n)):
     KINDS.setdefault(code_path(_name), _name)
 TINY = [
     "data.name=synthetic", "data.options={image_size: 16, train_size: 2, test_size: 2}",

@@ -104,11 +104,10 @@ def test_report_of_three_runs(trio, tmp_path, capsys):
     assert all(r["energy_uj"] > 0 for r in rows) and rows[1]["energy_ratio"] < 1
 
 
-def test_compare_analyze_fills_the_energy_columns(tmp_path, capsys):
-    from conftest import fast_config
-    from sakd.training import train
+def test_compare_analyze_fills_the_energy_columns(tmp_path, capsys, trio):
+    from conftest import fresh_copy
 
-    run = train(fast_config(tmp_path, "optim.epochs=1", "run.name=snn"))["run_dir"]
+    run = fresh_copy(trio["baseline"], tmp_path)
     assert main(["compare", run, "--json", str(tmp_path / "a.json")]) == 0
     assert "run with --analyze" in capsys.readouterr().out
     assert json.loads((tmp_path / "a.json").read_text())[0]["sops"] is None

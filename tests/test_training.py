@@ -138,10 +138,9 @@ def test_teacher_of_another_architecture_is_refused(tmp_path, teacher_ckpt):
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
-def test_spiking_teacher_is_refused(tmp_path, teacher_ckpt):
-    snn = train(fast_config(tmp_path, "optim.epochs=1"))
+def test_spiking_teacher_is_refused(tmp_path, trio):
     with pytest.raises(ConfigError, match="holds a spiking model"):
-        Trainer(fast_config(tmp_path, f"distill.teacher.weights={snn['run_dir']}/last.pt", *SAKD))
+        Trainer(fast_config(tmp_path, f"distill.teacher.weights={trio['baseline']}/last.pt", *SAKD))
 
 
 def test_distillation_without_teacher_is_refused(tmp_path):
@@ -209,10 +208,9 @@ def test_eval_evaluates_what_the_run_evaluated_and_says_so(tmp_path, capsys):
     assert json.loads(out.read_text())["samples"] == 256 and "256 images" in " ".join(capsys.readouterr().out.split())
 
 
-def test_cli_compare_tables_runs(tmp_path, teacher_ckpt, capsys):
-    snn = train(fast_config(tmp_path, "optim.epochs=1"))
+def test_cli_compare_tables_runs(tmp_path, teacher_ckpt, trio, capsys):
     out = tmp_path / "rows.json"
-    assert main(["compare", str(Path(teacher_ckpt).parent), snn["run_dir"], "--json", str(out)]) == 0
+    assert main(["compare", str(Path(teacher_ckpt).parent), trio["baseline"], "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [r["mode"] for r in rows] == ["ann", "snn"]  # the one vocabulary (Config.mode); tables label them
     assert rows[0]["best_top1"] == load_checkpoint(teacher_ckpt)["best_top1"]
