@@ -38,8 +38,9 @@ def check_field(value: Any, meta, key: str) -> None:
             if op in meta and numeric and not ok(item, meta[op]):
                 raise ConfigError(f"config key '{key}' must be {bound} {meta[op]}, got {item!r}")
         if "choices" in meta:
-            known = list(meta["choices"]())
-            if item not in known:
+            known = list(meta["choices"]())  # a choice "PREFIX:*" takes any "PREFIX:something"
+            if item not in known and not any(k.endswith(":*") and str(item).startswith(k[:-1]) and str(item) != k[:-1]
+                                             for k in known):
                 close = difflib.get_close_matches(str(item), known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"config key '{key}' must be one of {', '.join(known)}; got {item!r}{hint}")

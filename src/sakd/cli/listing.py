@@ -9,7 +9,9 @@ from sakd.cli.command import COMMANDS, Command
 
 # KIND -> the registries it shows: (heading, module, registry name)
 KINDS = {
-    "models": [("models (model.name)", "sakd.models", "MODELS")],
+    "models": [("models (model.name)", "sakd.models", "MODELS"),
+               ("networks from elsewhere (model.name=SOURCE:NAME, twinned through torch.fx)", "sakd.models",
+                "MODEL_SOURCES")],
     "datasets": [("data sets (data.name)", "sakd.data", "DATASETS")],
     "neurons": [("neurons (model.neuron.name)", "sakd.neurons", "NEURONS")],
     "surrogates": [("surrogates (model.neuron.surrogate)", "sakd.neurons", "SURROGATES")],

@@ -11,6 +11,7 @@ operator). The batch size is dynamic; T is fixed by the checkpoint. :func:`run_o
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -39,6 +40,52 @@ class Unrolled(nn.Module):
         return total / self.timesteps
 
 
+class FixedAdaptiveAvgPool(nn.Module):
+    """``AdaptiveAvgPool2d`` for one input size, as two averaging matrices (ONNX pools adaptively
+    only to sizes that divide the input: torchvision's VGG pools 1x1 maps of 32x32 images to 7x7)."""
+
+    def __init__(self, in_hw: tuple[int, int], out_hw: tuple[int, int]):
+        super().__init__()
+        self.register_buffer("rows", _bins(in_hw[0], out_hw[0]))
+        self.register_buffer("cols", _bins(in_hw[1], out_hw[1]).T.contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rows.to(x.dtype) @ x @ self.cols.to(x.dtype)
+
+
+def _bins(n: int, m: int) -> torch.Tensor:
+    """``[m, n]``: output bin i averages inputs floor(i*n/m) .. ceil((i+1)*n/m) - 1, as PyTorch's."""
+    w = torch.zeros(m, n)
+    for i in range(m):
+        a, b = (i * n) // m, -(-((i + 1) * n) // m)
+        w[i, a:b] = 1.0 / (b - a)
+    return w
+
+
+def fix_adaptive_pools(net: nn.Module, example: torch.Tensor) -> None:
+    """Replace, in ``net``, every ``AdaptiveAvgPool2d`` whose output size does not divide its
+    input size on ``example`` by :class:`FixedAdaptiveAvgPool` (the same values)."""
+    pools = {n: m for n, m in net.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)}
+    sizes: dict[str, tuple] = {}
+
+    def seen(name):
+        def hook(module, inputs, output) -> None:
+            sizes[name] = (tuple(inputs[0].shape[-2:]), tuple(output.shape[-2:]))
+        return hook
+
+    handles = [m.register_forward_hook(seen(n)) for n, m in pools.items()]
+    try:
+        with torch.no_grad():
+            net(example)
+    finally:
+        for h in handles:
+            h.remove()
+    for name, (hw_in, hw_out) in sizes.items():
+        if any(i % o for i, o in zip(hw_in, hw_out)):
+            parent, _, leaf = name.rpartition(".")
+            setattr(net.get_submodule(parent) if parent else net, leaf, FixedAdaptiveAvgPool(hw_in, hw_out))
+
+
 def require_onnx():
     try:
         import onnx  # noqa: F401
@@ -54,7 +101,8 @@ def export_onnx(gm: nn.Module, example: torch.Tensor, timesteps: int, path: str 
     for inputs shaped like ``example`` (batch dimension dynamic)."""
     require_onnx()
     frames = example.dim() == 5
-    net = (Unrolled(gm, timesteps, frames) if unrolled else gm).eval()
+    net = (Unrolled(gm, timesteps, frames) if unrolled else copy.deepcopy(gm)).eval()
+    fix_adaptive_pools(net, example)
     batch_axis = 1 if frames else 0
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ from sakd.neurons import NeuronSpec, neuron_spec
 from sakd.registry import Registry
 
 MODELS: Registry = Registry("model")
+# where a "SOURCE:NAME" model comes from (sakd.models.sources: torchvision, timm, python)
+MODEL_SOURCES: Registry = Registry("model source")
 
 
 def list_models() -> dict[str, str]:
@@ -40,8 +42,14 @@ def create_model(
     ``snn.load_state_dict(ann.state_dict())`` works strictly. ``options`` go to parametric models
     (``resnet_custom``: ``depths``, ``widths``, ``stem_width``, ...).
     """
-    builder = MODELS.get(name)
     neuron = neuron_spec(neuron)
+    if ":" in name:  # a network from a model source, twinned through its graph
+        model = _sourced(name, spiking=spiking, num_classes=num_classes, timesteps=timesteps, in_channels=in_channels,
+                         neuron=neuron, options=options)
+        model.spec = ModelSpec(name, bool(spiking), int(num_classes), int(timesteps), int(in_channels), stem, neuron,
+                               dict(options))
+        return model
+    builder = MODELS.get(name)
     try:
         model = builder(
             num_classes=int(num_classes),
@@ -58,6 +66,17 @@ def create_model(
     model.spec = ModelSpec(name, bool(spiking), int(num_classes), int(timesteps), int(in_channels), stem, neuron,
                            dict(options))
     return model
+
+
+def _sourced(name: str, *, spiking, num_classes, timesteps, in_channels, neuron, options) -> TwinModel:
+    from sakd.models.graph_twin import OPTIONS, graph_twin
+
+    source, _, rest = name.partition(":")
+    build = MODEL_SOURCES.get(source)
+    net = build(rest, num_classes=int(num_classes), in_channels=int(in_channels),
+                **{k: v for k, v in options.items() if k not in OPTIONS})
+    return graph_twin(net, source=name, spiking=bool(spiking), timesteps=int(timesteps), in_channels=int(in_channels),
+                      neuron=neuron, options={k: v for k, v in options.items() if k in OPTIONS})
 
 
 @dataclass(frozen=True)

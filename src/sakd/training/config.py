@@ -26,9 +26,10 @@ from sakd.neurons import NeuronSpec
 
 
 def _models() -> list[str]:
-    from sakd.models import list_models
+    """Registered models, and ``SOURCE:*`` for networks from a model source (torchvision:resnet18)."""
+    from sakd.models import MODEL_SOURCES, list_models
 
-    return list(list_models())
+    return [*list_models(), *(f"{s}:*" for s in MODEL_SOURCES.names())]
 
 
 def _datasets() -> list[str]:

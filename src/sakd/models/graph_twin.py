@@ -1,0 +1,349 @@
+"""ANN and SNN twins of any traceable network: torchvision's, timm's or a user's own CNN.
+
+:class:`GraphTwin` traces the network with ``torch.fx`` and keeps its module tree, so its state
+dict has the network's own parameter names and shapes (weights copy strictly both ways, and
+torchvision or timm weights initialise both twins). Its graph is rewritten once:
+
+* **activation sites.** Every call of a ReLU-family activation (``nn.ReLU``, ``nn.ReLU6``,
+  ``nn.LeakyReLU`` and ``F.relu``, ``relu6``, ``leaky_relu``, ``x.relu()``) becomes its own module:
+  the activation itself in the ANN twin (so its output equals the network's), the configured
+  neuron (:class:`~sakd.neurons.SpikeActivation`) in the SNN twin. A module called twice
+  (torchvision's ``BasicBlock.relu``) gets one site per call: the first keeps the module's name,
+  the next ones add ``_1``, ``_2``; a function call is a site named after its graph node. An
+  in-place activation's later readers read its output, as they did. Other activations (GELU,
+  SiLU, Sigmoid, softmax, attention) are refused with the node's name unless
+  ``model.options.activations`` maps their class or function name to ``spike`` or ``keep``.
+* **residual sums.** ``a + b`` of two tensors that feeds a site becomes a
+  :class:`~sakd.models.base.ResidualAdd` module, which ``run.memory=lean`` makes again in
+  backward instead of keeping.
+* **stem and body.** The nodes computed from the input before any site (the stem: conv + BN of a
+  ResNet) run once on ``[B, ...]`` images and are repeated over the timesteps where the body
+  first reads them (direct encoding, as sakd's own models do); event frames run one per timestep.
+  Everything else runs time-folded, ``[T*B, ...]``. Where the stem hands the body something other
+  than a tensor (a batch size read from the input), the whole network runs on the repeated input.
+
+Feature taps: a shape probe (``model.options.image_size``, default 32) finds the activation sites
+with 4-D outputs; ``stage`` taps are the last site before each spatial reduction and the last one
+(timm networks: the last site inside each module of their ``feature_info``), ``block`` taps the
+last site of each block (the first two parts of the module path: ``layer1.0``, ``features.3``).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import operator
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from sakd.errors import ConfigError
+from sakd.models.base import ResidualAdd, TapPoint, TwinModel
+from sakd.neurons import NeuronSpec, SpikeActivation
+
+ACTIONS = ("spike", "keep")
+# ReLU-family activations, as module classes, functions and tensor methods: a neuron in the SNN
+SPIKING = {"ReLU", "ReLU6", "LeakyReLU", "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_"}
+# other activations: refused unless mapped to spike or keep
+NEEDS_MAPPING = {
+    "GELU", "SiLU", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "ELU", "SELU", "CELU", "Mish", "Softplus",
+    "PReLU", "RReLU", "Hardtanh", "gelu", "silu", "hardswish", "hardsigmoid", "sigmoid", "tanh", "elu", "selu",
+    "mish", "softplus", "hardtanh", "sigmoid_", "tanh_",
+}
+# softmax attention: no spiking form at all (a spiking transformer attends without softmax); keep only
+ATTENTION = {"Softmax", "LogSoftmax", "MultiheadAttention", "softmax", "log_softmax", "scaled_dot_product_attention",
+             "multi_head_attention_forward"}
+OPTIONS = ("activations", "image_size")  # the twin's own options; the rest build the network
+
+
+def _key(node: fx.Node, root: nn.Module) -> str | None:
+    """What a node calls, as ``model.options.activations`` names it: a module's class name, a
+    function's or a tensor method's name."""
+    if node.op == "call_module":
+        return type(root.get_submodule(node.target)).__name__
+    if node.op == "call_function":
+        return getattr(node.target, "__name__", None)
+    if node.op == "call_method":
+        return node.target
+    return None
+
+
+def _ann_activation(node: fx.Node, root: nn.Module, key: str) -> nn.Module:
+    """The activation a site runs in the ANN twin: the network's own module, or the module form of
+    the function it called (never in place: readers of its input are rewired to its output)."""
+    if node.op == "call_module":
+        module = root.get_submodule(node.target)
+        if hasattr(module, "inplace"):
+            module.inplace = False
+        return module
+    args = [a for a in node.args[1:]]
+    kwargs = {k: v for k, v in node.kwargs.items() if k != "inplace"}
+    base = key.rstrip("_")
+    if base == "leaky_relu":
+        slope = kwargs.get("negative_slope", args[0] if args and not isinstance(args[0], bool) else 0.01)
+        return nn.LeakyReLU(slope)
+    return nn.ReLU6() if base == "relu6" else nn.ReLU()
+
+
+def _in_place(node: fx.Node, root: nn.Module, key: str) -> bool:
+    if node.op == "call_module":
+        return bool(getattr(root.get_submodule(node.target), "inplace", False))
+    return key.endswith("_") or bool(node.kwargs.get("inplace")) or (
+        node.op == "call_function" and len(node.args) > 1 and node.args[-1] is True)
+
+
+class GraphTwin(TwinModel):
+    """The ANN (``spiking=False``) or SNN twin of an ``nn.Module`` (see the module docstring).
+    ``source`` names the network in messages (``torchvision:resnet18``)."""
+
+    def __init__(self, net: nn.Module, *, source: str, spiking: bool, timesteps: int, neuron: NeuronSpec | None,
+                 in_channels: int = 3, activations: dict | None = None, image_size: int = 32):
+        super().__init__(spiking=spiking, timesteps=timesteps, neuron=neuron)
+        self.source = source
+        mapping = dict(activations or {})
+        bad = {k: v for k, v in mapping.items() if v not in ACTIONS}
+        if bad:
+            raise ConfigError(f"model.options.activations: {bad} — each activation maps to one of {', '.join(ACTIONS)}")
+        graph_module = self._trace(net)
+        graph, sites = self._rewrite(graph_module, mapping)
+        self._adopt(graph_module)
+        self._sites = sites  # site name -> its module path before renaming (its "home")
+        shapes = self._probe(graph, in_channels, image_size)  # on the ANN's activations
+        if self.spiking:
+            for name in sites:
+                parent, _, leaf = name.rpartition(".")
+                setattr(self.get_submodule(parent) if parent else self, leaf, SpikeActivation(self._timesteps, self.neuron))
+        stem, body = self._split(graph, shapes)
+        self._stem_code, self._body_code = self._code(stem), self._code(body)
+        self._shapes = {name: shapes[name] for name in sites if name in shapes}
+        self._feature_info = [f["module"] for f in getattr(net, "feature_info", []) if isinstance(f, dict) and "module" in f]
+
+    @property
+    def act(self):
+        """A network's own part named ``act`` (the zoo's activation factory is not used here)."""
+        try:
+            return self._modules["act"]
+        except KeyError:
+            raise AttributeError("act") from None
+
+    # -- construction ---------------------------------------------------------------------------
+    def _trace(self, net: nn.Module) -> fx.GraphModule:
+        params = list(inspect.signature(net.forward).parameters.values())
+        extra = {p.name: p.default for p in params[1:] if p.default is not inspect.Parameter.empty}
+        if len(params) - len(extra) != 1:
+            raise ConfigError(f"model {self.source}: its forward takes {len(params)} arguments without defaults; "
+                              "a twin needs one input (the images)")
+        try:  # a copy: the network handed in stays as it was
+            return fx.symbolic_trace(copy.deepcopy(net), concrete_args=extra or None)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"model {self.source} cannot be traced by torch.fx (data-dependent control flow?): "
+                              f"{first}") from None
+
+    def _rewrite(self, gm: fx.GraphModule, mapping: dict) -> tuple[fx.Graph, dict[str, str]]:
+        graph = gm.graph
+        taken = {name for name, _ in gm.named_modules()}
+        sites: dict[str, str] = {}
+        order = {n: i for i, n in enumerate(graph.nodes)}
+
+        def unique(name: str) -> str:
+            stem, k = name, 0
+            while name in taken:
+                k += 1
+                name = f"{stem}_{k}"
+            taken.add(name)
+            return name
+
+        def install(path: str, module: nn.Module) -> None:
+            parent, _, leaf = path.rpartition(".")
+            setattr(gm.get_submodule(parent) if parent else gm, leaf, module)
+
+        used_modules: set[str] = set()
+        for node in list(graph.nodes):
+            key = _key(node, gm)
+            if key is None:
+                continue
+            action = mapping.get(key, "spike" if key in SPIKING else None)
+            if key in ATTENTION and action != "keep":
+                where = node.target if node.op == "call_module" else node.name
+                raise ConfigError(
+                    f"model {self.source}: {where} ({key}) is softmax attention, which has no spiking form (a spiking "
+                    f"transformer such as spikformer attends without softmax); set model.options.activations="
+                    f"{{{key}: keep}} to leave it analog")
+            if action is None and key in NEEDS_MAPPING:
+                where = node.target if node.op == "call_module" else node.name
+                raise ConfigError(
+                    f"model {self.source}: {where} ({key}) has no spiking form; set model.options.activations="
+                    f"{{{key}: spike}} to put the neuron there, or {{{key}: keep}} to leave it analog")
+            if action != "spike":
+                continue
+            if _in_place(node, gm, key):  # later readers of the input read the output, as in place they did
+                source = node.args[0]
+                for user in list(source.users):
+                    if user is not node and order[user] > order[node]:
+                        user.replace_input_with(source, node)
+            module = _ann_activation(node, gm, key)
+            if node.op == "call_module" and node.target not in used_modules:
+                name, home = node.target, node.target
+                taken.add(name)
+            else:
+                home = node.target if node.op == "call_module" else node.name
+                name = unique(home)
+            used_modules.add(node.target if node.op == "call_module" else name)
+            install(name, module if name == node.target else copy.deepcopy(module))
+            with graph.inserting_before(node):
+                site = graph.call_module(name, (node.args[0],))
+            node.replace_all_uses_with(site)
+            graph.erase_node(node)
+            sites[name] = home
+            self._residual(gm, graph, site, name, unique)
+        graph.lint()
+        return graph, sites
+
+    @staticmethod
+    def _residual(gm, graph: fx.Graph, site: fx.Node, name: str, unique) -> None:
+        """A sum of two tensors feeding a site, as a :class:`ResidualAdd` module."""
+        add = site.args[0]
+        is_add = (add.op == "call_function" and add.target in (operator.add, torch.add)) or (
+            add.op == "call_method" and add.target == "add")
+        if not (is_add and len(add.args) == 2 and not add.kwargs and all(isinstance(a, fx.Node) for a in add.args)):
+            return
+        parent = name.rpartition(".")[0]
+        path = unique(f"{parent}.residual" if parent else "residual")
+        owner, _, leaf = path.rpartition(".")
+        setattr(gm.get_submodule(owner) if owner else gm, leaf, ResidualAdd())
+        with graph.inserting_before(add):
+            module_add = graph.call_module(path, add.args)
+        add.replace_all_uses_with(module_add)
+        graph.erase_node(add)
+
+    def _adopt(self, gm: fx.GraphModule) -> None:
+        """The network's top-level modules, parameters and buffers become the twin's own, under the
+        same names (the generated forward reads them from ``self``)."""
+        for name, value in [*gm._modules.items(), *gm._parameters.items(), *gm._buffers.items()]:
+            if hasattr(self, name):
+                raise ConfigError(f"model {self.source}: its part {name!r} clashes with an attribute of sakd's twin")
+        for name, module in gm._modules.items():
+            self.add_module(name, module)
+        for name, p in gm._parameters.items():
+            self.register_parameter(name, p)
+        for name, b in gm._buffers.items():
+            self.register_buffer(name, b, persistent=name not in gm._non_persistent_buffers_set)
+        for node in gm.graph.nodes:  # constants the tracer made (not in the state dict)
+            if node.op == "get_attr" and "." not in node.target and not hasattr(self, node.target):
+                value = getattr(gm, node.target)
+                if isinstance(value, torch.Tensor):
+                    self.register_buffer(node.target, value, persistent=False)
+                else:
+                    setattr(self, node.target, value)
+
+    def _probe(self, graph: fx.Graph, in_channels: int, image_size: int) -> dict[str, torch.Size | None]:
+        """Every node's output shape on two images (eval mode, no gradient), None where it is no tensor."""
+        probe = fx.GraphModule(self, graph)
+        device = next((p.device for p in self.parameters()), torch.device("cpu"))
+        modes = {m: m.training for m in self.modules()}
+        self.eval()
+        try:
+            with torch.no_grad():
+                ShapeProp(probe).propagate(torch.zeros(2, in_channels, image_size, image_size, device=device))
+        except Exception as exc:
+            raise ConfigError(f"model {self.source} does not run on {in_channels}x{image_size}x{image_size} images "
+                              f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
+                              "set model.options.image_size or data.options") from None
+        finally:
+            for m, mode in modes.items():
+                m.training = mode
+        out = {}
+        for node in graph.nodes:
+            meta = node.meta.get("tensor_meta")
+            out[node.name] = meta.shape if hasattr(meta, "shape") else None
+            if node.op == "call_module" and node.target in self._sites:
+                out[node.target] = out[node.name]
+        output = next(n for n in graph.nodes if n.op == "output")
+        if not isinstance(output.args[0], fx.Node) or out[output.args[0].name] is None:
+            raise ConfigError(f"model {self.source} returns {type(output.args[0]).__name__}, not one tensor of logits")
+        return out
+
+    def _split(self, graph: fx.Graph, shapes: dict) -> tuple[fx.Graph, fx.Graph]:
+        """The stem (what the input alone makes before any site) and the body, as two graphs."""
+        nodes = list(graph.nodes)
+        (x,) = [n for n in nodes if n.op == "placeholder"]
+        from_input, dynamic = {x}, set()
+        for n in nodes:
+            if n.op in ("placeholder", "output"):
+                continue
+            inputs = n.all_input_nodes
+            if any(a in from_input for a in inputs):
+                from_input.add(n)
+            if (n.op == "call_module" and n.target in self._sites) or any(a in dynamic for a in inputs):
+                dynamic.add(n)
+        static = from_input - dynamic
+        frontier = [n for n in nodes if n in static and any(u in dynamic or u.op == "output" for u in n.users)]
+        if any(shapes.get(n.name) is None for n in frontier):  # a size or a shape: all of it on T*B
+            static, frontier = {x}, [x]
+
+        def copy(into: fx.Graph, keep, env: dict) -> None:
+            for n in nodes:
+                if n in env or n.op in ("placeholder", "output") or not keep(n):
+                    continue
+                env[n] = into.node_copy(n, lambda a: env[a])
+
+        stem = fx.Graph()
+        env = {x: stem.placeholder("x")}
+        copy(stem, lambda n: n in static or n not in from_input, env)
+        stem.output(tuple(env[n] for n in frontier) if len(frontier) > 1 else env[frontier[0]])
+        body = fx.Graph()
+        env = {n: body.placeholder(f"h{i}") for i, n in enumerate(frontier)}
+        copy(body, lambda n: n not in static, env)
+        body.output(env[next(n for n in nodes if n.op == "output").args[0]])
+        return stem, body
+
+    def _code(self, graph: fx.Graph):
+        """The Python function fx writes for ``graph``, called with the twin as ``self``."""
+        gm = fx.GraphModule(self, graph)
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+        return type(gm).forward
+
+    # -- forward --------------------------------------------------------------------------------
+    def forward_stem(self, x: torch.Tensor):
+        return self._stem_code(self, x)
+
+    def forward_body(self, h) -> torch.Tensor:
+        return self._body_code(self, *h) if isinstance(h, tuple) else self._body_code(self, h)
+
+    # -- taps -----------------------------------------------------------------------------------
+    def tap_points(self, level: str = "stage") -> list[TapPoint]:
+        if level not in ("stage", "block"):
+            raise ValueError(f"unknown tap level {level!r}; choose 'stage' or 'block'")
+        maps = [n for n, s in self._shapes.items() if s is not None and len(s) == 4]
+        if not maps:
+            raise ConfigError(f"model {self.source} has no activation with feature maps [B, C, H, W] to tap")
+        if level == "block":
+            groups: dict[str, str] = {}
+            for n in maps:
+                groups[".".join(self._sites[n].split(".")[:2])] = n
+            chosen = list(groups.values())
+        elif self._feature_info:
+            chosen = []
+            for module in self._feature_info:
+                inside = [n for n in maps if self._sites[n] == module or self._sites[n].startswith(module + ".")]
+                if inside and inside[-1] not in chosen:
+                    chosen.append(inside[-1])
+        else:
+            area = [self._shapes[n][2] * self._shapes[n][3] for n in maps]
+            chosen = [n for i, n in enumerate(maps) if i == len(maps) - 1 or area[i + 1] < area[i]]
+        return [TapPoint(n, self.get_submodule(n), int(self._shapes[n][1])) for n in chosen]
+
+    def extra_repr(self) -> str:
+        return f"source={self.source}, spiking={self.spiking}, sites={len(self._sites)}"
+
+
+def graph_twin(net: nn.Module, *, source: str, spiking: bool, timesteps: int, in_channels: int,
+               neuron: NeuronSpec | None, options: dict) -> GraphTwin:
+    """A twin of ``net`` with the twin's own ``options`` (``activations``, ``image_size``)."""
+    return GraphTwin(net, source=source, spiking=spiking, timesteps=timesteps, neuron=neuron, in_channels=in_channels,
+                     activations=options.get("activations"), image_size=int(options.get("image_size", 32)))
+
+
