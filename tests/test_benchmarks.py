@@ -135,6 +135,27 @@ def test_claims_quick_runs_every_cell_and_judges_every_claim(tmp_path):
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs
 
 
+def test_any_network_quick_trains_ann_snn_and_sakd_of_a_network_from_elsewhere(tmp_path):
+    """The any-network study's smoke test, on MNIST-style files the test writes and a module of
+    the tests (random images: the numbers mean nothing; the recorded study's are in the docs)."""
+    import any_network
+    from conftest import fake_mnist
+
+    fake_mnist(tmp_path / "data", gz=True, n_train=60, n_test=30)
+    out = tmp_path / "any.json"
+    args = ["--quick", "--models", "python:test_graph_twins:user_net", "--root", str(tmp_path / "data"),
+            "--image-size", "8", "--train-subset", "50", "--test-subset", "30", "--batch", "25", "--val-fraction", "0.2",
+            "--set", "model.timesteps=2", "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    result = any_network.main(args)
+    assert sorted(result["cells"]) == [f"python_test_graph_twins_user_net/{m}/seed0" for m in ("ann", "sakd", "snn")]
+    row = result["rows"]["python:test_graph_twins:user_net"]
+    assert row["sakd_vs_snn"]["sign"] == 0  # one seed: never a verdict
+    assert "| python:test_graph_twins:user_net |" in out.with_suffix(".md").read_text()
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    any_network.main(args)  # resumed: nothing trains again
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs
+
+
 def test_claims_need_a_margin_and_a_trained_cell():
     """The rule on made-up seeds: a difference with every seed on one side and a mean beyond its
     standard error counts; 0.15 points inside the spread does not; a cell at chance gives no verdict."""

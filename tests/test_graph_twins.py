@@ -13,6 +13,7 @@ from sakd.distill import SAKDLoss
 from sakd.errors import ConfigError
 from sakd.models import FeatureExtractor, create_model
 from sakd.models.checkpoint import load_weights
+from sakd.models.graph_twin import Call, GraphTwin
 from sakd.neurons import SpikeActivation
 from test_memory import sakd_step
 
@@ -98,10 +99,12 @@ def test_the_ann_twin_is_the_network_and_the_snn_twin_has_its_state_dict(twins):
         assert torch.equal(ann.eval()(x), net(x))
         out = snn.eval()(x)
     assert out.shape == (3, 10) and torch.isfinite(out).all()
-    sites = [m for m in snn.modules() if isinstance(m, SpikeActivation)]
-    relus = [m for m in ann.modules() if isinstance(m, (nn.ReLU, nn.ReLU6, nn.LeakyReLU))]
-    assert len(sites) == len(relus) > 0 and not any(isinstance(m, (nn.ReLU, nn.ReLU6)) for m in snn.modules())
-    assert len({id(m) for m in relus}) == len(relus)  # one module per call: torchvision's reused ReLU is split
+    spiking = {n for n, m in snn.named_modules() if isinstance(m, SpikeActivation)}
+    sites = {n: m for n, m in ann.named_modules() if n in spiking}  # the same places in the ANN
+    assert spiking and len(sites) == len(spiking)
+    assert all(isinstance(m, (nn.ReLU, nn.ReLU6, nn.LeakyReLU, Call)) for m in sites.values())
+    assert len({id(m) for m in sites.values()}) == len(sites)  # one module per call: torchvision's reused ReLU is split
+    assert not any(isinstance(m, (nn.ReLU, nn.ReLU6, nn.LeakyReLU, Call)) for m in snn.modules())
     assert not any(isinstance(m, SpikeActivation) for m in net.modules())  # the network handed in is not changed
     assert len(ann.tap_points("stage")) >= 2 and len(ann.tap_points("block")) >= len(ann.tap_points("stage")) - 1
 
@@ -202,8 +205,6 @@ class Softmaxed(Gelu):
 
 
 def test_what_cannot_be_twinned_is_one_line_naming_the_node_and_the_option():
-    from sakd.models.graph_twin import GraphTwin
-
     kw = dict(source="python:mine", spiking=True, timesteps=2, neuron=None)
     with pytest.raises(ConfigError, match=r"act \(GELU\) has no spiking form; set model.options.activations=\{GELU: spike\}"):
         GraphTwin(Gelu(), **kw)
@@ -230,8 +231,6 @@ def test_an_in_place_activation_is_read_as_in_place_by_later_readers():
             h = self.conv(x)
             F.relu(h, inplace=True)  # h itself is now the ReLU's output
             return self.fc(h.mean((2, 3)))
-
-    from sakd.models.graph_twin import GraphTwin
 
     net = ReadsAgain()
     ann = GraphTwin(net, source="python:mine", spiking=False, timesteps=1, neuron=None)
@@ -274,3 +273,91 @@ def test_adaptive_pooling_onnx_cannot_write_is_written_as_matrices(sizes):
     (hw_in, hw_out) = sizes
     x = torch.randn(2, 3, *hw_in, dtype=torch.float64)
     assert torch.allclose(FixedAdaptiveAvgPool(hw_in, hw_out).double()(x), nn.AdaptiveAvgPool2d(hw_out)(x), atol=1e-12)
+
+
+class Awkward(nn.Module):
+    """What the tracer makes hard: an in-place module called twice whose input is read again, a
+    mapped function, two in-place sites on one tensor, an activation of a parameter, a tensor
+    constant, a skip from the input, functional ReLUs inside blocks, a parameter named like a part."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.blocks = nn.Sequential(Block(), Block())
+        self.gate = nn.Parameter(torch.randn(4, 1, 1))
+        self.const = torch.randn(4, 1, 1)  # a plain tensor attribute: no state
+        self.fc = nn.Linear(4, num_classes)
+
+    def forward(self, x):
+        z = self.conv(x)
+        b = self.act(z)
+        h = self.act(z + b) + F.gelu(z)  # z was changed in place by the first call
+        h = torch.relu(h)
+        h.relu_()
+        h = self.blocks(h * F.relu(self.gate) + self.const) + F.avg_pool2d(x, 1).mean(1, keepdim=True)
+        return self.fc(h.mean((2, 3)))
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.residual = nn.Parameter(torch.zeros(()))  # a parameter where the twin would put a ResidualAdd
+
+    def forward(self, x):
+        return F.relu(self.conv(x) + x + self.residual)
+
+
+def test_what_the_tracer_makes_hard_still_gives_the_network_and_its_twin():
+    torch.manual_seed(0)
+    net = Awkward().eval()
+    kw = dict(source="python:awkward", timesteps=2, neuron=None, num_classes=10, activations={"gelu": "spike"})
+    ann, snn = GraphTwin(net, spiking=False, **kw).eval(), GraphTwin(net, spiking=True, **kw).eval()
+    assert list(ann.state_dict()) == list(snn.state_dict()) == list(net.state_dict())  # no constant added
+    load_weights(snn, net.state_dict(), "the network")
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(ann(x), net(x))
+        # the stem hands the body two tensors (the conv's output and the input's skip); the
+        # image encoded directly gives what the same image as two frames gives
+        assert torch.allclose(snn(x), snn(torch.stack([x, x])), atol=1e-6)
+    sites = {n for n, m in snn.named_modules() if isinstance(m, SpikeActivation)}
+    assert {"act", "act_1", "gelu", "relu", "relu_1", "blocks.0.relu", "blocks.1.relu"} == sites  # F.relu(gate) stays
+    assert [p.name for p in snn.tap_points("block")][-2:] == ["blocks.0.relu", "blocks.1.relu"]
+
+
+class Dropped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.fc(F.dropout(F.relu(self.conv(x)), 0.5, training=self.training).mean((2, 3)))
+
+
+class Noise(nn.Module):
+    """Reads its mode, as timm's DropPath does: kept whole by the tracer."""
+
+    def forward(self, x):
+        return x + torch.randn_like(x) if self.training else x
+
+
+class Noisy(Dropped):
+    def __init__(self):
+        super().__init__()
+        self.noise = Noise()
+
+    def forward(self, x):
+        return self.fc(self.noise(F.relu(self.conv(x))).mean((2, 3)))
+
+
+def test_a_network_that_reads_its_training_mode_keeps_it_or_is_refused():
+    with pytest.raises(ConfigError, match="reads self.training outside a module.*nn.Dropout"):
+        GraphTwin(Dropped(), source="python:dropped", spiking=True, timesteps=2, neuron=None)
+    twin = GraphTwin(Noisy(), source="python:noisy", spiking=False, timesteps=1, neuron=None)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(twin.eval()(x), twin(x))  # evaluation: no noise
+        assert not torch.equal(twin.train()(x), twin(x))  # training: its noise

@@ -121,8 +121,8 @@ class TwinModel(nn.Module):
         elif x.dim() == 4:  # static images, direct encoding
             frames = self._timesteps
             h = self.forward_stem(x)
-            if frames > 1:
-                h = self.encode(h, frames)
+            if frames > 1:  # a stem may hand the body several tensors (GraphTwin)
+                h = tuple(self.encode(t, frames) for t in h) if isinstance(h, tuple) else self.encode(h, frames)
         else:
             raise ValueError(
                 f"expected images [B, C, H, W] or frames [T, B, C, H, W], got shape {tuple(x.shape)}"

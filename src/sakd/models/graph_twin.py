@@ -37,6 +37,7 @@ import operator
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
+from torch.nn import functional as F
 
 from sakd.errors import ConfigError
 from sakd.models.base import ResidualAdd, TapPoint, TwinModel
@@ -69,21 +70,50 @@ def _key(node: fx.Node, root: nn.Module) -> str | None:
     return None
 
 
+class Call(nn.Module):
+    """A function or tensor method an activation site called, as a module: the ANN twin computes
+    exactly what the network did (out of place: readers of its input are rewired to its output)."""
+
+    def __init__(self, op: str, target, args: tuple, kwargs: dict):
+        super().__init__()
+        self.op, self.target, self.args, self.kwargs = op, target, args, kwargs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.op == "call_method":
+            return getattr(x, self.target)(*self.args, **self.kwargs)
+        return self.target(x, *self.args, **self.kwargs)
+
+    def extra_repr(self) -> str:
+        return getattr(self.target, "__name__", str(self.target))
+
+
 def _ann_activation(node: fx.Node, root: nn.Module, key: str) -> nn.Module:
-    """The activation a site runs in the ANN twin: the network's own module, or the module form of
-    the function it called (never in place: readers of its input are rewired to its output)."""
+    """The activation a site runs in the ANN twin: the network's own module (made out of place),
+    or the function or method it called, out of place."""
     if node.op == "call_module":
         module = root.get_submodule(node.target)
         if hasattr(module, "inplace"):
             module.inplace = False
         return module
-    args = [a for a in node.args[1:]]
+    target, args = node.target, tuple(node.args[1:])
     kwargs = {k: v for k, v in node.kwargs.items() if k != "inplace"}
-    base = key.rstrip("_")
-    if base == "leaky_relu":
-        slope = kwargs.get("negative_slope", args[0] if args and not isinstance(args[0], bool) else 0.01)
-        return nn.LeakyReLU(slope)
-    return nn.ReLU6() if base == "relu6" else nn.ReLU()
+    if key.endswith("_"):  # relu_ -> relu
+        target = key[:-1] if node.op == "call_method" else (getattr(F, key[:-1], None) or getattr(torch, key[:-1]))
+    elif node.op == "call_function":  # F.relu(x, True): the inplace flag given by position
+        params = _parameters(target)
+        if "inplace" in params and 0 <= params.index("inplace") - 1 < len(args):
+            i = params.index("inplace") - 1
+            args = args[:i] + args[i + 1:]
+    if any(isinstance(a, fx.Node) for a in [*args, *kwargs.values()]):
+        raise ConfigError(f"{node.name}: an activation whose arguments are tensors of the graph cannot be a site")
+    return Call(node.op, target, args, kwargs)
+
+
+def _parameters(fn) -> list[str]:
+    try:
+        return list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return []
 
 
 def _in_place(node: fx.Node, root: nn.Module, key: str) -> bool:
@@ -93,12 +123,38 @@ def _in_place(node: fx.Node, root: nn.Module, key: str) -> bool:
         node.op == "call_function" and len(node.args) > 1 and node.args[-1] is True)
 
 
+def _home(node: fx.Node, key: str) -> str:
+    """Where a site belongs: its module's path, or (a function call) the path of the module whose
+    forward called it, and the function's name (``layer1.0.relu``)."""
+    if node.op == "call_module":
+        return node.target
+    stack = node.meta.get("nn_module_stack") or {}
+    owner = next(reversed(stack.values()))[0] if stack else ""
+    name = key.rstrip("_")
+    return f"{owner}.{name}" if owner else name
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, keeping whole the small modules whose forward reads ``self.training`` and
+    that hold no activation (timm's DropPath): they keep their train/eval behaviour."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if super().is_leaf_module(m, qualname):
+            return True
+        reads_mode = "training" in getattr(type(m).forward, "__code__", _EMPTY).co_names
+        return reads_mode and not any(type(c).__name__ in SPIKING | NEEDS_MAPPING | ATTENTION for c in m.modules())
+
+
+_EMPTY = (lambda: None).__code__
+
+
 class GraphTwin(TwinModel):
     """The ANN (``spiking=False``) or SNN twin of an ``nn.Module`` (see the module docstring).
     ``source`` names the network in messages (``torchvision:resnet18``)."""
 
     def __init__(self, net: nn.Module, *, source: str, spiking: bool, timesteps: int, neuron: NeuronSpec | None,
-                 in_channels: int = 3, activations: dict | None = None, image_size: int = 32):
+                 in_channels: int = 3, num_classes: int | None = None, activations: dict | None = None,
+                 image_size: int = 32):
         super().__init__(spiking=spiking, timesteps=timesteps, neuron=neuron)
         self.source = source
         mapping = dict(activations or {})
@@ -106,10 +162,11 @@ class GraphTwin(TwinModel):
         if bad:
             raise ConfigError(f"model.options.activations: {bad} — each activation maps to one of {', '.join(ACTIONS)}")
         graph_module = self._trace(net)
+        names = set(net.state_dict())
         graph, sites = self._rewrite(graph_module, mapping)
-        self._adopt(graph_module)
+        self._adopt(graph_module, names)
         self._sites = sites  # site name -> its module path before renaming (its "home")
-        shapes = self._probe(graph, in_channels, image_size)  # on the ANN's activations
+        shapes = self._probe(graph, in_channels, image_size, num_classes)  # on the ANN's activations
         if self.spiking:
             for name in sites:
                 parent, _, leaf = name.rpartition(".")
@@ -134,61 +191,82 @@ class GraphTwin(TwinModel):
         if len(params) - len(extra) != 1:
             raise ConfigError(f"model {self.source}: its forward takes {len(params)} arguments without defaults; "
                               "a twin needs one input (the images)")
-        try:  # a copy: the network handed in stays as it was
-            return fx.symbolic_trace(copy.deepcopy(net), concrete_args=extra or None)
+        net = copy.deepcopy(net)  # the network handed in stays as it was
+        traced = {}
+        try:
+            for training in (False, True):  # a graph that is the same in both modes, or none
+                root = net.train(training)
+                traced[training] = fx.GraphModule(root, _Tracer().trace(root, concrete_args=extra or None))
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"model {self.source} cannot be traced by torch.fx (data-dependent control flow?): "
                               f"{first}") from None
+        if traced[False].code != traced[True].code:
+            raise ConfigError(f"model {self.source}: its forward reads self.training outside a module torch.fx keeps "
+                              "whole (functional dropout?), so one graph cannot train and evaluate it; use nn.Dropout "
+                              "modules, or set its drop rates to 0 in model.options")
+        return traced[True]
 
     def _rewrite(self, gm: fx.GraphModule, mapping: dict) -> tuple[fx.Graph, dict[str, str]]:
         graph = gm.graph
-        taken = {name for name, _ in gm.named_modules()}
         sites: dict[str, str] = {}
-        order = {n: i for i, n in enumerate(graph.nodes)}
+        (x,) = [n for n in graph.nodes if n.op == "placeholder"]
+        from_input = {x}  # only what the input makes runs time-folded: an activation of a parameter stays
+        for n in graph.nodes:
+            if any(a in from_input for a in n.all_input_nodes):
+                from_input.add(n)
+        keys = {n: _key(n, gm) for n in graph.nodes}
+        in_place = {n: _in_place(n, gm, k) for n, k in keys.items() if k is not None}  # before anything changes
+
+        def free(path: str) -> bool:
+            owner, _, leaf = path.rpartition(".")
+            return not hasattr(gm.get_submodule(owner) if owner else gm, leaf)
 
         def unique(name: str) -> str:
             stem, k = name, 0
-            while name in taken:
+            while not free(name):
                 k += 1
                 name = f"{stem}_{k}"
-            taken.add(name)
             return name
 
         def install(path: str, module: nn.Module) -> None:
-            parent, _, leaf = path.rpartition(".")
-            setattr(gm.get_submodule(parent) if parent else gm, leaf, module)
+            owner, _, leaf = path.rpartition(".")
+            setattr(gm.get_submodule(owner) if owner else gm, leaf, module)
 
         used_modules: set[str] = set()
         for node in list(graph.nodes):
-            key = _key(node, gm)
-            if key is None:
+            key = keys.get(node)
+            if key is None or node not in from_input:
                 continue
+            where = node.target if node.op == "call_module" else node.name
             action = mapping.get(key, "spike" if key in SPIKING else None)
             if key in ATTENTION and action != "keep":
-                where = node.target if node.op == "call_module" else node.name
                 raise ConfigError(
                     f"model {self.source}: {where} ({key}) is softmax attention, which has no spiking form (a spiking "
                     f"transformer such as spikformer attends without softmax); set model.options.activations="
                     f"{{{key}: keep}} to leave it analog")
             if action is None and key in NEEDS_MAPPING:
-                where = node.target if node.op == "call_module" else node.name
                 raise ConfigError(
                     f"model {self.source}: {where} ({key}) has no spiking form; set model.options.activations="
                     f"{{{key}: spike}} to put the neuron there, or {{{key}: keep}} to leave it analog")
             if action != "spike":
                 continue
-            if _in_place(node, gm, key):  # later readers of the input read the output, as in place they did
-                source = node.args[0]
+            if node.op == "call_module" and any(True for _ in gm.get_submodule(node.target).parameters()):
+                raise ConfigError(f"model {self.source}: {where} ({key}) has parameters, which a neuron would drop; "
+                                  f"set model.options.activations={{{key}: keep}}")
+            if in_place[node]:  # later readers of the input read the output, as in place they did
+                source, later, n = node.args[0], set(), node.next
+                while n.op != "root":
+                    later.add(n)
+                    n = n.next
                 for user in list(source.users):
-                    if user is not node and order[user] > order[node]:
+                    if user in later:
                         user.replace_input_with(source, node)
             module = _ann_activation(node, gm, key)
+            home = _home(node, key)
             if node.op == "call_module" and node.target not in used_modules:
-                name, home = node.target, node.target
-                taken.add(name)
+                name = node.target  # the first call keeps the module's own name
             else:
-                home = node.target if node.op == "call_module" else node.name
                 name = unique(home)
             used_modules.add(node.target if node.op == "call_module" else name)
             install(name, module if name == node.target else copy.deepcopy(module))
@@ -196,32 +274,34 @@ class GraphTwin(TwinModel):
                 site = graph.call_module(name, (node.args[0],))
             node.replace_all_uses_with(site)
             graph.erase_node(node)
+            from_input.add(site)
             sites[name] = home
-            self._residual(gm, graph, site, name, unique)
+            self._residual(gm, graph, site, unique, install)
         graph.lint()
         return graph, sites
 
     @staticmethod
-    def _residual(gm, graph: fx.Graph, site: fx.Node, name: str, unique) -> None:
+    def _residual(gm, graph: fx.Graph, site: fx.Node, unique, install) -> None:
         """A sum of two tensors feeding a site, as a :class:`ResidualAdd` module."""
         add = site.args[0]
         is_add = (add.op == "call_function" and add.target in (operator.add, torch.add)) or (
             add.op == "call_method" and add.target == "add")
         if not (is_add and len(add.args) == 2 and not add.kwargs and all(isinstance(a, fx.Node) for a in add.args)):
             return
-        parent = name.rpartition(".")[0]
+        parent = site.target.rpartition(".")[0]
         path = unique(f"{parent}.residual" if parent else "residual")
-        owner, _, leaf = path.rpartition(".")
-        setattr(gm.get_submodule(owner) if owner else gm, leaf, ResidualAdd())
+        install(path, ResidualAdd())
         with graph.inserting_before(add):
             module_add = graph.call_module(path, add.args)
         add.replace_all_uses_with(module_add)
         graph.erase_node(add)
 
-    def _adopt(self, gm: fx.GraphModule) -> None:
+    def _adopt(self, gm: fx.GraphModule, names: set[str]) -> None:
         """The network's top-level modules, parameters and buffers become the twin's own, under the
-        same names (the generated forward reads them from ``self``)."""
-        for name, value in [*gm._modules.items(), *gm._parameters.items(), *gm._buffers.items()]:
+        same names (the generated forward reads them from ``self``); ``names`` are the network's
+        state-dict keys: a tensor the tracer made a buffer (a plain tensor attribute, a literal)
+        stays out of the state dict."""
+        for name in [*gm._modules, *gm._parameters, *gm._buffers]:
             if hasattr(self, name):
                 raise ConfigError(f"model {self.source}: its part {name!r} clashes with an attribute of sakd's twin")
         for name, module in gm._modules.items():
@@ -229,16 +309,14 @@ class GraphTwin(TwinModel):
         for name, p in gm._parameters.items():
             self.register_parameter(name, p)
         for name, b in gm._buffers.items():
-            self.register_buffer(name, b, persistent=name not in gm._non_persistent_buffers_set)
-        for node in gm.graph.nodes:  # constants the tracer made (not in the state dict)
-            if node.op == "get_attr" and "." not in node.target and not hasattr(self, node.target):
-                value = getattr(gm, node.target)
-                if isinstance(value, torch.Tensor):
-                    self.register_buffer(node.target, value, persistent=False)
-                else:
-                    setattr(self, node.target, value)
+            self.register_buffer(name, b, persistent=name in names)
+        for path, module in self.named_modules():
+            for name in module._buffers:
+                if f"{path}.{name}".lstrip(".") not in names:
+                    module._non_persistent_buffers_set.add(name)
 
-    def _probe(self, graph: fx.Graph, in_channels: int, image_size: int) -> dict[str, torch.Size | None]:
+    def _probe(self, graph: fx.Graph, in_channels: int, image_size: int,
+               num_classes: int | None) -> dict[str, torch.Size | None]:
         """Every node's output shape on two images (eval mode, no gradient), None where it is no tensor."""
         probe = fx.GraphModule(self, graph)
         device = next((p.device for p in self.parameters()), torch.device("cpu"))
@@ -261,8 +339,12 @@ class GraphTwin(TwinModel):
             if node.op == "call_module" and node.target in self._sites:
                 out[node.target] = out[node.name]
         output = next(n for n in graph.nodes if n.op == "output")
-        if not isinstance(output.args[0], fx.Node) or out[output.args[0].name] is None:
-            raise ConfigError(f"model {self.source} returns {type(output.args[0]).__name__}, not one tensor of logits")
+        logits = out[output.args[0].name] if isinstance(output.args[0], fx.Node) else None
+        if logits is None or len(logits) != 2:
+            raise ConfigError(f"model {self.source} does not return one tensor of logits [B, K] (a tuple, a dict, "
+                              "auxiliary heads?); build it without them through model.options")
+        if num_classes is not None and logits[1] != num_classes:
+            raise ConfigError(f"model {self.source} gives {logits[1]} logits, the data set has {num_classes} classes")
         return out
 
     def _split(self, graph: fx.Graph, shapes: dict) -> tuple[fx.Graph, fx.Graph]:
@@ -340,10 +422,11 @@ class GraphTwin(TwinModel):
         return f"source={self.source}, spiking={self.spiking}, sites={len(self._sites)}"
 
 
-def graph_twin(net: nn.Module, *, source: str, spiking: bool, timesteps: int, in_channels: int,
+def graph_twin(net: nn.Module, *, source: str, spiking: bool, timesteps: int, in_channels: int, num_classes: int,
                neuron: NeuronSpec | None, options: dict) -> GraphTwin:
     """A twin of ``net`` with the twin's own ``options`` (``activations``, ``image_size``)."""
     return GraphTwin(net, source=source, spiking=spiking, timesteps=timesteps, neuron=neuron, in_channels=in_channels,
+                     num_classes=num_classes,
                      activations=options.get("activations"), image_size=int(options.get("image_size", 32)))
 
 

@@ -76,7 +76,7 @@ def _sourced(name: str, *, spiking, num_classes, timesteps, in_channels, neuron,
     net = build(rest, num_classes=int(num_classes), in_channels=int(in_channels),
                 **{k: v for k, v in options.items() if k not in OPTIONS})
     return graph_twin(net, source=name, spiking=bool(spiking), timesteps=int(timesteps), in_channels=int(in_channels),
-                      neuron=neuron, options={k: v for k, v in options.items() if k in OPTIONS})
+                      num_classes=int(num_classes), neuron=neuron, options={k: v for k, v in options.items() if k in OPTIONS})
 
 
 @dataclass(frozen=True)

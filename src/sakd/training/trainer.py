@@ -134,7 +134,8 @@ class Trainer:
 
     def _new_run_dir(self) -> Path:
         cfg = self.cfg
-        return runs.new_run_folder(cfg.run.output_dir, cfg.run.name or f"{cfg.data.name}-{cfg.model.name}-{cfg.mode}")
+        name = cfg.run.name or f"{cfg.data.name}-{cfg.model.name}-{cfg.mode}".replace(":", "_")  # torchvision:resnet18
+        return runs.new_run_folder(cfg.run.output_dir, name)
 
     # -- state ----------------------------------------------------------------------------------
     def state(self, partial: dict | None = None) -> dict:
