@@ -19,7 +19,7 @@ the same way, so an ANN teacher and an SNN student read the same ``[T, B, C, H, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -48,6 +48,14 @@ class ResidualAdd(nn.Module):
 
     def forward(self, branch: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
         return branch + shortcut
+
+
+class MatMul(nn.Module):
+    """``a @ b`` as a module, so that hooks see it: ``sakd analyze`` counts a spiking model's
+    products of activations (a spiking transformer's attention) as it counts its layers."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a @ b
 
 
 class RepeatOverTime(nn.Module):
@@ -81,10 +89,11 @@ class TwinModel(nn.Module):
         self.encode = RepeatOverTime()
 
     # -- construction helpers -------------------------------------------------------------
-    def act(self) -> nn.Module:
-        """A fresh activation: ReLU for the ANN, the configured spiking neuron for the SNN."""
+    def act(self, **overrides) -> nn.Module:
+        """A fresh activation: ReLU for the ANN, the configured spiking neuron for the SNN
+        (``overrides``: settings of this one neuron, e.g. ``threshold=0.5``)."""
         if self.spiking:
-            return SpikeActivation(self._timesteps, self.neuron)
+            return SpikeActivation(self._timesteps, replace(self.neuron, **overrides) if overrides else self.neuron)
         return nn.ReLU(inplace=False)
 
     # -- time ---------------------------------------------------------------------------------

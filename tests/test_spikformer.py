@@ -1,0 +1,107 @@
+"""Spikformer and its ANN twin: the paper's sizes, the attention by hand, the twins' state dict,
+a SAKD step with lean memory, ONNX export and the attention's operations counted."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from sakd.distill import SAKDLoss
+from sakd.models import FeatureExtractor, create_model
+from sakd.models.base import MatMul
+from sakd.neurons import SpikeActivation
+from test_memory import sakd_step
+
+TINY = dict(depth=2, dim=32, heads=4)
+
+
+@pytest.mark.parametrize("name, stem, classes, paper", [
+    ("spikformer_4_384", "cifar", 10, 9.32),  # the paper's parameter counts (M)
+    ("spikformer_8_384", "imagenet", 1000, 16.81),
+    ("spikformer_8_512", "imagenet", 1000, 29.68),
+    ("spikformer_8_768", "imagenet", 1000, 66.34),
+])
+def test_the_sizes_have_the_papers_parameter_counts(name, stem, classes, paper):
+    with torch.device("meta"):
+        model = create_model(name, spiking=True, num_classes=classes, stem=stem)
+    assert abs(sum(p.numel() for p in model.parameters()) / 1e6 - paper) < 0.01
+
+
+def test_spiking_self_attention_by_hand():
+    """SN_0.5(Q K^T V * 0.125) per head, written out with loops over heads, then the projection."""
+    torch.manual_seed(0)
+    snn = create_model("spikformer", spiking=True, num_classes=10, timesteps=1, **TINY).eval()
+    ssa = snn.blocks[0].attn
+    x = (torch.rand(2, 32, 2, 2) < 0.5).float()  # spikes on a 2x2 grid: 4 tokens
+    q, k, v = ssa.q(x), ssa.k(x), ssa.v(x)  # SN(BN(Linear)) each: spikes
+    assert ((q == 0) | (q == 1)).all()
+    expected = torch.zeros(2, 32, 4)
+    for b in range(2):
+        for head in range(4):
+            c = slice(8 * head, 8 * head + 8)
+            qh, kh, vh = (t[b, c].flatten(1).T for t in (q, k, v))  # [tokens, 8]
+            expected[b, c] = ((qh @ kh.T @ vh) * 0.125).T  # no softmax
+    spikes = (expected >= 0.5).float().unflatten(2, (2, 2))  # one LIF step from rest: H = X, fires at 0.5
+    with torch.no_grad():
+        assert torch.equal(ssa(x), ssa.proj(spikes))
+    assert ssa.attn_act.neuron.threshold == 0.5 and snn.blocks[0].mlp.fc1[2].neuron.threshold == 1.0
+
+
+def test_the_twins_share_one_state_dict_and_a_sakd_step_keeps_leans_promise():
+    torch.manual_seed(0)
+    ann = create_model("spikformer", spiking=False, num_classes=10, **TINY)
+    snn = create_model("spikformer", spiking=True, num_classes=10, timesteps=2, **TINY)
+    snn.load_state_dict(ann.state_dict())
+    assert [k for k in ann.state_dict()] == [k for k in snn.state_dict()]
+    assert not any(isinstance(m, nn.ReLU) for m in snn.modules())
+    assert sum(isinstance(m, nn.ReLU) for m in ann.modules()) == sum(isinstance(m, SpikeActivation) for m in snn.modules())
+    channels = [p.channels for p in snn.tap_points("stage")]  # the patch splitting's output and the last block
+    objective = SAKDLoss(channels, channels, alpha=1, beta=10, gamma=1, tau=4)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    state = copy.deepcopy(snn.state_dict())
+    fast, fast_bytes = sakd_step(snn, ann.eval(), objective, x, y, "fast", "bits")
+    snn.load_state_dict(state)
+    lean, lean_bytes = sakd_step(snn, ann.eval(), objective, x, y, "lean", "bits")
+    assert all(torch.equal(a, b) for a, b in zip(fast, lean, strict=True)) and lean_bytes < fast_bytes
+    assert all(g.abs().sum() > 0 for g in fast[:3])
+    fx = FeatureExtractor(snn, level="block")
+    with torch.no_grad():
+        logits, feats = fx(x)
+    fx.remove()
+    assert logits.shape == (4, 10) and [f.shape for f in feats] == [(2, 4, 32, 8, 8)] * 2  # [T, B, D, H, W] token maps
+
+
+def test_onnx_gives_the_pytorch_logits_and_analyze_counts_the_attention(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from sakd.analysis.energy import OpCounter
+    from sakd.export.export import export_onnx_file
+
+    torch.manual_seed(0)
+    snn = create_model("spikformer", spiking=True, num_classes=10, timesteps=2, **TINY).eval()
+    summary = export_onnx_file(snn, torch.randn(1, 3, 32, 32), 2, tmp_path / "s.onnx")
+    assert summary["onnxruntime_max_abs_diff"] < 1e-4 and summary["same_prediction"]
+    with torch.no_grad(), OpCounter(snn) as counter:
+        snn.train()(torch.randn(2, 3, 32, 32))  # batch statistics: fresh weights make spikes
+    qk, av = counter.layers["blocks.0.attn.qk"], counter.layers["blocks.0.attn.av"]
+    assert qk.kind == av.kind == "matmul" and qk.binary and av.binary  # spikes on one side at least: accumulates
+    assert qk.dense_macs == 2 * 2 * 4 * 64 * 8 * 64  # T*B x heads x (N x d x N)
+    assert 0 < qk.ops < qk.dense_macs
+
+
+def test_a_matmuls_operations_are_its_products_of_two_nonzero_elements():
+    from sakd.analysis.energy import OpCounter
+
+    torch.manual_seed(0)
+    holder = nn.Module()
+    holder.mm = MatMul()
+    a = (torch.rand(3, 5, 7) < 0.3).float()
+    b = torch.randn(3, 7, 4) * (torch.rand(3, 7, 4) < 0.6)
+    with OpCounter(holder) as counter:
+        holder.mm(a, b)
+    rec = counter.layers["mm"]
+    assert rec.ops == int(((a != 0)[..., :, :, None] & (b != 0)[..., None, :, :]).sum())  # every (i, k, j) by brute force
+    assert rec.dense_macs == 3 * 5 * 7 * 4 and rec.binary
+    with OpCounter(holder) as counter:
+        holder.mm(b.transpose(1, 2), b)  # neither operand binary: MACs
+    assert not counter.layers["mm"].binary
