@@ -147,9 +147,9 @@ def test_any_network_quick_trains_ann_snn_and_sakd_of_a_network_from_elsewhere(t
             "--image-size", "8", "--train-subset", "50", "--test-subset", "30", "--batch", "25", "--val-fraction", "0.2",
             "--set", "model.timesteps=2", "--runs", str(tmp_path / "runs"), "--out", str(out)]
     result = any_network.main(args)
-    assert sorted(result["cells"]) == [f"python_test_graph_twins_user_net/{m}/seed0" for m in ("ann", "sakd", "snn")]
+    assert sorted(result["cells"]) == [f"python_test_graph_twins_user_net/{m}/seed0" for m in ("ann", "sakd", "sakd_ce", "snn")]
     row = result["rows"]["python:test_graph_twins:user_net"]
-    assert row["sakd_vs_snn"]["sign"] == 0  # one seed: never a verdict
+    assert row["sakd_vs_snn"]["sign"] == row["sakd_ce_vs_snn"]["sign"] == 0  # one seed: never a verdict
     assert "| python:test_graph_twins:user_net |" in out.with_suffix(".md").read_text()
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     any_network.main(args)  # resumed: nothing trains again

@@ -136,9 +136,12 @@ class Spikformer(TwinModel):
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, self.act, lambda: self.act(threshold=attention_threshold),
                                           qkv_bias=stem == "cifar") for _ in range(depth))
         self.head = nn.Linear(dim, num_classes)
+        # the authors' init: truncated normal (0.02) and zero bias for their nn.Linear layers: the
+        # head, and on CIFAR the token-wise layers too (on ImageNet these are Conv1d/Conv2d layers,
+        # which keep PyTorch's default init there as here)
         for name, m in self.named_modules():
-            if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) or isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)  # the authors' init of their linear layers
+            if isinstance(m, nn.Linear) or (stem == "cifar" and isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
