@@ -83,8 +83,10 @@ def twins(request):
     name = request.param
     torch.manual_seed(0)
     net = randomised(NETWORKS[name](10)).eval()
-    ann = create_model(name, spiking=False, num_classes=10)
-    snn = create_model(name, spiking=True, num_classes=10, timesteps=2)
+    # the twins' own weights are overwritten: VGG's 120 M need no initialising (model.options go to torchvision)
+    options = {"init_weights": False} if name == "torchvision:vgg11_bn" else {}
+    ann = create_model(name, spiking=False, num_classes=10, **options)
+    snn = create_model(name, spiking=True, num_classes=10, timesteps=2, **options)
     load_weights(ann, net.state_dict(), name)
     load_weights(snn, ann.state_dict(), name)
     return name, net, ann, snn

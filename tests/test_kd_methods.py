@@ -37,9 +37,11 @@ def inputs(student, target=(0,), teacher=None, fs=None, ft=None, steps=None, epo
 
 def test_recipes_give_the_loss_values_recorded_before_the_terms_were_registered():
     """Every packaged recipe's objective, on fixed float64 tensors, at each β-schedule step: the
-    values the pre-registry SAKDLoss gave (tests/data/objective_values.json), to 1e-12."""
+    values the pre-registry SAKDLoss gave (tests/data/objective_values.json), to 1e-12. Recipes
+    added since (the any-network and Spikformer ones) had no values then; every recorded one is
+    still packaged."""
     recorded, today = json.loads(RECORD.read_text()), recipe_values()
-    assert today.keys() == recorded.keys()
+    assert recorded.keys() <= today.keys()
     for name, steps in recorded.items():
         assert today[name].keys() == steps.keys(), name
         for epoch, values in steps.items():
