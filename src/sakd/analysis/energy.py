@@ -108,7 +108,7 @@ class OpCounter:
         rec.nonzero += int(nz_a.count_nonzero().item() + nz_b.count_nonzero().item())
         either = bool(((a == 1) == nz_a).all().item()) or bool(((b == 1) == nz_b).all().item())
         rec.binary = rec.binary and either  # accumulates: one operand selects what the other adds
-        products = a.shape[-2] * a.shape[-1] * b.shape[-1] * max(1, a[..., 0, 0].numel())
+        products = a.shape[-2] * a.shape[-1] * b.shape[-1] * a[..., 0, 0].numel()
         rec.padded_macs += products
         rec.dense_macs += products
         counts = nz_a.sum(-2, dtype=torch.float64) * nz_b.sum(-1, dtype=torch.float64)  # per k: rows x columns

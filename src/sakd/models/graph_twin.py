@@ -109,6 +109,20 @@ def _ann_activation(node: fx.Node, root: nn.Module, key: str) -> nn.Module:
     return Call(node.op, target, args, kwargs)
 
 
+def _from_input(graph: fx.Graph) -> set[fx.Node]:
+    """The input and every node computed from it (not from parameters or constants alone)."""
+    (x,) = [n for n in graph.nodes if n.op == "placeholder"]
+    out = {x}
+    for n in graph.nodes:
+        if any(a in out for a in n.all_input_nodes):
+            out.add(n)
+    return out
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def _parameters(fn) -> list[str]:
     try:
         return list(inspect.signature(fn).parameters)
@@ -169,8 +183,7 @@ class GraphTwin(TwinModel):
         shapes = self._probe(graph, in_channels, image_size, num_classes)  # on the ANN's activations
         if self.spiking:
             for name in sites:
-                parent, _, leaf = name.rpartition(".")
-                setattr(self.get_submodule(parent) if parent else self, leaf, SpikeActivation(self._timesteps, self.neuron))
+                self.set_submodule(name, SpikeActivation(self._timesteps, self.neuron))
         stem, body = self._split(graph, shapes)
         self._stem_code, self._body_code = self._code(stem), self._code(body)
         self._shapes = {name: shapes[name] for name in sites if name in shapes}
@@ -198,9 +211,8 @@ class GraphTwin(TwinModel):
                 root = net.train(training)
                 traced[training] = fx.GraphModule(root, _Tracer().trace(root, concrete_args=extra or None))
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"model {self.source} cannot be traced by torch.fx (data-dependent control flow?): "
-                              f"{first}") from None
+                              f"{_first_line(exc)}") from None
         if traced[False].code != traced[True].code:
             raise ConfigError(f"model {self.source}: its forward reads self.training outside a module torch.fx keeps "
                               "whole (functional dropout?), so one graph cannot train and evaluate it; use nn.Dropout "
@@ -210,11 +222,7 @@ class GraphTwin(TwinModel):
     def _rewrite(self, gm: fx.GraphModule, mapping: dict) -> tuple[fx.Graph, dict[str, str]]:
         graph = gm.graph
         sites: dict[str, str] = {}
-        (x,) = [n for n in graph.nodes if n.op == "placeholder"]
-        from_input = {x}  # only what the input makes runs time-folded: an activation of a parameter stays
-        for n in graph.nodes:
-            if any(a in from_input for a in n.all_input_nodes):
-                from_input.add(n)
+        from_input = _from_input(graph)  # only these run time-folded: an activation of a parameter stays
         keys = {n: _key(n, gm) for n in graph.nodes}
         in_place = {n: _in_place(n, gm, k) for n, k in keys.items() if k is not None}  # before anything changes
 
@@ -230,8 +238,7 @@ class GraphTwin(TwinModel):
             return name
 
         def install(path: str, module: nn.Module) -> None:
-            owner, _, leaf = path.rpartition(".")
-            setattr(gm.get_submodule(owner) if owner else gm, leaf, module)
+            gm.set_submodule(path, module, strict=False)
 
         used_modules: set[str] = set()
         for node in list(graph.nodes):
@@ -327,7 +334,7 @@ class GraphTwin(TwinModel):
                 ShapeProp(probe).propagate(torch.zeros(2, in_channels, image_size, image_size, device=device))
         except Exception as exc:
             raise ConfigError(f"model {self.source} does not run on {in_channels}x{image_size}x{image_size} images "
-                              f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
+                              f"({_first_line(exc)}); "
                               "set model.options.image_size or data.options") from None
         finally:
             for m, mode in modes.items():
@@ -351,14 +358,10 @@ class GraphTwin(TwinModel):
         """The stem (what the input alone makes before any site) and the body, as two graphs."""
         nodes = list(graph.nodes)
         (x,) = [n for n in nodes if n.op == "placeholder"]
-        from_input, dynamic = {x}, set()
+        from_input, dynamic = _from_input(graph), set()
         for n in nodes:
-            if n.op in ("placeholder", "output"):
-                continue
-            inputs = n.all_input_nodes
-            if any(a in from_input for a in inputs):
-                from_input.add(n)
-            if (n.op == "call_module" and n.target in self._sites) or any(a in dynamic for a in inputs):
+            if n.op != "output" and ((n.op == "call_module" and n.target in self._sites)
+                                     or any(a in dynamic for a in n.all_input_nodes)):
                 dynamic.add(n)
         static = from_input - dynamic
         frontier = [n for n in nodes if n in static and any(u in dynamic or u.op == "output" for u in n.users)]

@@ -83,7 +83,6 @@ def _first_conv_takes(net: nn.Module, in_channels: int, source: str) -> None:
             new = nn.Conv2d(in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
                             module.dilation, module.groups if module.groups == 1 else in_channels,
                             module.bias is not None, module.padding_mode)
-            parent, _, leaf = path.rpartition(".")
-            setattr(net.get_submodule(parent) if parent else net, leaf, new)
+            net.set_submodule(path, new)
             return
     raise ConfigError(f"model {source}: no convolution found to take {in_channels} input channels")
