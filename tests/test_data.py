@@ -130,3 +130,58 @@ def test_every_model_family_takes_one_channel_28x28_images(name):
 
     model = create_model(name, spiking=True, num_classes=10, timesteps=2, in_channels=1)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_the_transformers_policy_runs_on_training_images_only(tmp_path):
+    """randaugment [N, M] and random_erasing p (data.options): RandAugment on the image after the
+    crop and flip, erasing on the normalised tensor, nothing on the test split; each sample's draws
+    are the seeded ones (the same key, the same image)."""
+    from sakd.data.seeded import SeededSamples
+
+    _image_folder(tmp_path, shape=(32, 32))
+    data = build_dataset("imagefolder", root=str(tmp_path), randaugment=[2, 9], random_erasing=1.0)
+    ops = [type(t).__name__ for t in data.train.transform.transforms]
+    assert ops.index("RandomHorizontalFlip") < ops.index("RandAugment") < ops.index("ToDtype")
+    assert ops[-2:] == ["Normalize", "RandomErasing"]
+    assert "RandAugment" not in [type(t).__name__ for t in data.test.transform.transforms]
+    erased = data.train[0][0]
+    assert (erased == 0).flatten(1).all(0).sum() > 0  # a rectangle erased (zeros across channels)
+    seeded = SeededSamples(data.train, seed=3)
+    assert torch.equal(seeded[(0, 1)][0], seeded[(0, 1)][0]) and not torch.equal(seeded[(0, 1)][0], seeded[(1, 1)][0])
+    with pytest.raises(ConfigError, match=r"randaugment must be \[num_ops, magnitude\]"):
+        build_dataset("imagefolder", root=str(tmp_path), randaugment=9)
+    with pytest.raises(ConfigError, match="random_erasing is a probability"):
+        build_dataset("imagefolder", root=str(tmp_path), random_erasing=25)
+
+
+def test_mixup_mixes_images_and_one_hot_labels_by_one_drawn_lambda():
+    from sakd.data.augmentation import mix
+    from sakd.randomness import step_draws
+
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 3, 4, 4), torch.arange(6)  # one class per sample: the labels show the permutation
+    with step_draws(0, 1, 2):
+        mixed, target = mix(x, y, 6, mixup=0.5)
+    with step_draws(0, 1, 2):
+        again = mix(x, y, 6, mixup=0.5)
+    assert torch.equal(mixed, again[0]) and torch.equal(target, again[1])  # the step's draws
+    assert torch.allclose(target.sum(1), torch.ones(6))
+    diagonal = target.diagonal()  # λ, or 1 where the permutation keeps a sample in place
+    lam = diagonal.min().item()
+    assert 0 < lam < 1 and all(v == 1 or abs(v - lam) < 1e-6 for v in diagonal.tolist())  # one λ (timm's mode=batch)
+    perm = torch.where(diagonal == 1, torch.arange(6), (target - lam * torch.eye(6)).argmax(1))
+    assert sorted(perm.tolist()) == list(range(6))
+    assert torch.allclose(mixed, lam * x + (1 - lam) * x[perm], atol=1e-6)
+    frames, _ = mix(x.unsqueeze(0).expand(2, -1, -1, -1, -1), y, 6, mixup=0.5)  # [T, B, ...]: mixes samples
+    assert frames.shape == (2, 6, 3, 4, 4) and torch.equal(frames[0], frames[1])
+    images = torch.arange(6.0)[:, None, None, None].expand(6, 1, 8, 8).clone()  # image i is all i
+    with step_draws(0, 1, 3):  # CutMix: a box of another image pasted in; λ is the area kept
+        cut, target = mix(images, y, 6, mixup=0.0, cutmix=1.0)
+    diagonal = target.diagonal()
+    lam = diagonal.min().item()
+    assert 0 < lam < 1
+    for i in range(6):
+        j = i if diagonal[i] == 1 else int((target[i] - lam * torch.eye(6)[i]).argmax())
+        assert set(cut[i].unique().tolist()) <= {float(i), float(j)}
+        if j != i:
+            assert abs((cut[i] == j).float().mean().item() - (1 - lam)) < 1e-6

@@ -391,3 +391,22 @@ def test_train_and_test_subsets_are_fixed_stratified_and_hold_out_within(tmp_pat
     assert again.train_loader.dataset.dataset.indices == train_set.indices  # fixed: every run alike
     with pytest.raises(ConfigError, match="data.train_subset=5 cannot be drawn by class from 512 samples"):
         Trainer(fast_config(tmp_path, "data.train_subset=5"))
+
+
+def test_mixup_and_label_smoothing_train_and_mixup_refuses_dkd(tmp_path, teacher_ckpt, monkeypatch):
+    """data.mixup mixes every micro-batch until data.mixup_off_epoch (the teacher sees the mixed
+    images, ce the mixed labels, distill.label_smoothing smooths them); a term that reads each
+    label's class is refused."""
+    import sakd.training.trainer as trainer_module
+
+    calls = []
+    real = trainer_module.mix
+    monkeypatch.setattr(trainer_module, "mix", lambda x, y, k, a, c: calls.append(a) or real(x, y, k, a, c))
+    summary = train(fast_config(tmp_path, "data.mixup=0.4", "data.mixup_off_epoch=4", "distill.label_smoothing=0.1",
+                                "run.name=mixed", f"distill.teacher.weights={teacher_ckpt}", "distill.gamma=1",
+                                "optim.epochs=8", "optim.lr=0.1"))
+    assert calls == [0.4] * 4 * (512 // 64)  # every step of the first 4 epochs (512 samples, batches of 64), none after
+    assert summary["best_top1"] > 40  # chance is 10%
+    with pytest.raises(ConfigError, match="data.mixup / data.cutmix mix the labels, but distill.terms dkd reads each label's class"):
+        train(fast_config(tmp_path, "data.cutmix=1", f"distill.teacher.weights={teacher_ckpt}", "run.name=refused",
+                          "distill.terms=[{name: dkd, weight: 1}]"))

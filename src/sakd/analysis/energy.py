@@ -24,7 +24,9 @@ What is counted, exactly, over the images given (no sampling, no firing-rate app
   Q K^T and (.) V): the SNN's operations are the products of two nonzero elements,
   ``Σ_k nnz(A[:, k]) · nnz(B[k, :])``, accumulates where either operand is binary (spikes select
   what is added, as Spikformer and the Spike-driven Transformer count their attention), else
-  MACs; the ANN twin's are every product, ``n·k·m``.
+  MACs; the ANN twin's are every product, ``n·k·m``. Every :class:`~sakd.models.base.Mul` call
+  ``A ⊙ B`` (element-wise, the Spike-driven Transformer's masks) likewise: the SNN's operations
+  are the positions where both operands are nonzero, the ANN's every position of the product.
 * Not counted, as in ``SynOpCounter`` and most of the literature: BatchNorm (folded into the
   preceding layer at inference), the neurons' own updates, residual additions and pooling.
 
@@ -41,7 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sakd.models.base import MatMul
+from sakd.models.base import MatMul, Mul
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
@@ -51,7 +53,7 @@ E_AC_PJ = 0.9
 class LayerOps:
     """One layer's counts, summed over every call and image seen."""
 
-    kind: str  # conv | linear | matmul
+    kind: str  # conv | linear | matmul | mul
     calls: int = 0
     dense_macs: int = 0  # weight uses of every real input element, zeros included, padding not (the ANN's count)
     padded_macs: int = 0  # every weight use, zero padding included (the conventional MAC count)
@@ -83,11 +85,11 @@ def _conv_uses(x: torch.Tensor, conv: nn.Conv2d, binary: bool) -> int:
 
 
 class OpCounter:
-    """Count every ``Conv2d``/``Linear``/``MatMul`` call of a model while active (a context manager)."""
+    """Count every ``Conv2d``/``Linear``/``MatMul``/``Mul`` call of a model while active (a context manager)."""
 
     def __init__(self, model: nn.Module):
         self.layers: dict[str, LayerOps] = {}
-        self._modules = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, MatMul))}
+        self._modules = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, MatMul, Mul))}
         self._handles: list = []
         self._dense: dict[tuple, int] = {}  # (layer, input shape of one sample) -> its dense weight uses
 
@@ -99,8 +101,10 @@ class OpCounter:
             self._dense[key] = _conv_uses(torch.ones_like(x[:1]), conv, True)
         return self._dense[key] * x.shape[0]
 
-    def _matmul(self, name: str, a: torch.Tensor, b: torch.Tensor) -> None:
-        rec = self.layers.setdefault(name, LayerOps("matmul"))
+    def _pair(self, name: str, kind: str, a: torch.Tensor, b: torch.Tensor):
+        """The bookkeeping a product of two activations shares (:class:`MatMul`, :class:`Mul`):
+        its record and the operands' nonzero masks."""
+        rec = self.layers.setdefault(name, LayerOps(kind))
         a, b = a.detach(), b.detach()
         nz_a, nz_b = a != 0, b != 0
         rec.calls += 1
@@ -108,16 +112,27 @@ class OpCounter:
         rec.nonzero += int(nz_a.count_nonzero().item() + nz_b.count_nonzero().item())
         either = bool(((a == 1) == nz_a).all().item()) or bool(((b == 1) == nz_b).all().item())
         rec.binary = rec.binary and either  # accumulates: one operand selects what the other adds
+        return rec, nz_a, nz_b
+
+    def _matmul(self, name: str, a: torch.Tensor, b: torch.Tensor) -> None:
+        rec, nz_a, nz_b = self._pair(name, "matmul", a, b)
         products = a.shape[-2] * a.shape[-1] * b.shape[-1] * a[..., 0, 0].numel()
         rec.padded_macs += products
         rec.dense_macs += products
         counts = nz_a.sum(-2, dtype=torch.float64) * nz_b.sum(-1, dtype=torch.float64)  # per k: rows x columns
         rec.ops += int(counts.sum().item())
 
+    def _mul(self, name: str, a: torch.Tensor, b: torch.Tensor) -> None:
+        rec, nz_a, nz_b = self._pair(name, "mul", a, b)
+        products = torch.broadcast_shapes(a.shape, b.shape).numel()
+        rec.padded_macs += products
+        rec.dense_macs += products
+        rec.ops += int((nz_a & nz_b).count_nonzero().item())
+
     def _hook(self, name: str):
         def hook(module, inputs, output):
-            if isinstance(module, MatMul):
-                return self._matmul(name, *inputs)
+            if isinstance(module, (MatMul, Mul)):
+                return (self._matmul if isinstance(module, MatMul) else self._mul)(name, *inputs)
             x = inputs[0].detach()
             rec = self.layers.setdefault(name, LayerOps("conv" if isinstance(module, nn.Conv2d) else "linear"))
             nonzero = int(x.count_nonzero().item())

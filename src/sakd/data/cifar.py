@@ -1,6 +1,8 @@
 """CIFAR-10 / CIFAR-100 through torchvision, with the augmentation of the paper's A.1.
 
 Train: random crop 32 with 4-pixel padding, horizontal flip, normalisation. Test: normalisation.
+Options (``data.options``): ``randaugment: [N, M]`` and ``random_erasing: p``, the spiking
+transformers' policy (:mod:`sakd.data.augmentation`).
 ``download`` is off by default: point ``data.root`` at a folder holding ``cifar-10-batches-py``
 (or ``cifar-100-python``), or set ``data.download=true`` on a machine with internet.
 """
@@ -13,6 +15,7 @@ import torch
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from sakd.data.augmentation import sample_ops, tensor_ops
 from sakd.data.registry import DATASETS, DataBundle
 from sakd.errors import DatasetNotFoundError
 
@@ -24,16 +27,17 @@ FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 CLASSES = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}
 
 
-def _transforms(name: str, train: bool, augment: bool):
+def _transforms(name: str, train: bool, augment: bool, randaugment=None, random_erasing: float = 0.0):
     mean, std = STATS[name]
+    policy, erase = sample_ops(randaugment, name), tensor_ops(random_erasing, name)  # checked either way
     ops = [v2.ToImage()]
     if train and augment:
-        ops += [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
+        ops += [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(), *policy]
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-    return v2.Compose(ops)
+    return v2.Compose(ops + (erase if train and augment else []))
 
 
-def _cifar(name: str, root: str, download: bool, augment: bool) -> DataBundle:
+def _cifar(name: str, root: str, download: bool, augment: bool, randaugment, random_erasing) -> DataBundle:
     folder = Path(root).expanduser() / FOLDERS[name]
     if not download and not folder.is_dir():
         raise DatasetNotFoundError(
@@ -43,7 +47,7 @@ def _cifar(name: str, root: str, download: bool, augment: bool) -> DataBundle:
         )
     cls = CLASSES[name]
     try:
-        train = cls(root, train=True, download=download, transform=_transforms(name, True, augment))
+        train = cls(root, train=True, download=download, transform=_transforms(name, True, augment, randaugment, random_erasing))
         test = cls(root, train=False, download=download, transform=_transforms(name, False, augment))
     except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
         raise DatasetNotFoundError(f"{name} at {folder} is incomplete or corrupted: {exc}") from None
@@ -51,12 +55,14 @@ def _cifar(name: str, root: str, download: bool, augment: bool) -> DataBundle:
 
 
 @DATASETS.register("cifar10")
-def cifar10(root: str, download: bool = False, augment: bool = True) -> DataBundle:
+def cifar10(root: str, download: bool = False, augment: bool = True, randaugment: list | None = None,
+               random_erasing: float = 0.0) -> DataBundle:
     """CIFAR-10 from data.root/cifar-10-batches-py (torchvision); crop 32 pad 4, flip"""
-    return _cifar("cifar10", root, download, augment)
+    return _cifar("cifar10", root, download, augment, randaugment, random_erasing)
 
 
 @DATASETS.register("cifar100")
-def cifar100(root: str, download: bool = False, augment: bool = True) -> DataBundle:
+def cifar100(root: str, download: bool = False, augment: bool = True, randaugment: list | None = None,
+                random_erasing: float = 0.0) -> DataBundle:
     """CIFAR-100 from data.root/cifar-100-python (torchvision); crop 32 pad 4, flip"""
-    return _cifar("cifar100", root, download, augment)
+    return _cifar("cifar100", root, download, augment, randaugment, random_erasing)

@@ -40,6 +40,7 @@ class DecoupledKD(LossTerm):
     """Decoupled KD (Zhao et al. 2022): alpha * TCKD + beta * NCKD at temperature tau"""
 
     needs_teacher = True
+    hard_labels = True  # splits the target class from the others
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, tau: float = 4.0, warmup: int = 0):
         super().__init__()

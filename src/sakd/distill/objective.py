@@ -19,10 +19,10 @@ from sakd.errors import ConfigError
 
 
 def shorthand_terms(alpha: float = 1.0, beta: float = 0.0, gamma: float = 0.0, tau: float = 1.0, *,
-                    transform: str = "conv", distance: str = "l2", feature_weights: list[float] | None = None,
+                    label_smoothing: float = 0.0, transform: str = "conv", distance: str = "l2", feature_weights: list[float] | None = None,
                     reduce: str = "sum", beta_schedule=()) -> list[dict]:
     """SAKD's eq. 5 as ordinary terms: α·``ce`` + β·``feature_kd`` + γ·``logit_kd`` (τ its
-    temperature); ``beta_schedule`` (``[{epoch, beta}]``) is ``feature_kd``'s weight schedule in
+    temperature; ``label_smoothing`` ``ce``'s); ``beta_schedule`` (``[{epoch, beta}]``) is ``feature_kd``'s weight schedule in
     steps. The one place where ``distill.alpha/beta/gamma/tau`` get their meaning."""
     for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
         if value < 0:
@@ -32,7 +32,8 @@ def shorthand_terms(alpha: float = 1.0, beta: float = 0.0, gamma: float = 0.0, t
     steps = [{"epoch": s["epoch"] if isinstance(s, dict) else s.epoch,
               "weight": s["beta"] if isinstance(s, dict) else s.beta} for s in beta_schedule]
     return [  # "key": the config key a term comes from, for messages
-        {"name": "ce", "weight": alpha, "schedule": [], "key": "distill.alpha"},
+        {"name": "ce", "weight": alpha, "schedule": [], "key": "distill.alpha",
+         **({"options": {"label_smoothing": label_smoothing}} if label_smoothing else {})},
         {"name": "feature_kd", "weight": beta, "schedule": steps, "key": "distill.beta" if beta else "distill.beta_schedule",
          "options": dict(transform=transform, distance=distance, weights=feature_weights, reduce=reduce)},
         {"name": "logit_kd", "weight": gamma, "schedule": [], "key": "distill.gamma", "options": {"tau": tau}},

@@ -57,6 +57,7 @@ class LossTerm(nn.Module):
 
     needs_teacher: bool = False
     needs_features: bool = False
+    hard_labels: bool = False  # reads the label's class, not a distribution (refused with data.mixup)
 
     def forward(self, inputs: TermInputs) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -117,7 +118,8 @@ def soft_kl(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.T
 
 @LOSSES.register("ce")
 class CrossEntropy(LossTerm):
-    """Cross-entropy of the student's logits and the labels (SAKD's alpha term)"""
+    """Cross-entropy of the student's logits and the labels (SAKD's alpha term; class indices, or
+    per-class probabilities under ``data.mixup``)"""
 
     def __init__(self, label_smoothing: float = 0.0):
         super().__init__()

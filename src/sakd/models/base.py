@@ -58,6 +58,15 @@ class MatMul(nn.Module):
         return a @ b
 
 
+class Mul(nn.Module):
+    """``a * b`` (element-wise, broadcast) as a module, so that hooks see it: ``sakd analyze``
+    counts a spiking transformer's masks (the Spike-driven Transformer's ``K ⊙ V`` and
+    ``Q ⊙ SN(.)``) as :class:`MatMul`'s products."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a * b
+
+
 class RepeatOverTime(nn.Module):
     """Direct encoding: the stem's output of static images, the same at every timestep,
     ``[B, ...] -> [frames*B, ...]`` (keeps the memory format, channels-last too, unlike

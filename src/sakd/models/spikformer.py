@@ -34,43 +34,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sakd.models.base import MatMul, ResidualAdd, TapPoint, TwinModel
+from sakd.models.base import MatMul, ResidualAdd, TapPoint
 from sakd.models.registry import MODELS
+from sakd.models.spiking_transformer import PatchSplitting, SpikingTransformer, Unit, pointwise, truncated_normal_init
 
 
-def _pointwise(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
-    """A linear layer over the tokens of a grid: a 1x1 convolution (the authors' nn.Linear)."""
-    return nn.Conv2d(cin, cout, 1, bias=bias)
-
-
-class Unit(nn.Sequential):
-    """layer -> BatchNorm -> activation (a neuron in the SNN, ReLU in the ANN)."""
-
-    def __init__(self, layer: nn.Module, channels: int, act: nn.Module):
-        super().__init__(layer, nn.BatchNorm2d(channels), act)
-
-
-class SPS(nn.Module):
+class SPS(PatchSplitting):
     def __init__(self, in_channels: int, dim: int, pools: tuple[bool, ...], act):
-        super().__init__()
-        widths = [in_channels, dim // 8, dim // 4, dim // 2, dim]
-        self.conv1 = nn.Conv2d(widths[0], widths[1], 3, padding=1, bias=False)  # the stem: run once per image
-        self.bn1 = nn.BatchNorm2d(widths[1])
-        self.act1 = act()
-        self.pool1 = nn.MaxPool2d(3, 2, 1) if pools[0] else nn.Identity()
-        self.units = nn.ModuleList(Unit(nn.Conv2d(widths[i], widths[i + 1], 3, padding=1, bias=False), widths[i + 1], act())
-                                   for i in range(1, 4))
-        self.pools = nn.ModuleList(nn.MaxPool2d(3, 2, 1) if p else nn.Identity() for p in pools[1:])
+        super().__init__(in_channels, dim, pools, act, units=3)
         self.rpe = Unit(nn.Conv2d(dim, dim, 3, padding=1, bias=False), dim, act())
         self.add = ResidualAdd()
 
-    def stem(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn1(self.conv1(x))
-
     def body(self, h: torch.Tensor) -> torch.Tensor:
-        x = self.pool1(self.act1(h))
-        for unit, pool in zip(self.units, self.pools):
-            x = pool(unit(x))
+        x = self.front(h)
         return self.add(self.rpe(x), x)
 
 
@@ -82,10 +58,10 @@ class SSA(nn.Module):
         if dim % heads:
             raise ValueError(f"spikformer: dims {dim} do not split into {heads} heads")
         self.heads, self.scale = heads, scale
-        self.q, self.k, self.v = (Unit(_pointwise(dim, dim, qkv_bias), dim, act()) for _ in range(3))
+        self.q, self.k, self.v = (Unit(pointwise(dim, dim, qkv_bias), dim, act()) for _ in range(3))
         self.qk, self.av = MatMul(), MatMul()
         self.attn_act = attention_act()
-        self.proj = Unit(_pointwise(dim, dim), dim, act())
+        self.proj = Unit(pointwise(dim, dim), dim, act())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, d, h, w = x.shape
@@ -102,8 +78,8 @@ class SSA(nn.Module):
 class MLP(nn.Module):
     def __init__(self, dim: int, hidden: int, act):
         super().__init__()
-        self.fc1 = Unit(_pointwise(dim, hidden), hidden, act())
-        self.fc2 = Unit(_pointwise(hidden, dim), dim, act())
+        self.fc1 = Unit(pointwise(dim, hidden), hidden, act())
+        self.fc2 = Unit(pointwise(hidden, dim), dim, act())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.fc1(x))
@@ -122,7 +98,7 @@ class Block(nn.Module):
         return self.add2(x, self.mlp(x))
 
 
-class Spikformer(TwinModel):
+class Spikformer(SpikingTransformer):
     def __init__(self, *, num_classes: int, spiking: bool, timesteps: int, neuron, in_channels: int = 3,
                  stem: str = "cifar", depth: int = 4, dim: int = 384, heads: int = 12, mlp_ratio: float = 4.0,
                  attention_threshold: float = 0.5):
@@ -139,30 +115,17 @@ class Spikformer(TwinModel):
         # the authors' init: truncated normal (0.02) and zero bias for their nn.Linear layers: the
         # head, and on CIFAR the token-wise layers too (on ImageNet these are Conv1d/Conv2d layers,
         # which keep PyTorch's default init there as here)
-        for name, m in self.named_modules():
-            if isinstance(m, nn.Linear) or (stem == "cifar" and isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        truncated_normal_init(self, lambda m: isinstance(m, nn.Linear) or (
+            stem == "cifar" and isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)))
 
-    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sps.stem(x)
+    def readout(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(tokens)
 
-    def forward_body(self, h: torch.Tensor) -> torch.Tensor:
-        x = self.sps.body(h)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(x.mean((2, 3)))
+    def sps_tap(self) -> TapPoint:
+        return TapPoint("sps", self.sps.rpe[2], self.dim, self.sps.add)
 
-    def tap_points(self, level: str = "stage") -> list[TapPoint]:
-        if level not in ("stage", "block"):
-            raise ValueError(f"unknown tap level {level!r}; choose 'stage' or 'block'")
-        blocks = [TapPoint(f"blocks.{i}", b.mlp.fc2[2], self.dim, b.add2) for i, b in enumerate(self.blocks)]
-        sps = TapPoint("sps", self.sps.rpe[2], self.dim, self.sps.add)
-        return [sps, blocks[-1]] if level == "stage" else blocks
+    def block_taps(self) -> list[TapPoint]:
+        return [TapPoint(f"blocks.{i}", b.mlp.fc2[2], self.dim, b.add2) for i, b in enumerate(self.blocks)]
 
 
 @MODELS.register()

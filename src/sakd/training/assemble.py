@@ -25,6 +25,8 @@ from sakd.data import DataBundle, open_data
 from sakd.data.holdout import sample_labels, stratified_holdout, stratified_subset, test_split
 from sakd.distill import SAKDLoss
 from sakd.distill.objective import reads_features
+from sakd.distill.schedule import WeightSchedule
+from sakd.distill.terms import LOSSES
 from sakd.distill.teacher import check_distillation, initialise, load_teacher
 from sakd.errors import ConfigError
 from sakd.models import FeatureExtractor
@@ -128,6 +130,11 @@ def build_objective(cfg: Config, model: nn.Module, teacher: nn.Module | None):
     teacher's feature taps where a term weighed at some epoch reads features."""
     d = cfg.distill
     terms, s_taps, t_taps = d.objective_terms(), None, None
+    hard = [t["key"] if t["key"] != "distill.terms" else f"distill.terms {t['name']}" for t in terms
+            if LOSSES.get(t["name"]).hard_labels and WeightSchedule.of(t["weight"], t["schedule"]).ever_on]
+    if (cfg.data.mixup or cfg.data.cutmix) and hard:
+        raise ConfigError(f"data.mixup / data.cutmix mix the labels, but {', '.join(hard)} reads each label's class; "
+                          "set both to 0 or leave that term out")
     if reads_features(terms):
         s_taps = FeatureExtractor(model, d.features.level, d.features.position)
         t_taps = FeatureExtractor(teacher, d.features.level, d.features.position)

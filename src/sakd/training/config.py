@@ -116,6 +116,11 @@ class DataConfig:
     train_subset: int | None = limited(None, ge=1)
     test_subset: int | None = limited(None, ge=1)
     options: dict = field(default_factory=dict)  # data-set specific, e.g. digits' image_size
+    # mixup / CutMix of training micro-batches: lambda ~ Beta(alpha, alpha), 0 = off; at even odds
+    # where both are on; both off from epoch mixup_off_epoch (0-based; null: never) (sakd.data.augmentation)
+    mixup: float = limited(0.0, ge=0.0)
+    cutmix: float = limited(0.0, ge=0.0)
+    mixup_off_epoch: int | None = limited(None, ge=0)
 
 
 @dataclass
@@ -224,6 +229,7 @@ class DistillConfig:
     beta: float = limited(0.0, ge=0.0)
     gamma: float = limited(0.0, ge=0.0)
     tau: float = limited(1.0, gt=0.0)
+    label_smoothing: float = limited(0.0, ge=0.0, lt=1.0)  # the alpha term's (ce's) label smoothing
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     beta_schedule: list[BetaStep] = field(default_factory=list)  # feature_kd's schedule: from `epoch` on, β = `beta`
     terms: list[TermConfig] = field(default_factory=list)  # further registered loss terms, beside α/β/γ
@@ -235,9 +241,9 @@ class DistillConfig:
         from sakd.distill.objective import shorthand_terms
 
         f = self.features
-        return [*shorthand_terms(self.alpha, self.beta, self.gamma, self.tau, transform=f.transform,
-                                 distance=f.distance, feature_weights=f.weights, reduce=f.reduce,
-                                 beta_schedule=self.beta_schedule),
+        return [*shorthand_terms(self.alpha, self.beta, self.gamma, self.tau, label_smoothing=self.label_smoothing,
+                                 transform=f.transform, distance=f.distance, feature_weights=f.weights,
+                                 reduce=f.reduce, beta_schedule=self.beta_schedule),
                 *({**asdict(t), "key": "distill.terms"} for t in self.terms)]
 
     def weights_at(self, epoch: int) -> dict[str, float]:

@@ -38,6 +38,7 @@ from sakd.models import FeatureExtractor
 from sakd.models.base import mean_over_time
 from sakd.models.checkpoint import atomic_save, load_weights, payload
 from sakd.outputs import writable_folder
+from sakd.data.augmentation import mix
 from sakd.randomness import step_draws
 from sakd.training.assemble import RunParts, assemble
 from sakd.training.config import Config, save_config
@@ -284,6 +285,8 @@ class Trainer:
         cfg, dev = self.cfg, self.device
         epoch, accumulate, first = self.epoch, cfg.optim.accumulate_steps, self.step
         features = self.objective.reads_features(epoch)  # a term weighed in this epoch reads the taps
+        off = cfg.data.mixup_off_epoch
+        mixing = (cfg.data.mixup > 0 or cfg.data.cutmix > 0) and (off is None or epoch < off)
         self.step_module.train()
         sampler = self.train_loader.batch_sampler
         sampler.set_epoch(epoch, first)
@@ -307,7 +310,11 @@ class Trainer:
                     self.on_step(epoch, step)
                 sync = contextlib.nullcontext() if last_micro or not self.dist.enabled else self.step_module.no_sync()
                 with sync, step_draws(cfg.run.seed, epoch, step, micro, self.dist.rank):
-                    loss, terms, s_logits = self.step_loss(x, y, epoch, features)
+                    target = y
+                    if mixing:  # mixed images and labels; accuracy counts the larger share's label
+                        x, target = mix(x, y, self.data.num_classes, cfg.data.mixup, cfg.data.cutmix)
+                        y = target.argmax(1)
+                    loss, terms, s_logits = self.step_loss(x, target, epoch, features)
                     self.scaler.scale(loss / accumulate).backward()
                 b = y.shape[0]
                 n += b

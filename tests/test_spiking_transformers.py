@@ -1,5 +1,6 @@
-"""Spikformer and its ANN twin: the paper's sizes, the attention by hand, the twins' state dict,
-a SAKD step with lean memory, ONNX export and the attention's operations counted."""
+"""Spikformer and the Spike-driven Transformer with their ANN twins: the papers' sizes, each
+attention by hand, the twins' state dict, a SAKD step with lean memory, ONNX export and the
+attention's operations counted."""
 
 import copy
 
@@ -9,11 +10,13 @@ from torch import nn
 
 from sakd.distill import SAKDLoss
 from sakd.models import FeatureExtractor, create_model
-from sakd.models.base import MatMul
+from sakd.models.base import MatMul, Mul
 from sakd.neurons import SpikeActivation
 from test_memory import sakd_step
 
 TINY = dict(depth=2, dim=32, heads=4)
+TINY_SDT = dict(depth=2, dim=32)
+TRANSFORMERS = [("spikformer", TINY), ("spike_driven_transformer", TINY_SDT)]
 
 
 @pytest.mark.parametrize("name, stem, classes, paper", [
@@ -21,6 +24,8 @@ TINY = dict(depth=2, dim=32, heads=4)
     ("spikformer_8_384", "imagenet", 1000, 16.81),
     ("spikformer_8_512", "imagenet", 1000, 29.68),
     ("spikformer_8_768", "imagenet", 1000, 66.34),
+    ("spike_driven_transformer_8_512", "imagenet", 1000, 29.68),  # the same tensors as Spikformer's
+    ("spike_driven_transformer_8_768", "imagenet", 1000, 66.34),
 ])
 def test_the_sizes_have_the_papers_parameter_counts(name, stem, classes, paper):
     with torch.device("meta"):
@@ -48,10 +53,34 @@ def test_spiking_self_attention_by_hand():
     assert ssa.attn_act.neuron.threshold == 0.5 and snn.blocks[0].mlp.fc1[2].neuron.threshold == 1.0
 
 
-def test_the_twins_share_one_state_dict_and_a_sakd_step_keeps_leans_promise():
+def test_spike_driven_self_attention_by_hand():
+    """x + BN(Conv(Q ⊙ SN_0.5(Σ_tokens K ⊙ V))) with s = SN(x), written out with loops over tokens."""
     torch.manual_seed(0)
-    ann = create_model("spikformer", spiking=False, num_classes=10, **TINY)
-    snn = create_model("spikformer", spiking=True, num_classes=10, timesteps=2, **TINY)
+    snn = create_model("spike_driven_transformer", spiking=True, num_classes=10, timesteps=1, **TINY_SDT).eval()
+    sdsa = snn.blocks[0].attn
+    for unit in (sdsa.q, sdsa.k, sdsa.v):
+        nn.init.normal_(unit[0].weight, std=0.4)  # the authors' 0.02 makes no spikes from a fresh BN: wake them
+    x = torch.randn(2, 32, 2, 2) * 2  # membrane potentials of the stream on a 2x2 grid: 4 tokens
+    s = (x >= 1).float()  # the shortcut's neuron, one step from rest: fires at 1
+    q, k, v = sdsa.q(s), sdsa.k(s), sdsa.v(s)
+    assert all(((t == 0) | (t == 1)).all() and 0 < t.mean() < 1 for t in (q, k, v))
+    kv = torch.zeros(2, 32)
+    for b in range(2):
+        for c in range(32):
+            for t in range(4):  # the column sum: one addition where both K and V fire
+                kv[b, c] += k[b, c].flatten()[t] * v[b, c].flatten()[t]
+    attention = (kv >= 0.5).float()[:, :, None, None]  # the attention's neuron fires at 0.5
+    assert 0 < attention.mean() < 1
+    with torch.no_grad():
+        assert torch.equal(sdsa(x), sdsa.proj(q * attention) + x)
+    assert sdsa.attn_act.neuron.threshold == 0.5 and sdsa.act.neuron.threshold == 1.0
+
+
+@pytest.mark.parametrize("name, size", TRANSFORMERS)
+def test_the_twins_share_one_state_dict_and_a_sakd_step_keeps_leans_promise(name, size):
+    torch.manual_seed(0)
+    ann = create_model(name, spiking=False, num_classes=10, **size)
+    snn = create_model(name, spiking=True, num_classes=10, timesteps=2, **size)
     snn.load_state_dict(ann.state_dict())
     assert [k for k in ann.state_dict()] == [k for k in snn.state_dict()]
     assert not any(isinstance(m, nn.ReLU) for m in snn.modules())
@@ -72,21 +101,31 @@ def test_the_twins_share_one_state_dict_and_a_sakd_step_keeps_leans_promise():
     assert logits.shape == (4, 10) and [f.shape for f in feats] == [(2, 4, 32, 8, 8)] * 2  # [T, B, D, H, W] token maps
 
 
-def test_onnx_gives_the_pytorch_logits_and_analyze_counts_the_attention(tmp_path):
+@pytest.mark.parametrize("name, size", TRANSFORMERS)
+def test_onnx_gives_the_pytorch_logits_and_analyze_counts_the_attention(tmp_path, name, size):
     pytest.importorskip("onnxruntime")
     from sakd.analysis.energy import OpCounter
     from sakd.export.export import export_onnx_file
 
     torch.manual_seed(0)
-    snn = create_model("spikformer", spiking=True, num_classes=10, timesteps=2, **TINY).eval()
+    snn = create_model(name, spiking=True, num_classes=10, timesteps=2, **size).eval()
     summary = export_onnx_file(snn, torch.randn(1, 3, 32, 32), 2, tmp_path / "s.onnx")
     assert summary["onnxruntime_max_abs_diff"] < 1e-4 and summary["same_prediction"]
     with torch.no_grad(), OpCounter(snn) as counter:
         snn.train()(torch.randn(2, 3, 32, 32))  # batch statistics: fresh weights make spikes
-    qk, av = counter.layers["blocks.0.attn.qk"], counter.layers["blocks.0.attn.av"]
-    assert qk.kind == av.kind == "matmul" and qk.binary and av.binary  # spikes on one side at least: accumulates
-    assert qk.dense_macs == 2 * 2 * 4 * 64 * 8 * 64  # T*B x heads x (N x d x N)
-    assert 0 < qk.ops < qk.dense_macs
+    if name == "spikformer":
+        qk, av = counter.layers["blocks.0.attn.qk"], counter.layers["blocks.0.attn.av"]
+        assert qk.kind == av.kind == "matmul" and qk.binary and av.binary  # spikes on one side at least: accumulates
+        assert qk.dense_macs == 2 * 2 * 4 * 64 * 8 * 64  # T*B x heads x (N x d x N)
+        assert 0 < qk.ops < qk.dense_macs
+    else:
+        kv, mask = counter.layers["blocks.0.attn.kv"], counter.layers["blocks.0.attn.mask"]
+        assert kv.kind == mask.kind == "mul" and kv.binary and mask.binary  # masks of spikes: accumulates
+        assert kv.dense_macs == mask.dense_macs == 2 * 2 * 32 * 64  # T*B x D x N: linear in tokens and channels
+        assert 0 < kv.ops < kv.dense_macs
+        # every convolution after the stem reads spikes: a spike-driven network
+        convs = {n: r for n, r in counter.layers.items() if r.kind in ("conv", "linear") and n != "sps.conv1"}
+        assert convs and all(r.binary for r in convs.values())
 
 
 def test_a_matmuls_operations_are_its_products_of_two_nonzero_elements():
@@ -105,3 +144,9 @@ def test_a_matmuls_operations_are_its_products_of_two_nonzero_elements():
     with OpCounter(holder) as counter:
         holder.mm(b.transpose(1, 2), b)  # neither operand binary: MACs
     assert not counter.layers["mm"].binary
+    holder.mul = Mul()
+    c = (torch.rand(3, 7, 1) < 0.5).float()
+    with OpCounter(holder) as counter:
+        holder.mul(c, b)  # broadcast: a mask of spikes over the last dimension
+    rec = counter.layers["mul"]
+    assert rec.ops == int(((c != 0) & (b != 0)).sum()) and rec.dense_macs == b.numel() and rec.binary

@@ -1,0 +1,78 @@
+"""The spiking transformers' augmentation: RandAugment and random erasing per sample (a data set's
+options), mixup per batch (``data.mixup``), through torchvision's transforms.
+
+* ``randaugment: [N, M]`` (``data.options``): torchvision's ``RandAugment(num_ops=N, magnitude=M)``
+  on the image before it becomes floats, after the crop and flip. timm's ``rand-m9-n1-mstd0.4``
+  (Spikformer's and the Spike-driven Transformer's CIFAR policy) also jitters M with a standard
+  deviation of 0.4 and draws from a slightly different list of operations; torchvision's keeps M
+  fixed. The policy's draws come from torch's generator, so :mod:`sakd.data.seeded` makes them a
+  function of (seed, epoch, sample), as every other augmentation.
+* ``random_erasing: p`` (``data.options``): ``RandomErasing(p)`` on the normalised tensor (timm's
+  ``reprob``; torchvision erases with zeros, timm's default ``remode=const`` too).
+* ``data.mixup: α`` (> 0): each training micro-batch becomes ``λ x + (1 - λ) x[perm]`` with one
+  ``λ ~ Beta(α, α)`` per micro-batch (timm's ``mode=batch``) and its labels the same mixture of
+  one-hot vectors; ``data.cutmix: α``: CutMix (a box of the other images pasted in, λ its
+  complement's area), at even odds with mixup where both are on (timm's ``switch_prob`` 0.5);
+  ``data.mixup_off_epoch``: the first epoch without either. The teacher sees the mixed
+  images, the cross-entropy reads the mixed labels (``distill.label_smoothing`` smooths them, as
+  timm's mixup does); the draws are the step's (:mod:`sakd.randomness`), so a resumed run mixes
+  what the uninterrupted one did. Training accuracy counts the larger share's label.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from torch.nn import functional as F
+from torchvision.transforms import v2
+
+from sakd.errors import ConfigError
+from sakd.randomness import step_generator
+
+
+def sample_ops(randaugment: list[int] | None, label: str) -> list:
+    """The per-sample policy that runs on the image (uint8), after the crop and flip."""
+    if randaugment is None:
+        return []
+    if not (isinstance(randaugment, (list, tuple)) and len(randaugment) == 2
+            and all(isinstance(v, int) and v >= 0 for v in randaugment) and randaugment[1] <= 30):
+        raise ConfigError(f"{label}: randaugment must be [num_ops, magnitude] (whole numbers, magnitude 0..30), "
+                          f"got {randaugment!r}")
+    return [v2.RandAugment(num_ops=randaugment[0], magnitude=randaugment[1])]
+
+
+def tensor_ops(random_erasing: float, label: str) -> list:
+    """What runs on the normalised tensor."""
+    if not 0.0 <= random_erasing <= 1.0:
+        raise ConfigError(f"{label}: random_erasing is a probability in [0, 1], got {random_erasing!r}")
+    return [v2.RandomErasing(random_erasing)] if random_erasing else []
+
+
+def mix(x: torch.Tensor, y: torch.Tensor, num_classes: int, mixup: float, cutmix: float = 0.0
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup (``mixup`` > 0: ``λ x + (1 - λ) x[perm]``) or CutMix (``cutmix`` > 0: a box of
+    ``x[perm]`` pasted into ``x``, λ the area kept), one of the two at even odds where both are on
+    (timm's ``switch_prob`` 0.5), with ``λ ~ Beta(α, α)`` and the labels ``λ onehot(y) + (1 - λ)
+    onehot(y[perm])``; every draw from the open training step's generator. Images ``[B, C, H, W]``
+    or frames ``[T, B, C, H, W]``."""
+    generator = step_generator("cpu")
+    draws = random.Random(int(torch.randint(2**62, (), generator=generator)))
+    use_cutmix = cutmix > 0 and (mixup <= 0 or draws.random() < 0.5)
+    alpha = cutmix if use_cutmix else mixup
+    lam = draws.betavariate(alpha, alpha)
+    perm = torch.randperm(y.shape[0], generator=generator).to(y.device)
+    dim = 1 if x.dim() == 5 else 0
+    other = x.index_select(dim, perm)
+    if use_cutmix:  # a box of side sqrt(1 - λ) of the image's, centred anywhere, clipped to the image
+        h, w = x.shape[-2:]
+        ch, cw = round(h * (1 - lam) ** 0.5), round(w * (1 - lam) ** 0.5)
+        cy, cx = draws.randrange(h), draws.randrange(w)
+        top, bottom, left, right = max(cy - ch // 2, 0), min(cy + ch - ch // 2, h), max(cx - cw // 2, 0), min(cx + cw - cw // 2, w)
+        mixed = x.clone()
+        mixed[..., top:bottom, left:right] = other[..., top:bottom, left:right]
+        lam = 1.0 - (bottom - top) * (right - left) / (h * w)  # the area kept, after clipping
+    else:
+        mixed = lam * x + (1.0 - lam) * other
+    onehot = F.one_hot(y, num_classes).to(x.dtype if x.is_floating_point() else torch.float32)
+    return mixed, lam * onehot + (1.0 - lam) * onehot[perm]
