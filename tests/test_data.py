@@ -141,17 +141,23 @@ def test_the_transformers_policy_runs_on_training_images_only(tmp_path):
     _image_folder(tmp_path, shape=(32, 32))
     data = build_dataset("imagefolder", root=str(tmp_path), randaugment=[2, 9], random_erasing=1.0)
     ops = [type(t).__name__ for t in data.train.transform.transforms]
-    assert ops.index("RandomHorizontalFlip") < ops.index("RandAugment") < ops.index("ToDtype")
+    assert ops.index("RandomHorizontalFlip") < ops.index("RandomApply") < ops.index("ToDtype")
     assert ops[-2:] == ["Normalize", "RandomErasing"]
-    assert "RandAugment" not in [type(t).__name__ for t in data.test.transform.transforms]
+    policy = [t for t in data.train.transform.transforms if type(t).__name__ == "RandomApply"]
+    assert len(policy) == 2 and all(t.p == 0.5 for t in policy)  # timm's n2: two operations, each at odds 0.5
+    (op,) = policy[0].transforms
+    assert (op.num_ops, op.magnitude, op.num_magnitude_bins) == (1, 9, 11)  # timm's m9: 9/10 of each range
+    assert "RandomApply" not in [type(t).__name__ for t in data.test.transform.transforms]
     erased = data.train[0][0]
     assert (erased == 0).flatten(1).all(0).sum() > 0  # a rectangle erased (zeros across channels)
     seeded = SeededSamples(data.train, seed=3)
     assert torch.equal(seeded[(0, 1)][0], seeded[(0, 1)][0]) and not torch.equal(seeded[(0, 1)][0], seeded[(1, 1)][0])
-    with pytest.raises(ConfigError, match=r"randaugment must be \[num_ops, magnitude\]"):
-        build_dataset("imagefolder", root=str(tmp_path), randaugment=9)
-    with pytest.raises(ConfigError, match="random_erasing is a probability"):
-        build_dataset("imagefolder", root=str(tmp_path), random_erasing=25)
+    for bad in (9, [1, 11], [True, 9]):
+        with pytest.raises(ConfigError, match=r"randaugment must be \[num_ops, magnitude\]"):
+            build_dataset("imagefolder", root=str(tmp_path), randaugment=bad)
+    for bad in (25, "0.25"):
+        with pytest.raises(ConfigError, match="random_erasing is a probability"):
+            build_dataset("imagefolder", root=str(tmp_path), random_erasing=bad)
 
 
 def test_mixup_mixes_images_and_one_hot_labels_by_one_drawn_lambda():

@@ -1,8 +1,12 @@
-"""``run.memory: lean``: spikes saved for backward as bits give bit-identical gradients (float64 and
-float32, the whole SAKD step with its feature transforms), keep less, and round-trip exactly."""
+"""``run.memory: lean`` and ``min``: spikes saved for backward as bits, neuron inputs and (``min``)
+whole blocks made again in backward give bit-identical gradients (float64 and float32, the whole
+SAKD step with its feature transforms), keep less, and round-trip exactly."""
+
+import contextlib
 
 import pytest
 import torch
+from torch import nn
 
 from conftest import DEVICES, fast_config
 from sakd.distill import SAKDLoss
@@ -42,7 +46,12 @@ def test_bits_are_numpys_packbits():
 def sakd_step(model, teacher, objective, x, y, mode, packing):
     """One SAKD step's gradients (CE + feature L2 through the transforms + logits KD) and the bytes
     it keeps for backward."""
-    s_fx, t_fx = FeatureExtractor(model), FeatureExtractor(teacher)
+    return sakd_step_at(model, teacher, objective, x, y, mode, "stage", packing)
+
+
+def sakd_step_at(model, teacher, objective, x, y, mode, level, packing="bits"):
+    """:func:`sakd_step` with the features tapped at ``level``."""
+    s_fx, t_fx = FeatureExtractor(model, level), FeatureExtractor(teacher, level)
     for p in [*model.parameters(), *objective.parameters()]:
         p.grad = None
     with torch.no_grad():
@@ -76,9 +85,82 @@ def test_lean_gives_bit_identical_gradients_and_keeps_less(dtype, packing, devic
     assert lean_bytes < 0.8 * fast_bytes
 
 
-def test_the_trainer_in_lean_mode_takes_the_same_step(tmp_path, teacher_ckpt):
+MIN_MODELS = {  # name -> (options, input side): a residual CNN, the DVS VGG, both spiking transformers, a
+    # torchvision twin (its blocks found in the traced graph; in-place ReLUs and `out += identity`)
+    "resnet_tiny": ({}, 16), "vgg11": ({}, 16), "spikformer": ({"depth": 2, "dim": 32, "heads": 4}, 32),
+    "spike_driven_transformer": ({"depth": 2, "dim": 32}, 32), "torchvision:resnet18": ({}, 32),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("name", list(MIN_MODELS))
+def test_min_gives_bit_identical_gradients_updates_batchnorm_once_and_keeps_least(name, dtype, device, monkeypatch):
+    """A SAKD step (CE, feature L2 through the transforms at block taps, logits KD) with every
+    block run again in backward from its input spikes: fast's gradients and running statistics."""
+    import copy
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    options, side = MIN_MODELS[name]
+    torch.manual_seed(0)
+    snn = create_model(name, spiking=True, num_classes=10, timesteps=2, **options).to(device, dtype)
+    teacher = create_model(name, spiking=False, num_classes=10, **options).to(device, dtype).eval()
+    channels = [p.channels for p in snn.tap_points("block")]
+    objective = SAKDLoss(channels, channels, alpha=1, beta=10, gamma=1, tau=4, ).to(device, dtype)
+    x = torch.randn(4, 3, side, side, dtype=dtype, device=device) * 2
+    y = torch.randint(0, 10, (4,), device=device)
+    results = {}
+    for mode in ("fast", "lean", "min"):
+        model = copy.deepcopy(snn)
+        grads, kept = sakd_step_at(model, teacher, objective, x, y, mode, "block")
+        results[mode] = grads, kept, [b.clone() for b in model.buffers()]
+    fast, lean, least = results["fast"], results["lean"], results["min"]
+    assert all(torch.equal(a, b) for a, b in zip(fast[0], least[0], strict=True))
+    assert sum(g.abs().sum() for g in fast[0]) > 0
+    assert all(torch.equal(a, b) for a, b in zip(fast[2], least[2], strict=True))  # running statistics: one update
+    assert least[1] < lean[1] < fast[1]
+
+
+def test_min_replays_the_random_draws_of_a_unit_and_refuses_a_model_without_units():
+    """Dropout inside a unit (torch's generator) and a draw from the step's generator: the same
+    masks when the unit runs again, so fast's gradients."""
+    from sakd.errors import ConfigError
+    from sakd.randomness import step_draws, step_generator
+    from sakd.training.memory import resolve_memory
+    from sakd.training.recompute import Recomputing
+
+    class Noisy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.drop = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3), nn.Dropout(0.5)
+
+        def forward(self, x):
+            noise = torch.rand(x.shape, generator=step_generator(x.device))
+            return self.drop(torch.relu(self.bn(self.conv(x)))) * noise
+
+    torch.manual_seed(0)
+    unit = Noisy()
+    x = (torch.rand(2, 3, 5, 5) < 0.5).float().requires_grad_()
     grads = {}
-    for mode in ("fast", "lean"):
+    for mode in ("fast", "min"):
+        for p in unit.parameters():
+            p.grad = None
+        x.grad = None
+        torch.manual_seed(1)
+        with step_draws(0, 0, 0), (Recomputing([unit]) if mode == "min" else contextlib.nullcontext()):
+            out = unit(x)
+            torch.rand(3)  # the generators move on before backward
+            step_generator("cpu").seed()
+            (out * torch.arange(out.numel()).view_as(out)).sum().backward()
+        grads[mode] = [x.grad.clone(), *(p.grad.clone() for p in unit.parameters())]
+    assert all(torch.equal(a, b) for a, b in zip(grads["fast"], grads["min"], strict=True))
+    with pytest.raises(ConfigError, match="run.memory=min runs blocks again in backward, but this model names none"):
+        resolve_memory("min", nn.Sequential(nn.Conv2d(1, 1, 1)))
+
+
+def test_the_trainer_in_lean_and_min_mode_takes_the_same_step(tmp_path, teacher_ckpt):
+    grads = {}
+    for mode in ("fast", "lean", "min"):
         trainer = Trainer(fast_config(tmp_path / mode, f"distill.teacher.weights={teacher_ckpt}", "distill.beta=10",
                                       "distill.gamma=1", f"run.memory={mode}"))
         x, y = next(iter(trainer.train_loader))
@@ -88,6 +170,7 @@ def test_the_trainer_in_lean_mode_takes_the_same_step(tmp_path, teacher_ckpt):
         loss.backward()
         grads[mode] = [p.grad.clone() for p in [*trainer.model.parameters(), *trainer.objective.parameters()]]
     assert all(torch.equal(a, b) for a, b in zip(grads["fast"], grads["lean"]))
+    assert all(torch.equal(a, b) for a, b in zip(grads["fast"], grads["min"]))
 
 
 def test_a_lean_sakd_run_trains_exactly_as_a_fast_one(tmp_path, teacher_ckpt):
@@ -195,7 +278,6 @@ def test_recomputation_follows_the_forward_autocast_and_eval_batchnorm():
 
 # -- in-place operations and neurons whose output is not 0/1 ----------------------------------------
 
-from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from conftest import skip_unless_compiles  # noqa: E402

@@ -69,7 +69,7 @@ for _name in sorted(RECIPES, key=lambda n: (size(n), n)):
 TINY = [
     "data.name=synthetic", "data.options={image_size: 16, train_size: 2, test_size: 2}",
     "data.batch_size=2", "data.eval_batch_size=2", "data.num_workers=0", "optim.epochs=1",
-    "optim.warmup_epochs=0", "run.device=cpu", "run.progress=false",
+    "optim.warmup_epochs=0", "optim.cooldown_epochs=0", "run.device=cpu", "run.progress=false",
 ]
 
 

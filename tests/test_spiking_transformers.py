@@ -3,6 +3,7 @@ attention by hand, the twins' state dict, a SAKD step with lean memory, ONNX exp
 attention's operations counted."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ TRANSFORMERS = [("spikformer", TINY), ("spike_driven_transformer", TINY_SDT)]
     ("spikformer_8_384", "imagenet", 1000, 16.81),
     ("spikformer_8_512", "imagenet", 1000, 29.68),
     ("spikformer_8_768", "imagenet", 1000, 66.34),
+    ("spike_driven_transformer_2_512", "cifar", 100, 10.28),  # the paper's CIFAR-100 model
     ("spike_driven_transformer_8_512", "imagenet", 1000, 29.68),  # the same tensors as Spikformer's
     ("spike_driven_transformer_8_768", "imagenet", 1000, 66.34),
 ])
@@ -150,3 +152,50 @@ def test_a_matmuls_operations_are_its_products_of_two_nonzero_elements():
         holder.mul(c, b)  # broadcast: a mask of spikes over the last dimension
     rec = counter.layers["mul"]
     assert rec.ops == int(((c != 0) & (b != 0)).sum()) and rec.dense_macs == b.numel() and rec.binary
+
+
+@pytest.mark.parametrize("threshold, theirs", [(None, 1.0), ("attention", 0.5)])
+def test_the_recipes_neuron_is_spikingjellys_lif_of_the_authors(threshold, theirs):
+    """presets/spikingjelly_lif.yaml: sakd's LIF at threshold 2 (attention 1), sigmoid surrogate at
+    α 2, gives SpikingJelly's LIFNode(tau=2, decay_input, detach_reset, Sigmoid(α=4)) spikes and
+    input gradients (at threshold 1, attention 0.5), float64."""
+    sj = pytest.importorskip("spikingjelly.activation_based.neuron")
+    from spikingjelly.activation_based import surrogate
+    from sakd.training import load_config
+
+    cfg = load_config("cifar10/spike_driven_transformer_2_512_snn")
+    spec = cfg.model.neuron
+    if threshold == "attention":
+        spec = dataclasses.replace(spec, threshold=cfg.model.options["attention_threshold"])
+    ours = dataclasses.replace(spec, backend="reference").build().double()
+    peer = sj.LIFNode(tau=2.0, decay_input=True, v_threshold=theirs, v_reset=0.0, detach_reset=True,
+                      surrogate_function=surrogate.Sigmoid(alpha=4.0), step_mode="m").double()
+    torch.manual_seed(0)
+    x = (torch.randn(4, 3, 50, dtype=torch.float64) * 1.5 + theirs).requires_grad_()
+    g = torch.randn_like(x)
+    out, want = ours(x), peer(x)
+    assert torch.equal(out, want) and 0 < out.mean() < 1
+    (grad,) = torch.autograd.grad(out, x, g)
+    (grad_peer,) = torch.autograd.grad(want, x, g)
+    torch.testing.assert_close(grad, grad_peer)
+    assert load_config("cifar10/spikformer_4_384_snn").model.neuron == cfg.model.neuron
+
+
+def test_bad_sizes_are_one_line_and_a_square_mlp_adds_its_input_twice():
+    """model.options sizes are checked with the option's name; with mlp_ratio 1 the authors'
+    MS_MLP adds the stream to the hidden potential too: x' = x + h, out = x' + fc2(SN(x'))."""
+    from sakd.errors import ConfigError
+
+    for name, options, message in [("spikformer", {"dim": 36}, "dim must be a multiple of 8"),
+                                   ("spikformer", {"heads": 5}, "does not split into 5 heads"),
+                                   ("spike_driven_transformer", {"depth": 0}, "depth must be a whole number >= 1")]:
+        with pytest.raises(ConfigError, match=message):
+            create_model(name, spiking=True, num_classes=10, **options)
+    torch.manual_seed(0)
+    snn = create_model("spike_driven_transformer", spiking=True, num_classes=10, timesteps=1, depth=1, dim=16,
+                       mlp_ratio=1.0).eval()
+    mlp = snn.blocks[0].mlp
+    x = torch.randn(2, 16, 2, 2) * 2
+    with torch.no_grad():
+        inner = mlp.fc1((x >= 1).float()) + x  # one LIF step from rest fires at 1
+        assert torch.equal(mlp(x), mlp.fc2((inner >= 1).float()) + inner)

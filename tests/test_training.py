@@ -63,15 +63,16 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, te
 def test_ctrl_c_in_the_first_epoch_finishes_the_step_writes_last_pt_and_resumes(tmp_path, capsys):
     """A first Ctrl-C does what SIGTERM does (in epoch 1, where no epoch checkpoint exists yet): the
     step finishes, last.pt is written, the resume command printed works and the run ends as an
-    uninterrupted one."""
+    uninterrupted one (mixup and CutMix on: the resumed steps mix as the uninterrupted ones did)."""
     import signal
 
     from sakd.errors import Preempted
 
-    full = Trainer(fast_config(tmp_path / "full"))
+    mixing = ["data.mixup=0.5", "data.cutmix=1.0", "distill.label_smoothing=0.1"]
+    full = Trainer(fast_config(tmp_path / "full", *mixing))
     full.fit()
     before = signal.getsignal(signal.SIGINT)  # Python's own handler (ignored, where a shell started us in the background)
-    trainer = Trainer(fast_config(tmp_path / "cut"))
+    trainer = Trainer(fast_config(tmp_path / "cut", *mixing))
     trainer.on_step = lambda epoch, step: signal.raise_signal(signal.SIGINT) if (epoch, step) == (0, 2) else None
     with pytest.raises(Preempted) as stop:
         trainer.fit()
@@ -410,3 +411,55 @@ def test_mixup_and_label_smoothing_train_and_mixup_refuses_dkd(tmp_path, teacher
     with pytest.raises(ConfigError, match="data.mixup / data.cutmix mix the labels, but distill.terms dkd reads each label's class"):
         train(fast_config(tmp_path, "data.cutmix=1", f"distill.teacher.weights={teacher_ckpt}", "run.name=refused",
                           "distill.terms=[{name: dkd, weight: 1}]"))
+
+
+def test_label_smoothing_of_mixed_labels_is_timms_mixup_target():
+    """ce with distill.label_smoothing on mixed labels is the cross-entropy against timm's
+    mixup_target: λ·smooth(y) + (1 - λ)·smooth(y[perm]), smooth(y) = (1 - ε)·onehot(y) + ε/K."""
+    from torch.nn.functional import log_softmax, one_hot
+
+    from sakd.data.augmentation import mix
+    from sakd.distill.terms import CrossEntropy, TermInputs
+    from sakd.randomness import step_draws
+
+    torch.manual_seed(0)
+    x, y, logits = torch.randn(6, 3, 4, 4), torch.arange(6), torch.randn(6, 6, dtype=torch.float64)
+    with step_draws(0, 0, 0):
+        _, target = mix(x, y, 6, mixup=0.5)
+    diagonal = target.diagonal()  # one class per sample: the labels show λ and the permutation
+    lam = diagonal.min().item()
+    perm = torch.where(diagonal == 1, torch.arange(6), (target - lam * torch.eye(6)).argmax(1))
+    eps = 0.1
+
+    def smooth(labels):
+        return (1 - eps) * one_hot(labels, 6).double() + eps / 6
+
+    timm_target = lam * smooth(y) + (1 - lam) * smooth(perm)
+    expected = -(timm_target * log_softmax(logits, 1)).sum(1).mean()
+    got = CrossEntropy(label_smoothing=eps)(TermInputs(logits, target.double()))
+    assert 0 < lam < 1
+    torch.testing.assert_close(got, expected)
+
+
+def test_the_schedule_warms_up_decays_over_the_epochs_before_the_cooldown_and_holds_the_minimum():
+    """optim.cooldown_epochs (timm's): warm-up, cosine to min_lr over epochs - cooldown, then min_lr."""
+    import math
+
+    from sakd.training.optim import build_scheduler
+
+    cfg = load_config(None, ["optim.lr=1.0", "optim.min_lr=0.1", "optim.epochs=10", "optim.warmup_epochs=2",
+                             "optim.cooldown_epochs=3"]).optim
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch=1)
+    lrs = []
+    for _ in range(10):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    cosine = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * k / 5)) for k in range(5)]  # steps 2..6 of 7
+    assert lrs[:2] == [0.5, 1.0] and all(math.isclose(a, b) for a, b in zip(lrs[2:7], cosine))
+    assert all(math.isclose(v, 0.1) for v in lrs[7:])  # the cooldown at min_lr
+    with pytest.raises(ConfigError, match=r"warmup_epochs \+ optim.cooldown_epochs"):
+        build_scheduler(optimizer, load_config(None, ["optim.epochs=4", "optim.warmup_epochs=2",
+                                                      "optim.cooldown_epochs=2"]).optim, 1)

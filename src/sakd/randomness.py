@@ -59,3 +59,24 @@ def step_generator(device: torch.device | str = "cpu") -> torch.Generator | None
     if device not in _generators:
         _generators[device] = torch.Generator(device).manual_seed(mixed_seed("draws", *_step, device))
     return _generators[device]
+
+
+def generator_states() -> dict:
+    """The states of the open micro-batch's generators made so far (``run.memory=min`` replays them)."""
+    return {device: g.get_state() for device, g in _generators.items()}
+
+
+@contextlib.contextmanager
+def generators_at(states: dict):
+    """Within: the step's generators as they were at :func:`generator_states` (those made since are
+    made again from the step's seed on first use); afterwards as they are now."""
+    outer = dict(_generators)
+    _generators.clear()
+    for device, state in states.items():
+        _generators[device] = torch.Generator(device)
+        _generators[device].set_state(state)
+    try:
+        yield
+    finally:
+        _generators.clear()
+        _generators.update(outer)

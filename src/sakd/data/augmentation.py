@@ -1,11 +1,14 @@
 """The spiking transformers' augmentation: RandAugment and random erasing per sample (a data set's
 options), mixup per batch (``data.mixup``), through torchvision's transforms.
 
-* ``randaugment: [N, M]`` (``data.options``): torchvision's ``RandAugment(num_ops=N, magnitude=M)``
-  on the image before it becomes floats, after the crop and flip. timm's ``rand-m9-n1-mstd0.4``
-  (Spikformer's and the Spike-driven Transformer's CIFAR policy) also jitters M with a standard
-  deviation of 0.4 and draws from a slightly different list of operations; torchvision's keeps M
-  fixed. The policy's draws come from torch's generator, so :mod:`sakd.data.seeded` makes them a
+* ``randaugment: [N, M]`` (``data.options``): timm's ``rand-mM-nN`` on the image before it becomes
+  floats, after the crop and flip, built from torchvision's transforms: N operations, each drawn
+  at random and applied with probability 0.5 (timm's ``AugmentOp(prob=0.5)``), at magnitude M of
+  10 (torchvision's ``RandAugment`` with 11 magnitude bins: M = 9 is 9/10 of each operation's
+  range, 27° of rotation). What stays timm's own: its ``mstd`` (Spikformer's and the Spike-driven
+  Transformer's ``mstd0.4`` jitters M by a standard deviation of 0.4), its ``inc1`` operation
+  variants and its list of operations (torchvision's has Identity, timm's Invert and SolarizeAdd).
+  The policy's draws come from torch's generator, so :mod:`sakd.data.seeded` makes them a
   function of (seed, epoch, sample), as every other augmentation.
 * ``random_erasing: p`` (``data.options``): ``RandomErasing(p)`` on the normalised tensor (timm's
   ``reprob``; torchvision erases with zeros, timm's default ``remode=const`` too).
@@ -36,15 +39,18 @@ def sample_ops(randaugment: list[int] | None, label: str) -> list:
     if randaugment is None:
         return []
     if not (isinstance(randaugment, (list, tuple)) and len(randaugment) == 2
-            and all(isinstance(v, int) and v >= 0 for v in randaugment) and randaugment[1] <= 30):
-        raise ConfigError(f"{label}: randaugment must be [num_ops, magnitude] (whole numbers, magnitude 0..30), "
-                          f"got {randaugment!r}")
-    return [v2.RandAugment(num_ops=randaugment[0], magnitude=randaugment[1])]
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in randaugment)
+            and randaugment[1] <= 10):
+        raise ConfigError(f"{label}: randaugment must be [num_ops, magnitude] (whole numbers, magnitude 0..10 as "
+                          f"timm's), got {randaugment!r}")
+    ops, magnitude = randaugment
+    return [v2.RandomApply([v2.RandAugment(num_ops=1, magnitude=magnitude, num_magnitude_bins=11)], p=0.5)
+            for _ in range(ops)]
 
 
 def tensor_ops(random_erasing: float, label: str) -> list:
     """What runs on the normalised tensor."""
-    if not 0.0 <= random_erasing <= 1.0:
+    if isinstance(random_erasing, bool) or not isinstance(random_erasing, (int, float)) or not 0.0 <= random_erasing <= 1.0:
         raise ConfigError(f"{label}: random_erasing is a probability in [0, 1], got {random_erasing!r}")
     return [v2.RandomErasing(random_erasing)] if random_erasing else []
 

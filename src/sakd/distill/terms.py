@@ -37,7 +37,10 @@ class TermInputs:
 
     ``student_timestep_logits`` is ``[T, B, K]`` (its mean over time is ``student_logits``; an ANN
     gives ``T = 1``); student features are ``[T, B, C, H, W]``, an ANN teacher's ``[B, C, H, W]``;
-    ``epoch`` counts from 0 (for terms with a warm-up)."""
+    ``epoch`` counts from 0 (for terms with a warm-up). ``target`` holds class indices ``[B]``, or,
+    in the epochs ``data.mixup`` / ``data.cutmix`` mix the batch, per-class probabilities
+    ``[B, K]`` (``F.cross_entropy`` reads both); a term that needs the indices sets
+    ``hard_labels = True`` and is refused with mixup."""
 
     student_logits: torch.Tensor
     target: torch.Tensor

@@ -157,6 +157,11 @@ class TwinModel(nn.Module):
         """Feature positions: the end of each ``"stage"`` or each ``"block"``."""
         raise NotImplementedError
 
+    def recompute_units(self) -> list[nn.Module]:
+        """The modules ``run.memory=min`` keeps only the input of and runs again in backward (its
+        residual or transformer blocks), each called as a whole by the forward; none: no ``min``."""
+        return []
+
 
 def init_weights(model: nn.Module) -> None:
     """He init for convolutions, unit/zero BatchNorm (as torchvision's ResNet)."""

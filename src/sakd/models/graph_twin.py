@@ -22,6 +22,12 @@ torchvision or timm weights initialise both twins). Its graph is rewritten once:
   Everything else runs time-folded, ``[T*B, ...]``. Where the stem hands the body something other
   than a tensor (a batch size read from the input), the whole network runs on the repeated input.
 
+* **blocks.** The body's nodes that run inside one block (the first two parts of the module path:
+  ``layer1.0``; a block's own functions and sums too) are one :class:`Block` call, a module that
+  holds nothing (the state dict is the network's) and runs those nodes as the network did:
+  ``run.memory=min`` keeps only a block's input and runs it again in backward. A network without
+  such blocks (a plain sequence, VGG's ``features.0``, ``features.1``, ...) has none.
+
 Feature taps: a shape probe (``model.options.image_size``, default 32) finds the activation sites
 with 4-D outputs; ``stage`` taps are the last site before each spatial reduction and the last one
 (timm networks: the last site inside each module of their ``feature_info``), ``block`` taps the
@@ -162,6 +168,41 @@ class _Tracer(fx.Tracer):
 _EMPTY = (lambda: None).__code__
 
 
+def _block_of(node: fx.Node) -> str | None:
+    """The block a node runs in (``layer1.0``): for a module, the first two parts of its path if it
+    lies inside one; for a function or method, those of the module whose forward called it."""
+    if node.op == "call_module":
+        parts = node.target.split(".")
+        return ".".join(parts[:2]) if len(parts) > 2 else None
+    if node.op in ("call_function", "call_method"):
+        stack = node.meta.get("nn_module_stack") or {}
+        owner = next(reversed(stack.values()))[0] if stack else ""
+        parts = owner.split(".") if owner else []
+        return ".".join(parts[:2]) if len(parts) >= 2 else None
+    return None
+
+
+class Block(nn.Module):
+    """Nodes of a twin's graph that run inside one block, as one call: the code fx writes for them,
+    run with the twin as ``self`` (so it holds no module and adds nothing to the state dict).
+    ``run.memory=min`` runs it again in backward (:meth:`norms`: its BatchNorms, whose running
+    statistics the recomputation must leave as they are)."""
+
+    def __init__(self, twin: "GraphTwin", name: str, code, norms: list[str]):
+        super().__init__()
+        object.__setattr__(self, "twin", twin)  # not a child: the twin's modules stay the twin's
+        self.name, self._code, self._norms = name, code, norms
+
+    def forward(self, *inputs):
+        return self._code(self.twin, *inputs)
+
+    def norms(self) -> list[nn.Module]:
+        return [self.twin.get_submodule(n) for n in self._norms]
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
 class GraphTwin(TwinModel):
     """The ANN (``spiking=False``) or SNN twin of an ``nn.Module`` (see the module docstring).
     ``source`` names the network in messages (``torchvision:resnet18``)."""
@@ -185,7 +226,7 @@ class GraphTwin(TwinModel):
             for name in sites:
                 self.set_submodule(name, SpikeActivation(self._timesteps, self.neuron))
         stem, body = self._split(graph, shapes)
-        self._stem_code, self._body_code = self._code(stem), self._code(body)
+        self._stem_code, self._body_code = self._code(stem), self._code(self._blocks(body))
         self._shapes = {name: shapes[name] for name in sites if name in shapes}
         self._feature_info = [f["module"] for f in getattr(net, "feature_info", []) if isinstance(f, dict) and "module" in f]
 
@@ -383,6 +424,54 @@ class GraphTwin(TwinModel):
         copy(body, lambda n: n not in static, env)
         body.output(env[next(n for n in nodes if n.op == "output").args[0]])
         return stem, body
+
+    def _blocks(self, body: fx.Graph) -> fx.Graph:
+        """``body`` with each run of nodes inside one block (:func:`_block_of`; constants join the
+        run they are in) replaced by a :class:`Block` call, where the run calls two modules or more."""
+        runs, current, key = [], [], None
+        for n in body.nodes:
+            k = _block_of(n)
+            if n.op == "get_attr" and current:
+                current.append(n)
+                continue
+            if k is not None and k == key:
+                current.append(n)
+                continue
+            if current:
+                runs.append((key, current))
+            current, key = ([n], k) if k is not None else ([], None)
+        if current:
+            runs.append((key, current))
+        runs = [(k, r) for k, r in runs if sum(n.op == "call_module" for n in r) >= 2]
+        if not runs:
+            self.sakd_blocks = nn.ModuleList()
+            return body
+        blocks = []
+        for i, (key, run) in enumerate(runs):
+            members = set(run)
+            inputs = list(dict.fromkeys(a for n in run for a in n.all_input_nodes if a not in members))
+            outputs = [n for n in run if any(u not in members for u in n.users)]
+            sub = fx.Graph()
+            env = {a: sub.placeholder(f"in{j}") for j, a in enumerate(inputs)}
+            for n in run:
+                env[n] = sub.node_copy(n, lambda a: env[a])
+            sub.output(tuple(env[n] for n in outputs))
+            norms = [n.target for n in run if n.op == "call_module"
+                     and isinstance(self.get_submodule(n.target), nn.modules.batchnorm._BatchNorm)]
+            blocks.append(Block(self, key, self._code(sub), norms))
+            with body.inserting_before(run[0]):
+                call = body.call_module(f"sakd_blocks.{i}", tuple(inputs))
+                results = [body.call_function(operator.getitem, (call, j)) for j in range(len(outputs))]
+            for n, r in zip(outputs, results):
+                n.replace_all_uses_with(r)
+            for n in reversed(run):
+                body.erase_node(n)
+        self.sakd_blocks = nn.ModuleList(blocks)  # no parameters or buffers: the state dict is unchanged
+        body.lint()
+        return body
+
+    def recompute_units(self) -> list[nn.Module]:
+        return list(self.sakd_blocks)
 
     def _code(self, graph: fx.Graph):
         """The Python function fx writes for ``graph``, called with the twin as ``self``."""

@@ -166,6 +166,9 @@ class ResNet(TwinModel):
             return self.fc2(self.act_fc(self.fc1(x)))
         return self.fc(x)
 
+    def recompute_units(self) -> list[nn.Module]:
+        return [block for name in self.stages for block in getattr(self, name)]
+
     def tap_points(self, level: str = "stage") -> list[TapPoint]:
         points = []
         for name in self.stages:

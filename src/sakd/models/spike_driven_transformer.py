@@ -24,8 +24,9 @@ Written from the paper and the authors' code (BICLab/Spike-Driven-Transformer, `
 * **Init** as the authors': truncated normal (0.02) for every convolution, zero biases, unit/zero
   BatchNorm; the classifier keeps PyTorch's default.
 
-Choices of ours, stated: the neuron is sakd's configured one (the authors use SpikingJelly's LIF,
-τ = 2, i.e. λ = 0.5, detach reset); the first convolution + BN of a static image run once (direct
+Choices of ours, stated: the neuron is sakd's configured one (the authors' SpikingJelly LIF, τ = 2
+with its input decayed, is ``presets/spikingjelly_lif.yaml``, which the recipes use: the same
+spikes and gradients, tested); the first convolution + BN of a static image run once (direct
 encoding, as all sakd models; the authors repeat the image T times, the same values); event
 frames are not eroded (the authors' ``dvs`` option max-pools K, V and the attention on event data);
 no stochastic depth. The masks are :class:`~sakd.models.base.Mul` modules, which ``sakd analyze``
@@ -42,7 +43,8 @@ from torch import nn
 
 from sakd.models.base import Mul, ResidualAdd, TapPoint
 from sakd.models.registry import MODELS
-from sakd.models.spiking_transformer import PatchSplitting, SpikingTransformer, Unit, pointwise, pool, truncated_normal_init
+from sakd.models.spiking_transformer import (PatchSplitting, SpikingTransformer, Unit, check_size, pointwise, pool,
+                                             truncated_normal_init)
 
 
 def conv_bn(cin: int, cout: int, kernel: int = 1, bias: bool = True) -> nn.Sequential:
@@ -88,16 +90,23 @@ class SDSA(nn.Module):
 
 
 class MembraneMLP(nn.Module):
+    """``x + BN(Conv(SN(BN(Conv(SN(x))))))``; with ``hidden == dim`` the authors' ``MS_MLP_Conv``
+    also adds ``x`` to the hidden potential, and the output sums onto that."""
+
     def __init__(self, dim: int, hidden: int, act):
         super().__init__()
         self.act1 = act()
         self.fc1 = conv_bn(dim, hidden)
+        self.inner = ResidualAdd() if hidden == dim else None
         self.act2 = act()
         self.fc2 = conv_bn(hidden, dim)
         self.add = ResidualAdd()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.add(self.fc2(self.act2(self.fc1(self.act1(x)))), x)
+        h = self.fc1(self.act1(x))
+        if self.inner is not None:
+            h = x = self.inner(h, x)
+        return self.add(self.fc2(self.act2(h)), x)
 
 
 class Block(nn.Module):
@@ -115,8 +124,7 @@ class SpikeDrivenTransformer(SpikingTransformer):
                  stem: str = "cifar", depth: int = 2, dim: int = 512, mlp_ratio: float = 4.0,
                  attention_threshold: float = 0.5):
         super().__init__(spiking=spiking, timesteps=timesteps, neuron=neuron)
-        if dim % 8:
-            raise ValueError(f"spike_driven_transformer: dims must be a multiple of 8 (the patch splitting's D/8), got {dim}")
+        check_size("spike_driven_transformer", depth, dim)
         pools = (False, False, True, True) if stem == "cifar" else (True, True, True, True)
         self.dim = dim
         self.sps = MembraneSPS(in_channels, dim, pools, self.act)

@@ -19,7 +19,8 @@ Choices of ours, stated: the token-wise linear layers are 1x1 convolutions on th
 their BatchNorm1d over tokens a BatchNorm2d over the grid (the same function: per channel, over
 batch and positions), so the blocks' features are maps ``[B, D, H, W]`` that every loss term,
 Figure 4 and the energy count read as any model's; the neuron is sakd's configured one (the
-authors use SpikingJelly's LIF, τ = 2, i.e. λ = 0.5, detach reset); the first convolution + BN
+authors' SpikingJelly LIF, τ = 2 with its input decayed, is ``presets/spikingjelly_lif.yaml``,
+which the recipes use: the same spikes and gradients, tested); the first convolution + BN
 of a static image run once (direct encoding, as all sakd models). The two attention products are
 :class:`~sakd.models.base.MatMul` modules, which ``sakd analyze`` counts: Q K^T multiplies two
 spike tensors and (.) V a spike tensor, so both are accumulates, ``Σ_k nnz(A[:, k]) · nnz(B[k, :])``
@@ -36,7 +37,8 @@ from torch import nn
 
 from sakd.models.base import MatMul, ResidualAdd, TapPoint
 from sakd.models.registry import MODELS
-from sakd.models.spiking_transformer import PatchSplitting, SpikingTransformer, Unit, pointwise, truncated_normal_init
+from sakd.models.spiking_transformer import (PatchSplitting, SpikingTransformer, Unit, check_size, pointwise,
+                                             truncated_normal_init)
 
 
 class SPS(PatchSplitting):
@@ -55,8 +57,6 @@ class SSA(nn.Module):
 
     def __init__(self, dim: int, heads: int, act, attention_act, scale: float = 0.125, qkv_bias: bool = True):
         super().__init__()
-        if dim % heads:
-            raise ValueError(f"spikformer: dims {dim} do not split into {heads} heads")
         self.heads, self.scale = heads, scale
         self.q, self.k, self.v = (Unit(pointwise(dim, dim, qkv_bias), dim, act()) for _ in range(3))
         self.qk, self.av = MatMul(), MatMul()
@@ -103,8 +103,7 @@ class Spikformer(SpikingTransformer):
                  stem: str = "cifar", depth: int = 4, dim: int = 384, heads: int = 12, mlp_ratio: float = 4.0,
                  attention_threshold: float = 0.5):
         super().__init__(spiking=spiking, timesteps=timesteps, neuron=neuron)
-        if dim % 8:
-            raise ValueError(f"spikformer: dims must be a multiple of 8 (the patch splitting's D/8), got {dim}")
+        check_size("spikformer", depth, dim, heads)
         pools = (False, False, True, True) if stem == "cifar" else (True, True, True, True)
         self.dim = dim
         self.sps = SPS(in_channels, dim, pools, self.act)

@@ -10,6 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from sakd.errors import ConfigError
 from sakd.models.base import TapPoint, TwinModel
 
 
@@ -23,6 +24,18 @@ class Unit(nn.Sequential):
 
     def __init__(self, layer: nn.Module, channels: int, act: nn.Module):
         super().__init__(layer, nn.BatchNorm2d(channels), act)
+
+
+def check_size(model: str, depth, dim, heads=None) -> None:
+    """One line naming the bad ``model.options`` size (blocks, dims, heads where the model has them)."""
+    sizes = {"depth": depth, "dim": dim} | ({"heads": heads} if heads is not None else {})
+    for key, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{model}: model.options.{key} must be a whole number >= 1, got {v!r}")
+    if dim % 8:
+        raise ConfigError(f"{model}: model.options.dim must be a multiple of 8 (the patch splitting's D/8), got {dim}")
+    if heads is not None and dim % heads:
+        raise ConfigError(f"{model}: model.options.dim {dim} does not split into {heads} heads")
 
 
 def pool(on: bool) -> nn.Module:
@@ -94,6 +107,9 @@ class SpikingTransformer(TwinModel):
 
     def block_taps(self) -> list[TapPoint]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def recompute_units(self) -> list[nn.Module]:
+        return list(self.blocks)
 
     def tap_points(self, level: str = "stage") -> list[TapPoint]:
         if level not in ("stage", "block"):

@@ -85,6 +85,10 @@ class VGG(TwinModel):
             x = self.pool(x)
         return self.fc(self.grid(x).flatten(1))
 
+    def recompute_units(self) -> list[nn.Module]:
+        """Every conv -> BN -> neuron layer the body calls whole (the first is split by the stem)."""
+        return [layer for name in self.stage_names for layer in getattr(self, name)][1:]
+
     def tap_points(self, level: str = "stage") -> list[TapPoint]:
         if level not in ("stage", "block"):
             raise ValueError(f"unknown tap level {level!r}; choose 'stage' or 'block'")

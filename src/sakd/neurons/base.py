@@ -75,6 +75,7 @@ class NeuronSpec:
     decay: float = limited(0.5, ge=0.0, le=1.0)  # the leak λ of eq. 1 (neurons without a leak ignore it)
     threshold: float = limited(1.0, gt=0.0)
     surrogate: str = limited("triangle", choices=SURROGATES.names)
+    surrogate_options: dict = field(default_factory=dict)  # its parameters, e.g. {alpha: 2} for sigmoid
     detach_reset: bool = False
     reset: Literal["hard", "soft"] = "hard"  # hard: V = H(1 - S) (eq. 3); soft: V = H - S·V_th
     # compiled (torch.compile kernels) | fused (eager) | reference (autograd loop) | auto (compiled where it builds)
@@ -86,6 +87,8 @@ class NeuronSpec:
         takes = inspect.signature(cls).parameters
         shared = {k: getattr(self, k) for k in ("decay", "threshold", "surrogate", "detach_reset", "reset", "backend")
                   if k in takes}
+        if self.surrogate_options and "surrogate" in shared:
+            shared["surrogate"] = {"name": self.surrogate, **self.surrogate_options}
         try:
             return cls(**shared, **self.options)
         except TypeError as exc:

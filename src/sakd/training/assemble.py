@@ -132,7 +132,7 @@ def build_objective(cfg: Config, model: nn.Module, teacher: nn.Module | None):
     terms, s_taps, t_taps = d.objective_terms(), None, None
     hard = [t["key"] if t["key"] != "distill.terms" else f"distill.terms {t['name']}" for t in terms
             if LOSSES.get(t["name"]).hard_labels and WeightSchedule.of(t["weight"], t["schedule"]).ever_on]
-    if (cfg.data.mixup or cfg.data.cutmix) and hard:
+    if (cfg.data.mixup or cfg.data.cutmix) and cfg.data.mixup_off_epoch != 0 and hard:
         raise ConfigError(f"data.mixup / data.cutmix mix the labels, but {', '.join(hard)} reads each label's class; "
                           "set both to 0 or leave that term out")
     if reads_features(terms):

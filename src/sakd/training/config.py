@@ -136,6 +136,9 @@ class OptimConfig:
     betas: list[float] = limited(default_factory=lambda: [0.9, 0.999], check=lambda b: _pair(b))
     epochs: int = limited(200, ge=1)
     warmup_epochs: float = limited(0.0, ge=0.0)
+    # the last epochs at min_lr, after the schedule (timm's cooldown_epochs: the schedule runs over
+    # epochs - cooldown_epochs)
+    cooldown_epochs: float = limited(0.0, ge=0.0)
     scheduler: str = limited("cosine", choices=_schedulers)
     min_lr: float = limited(0.0, ge=0.0)
     accumulate_steps: int = limited(1, ge=1)  # micro-batches per optimiser step (data.batch_size is the global batch)
@@ -274,8 +277,10 @@ class RunConfig:
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on capable GPUs, else off
     channels_last: bool = True  # NHWC weights and activations (faster convolutions on CPU and GPU)
     # what a step keeps for backward: fast (autograd's default) | lean (spikes saved as bits, neuron
-    # inputs made again in backward; same gradients) | auto (lean for a spiking student, fast for an ANN)
-    memory: Literal["auto", "fast", "lean"] = "auto"
+    # inputs made again in backward; same gradients) | min (lean, and each block keeps only its input
+    # spikes as bits and runs again in backward; same gradients) | auto (lean for a spiking student,
+    # fast for an ANN)
+    memory: Literal["auto", "fast", "lean", "min"] = "auto"
     log_interval: int = limited(20, ge=1)
     progress: bool = True
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only)

@@ -2,6 +2,8 @@
 
 * ``auto`` (the default, :func:`resolve_memory`): ``lean`` for a spiking model, ``fast`` for an ANN.
 * ``fast``: autograd's default: every tensor an operation saves stays as it is.
+* ``min``: ``lean``, and each block a model names (its ``recompute_units``) keeps only its input
+  and runs again in backward (:mod:`sakd.training.recompute`); exact too.
 * ``lean``: two savings, both exact.
 
   - Spikes are binary, so a spike tensor that a later layer saves for its backward (the input of
@@ -51,7 +53,6 @@ decides (a benchmark that counts a trainer's step wraps it in its own).
 from __future__ import annotations
 
 import itertools
-import sys
 import weakref
 from typing import Callable, Literal
 
@@ -60,88 +61,34 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from sakd.errors import ConfigError
+from sakd.models.base import TwinModel
 from sakd.neurons import SpikeActivation
+from sakd.training.packing import PACKINGS, Packed, dense_order
+from sakd.training.recompute import Recomputing
 
-MEMORY_MODES = ("fast", "lean")
+MEMORY_MODES = ("fast", "lean", "min")
+
+
+def recompute_units(model: nn.Module) -> list[nn.Module]:
+    """The units ``run.memory=min`` runs again in backward: those every sakd model in ``model``
+    names (:meth:`~sakd.models.base.TwinModel.recompute_units`)."""
+    units = [u for m in model.modules() if isinstance(m, TwinModel) for u in m.recompute_units()]
+    if not units:
+        raise ConfigError("run.memory=min runs blocks again in backward, but this model names none "
+                          "(TwinModel.recompute_units); use run.memory=lean")
+    return units
 
 
 def resolve_memory(mode: str, model: nn.Module) -> str:
     """``run.memory`` for ``model``: ``auto`` is ``lean`` for a spiking model (0.37x the memory of
     a SAKD step at 1.00-1.15x its time on CPU, ``benchmarks/suite.py`` figure 7) and ``fast`` for
     an ANN, which has no spikes to pack and keeps no neuron inputs."""
+    if mode == "min":
+        recompute_units(model)  # one clear line where the model names no blocks
     if mode != "auto":
         return mode
     return "lean" if getattr(model, "spiking", False) else "fast"
-PACKINGS = ("bits", "uint8")
-# Bits, little-endian: element i of a group of 8 is bit i of its byte. Packing reads the 8 bytes
-# (0/1) of a group as one int64 whose byte i is element i; multiplying by the sum of 2^(7j),
-# j = 1..8, puts element i at bit 56 + i with no carries (every partial product lands on its own
-# bit), so bits 56-63 are the packed byte. Unpacking looks each byte up in a 256 x 8 table.
-_GATHER = sum(1 << (7 * j) for j in range(1, 9))
-_TABLES: dict = {}
-
-
-def _bytes(flat: torch.Tensor) -> torch.Tensor:
-    """The 0/1 elements of ``flat`` as bytes 0/1: through bool, whose bytes are 0/1, since
-    PyTorch's CPU kernels convert float to bool 5-10x faster than float to uint8."""
-    return flat.bool().view(torch.uint8)
-
-
-def _pack_bits(flat: torch.Tensor) -> torch.Tensor:
-    if sys.byteorder != "little":
-        raise RuntimeError("run.memory=lean packs spikes as bits on little-endian machines only; use fast")
-    pad = (-flat.numel()) % 8
-    data = _bytes(flat)
-    if pad:
-        data = torch.cat([data, data.new_zeros(pad)])
-    return ((data.view(torch.int64) * _GATHER) >> 56).to(torch.uint8)
-
-
-def _unpack_bits(data: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    key = (data.device, dtype)
-    if key not in _TABLES:
-        byte = torch.arange(256, device=data.device).unsqueeze(1)
-        _TABLES[key] = ((byte >> torch.arange(8, device=data.device)) & 1).to(dtype)
-    return _TABLES[key].index_select(0, data.int()).view(-1)
-
-
-def _dense_order(t: torch.Tensor) -> list[int] | None:
-    """The dimension order in which ``t`` is dense (contiguous after permuting), or None."""
-    order = sorted(range(t.dim()), key=lambda d: -t.stride(d))
-    return order if t.permute(order).is_contiguous() else None
-
-
-class Packed:
-    """A binary tensor stored as bits (or bytes), with what rebuilds it exactly (and, from
-    :class:`SavedTensors`, a :class:`Guard` against an in-place change after it was saved)."""
-
-    guard: "Guard | None" = None
-
-    def __init__(self, t: torch.Tensor, packing: str):
-        self.shape, self.dtype = t.shape, t.dtype
-        self.order = _dense_order(t)
-        flat = (t.permute(self.order) if self.order else t).reshape(-1)
-        self.numel = flat.numel()
-        self.data = _bytes(flat) if packing == "uint8" else _pack_bits(flat)
-        self.packing = packing
-
-    @property
-    def nbytes(self) -> int:
-        return self.data.numel()
-
-    def unpack(self) -> torch.Tensor:
-        if self.guard is not None:
-            self.guard.check()
-        if self.packing == "uint8":
-            flat = self.data.to(self.dtype)
-        else:
-            flat = _unpack_bits(self.data, self.dtype)[: self.numel]
-        if self.order is None:
-            return flat.view(self.shape)
-        permuted = flat.view([self.shape[d] for d in self.order])
-        return permuted.permute([self.order.index(d) for d in range(len(self.shape))])
-
-
 def _version(t: torch.Tensor) -> int:
     """Autograd's count of in-place changes to ``t`` (shared with its views); inference tensors
     have none and never change under autograd."""
@@ -286,7 +233,7 @@ class SavedTensors:
 
     _active: list["SavedTensors"] = []
 
-    def __init__(self, model: nn.Module, mode: Literal["fast", "lean"] = "fast", packing: str = "bits",
+    def __init__(self, model: nn.Module, mode: Literal["fast", "lean", "min"] = "fast", packing: str = "bits",
                  exclude: set[int] | None = None, count: bool = False, recompute: bool = True):
         if mode not in MEMORY_MODES:
             raise ValueError(f"unknown memory mode {mode!r}; choose one of {MEMORY_MODES}")
@@ -305,10 +252,12 @@ class SavedTensors:
         self._serial = itertools.count()
         self._handles: list = []
         self._hooks = None
+        self._units = Recomputing(recompute_units(model), packing) if mode == "min" else None
 
     @property
     def kept_bytes(self) -> int:
-        return sum(self.kept.values())
+        units = sum(call.nbytes for call in self._units.calls) if self._units is not None and self.count else 0
+        return sum(self.kept.values()) + units
 
     @staticmethod
     def _lookup(table: dict, t: torch.Tensor):
@@ -334,7 +283,10 @@ class SavedTensors:
 
     def _record_output(self, module, inputs, output):
         """A replayable module ran: its recipe, made now while its arguments live, lives with
-        the output (and with what saves it); none where an argument is kept by nothing else."""
+        the output (and with what saves it); none where an argument is kept by nothing else, or
+        inside a unit that ``min`` runs again (nothing there is kept)."""
+        if self._units is not None and self._units.depth:
+            return
         ptr = output.untyped_storage().data_ptr()
         self._outputs.pop(ptr, None)
         args = []
@@ -350,7 +302,7 @@ class SavedTensors:
     def _lean_form(self, t: torch.Tensor):
         """``t`` packed (spikes) or as a recipe (a view of a replayable module's output), or None
         (also where ``t`` changed in place since it was recorded)."""
-        if self._lookup(self._spikes, t) and t.dim() > 0 and _dense_order(t) is not None:
+        if self._lookup(self._spikes, t) and t.dim() > 0 and dense_order(t) is not None:
             ptr = t.untyped_storage().data_ptr()
             key = (ptr, t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
             views = self._packed.setdefault(ptr, {})
@@ -378,10 +330,10 @@ class SavedTensors:
                 self.kept[storage.data_ptr()] = storage.nbytes()
 
     def _pack(self, t: torch.Tensor):
-        saved = self._lean_form(t) if self.mode == "lean" else None
+        saved = self._lean_form(t) if self.mode != "fast" else None
         if saved is None:
             saved = Kept(t)
-            if self.mode == "lean":
+            if self.mode != "fast":
                 self._plain[t.untyped_storage().data_ptr()] = (weakref.ref(t), _version(t))
         if self.count:
             self._count(saved)
@@ -396,21 +348,25 @@ class SavedTensors:
         if self._inner:  # an outer context for this model decides
             return self
         SavedTensors._active.append(self)
-        if self.mode == "lean":
+        if self.mode != "fast":
             self._handles = [m.register_forward_hook(self._record) for m in self.model.modules()
                              if isinstance(m, SpikeActivation)]
             if self.recompute:  # first among the hooks, so it sees the output the module made
                 self._handles += [m.register_forward_hook(self._record_output, prepend=True)
                                   for m in self.model.modules() if _replayable(m)]
-        if self.mode == "lean" or self.count:
+        if self.mode != "fast" or self.count:
             self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
             self._hooks.__enter__()
+        if self._units is not None:
+            self._units.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         if self._inner:
             return
         SavedTensors._active.remove(self)
+        if self._units is not None:
+            self._units.__exit__(*exc)
         if self._hooks is not None:
             self._hooks.__exit__(*exc)
             self._hooks = None

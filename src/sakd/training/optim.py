@@ -71,16 +71,18 @@ def build_optimizer(modules: list[nn.Module], cfg: OptimConfig) -> torch.optim.O
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, kind: str, min_ratio: float) -> float:
-    """Multiplier of the base lr at an iteration: linear warm-up, then cosine (or constant)."""
+    """Multiplier of the base lr at an iteration: linear warm-up, then cosine (or constant) over
+    ``total_steps``, then the schedule's end (a cool-down at the minimum)."""
     if warmup_steps and step < warmup_steps:
         return (step + 1) / warmup_steps
-    return SCHEDULERS.get(kind)((step - warmup_steps) / max(1, total_steps - warmup_steps), min_ratio)
+    return SCHEDULERS.get(kind)(min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps)), min_ratio)
 
 
 def build_scheduler(optimizer, cfg: OptimConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    if cfg.warmup_epochs >= cfg.epochs > 0:
-        raise ConfigError(f"optim.warmup_epochs ({cfg.warmup_epochs}) must be below optim.epochs ({cfg.epochs})")
-    total = cfg.epochs * steps_per_epoch
+    if cfg.warmup_epochs + cfg.cooldown_epochs >= cfg.epochs > 0:
+        raise ConfigError(f"optim.warmup_epochs + optim.cooldown_epochs ({cfg.warmup_epochs} + {cfg.cooldown_epochs}) "
+                          f"must be below optim.epochs ({cfg.epochs})")
+    total = int(round((cfg.epochs - cfg.cooldown_epochs) * steps_per_epoch))
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     min_ratio = cfg.min_lr / cfg.lr if cfg.lr else 0.0
     return torch.optim.lr_scheduler.LambdaLR(

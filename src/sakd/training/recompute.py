@@ -1,0 +1,195 @@
+"""``run.memory=min``: a unit (a residual block, a transformer block) keeps only its input, its
+spikes packed as bits, and is run again in backward to make what its layers saved.
+
+While a unit runs forward, every tensor its operations save for backward is replaced by a place
+holder (``torch.autograd.graph.saved_tensors_hooks``). The first time backward needs one, the unit
+runs again from its kept input, under the forward's random state (torch's CPU and CUDA generators
+and the step's generators of :mod:`sakd.randomness`) and autocast state, with its BatchNorms'
+running statistics restored afterwards (so they are updated once, by the forward), and what its
+operations save is handed to the place holders in the order they were saved. The recomputation
+runs the same kernels on the same values, so the saved tensors, and the gradients, are those of
+``fast`` bit for bit (tested in float64 and float32). The autograd graph itself is the forward's:
+taps inside a unit, loss terms on them and DistributedDataParallel see an ordinary graph.
+
+A unit's input is kept packed where it is spikes (exact 0/1 values) and as it is otherwise (a
+membrane-potential residual stream); everything the unit makes in between is freed after the
+forward. A saved tensor is dropped once backward has used it; a second backward through the same
+graph (``retain_graph``) runs the unit again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from sakd import randomness
+from sakd.training.packing import Packed, dense_order
+
+
+def _binary(t: torch.Tensor) -> bool:
+    return t.is_floating_point() and t.dim() > 0 and bool(((t == 0) | (t == 1)).all())
+
+
+class _Input:
+    """One argument of a unit call as kept: packed bits for spikes, else the value itself, with
+    whether it required grad (the recomputation asks the same of it)."""
+
+    def __init__(self, value, packing: str):
+        self.requires_grad = isinstance(value, torch.Tensor) and value.requires_grad
+        if isinstance(value, torch.Tensor):
+            value = value.detach()
+            if _binary(value) and dense_order(value) is not None:
+                value = Packed(value, packing)
+        self.value = value
+
+    @property
+    def nbytes(self) -> int:
+        if isinstance(self.value, Packed):
+            return self.value.nbytes
+        if isinstance(self.value, torch.Tensor):
+            return self.value.untyped_storage().nbytes()
+        return 0
+
+    def get(self):
+        value = self.value.unpack() if isinstance(self.value, Packed) else self.value
+        if isinstance(value, torch.Tensor):
+            value = value.detach().requires_grad_(self.requires_grad)
+        return value
+
+
+class _RandomState:
+    """The random state at a unit's start: torch's CPU generator, the device's CUDA generator and
+    the step's generators, to be replayed by the recomputation and left as they were after it."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        self.steps = randomness.generator_states()
+
+    @contextlib.contextmanager
+    def replayed(self):
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), randomness.generators_at(self.steps):
+            torch.set_rng_state(self.cpu)
+            if self.cuda is not None:
+                torch.cuda.set_rng_state(self.cuda, self.device)
+            yield
+
+
+def _norms(unit: nn.Module) -> list[_BatchNorm]:
+    """A unit's BatchNorms: what its ``norms()`` names (a graph twin's block, which holds no
+    module), else those among its modules."""
+    if hasattr(unit, "norms"):
+        return unit.norms()
+    return [m for m in unit.modules() if isinstance(m, _BatchNorm)]
+
+
+@contextlib.contextmanager
+def _running_statistics_kept(norms: list[_BatchNorm]):
+    """BatchNorm buffers (running mean and variance, batch count) as they are now, after the block."""
+    kept = [{k: b.clone() for k, b in m.named_buffers(recurse=False) if b is not None} for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, buffers in zip(norms, kept):
+                for k, b in buffers.items():
+                    getattr(m, k).copy_(b)
+
+
+class UnitCall:
+    """One forward call of a unit: its kept inputs, its random and autocast state, and the place
+    holders of what its operations saved."""
+
+    def __init__(self, run, args: tuple, packing: str, device: torch.device):
+        self.run = run
+        self.inputs = [_Input(a, packing) for a in args]
+        self.random = _RandomState(device)
+        kind = device.type
+        self.autocast = (kind, torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind))
+        self.count = 0  # tensors saved in the forward
+        self.saved: dict[int, torch.Tensor] = {}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(i.nbytes for i in self.inputs)
+
+    def pack(self, t: torch.Tensor):
+        if isinstance(t, nn.Parameter):  # alive anyway
+            return t
+        index, self.count = self.count, self.count + 1
+        return (self, index)
+
+    @staticmethod
+    def unpack(holder):
+        if isinstance(holder, torch.Tensor):
+            return holder
+        call, index = holder
+        if index not in call.saved:
+            call.recompute()
+        return call.saved.pop(index)
+
+    def recompute(self) -> None:
+        captured: list[torch.Tensor] = []
+
+        def capture(t):
+            if not isinstance(t, nn.Parameter):
+                captured.append(t)
+            return t
+
+        kind, enabled, dtype = self.autocast
+        args = [i.get() for i in self.inputs]
+        with self.random.replayed(), torch.enable_grad(), torch.autocast(kind, dtype=dtype, enabled=enabled), \
+                torch.autograd.graph.saved_tensors_hooks(capture, lambda t: t):
+            self.run(*args)
+        if len(captured) != self.count:
+            raise RuntimeError(f"run.memory=min: a unit saved {len(captured)} tensors when run again but {self.count} "
+                               "in the forward (it does not run the same operations twice); use run.memory=lean")
+        self.saved = dict(enumerate(captured))
+
+
+class Recomputing:
+    """While active, each of ``units`` runs as a :class:`UnitCall` (its ``forward`` replaced on
+    the instance, restored on exit); ``calls`` holds every call of the forward, for counting."""
+
+    def __init__(self, units: list[nn.Module], packing: str = "bits"):
+        self.units, self.packing = units, packing
+        self.calls: list[UnitCall] = []
+        self.depth = 0  # > 0 while a unit runs forward
+
+    def _wrapped(self, unit: nn.Module):
+        forward = unit.forward
+
+        def run(*args):
+            norms = [m for m in _norms(unit) if m.training]
+            with _running_statistics_kept(norms) if norms else contextlib.nullcontext():
+                return forward(*args)
+
+        def checkpointed(*args):
+            if not torch.is_grad_enabled() or self.depth:
+                return forward(*args)
+            device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
+            call = UnitCall(run, args, self.packing, device)
+            self.calls.append(call)
+            self.depth += 1
+            try:
+                with torch.autograd.graph.saved_tensors_hooks(call.pack, UnitCall.unpack):
+                    return forward(*args)
+            finally:
+                self.depth -= 1
+
+        return checkpointed
+
+    def __enter__(self) -> "Recomputing":
+        for unit in self.units:
+            unit.forward = self._wrapped(unit)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for unit in self.units:
+            del unit.forward  # the class's forward again
+        self.calls = []
