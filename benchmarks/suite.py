@@ -27,7 +27,12 @@ candidates, median over repeats), so that a noisy machine slows all candidates a
                   4 on CUDA; 1, checkpointing every block with spike compression, on CPU, where
                   levels >= 2 cannot run: they search by measuring CUDA memory). Measured at B and
                   2B; peak(B) is linear in B, so the largest batch that fits a budget
-                  (``--budget-gib``, default 16) follows. Goal: lean <= 0.8x memopt.
+                  (``--budget-gib``, default 16) follows. Goal: lean <= 0.8x memopt. ``run.memory:
+                  min`` (every block kept as its input spikes, run again in backward): its peak
+                  <= 1.5x the ANN step's on B (``min_peak_vs_ann_peak``), >= 6x below fast's
+                  (``fast_peak_vs_min_peak``), its step <= 1.3x fast's time (``min_time``, fig. 7).
+9. memory vs T    what the SAKD step keeps and its true peak in each memory mode (fast, lean, min)
+                  at T = 1, 2, 4, 8, against the ANN step on B images.
 
 Memory (figures 3, 5, 7) is what a training step keeps for its backward pass (every distinct tensor storage saved
 by autograd, parameters excluded: the part of peak memory that grows with T and batch and that
@@ -44,7 +49,8 @@ SpikingJelly peer is its counterpart node (lif: LIFNode, if: IFNode, plif: Param
 reset: ``v_reset=None``) and is skipped, with the reason, for a neuron it has none of.
 
 Prints a table and writes JSON to ``benchmarks/results/suite-<device>.json`` (or ``--out``), also after
-each width (marked ``"partial"``), so that a run cut short keeps what it has measured.
+each width (marked ``"partial"``), so that a run cut short keeps what it has measured. Every goal is
+recorded in its ``"goals"`` list as ``{"goal", "value", "target", "met", "where", "better"}``.
 """
 
 from __future__ import annotations
@@ -74,7 +80,11 @@ from sakd.training.runtime import place
 from sakd.training.trainer import StudentStep
 
 GOALS = {"limit_ratio": 1.10, "sakd_overhead": 1.20, "peer_speedup": 1.3, "peer_memory": 0.8,
-         "lean_vs_ann": 2.5, "lean_time": 1.15, "lean_vs_memopt": 0.8}
+         "lean_vs_ann": 2.5, "lean_time": 1.15, "lean_vs_memopt": 0.8,
+         "min_peak_vs_ann_peak": 1.5, "fast_peak_vs_min_peak": 6.0, "min_time": 1.3}
+HIGHER_IS_BETTER = {"peer_speedup", "fast_peak_vs_min_peak"}
+MEMORY_MODES_T = ("fast", "lean", "min")  # figure 9: memory of each mode at T = 1, 2, 4, 8
+TIMESTEPS = (1, 2, 4, 8)
 T = 4
 
 
@@ -322,7 +332,8 @@ def peak_mib(step, device: torch.device, rounds: int = 2) -> float:
 
 
 def peak_steps(s: "Setup") -> dict:
-    steps = {"ann_B": s.ann_step("B"), "sakd": s.step(s.student(), True), "sakd_lean": s.step(s.student(), True, "lean")}
+    steps = {"ann_B": s.ann_step("B"), "sakd": s.step(s.student(), True), "sakd_lean": s.step(s.student(), True, "lean"),
+             "sakd_min": s.step(s.student(), True, "min")}
     if s.sj:
         steps["sakd_spikingjelly"] = s.step(s.student(peer=True), True)
         steps["sakd_spikingjelly_memopt"] = s.step(s.memopt_student(), True)
@@ -335,6 +346,15 @@ def measure_peaks(width: float, batch: int, device, sj, spec: NeuronSpec) -> dic
     return {name: peak_mib(step, device) for name, step in peak_steps(s).items()}
 
 
+def measure_peaks_vs_T(width: float, batch: int, device, spec: NeuronSpec) -> dict:
+    """Figure 9's peaks, in this process: {mode: {T: peak MiB}} of the SAKD step, and the ANN's on B."""
+    s = Setup(width, batch, device, None, spec)
+    out = {mode: {str(t): peak_mib(s.step(s.student(timesteps=t), True, mode), device) for t in TIMESTEPS}
+           for mode in MEMORY_MODES_T}
+    out["ann_B"] = peak_mib(s.ann_step("B"), device)
+    return out
+
+
 def bench_peak(width: float, batch: int, device, sj, spec: NeuronSpec, budget_gib: float, log) -> dict:
     """Figure 8: peaks at B and 2B (on CPU each in a child process with :data:`MALLOC_ENV`), the
     linear fit peak(B) = fixed + per_image * B, and the largest batch within ``budget_gib``."""
@@ -344,6 +364,7 @@ def bench_peak(width: float, batch: int, device, sj, spec: NeuronSpec, budget_gi
     log(f"width {width}: peak memory at B={batches[0]} and {batches[1]}" + ("" if device.type == "cuda" else " (child process)"))
     if device.type == "cuda":
         by_batch = {b: measure_peaks(width, b, device, sj, spec) for b in batches}
+        by_t = measure_peaks_vs_T(width, batch, device, spec)
     else:  # one child for both sizes: each step's peak is its own (clear_refs resets the high-water mark)
         job = {"width": width, "batches": batches, "peer": sj is not None,
                "neuron": {"name": spec.name, "reset": spec.reset, "decay": spec.decay}}
@@ -351,7 +372,9 @@ def bench_peak(width: float, batch: int, device, sj, spec: NeuronSpec, budget_gi
                               capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"peak-memory child failed: {done.stderr.strip().splitlines()[-1:]}")
-        by_batch = {int(b): p for b, p in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+        measured = json.loads(done.stdout.strip().splitlines()[-1])
+        by_t = measured.pop("vs_T")
+        by_batch = {int(b): p for b, p in measured.items()}
     (b1, p1), (b2, p2) = by_batch.items()
     budget = budget_gib * 1024
     fit = {}
@@ -366,6 +389,11 @@ def bench_peak(width: float, batch: int, device, sj, spec: NeuronSpec, budget_gi
         out["memopt_level"] = 4 if device.type == "cuda" else 1
         out["lean_vs_memopt"] = p1["sakd_lean"] / p1["sakd_spikingjelly_memopt"]
     out["lean_vs_ann_B"] = p1["sakd_lean"] / p1["ann_B"]
+    out["min_vs_ann_B"] = p1["sakd_min"] / p1["ann_B"]
+    out["fast_vs_min"] = p1["sakd"] / p1["sakd_min"]
+    ann = by_t.pop("ann_B")
+    out["vs_T"] = {"batch": batch, "ann_B_mib": ann, "peak_mib": by_t,
+                   "vs_ann_B": {m: {t: v / ann for t, v in by.items()} for m, by in by_t.items()}}
     return out
 
 
@@ -375,7 +403,8 @@ def bench_width(width: float, batch: int, device, sj, spec: NeuronSpec, warmup: 
     steps = {"ann_TxB": s.ann_step(), "ann_B": s.ann_step("B"), "snn": s.step(s.student(), False),
              "sakd": s.step(s.student(), True), "sakd_lean": s.step(s.student(), True, "lean"),
              "sakd_lean_uint8": s.step(s.student(), True, "lean", "uint8"),
-             "sakd_lean_bits_only": s.step(s.student(), True, "lean", recompute=False)}
+             "sakd_lean_bits_only": s.step(s.student(), True, "lean", recompute=False),
+             "sakd_min": s.step(s.student(), True, "min")}
     if sj:
         steps["snn_spikingjelly"] = s.step(s.student(peer=True), False)
         steps["sakd_spikingjelly"] = s.step(s.student(peer=True), True)
@@ -394,6 +423,9 @@ def bench_width(width: float, batch: int, device, sj, spec: NeuronSpec, warmup: 
                             ("vs_ann_B", mem[step][key] / mem["ann_B"][key]))}, "fast_vs_ann_B": mem["sakd"][key] / mem["ann_B"][key],
         "bits_only_memory_ratio": mem["sakd_lean_bits_only"][key] / mem["sakd"][key],
         "bits_only_time_ratio": sec["sakd_lean_bits_only"] / sec["sakd"]}
+    out["min"] = {"memory_measure": key, "time_ratio": sec["sakd_min"] / sec["sakd"],
+                  "memory_ratio": mem["sakd_min"][key] / mem["sakd"][key],
+                  "vs_ann_B": mem["sakd_min"][key] / mem["ann_B"][key]}
     if sj:
         key = "peak_mib" if device.type == "cuda" else "saved_mib"
         out["peer"] = {
@@ -414,6 +446,12 @@ def bench_width(width: float, batch: int, device, sj, spec: NeuronSpec, warmup: 
     slope = sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / sum((t - mt) ** 2 for t in ts)
     out["memory_vs_T"] = {"measure": key, "mib": {str(t): by_t[t] for t in ts}, "slope_mib_per_step": slope,
                           "intercept_mib": my - slope * mt}
+    # 9. what each memory mode keeps at T = 1, 2, 4, 8, against the ANN step on B images
+    ann_b = mem["ann_B"][key]
+    kept = {mode: {str(t): step_memory(s.step(s.student(timesteps=t), True, mode))[key] for t in TIMESTEPS}
+            for mode in MEMORY_MODES_T}
+    out["modes_vs_T"] = {"measure": key, "ann_B_mib": ann_b, "mib": kept,
+                         "vs_ann_B": {m: {t: v / ann_b for t, v in by.items()} for m, by in kept.items()}}
 
     # 6. inference, eval mode, no grad
     inf_batch = batch * 4
@@ -493,39 +531,44 @@ def machine(device: torch.device) -> dict:
     return info
 
 
-def goal_row(label: str, value: float, shown: str, goal: str, detail: str) -> list[str]:
-    """A table row for a figure with a goal: ``goal`` is a key of :data:`GOALS`; speed-ups are
-    better high, every other figure better low."""
-    higher = goal == "peer_speedup"
+def goal_row(label: str, value: float, shown: str, goal: str, detail: str, record: list | None = None) -> list[str]:
+    """A table row for a figure with a goal: ``goal`` is a key of :data:`GOALS`; speed-ups and
+    :data:`HIGHER_IS_BETTER` figures are better high, every other figure better low. ``record``
+    gets ``{"goal", "value", "target", "met", "where"}``."""
+    higher = goal in HIGHER_IS_BETTER
     target = GOALS[goal]
     met = value >= target if higher else value <= target
-    unit = "x" if goal.startswith(("peer", "lean_vs_memopt")) else ""
+    if record is not None:
+        record.append({"goal": goal, "value": value, "target": target, "met": bool(met), "where": label,
+                       "better": "higher" if higher else "lower"})
+    unit = "x" if goal.startswith(("peer", "lean_vs_memopt", "fast_peak")) else ""
     return [label, shown, f"{'>=' if higher else '<='} {target}{unit}", "met" if met else "missed", detail]
 
 
-def report(result: dict) -> list[list[str]]:
+def report(result: dict, goals: list | None = None) -> list[list[str]]:
+    """The table's rows; every goal's record goes to ``goals``."""
     rows = []
     for w in result["widths"]:
         tag = f"ResNet-19 x{w['width']:g}, B={w['batch']}"
         ms = {k: f"{v * 1e3:.0f} ms" for k, v in w["step_s"].items()}
         rows.append(goal_row(f"1 limit ratio ({tag})", w["limit_ratio"], f"{w['limit_ratio']:.3f}", "limit_ratio",
-                             f"SNN {ms['snn']} vs ANN on T·B {ms['ann_TxB']}"))
+                             f"SNN {ms['snn']} vs ANN on T·B {ms['ann_TxB']}", record=goals))
         rows.append(goal_row(f"2 SAKD overhead ({tag})", w["sakd_overhead"], f"{w['sakd_overhead']:.3f}",
-                             "sakd_overhead", f"SAKD {ms['sakd']}"))
+                             "sakd_overhead", f"SAKD {ms['sakd']}", record=goals))
         peer = w.get("peer")
         if peer:
             for step in ("snn", "sakd"):
                 value = peer[f"{step}_speedup"]
                 rows.append(goal_row(f"3 peer speed-up, {step.upper()} step ({tag})", value, f"{value:.2f}x",
                                      "peer_speedup", f"SpikingJelly {ms[f'{step}_spikingjelly']} "
-                                     f"({result.get('spikingjelly_implementation', '?')})"))
+                                     f"({result.get('spikingjelly_implementation', '?')})", record=goals))
             key, value = peer["memory_measure"], peer["sakd_memory_ratio"]
             rows.append(goal_row(f"3 peer memory, SAKD step ({tag})", value, f"{value:.2f}x", "peer_memory",
                                  f"{key}: ours {w['memory']['sakd'][key]:.0f} MiB, "
-                                 f"SpikingJelly {w['memory']['sakd_spikingjelly'][key]:.0f} MiB"))
+                                 f"SpikingJelly {w['memory']['sakd_spikingjelly'][key]:.0f} MiB", record=goals))
             lean_peer = w["memory"]["sakd_lean"][key] / w["memory"]["sakd_spikingjelly"][key]
             rows.append(goal_row(f"7 peer memory, lean SAKD step ({tag})", lean_peer, f"{lean_peer:.2f}x", "peer_memory",
-                                 f"{key}: lean {w['memory']['sakd_lean'][key]:.0f} MiB"))
+                                 f"{key}: lean {w['memory']['sakd_lean'][key]:.0f} MiB", record=goals))
         else:
             rows.append([f"3 peer ({tag})", "n/a", "", "n/a", f"SpikingJelly: {result['spikingjelly_missing']}"])
         lean, mem = w["lean"], w["memory"]
@@ -533,13 +576,21 @@ def report(result: dict) -> list[list[str]]:
         rows.append(goal_row(f"7 lean SAKD memory / ANN on B ({tag})", lean["bits_vs_ann_B"], f"{lean['bits_vs_ann_B']:.2f}",
                              "lean_vs_ann", f"{key}: lean {mem['sakd_lean'][key]:.0f} MiB (uint8 "
                              f"{mem['sakd_lean_uint8'][key]:.0f}), fast {mem['sakd'][key]:.0f} MiB "
-                             f"({lean['fast_vs_ann_B']:.2f}x), ANN on B {mem['ann_B'][key]:.0f} MiB"))
+                             f"({lean['fast_vs_ann_B']:.2f}x), ANN on B {mem['ann_B'][key]:.0f} MiB", record=goals))
         rows.append(goal_row(f"7 lean SAKD step time / fast ({tag})", lean["bits_time_ratio"], f"{lean['bits_time_ratio']:.3f}",
                              "lean_time", f"uint8 packing {lean['uint8_time_ratio']:.3f}; memory lean/fast "
-                             f"{lean['bits_memory_ratio']:.2f} (uint8 {lean['uint8_memory_ratio']:.2f})"))
+                             f"{lean['bits_memory_ratio']:.2f} (uint8 {lean['uint8_memory_ratio']:.2f})", record=goals))
         rows.append([f"7 lean, spikes as bits only ({tag})", f"{lean['bits_only_memory_ratio']:.2f}", "", "",
                      f"memory / fast without making neuron inputs again; time {lean['bits_only_time_ratio']:.3f}"])
-        rows += peak_rows(w["peak"], tag)
+        m = w["min"]
+        rows.append(goal_row(f"7 min SAKD step time / fast ({tag})", m["time_ratio"], f"{m['time_ratio']:.3f}", "min_time",
+                             f"{m['memory_measure']}: min {mem['sakd_min'][key]:.0f} MiB, {m['memory_ratio']:.2f}x fast, "
+                             f"{m['vs_ann_B']:.2f}x ANN on B", record=goals))
+        rows += peak_rows(w["peak"], tag, goals)
+        modes = w["modes_vs_T"]
+        rows.append([f"9 kept / ANN on B vs T ({tag})", "", "", "",
+                     "; ".join(f"{mode} " + ", ".join(f"T={t}: {v:.2f}" for t, v in by.items())
+                               for mode, by in modes["vs_ann_B"].items())])
         m = w["memory_vs_T"]
         pts = ", ".join(f"T={t}: {v[m['measure']]:.0f}" for t, v in m["mib"].items())
         rows.append([f"5 memory vs T ({tag})", f"{m['slope_mib_per_step']:.1f} MiB/T", "", "",
@@ -562,22 +613,30 @@ def report(result: dict) -> list[list[str]]:
     return rows
 
 
-def peak_rows(peak: dict, tag: str) -> list[list[str]]:
-    """Figure 8's rows."""
+def peak_rows(peak: dict, tag: str, goals: list | None = None) -> list[list[str]]:
+    """Figure 8's rows (and figure 9's peaks)."""
     if "skipped" in peak:
         return [[f"8 peak memory ({tag})", "n/a", "", "n/a", peak["skipped"]]]
     b = next(iter(peak["peak_mib"]))
     p, fit = peak["peak_mib"][b], peak["fit"]
-    names = {"ann_B": "ANN on B", "sakd": "fast", "sakd_lean": "lean", "sakd_spikingjelly": "SpikingJelly",
+    names = {"ann_B": "ANN on B", "sakd": "fast", "sakd_lean": "lean", "sakd_min": "min", "sakd_spikingjelly": "SpikingJelly",
              "sakd_spikingjelly_memopt": f"SpikingJelly memopt L{peak.get('memopt_level', '')}"}
     detail = ", ".join(f"{names[k]} {v:.0f}" for k, v in p.items())
     rows = [goal_row(f"8 peak memory lean / ANN on B ({tag})", peak["lean_vs_ann_B"], f"{peak['lean_vs_ann_B']:.2f}",
-                     "lean_vs_ann", f"{peak['measure']} at B={b}, MiB: {detail}")]
+                     "lean_vs_ann", f"{peak['measure']} at B={b}, MiB: {detail}", record=goals)]
     if "lean_vs_memopt" in peak:
         rows.append(goal_row(f"8 peak memory lean / SpikingJelly memopt ({tag})", peak["lean_vs_memopt"],
                              f"{peak['lean_vs_memopt']:.2f}x", "lean_vs_memopt",
                              f"memopt level {peak['memopt_level']}; lean / SpikingJelly default "
-                             f"{p['sakd_lean'] / p['sakd_spikingjelly']:.2f}x"))
+                             f"{p['sakd_lean'] / p['sakd_spikingjelly']:.2f}x", record=goals))
+    rows.append(goal_row(f"8 peak memory min / ANN on B ({tag})", peak["min_vs_ann_B"], f"{peak['min_vs_ann_B']:.2f}",
+                         "min_peak_vs_ann_peak", f"{peak['measure']} at B={b}: min {p['sakd_min']:.0f} MiB", record=goals))
+    rows.append(goal_row(f"8 peak memory fast / min ({tag})", peak["fast_vs_min"], f"{peak['fast_vs_min']:.2f}x",
+                         "fast_peak_vs_min_peak", f"fast {p['sakd']:.0f} MiB, min {p['sakd_min']:.0f} MiB", record=goals))
+    vs_t = peak["vs_T"]
+    rows.append([f"9 peak / ANN on B vs T ({tag})", "", "", "",
+                 "; ".join(f"{mode} " + ", ".join(f"T={t}: {v:.2f}" for t, v in by.items())
+                           for mode, by in vs_t["vs_ann_B"].items())])
     largest = ", ".join(f"{names[k]} {v['largest_batch']}" for k, v in fit.items())
     rows.append([f"8 largest batch in {peak['budget_gib']:g} GiB ({tag})", f"{fit['sakd_lean']['largest_batch']}", "", "",
                  f"linear fit of the peaks at B and 2B: {largest}"])
@@ -605,7 +664,9 @@ def main(argv: list[str] | None = None) -> dict:
         job = json.loads(args.peak_child)
         sj = spikingjelly()[0] if job["peer"] else None
         spec = NeuronSpec(**job["neuron"])
-        print(json.dumps({b: measure_peaks(job["width"], b, torch.device("cpu"), sj, spec) for b in job["batches"]}))
+        peaks = {b: measure_peaks(job["width"], b, torch.device("cpu"), sj, spec) for b in job["batches"]}
+        peaks["vs_T"] = measure_peaks_vs_T(job["width"], job["batches"][0], torch.device("cpu"), spec)
+        print(json.dumps(peaks))
         return {}
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -624,7 +685,7 @@ def main(argv: list[str] | None = None) -> dict:
     def log(msg):
         print(f"[{time.perf_counter() - start:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    result = {"machine": machine(device), "quick": args.quick, "goals": GOALS, "spikingjelly_missing": missing,
+    result = {"machine": machine(device), "quick": args.quick, "targets": GOALS, "spikingjelly_missing": missing,
               "student_neuron": {"name": spec.name, "reset": spec.reset, "decay": spec.decay},
               "widths": []}
     if sj:
@@ -648,8 +709,10 @@ def main(argv: list[str] | None = None) -> dict:
                         f"({result['machine']['threads']} threads), {result['wall_s']:.0f} s")
     for col in ("figure", "value", "goal", "", "details"):
         table.add_column(col)
-    for row in report(result):
+    goals: list[dict] = []
+    for row in report(result, goals):
         table.add_row(*row)
+    result["goals"] = goals  # every goal as {"goal", "value", "target", "met", "where"}
     Console(width=150).print(table)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -35,9 +35,18 @@ def test_suite_reports_every_figure(tmp_path, neuron):
     assert lean["bits_memory_ratio"] < lean["uint8_memory_ratio"] < 1 and lean["bits_time_ratio"] > 0
     assert lean["bits_vs_ann_B"] < lean["fast_vs_ann_B"]
     assert lean["bits_only_memory_ratio"] > lean["bits_memory_ratio"]  # making neuron inputs again saves more
+    assert w["min"]["memory_ratio"] < lean["bits_memory_ratio"] and w["min"]["time_ratio"] > 0  # min keeps least
+    kept = w["modes_vs_T"]["mib"]  # figure 9: what each mode keeps at T = 1, 2, 4, 8
+    assert set(kept) == {"fast", "lean", "min"} and all(list(by) == ["1", "2", "4", "8"] for by in kept.values())
+    assert all(kept["min"][t] < kept["lean"][t] < kept["fast"][t] for t in ("2", "4", "8"))
     peak = w["peak"]  # figure 8: every step measured at B and 2B, the largest batch from the fit
-    assert list(peak["peak_mib"]) == ["2", "4"] and all(set(p) == {"ann_B", "sakd", "sakd_lean"}
+    assert list(peak["peak_mib"]) == ["2", "4"] and all(set(p) == {"ann_B", "sakd", "sakd_lean", "sakd_min"}
                                                            for p in peak["peak_mib"].values())
+    assert set(peak["vs_T"]["peak_mib"]) == {"fast", "lean", "min"} and peak["fast_vs_min"] > 0
+    goals = {g["goal"]: g for g in result["goals"]}  # every goal as {goal, value, target, met}
+    assert {"limit_ratio", "lean_vs_ann", "min_peak_vs_ann_peak", "fast_peak_vs_min_peak", "min_time"} <= set(goals)
+    assert all(g["met"] == (g["value"] >= g["target"] if g["better"] == "higher" else g["value"] <= g["target"])
+               for g in result["goals"])
     budget = peak["budget_gib"] * 1024
     for fit in peak["fit"].values():
         b = fit["largest_batch"]

@@ -188,16 +188,20 @@ class Block(nn.Module):
     ``run.memory=min`` runs it again in backward (:meth:`norms`: its BatchNorms, whose running
     statistics the recomputation must leave as they are)."""
 
-    def __init__(self, twin: "GraphTwin", name: str, code, norms: list[str]):
+    def __init__(self, twin: "GraphTwin", name: str, code, modules: list[str]):
         super().__init__()
         object.__setattr__(self, "twin", twin)  # not a child: the twin's modules stay the twin's
-        self.name, self._code, self._norms = name, code, norms
+        self.name, self._code, self._modules_called = name, code, modules
 
     def forward(self, *inputs):
         return self._code(self.twin, *inputs)
 
+    def members(self) -> nn.ModuleList:
+        """The twin's modules this block calls (a list that does not own them)."""
+        return nn.ModuleList(self.twin.get_submodule(n) for n in self._modules_called)
+
     def norms(self) -> list[nn.Module]:
-        return [self.twin.get_submodule(n) for n in self._norms]
+        return [m for m in self.members() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     def extra_repr(self) -> str:
         return self.name
@@ -456,9 +460,8 @@ class GraphTwin(TwinModel):
             for n in run:
                 env[n] = sub.node_copy(n, lambda a: env[a])
             sub.output(tuple(env[n] for n in outputs))
-            norms = [n.target for n in run if n.op == "call_module"
-                     and isinstance(self.get_submodule(n.target), nn.modules.batchnorm._BatchNorm)]
-            blocks.append(Block(self, key, self._code(sub), norms))
+            called = list(dict.fromkeys(n.target for n in run if n.op == "call_module"))
+            blocks.append(Block(self, key, self._code(sub), called))
             with body.inserting_before(run[0]):
                 call = body.call_module(f"sakd_blocks.{i}", tuple(inputs))
                 results = [body.call_function(operator.getitem, (call, j)) for j in range(len(outputs))]

@@ -253,11 +253,11 @@ class SavedTensors:
         self._handles: list = []
         self._hooks = None
         self._units = Recomputing(recompute_units(model), packing) if mode == "min" else None
+        self._unit_bytes = 0  # what min's blocks kept, counted when the context closes
 
     @property
     def kept_bytes(self) -> int:
-        units = sum(call.nbytes for call in self._units.calls) if self._units is not None and self.count else 0
-        return sum(self.kept.values()) + units
+        return sum(self.kept.values()) + self._unit_bytes + (self._units.nbytes if self._units is not None else 0)
 
     @staticmethod
     def _lookup(table: dict, t: torch.Tensor):
@@ -366,6 +366,7 @@ class SavedTensors:
             return
         SavedTensors._active.remove(self)
         if self._units is not None:
+            self._unit_bytes = self._units.nbytes if self.count else 0
             self._units.__exit__(*exc)
         if self._hooks is not None:
             self._hooks.__exit__(*exc)

@@ -20,12 +20,14 @@ graph (``retain_graph``) runs the unit again.
 from __future__ import annotations
 
 import contextlib
+import weakref
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from sakd import randomness
+from sakd.neurons import SpikeActivation
 from sakd.training.packing import Packed, dense_order
 
 
@@ -95,18 +97,18 @@ def _running_statistics_kept(norms: list[_BatchNorm]):
     try:
         yield
     finally:
-        with torch.no_grad():
+        with torch.no_grad():  # through .data: BatchNorm saves its statistics, whose version must not move
             for m, buffers in zip(norms, kept):
                 for k, b in buffers.items():
-                    getattr(m, k).copy_(b)
+                    getattr(m, k).data.copy_(b)
 
 
 class UnitCall:
     """One forward call of a unit: its kept inputs, its random and autocast state, and the place
     holders of what its operations saved."""
 
-    def __init__(self, run, args: tuple, packing: str, device: torch.device):
-        self.run = run
+    def __init__(self, run, args: tuple, packing: str, device: torch.device, members: nn.Module):
+        self.run, self.packing, self.members = run, packing, members
         self.inputs = [_Input(a, packing) for a in args]
         self.random = _RandomState(device)
         kind = device.type
@@ -131,25 +133,52 @@ class UnitCall:
         call, index = holder
         if index not in call.saved:
             call.recompute()
-        return call.saved.pop(index)
+        saved = call.saved.pop(index)
+        return saved.unpack() if isinstance(saved, Packed) else saved
 
     def recompute(self) -> None:
-        captured: list[torch.Tensor] = []
+        """Run the unit again and keep what its operations save, the spikes among it (its input
+        and its neurons' outputs) as bits."""
+        captured: list = []
+        # storages of spikes (the input's, from bits, and the neurons' outputs) -> a weak reference:
+        # a strong one would join the cycle autograd keeps the hooks in; a freed tensor's memory
+        # may hold another tensor, which the reference tells apart
+        spikes: dict[int, weakref.ref] = {}
 
-        def capture(t):
-            if not isinstance(t, nn.Parameter):
-                captured.append(t)
-            return t
+        def spiked(module, inputs, output):
+            if getattr(getattr(module, "neuron", None), "binary", False):
+                spikes[output.untyped_storage().data_ptr()] = weakref.ref(output)
+
+        def is_spikes(t: torch.Tensor) -> bool:
+            ref = spikes.get(t.untyped_storage().data_ptr())
+            alive = ref() if ref is not None else None
+            return alive is not None and alive.untyped_storage().data_ptr() == t.untyped_storage().data_ptr()
+
+        def capture(t):  # detached: the recomputation's own graph (never run) must not keep it alive
+            if isinstance(t, nn.Parameter):
+                return
+            t = t.detach()
+            as_bits = is_spikes(t) and t.dim() > 0 and dense_order(t) is not None
+            captured.append(Packed(t, self.packing) if as_bits else t)
 
         kind, enabled, dtype = self.autocast
         args = [i.get() for i in self.inputs]
-        with self.random.replayed(), torch.enable_grad(), torch.autocast(kind, dtype=dtype, enabled=enabled), \
-                torch.autograd.graph.saved_tensors_hooks(capture, lambda t: t):
-            self.run(*args)
+        for i, a in zip(self.inputs, args):
+            if isinstance(i.value, Packed):
+                spikes[a.untyped_storage().data_ptr()] = weakref.ref(a)
+        handles = [m.register_forward_hook(spiked) for m in self.members.modules() if isinstance(m, SpikeActivation)]
+        try:
+            with self.random.replayed(), torch.enable_grad(), torch.autocast(kind, dtype=dtype, enabled=enabled), \
+                    torch.autograd.graph.saved_tensors_hooks(capture, lambda _: None):
+                self.run(*args)
+        finally:
+            for h in handles:
+                h.remove()
         if len(captured) != self.count:
             raise RuntimeError(f"run.memory=min: a unit saved {len(captured)} tensors when run again but {self.count} "
                                "in the forward (it does not run the same operations twice); use run.memory=lean")
         self.saved = dict(enumerate(captured))
+        captured.clear()  # the hooks' closures may outlive this call (autograd keeps them with its graph)
 
 
 class Recomputing:
@@ -163,6 +192,7 @@ class Recomputing:
 
     def _wrapped(self, unit: nn.Module):
         forward = unit.forward
+        members = unit.members() if hasattr(unit, "members") else unit  # a graph twin's block holds no module
 
         def run(*args):
             norms = [m for m in _norms(unit) if m.training]
@@ -173,7 +203,7 @@ class Recomputing:
             if not torch.is_grad_enabled() or self.depth:
                 return forward(*args)
             device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
-            call = UnitCall(run, args, self.packing, device)
+            call = UnitCall(run, args, self.packing, device, members)
             self.calls.append(call)
             self.depth += 1
             try:
@@ -183,6 +213,11 @@ class Recomputing:
                 self.depth -= 1
 
         return checkpointed
+
+    @property
+    def nbytes(self) -> int:
+        """What the calls of this forward keep: their inputs (packed spikes, other tensors)."""
+        return sum(call.nbytes for call in self.calls)
 
     def __enter__(self) -> "Recomputing":
         for unit in self.units:
