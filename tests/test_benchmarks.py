@@ -42,9 +42,10 @@ def test_suite_reports_every_figure(tmp_path, neuron):
     peak = w["peak"]  # figure 8: every step measured at B and 2B, the largest batch from the fit
     assert list(peak["peak_mib"]) == ["2", "4"] and all(set(p) == {"ann_B", "sakd", "sakd_lean", "sakd_min"}
                                                            for p in peak["peak_mib"].values())
-    assert set(peak["vs_T"]["peak_mib"]) == {"fast", "lean", "min"} and peak["fast_vs_min"] > 0
+    assert set(peak["vs_T"]["peak_mib"]) == {"fast", "lean", "min", "sltt"} and peak["fast_vs_min"] > 0
     goals = {g["goal"]: g for g in result["goals"]}  # every goal as {goal, value, target, met}
-    assert {"limit_ratio", "lean_vs_ann", "min_peak_vs_ann_peak", "fast_peak_vs_min_peak", "min_time"} <= set(goals)
+    assert {"limit_ratio", "lean_vs_ann", "min_peak_vs_ann_peak", "fast_peak_vs_min_peak", "min_time",
+            "sltt_peak_T8_vs_T2", "sltt_time"} <= set(goals)
     assert all(g["met"] == (g["value"] >= g["target"] if g["better"] == "higher" else g["value"] <= g["target"])
                for g in result["goals"])
     budget = peak["budget_gib"] * 1024
@@ -251,3 +252,21 @@ def test_the_cpu_peak_measure_sees_what_a_step_holds_at_once():
                           capture_output=True, text=True, check=True)
     peak = float(done.stdout.strip().splitlines()[-1])
     assert 95 <= peak < 100  # 96 MiB, within the resident set's own small moves
+
+
+def test_sltt_study_quick_trains_full_and_sltt_with_and_without_sakd(tmp_path):
+    """The SLTT accuracy study's smoke test on MNIST-style files the test writes (random images:
+    the numbers mean nothing; the recorded study's are in the docs)."""
+    import sltt_accuracy
+    from conftest import fake_mnist
+
+    fake_mnist(tmp_path / "data", gz=True, n_train=60, n_test=30)
+    out = tmp_path / "sltt.json"
+    result = sltt_accuracy.main(["--quick", "--root", str(tmp_path / "data"), "--image-size", "8", "--train-subset", "50",
+                                 "--test-subset", "30", "--batch", "25", "--val-fraction", "0.2", "--set",
+                                 "model.timesteps=2", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    assert sorted(result["cells"]) == [f"resnet_tiny/{m}/seed0" for m in
+                                       ("ann", "sakd_full", "sakd_sltt", "snn_full", "snn_sltt")]
+    row = result["rows"]["resnet_tiny"]
+    assert row["snn_sltt_vs_full"]["sign"] == row["sakd_sltt_vs_full"]["sign"] == 0  # one seed: never a verdict
+    assert row["time_s"]["snn_sltt"]["mean"] > 0 and "| resnet_tiny |" in out.with_suffix(".md").read_text()

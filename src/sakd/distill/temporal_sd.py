@@ -20,6 +20,8 @@ from sakd.distill.terms import LOSSES, LossTerm, TermInputs, soft_kl
 class TemporalSelfDistillation(LossTerm):
     """Temporal self-distillation (Yu et al. 2025): the mean-over-time logits teach each timestep, no teacher"""
 
+    across_time = True
+
     def __init__(self, tau: float = 1.0):
         super().__init__()
         if tau <= 0:

@@ -61,6 +61,7 @@ class LossTerm(nn.Module):
     needs_teacher: bool = False
     needs_features: bool = False
     hard_labels: bool = False  # reads the label's class, not a distribution (refused with data.mixup)
+    across_time: bool = False  # compares timesteps with each other (refused with run.bptt=sltt)
 
     def forward(self, inputs: TermInputs) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -34,6 +34,7 @@ class TimestepKD(LossTerm):
     """Per-timestep logits KD (e.g. Yu et al. 2025): the teacher's soft targets teach every timestep's logits"""
 
     needs_teacher = True
+    across_time = True  # weights across the timesteps (under run.bptt=sltt, logit_kd is per timestep)
 
     def __init__(self, tau: float = 4.0, weighting: str | list[float] = "uniform"):
         super().__init__()

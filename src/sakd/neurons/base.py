@@ -107,14 +107,24 @@ def neuron_spec(neuron: NeuronSpec | dict | None) -> NeuronSpec:
 
 
 class SpikeActivation(nn.Module):
-    """A neuron on time-folded tensors: ``[T*B, ...] -> [T, B, ...] -> neuron -> [T*B, ...]``."""
+    """A neuron on time-folded tensors: ``[T*B, ...] -> [T, B, ...] -> neuron -> [T*B, ...]``.
+
+    ``online`` (``run.bptt=sltt``, :mod:`sakd.training.online`): each call is one timestep
+    ``[B, ...]`` through the neuron's :meth:`~SpikingNeuron.step`, from the membrane the previous
+    call left, detached (no gradient flows back through time); ``state = None`` starts at rest."""
 
     def __init__(self, timesteps: int, neuron: NeuronSpec):
         super().__init__()
         self.timesteps = timesteps
         self.neuron = neuron.build()
+        self.online = False
+        self.state = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.online:
+            s, v = self.neuron.step(x, self.state)
+            self.state = v.detach()
+            return s
         return self.neuron(x.unflatten(0, (self.timesteps, -1))).flatten(0, 1)
 
     def extra_repr(self) -> str:

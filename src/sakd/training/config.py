@@ -281,6 +281,9 @@ class RunConfig:
     # spikes as bits and runs again in backward; same gradients) | auto (lean for a spiking student,
     # fast for an ANN)
     memory: Literal["auto", "fast", "lean", "min"] = "auto"
+    # backpropagation through time: full (BPTT) | sltt (one timestep at a time, no gradient back
+    # through the membrane: memory constant in T; sakd.training.online)
+    bptt: Literal["full", "sltt"] = "full"
     log_interval: int = limited(20, ge=1)
     progress: bool = True
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only)

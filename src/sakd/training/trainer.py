@@ -45,6 +45,7 @@ from sakd.training.config import Config, save_config
 from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object
 from sakd.training.evaluate import evaluate
 from sakd.training.memory import SavedTensors, resolve_memory
+from sakd.training.online import check_online, timestep_by_timestep
 from sakd.training.resilience import CheckpointPolicy, StopSignals, place_of
 from sakd.training.metrics import MetricsLog, topk_correct
 from sakd.training.run_folder import Checkpoint, history_summary
@@ -74,6 +75,9 @@ class Trainer:
         self.optimizer, self.scheduler = run.optimizer, run.scheduler
         self.student_step = self._student_step()
         self.memory = resolve_memory(cfg.run.memory, self.model)
+        self.bptt = cfg.run.bptt
+        if self.bptt == "sltt":
+            check_online(self.model, cfg.distill.objective_terms())
         self.step_module = self._wrap(self.student_step)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         # progress: completed epochs, completed optimiser steps of the current epoch and that
@@ -269,16 +273,44 @@ class Trainer:
             console=self.console, disable=not (self.cfg.run.progress and self.console.is_terminal), transient=True,
         )
 
-    def step_loss(self, x, y, epoch: int, features: bool):
+    def teacher_outputs(self, x, features: bool):
+        """The teacher's logits and (where a term reads them) features, without gradient."""
+        if self.teacher is None:
+            return None, None
+        with autocast(self.device, self.amp_dtype), torch.no_grad():
+            return self.teacher_taps(x) if features else (self.teacher(x), None)
+
+    def step_loss(self, x, y, epoch: int, features: bool, teacher=None):
         """The loss of one micro-batch (teacher forward without gradient, student step, objective):
-        ``(loss, {term: value}, student logits)``."""
+        ``(loss, {term: value}, student logits)``; ``teacher``: its outputs, if already made."""
+        t_logits, t_feats = teacher or self.teacher_outputs(x, features)
         with autocast(self.device, self.amp_dtype):
-            t_logits = t_feats = None
-            if self.teacher is not None:
-                with torch.no_grad():
-                    t_logits, t_feats = self.teacher_taps(x) if features else (self.teacher(x), None)
             with SavedTensors(self.student_step, self.memory):  # the student and the transforms
                 return self.step_module(x, y, t_logits, t_feats, features, epoch)
+
+    def loss_and_backward(self, x, y, epoch: int, features: bool, accumulate: int, last_micro: bool):
+        """One micro-batch's loss, backpropagated (``/ accumulate``); gradients are synchronised
+        across processes on the last micro-batch of a step. ``run.bptt=sltt``: the student runs
+        one timestep at a time, each timestep's objective backpropagated at once
+        (:mod:`sakd.training.online`); the loss and terms returned are their means over T, the
+        logits the mean of the timesteps' logits."""
+        def sync(last: bool):
+            return contextlib.nullcontext() if last or not self.dist.enabled else self.step_module.no_sync()
+
+        if self.bptt == "full":
+            with sync(last_micro):
+                loss, terms, s_logits = self.step_loss(x, y, epoch, features)
+                self.scaler.scale(loss / accumulate).backward()
+            return loss, terms, s_logits
+        t_logits, t_feats = self.teacher_outputs(x, features)
+        def run_step(x_t, feats_t):
+            return self.step_loss(x_t, y, epoch, features, (t_logits, feats_t))
+
+        def backward(loss_t, last: bool):
+            with sync(last_micro and last):
+                self.scaler.scale(loss_t / accumulate).backward()
+
+        return timestep_by_timestep(self.model, x, t_feats, run_step, backward, self.model.timesteps)
 
     def train_epoch(self) -> dict:
         """Train the epoch ``self.epoch`` from its step ``self.step`` on; returns its record."""
@@ -308,14 +340,12 @@ class Trainer:
                 if micro == 0:
                     self.optimizer.zero_grad(set_to_none=True)
                     self.on_step(epoch, step)
-                sync = contextlib.nullcontext() if last_micro or not self.dist.enabled else self.step_module.no_sync()
-                with sync, step_draws(cfg.run.seed, epoch, step, micro, self.dist.rank):
+                with step_draws(cfg.run.seed, epoch, step, micro, self.dist.rank):
                     target = y
                     if mixing:  # mixed images and labels; accuracy counts the larger share's label
                         x, target = mix(x, y, self.data.num_classes, cfg.data.mixup, cfg.data.cutmix)
                         y = target.argmax(1)
-                    loss, terms, s_logits = self.step_loss(x, target, epoch, features)
-                    self.scaler.scale(loss / accumulate).backward()
+                    loss, terms, s_logits = self.loss_and_backward(x, target, epoch, features, accumulate, last_micro)
                 b = y.shape[0]
                 n += b
                 loss_d = loss.detach()
