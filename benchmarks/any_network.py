@@ -80,11 +80,11 @@ def markdown(rows: dict, settings: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["torchvision:resnet18", "spikformer@{depth: 2, dim: 64, heads: 4}"],
-                        help="model.name of each network, its model.options after an @ (default: torchvision's "
-                        "ResNet-18 and a 2-block, 64-dim Spikformer)")
+def study_arguments(doc: str, models: list[str], runs: str, name: str) -> argparse.ArgumentParser:
+    """The arguments of a seed-by-seed study of networks (this one's and ``sltt_accuracy.py``'s)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=models,
+                        help=f"model.name of each network, its model.options after an @ (default: {' '.join(models)})")
     parser.add_argument("--data", default="fashion_mnist")
     parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist", help="data.root (default: Debian's package)")
     parser.add_argument("--image-size", type=int, default=28, help="images resized to this where the data set takes "
@@ -98,9 +98,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--val-fraction", type=float, default=0.1, help="training images held out to select the teacher")
     parser.add_argument("--set", nargs="*", default=[], help="further key=value overrides for every run")
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 128 training and 128 test images")
-    parser.add_argument("--runs", default="runs/any_network", help="where the training runs go")
-    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/any_network-<data>.json)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--runs", default=runs, help="where the training runs go")
+    parser.add_argument("--out", default=None, help=f"JSON path (default benchmarks/results/{name}-<data>.json)")
+    parser.set_defaults(study_name=name)
+    return parser
+
+
+def open_study(args) -> tuple[Study, dict]:
+    """The study file of ``args`` (resumable) and its settings, ``--quick``'s sizes filled in."""
     for key, full, quick in (("train_subset", 4000, 128), ("test_subset", 2000, 128)):
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
@@ -108,32 +113,49 @@ def main(argv: list[str] | None = None) -> dict:
         args.seeds, args.epochs = 1, 1
     settings = {k: getattr(args, k) for k in ("data", "root", "image_size", "train_subset", "test_subset",
                                               "epochs", "batch", "lr", "seeds", "val_fraction", "set")}
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"any_network-{args.data}.json"
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"{args.study_name}-{args.data}.json"
     study = Study(out, settings)
     study.save(machine=machine(torch.device("cpu")))
-    rows = {}
-    for model in args.models:
-        tag = _tag(model)
-        cells = {mode: [] for mode in MODES}
-        teacher = None
-        for seed in range(args.seeds):
-            for mode, distill in MODES.items():
-                key = f"{tag}/{mode}/seed{seed}"
-                extra = [*distill, f"distill.teacher.weights={teacher}"] if mode.startswith("sakd") else []
-                cell = study.run(key, load_config(None, base(args, model, mode != "ann") + extra
-                                                  + [f"run.name={key.replace('/', '-')}", f"run.seed={seed}"]))
-                cells[mode].append(cell)
-                if mode == "ann" and seed == 0:
-                    teacher = f"{cell['run_dir']}/best.pt"
-        rows[model] = {mode: stats(c) for mode, c in cells.items()}
-        for mode in ("sakd", "sakd_ce"):
-            rows[model][f"{mode}_vs_snn"] = paired(rows[model][mode], rows[model]["snn"])
-    md = markdown(rows, settings)
-    out.with_suffix(".md").write_text(md + "\n")
+    return study, settings
+
+
+def train_cells(study: Study, args, model: str, modes: dict[str, list[str]]) -> dict[str, list[dict]]:
+    """Every mode's cells of ``model``, seed by seed: ``modes`` maps a mode to its overrides; ``ann``
+    trains the network, the rest its SNN twin, those named ``sakd*`` taught by seed 0's ANN."""
+    tag = _tag(model)
+    cells = {mode: [] for mode in modes}
+    teacher = None
+    for seed in range(args.seeds):
+        for mode, extra in modes.items():
+            key = f"{tag}/{mode}/seed{seed}"
+            distill = [f"distill.teacher.weights={teacher}"] if mode.startswith("sakd") else []
+            cell = study.run(key, load_config(None, base(args, model, mode != "ann") + extra + distill
+                                              + [f"run.name={key.replace('/', '-')}", f"run.seed={seed}"]))
+            cells[mode].append(cell)
+            if mode == "ann" and seed == 0:
+                teacher = f"{cell['run_dir']}/best.pt"
+    return cells
+
+
+def finish(study: Study, rows: dict, md: str) -> dict:
+    """The table beside the JSON, both written, the table printed."""
+    study.out.with_suffix(".md").write_text(md + "\n")
     study.save(rows=rows, markdown=md)
     print(md)
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    print(f"wrote {study.out} and {study.out.with_suffix('.md')}")
     return study.result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = study_arguments(__doc__, ["torchvision:resnet18", "spikformer@{depth: 2, dim: 64, heads: 4}"],
+                           "runs/any_network", "any_network").parse_args(argv)
+    study, settings = open_study(args)
+    rows = {}
+    for model in args.models:
+        rows[model] = {mode: stats(c) for mode, c in train_cells(study, args, model, MODES).items()}
+        for mode in ("sakd", "sakd_ce"):
+            rows[model][f"{mode}_vs_snn"] = paired(rows[model][mode], rows[model]["snn"])
+    return finish(study, rows, markdown(rows, settings))
 
 
 if __name__ == "__main__":
