@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import suite  # noqa: E402
 
 
-@pytest.mark.parametrize("neuron", [["--neuron", "lif"], ["--neuron", "plif", "--reset", "soft"]], ids=" ".join)
-def test_suite_reports_every_figure(tmp_path, neuron):
+def test_suite_reports_every_figure(tmp_path):
+    neuron = ["--neuron", "plif", "--reset", "soft"]  # the student's neuron carries through every figure
     out = tmp_path / "suite.json"
     result = suite.main(["--device", "cpu", "--widths", "0.0625", "--batch", "2", "--repeats", "1",
                          "--warmup", "1", "--neuron-shape", "4", "2", "8", "4", "4", "--no-peer",
@@ -54,15 +54,19 @@ def test_suite_reports_every_figure(tmp_path, neuron):
         assert fit["fixed_mib"] + fit["per_image_mib"] * b <= budget < fit["fixed_mib"] + fit["per_image_mib"] * (b + 1)
     n = result["neuron"]
     assert n["neuron"] == result["student_neuron"]["name"] == neuron[1]
+    assert n["ms"]["relu"] > 0 and set(n["ms"]) == set(result["neuron_call"]["ms"])  # ReLU beside the neuron
+    assert result["neuron_call"]["shape"] == [4, 2, 1, 2, 2] and all(result["neuron_call"]["same_spikes_as_reference"].values())
+
+
+@pytest.mark.parametrize("spec", [NeuronSpec(name="lif"), NeuronSpec(name="plif", reset="soft")], ids=lambda s: s.name)
+def test_neuron_figure_keeps_only_the_fused_neurons_input(spec):
+    n = suite.bench_neuron(torch.device("cpu"), None, spec, 1, 1, (4, 2, 8, 4, 4))
     assert all(n["same_spikes_as_reference"].values())
     # the fused neuron keeps only its input (PLIF: and its 0-dim leak) for the backward pass;
     # the autograd loop keeps more
     x_mib = 4 * 2 * 8 * 4 * 4 * 4 / 2**20
     assert x_mib <= n["saved_mib"]["sakd_fused"] <= x_mib + 16 / 2**20
-    assert n["saved_mib"]["pytorch_loop"] > 1.5 * x_mib  # PLIF soft: λ·V (from step 2) and H - V_th per step
-    # ReLU, the floor of an elementwise layer, beside the neuron; and every layer on a tiny tensor
-    assert n["ms"]["relu"] > 0 and set(n["ms"]) == set(result["neuron_call"]["ms"])
-    assert result["neuron_call"]["shape"] == [4, 2, 1, 2, 2] and all(result["neuron_call"]["same_spikes_as_reference"].values())
+    assert n["saved_mib"]["pytorch_loop"] > 1.5 * x_mib  # LIF: V per step; PLIF soft: λ·V (from step 2) and H - V_th
 
 
 def test_saved_for_backward_counts_distinct_storages_once():
