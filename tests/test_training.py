@@ -463,3 +463,51 @@ def test_the_schedule_warms_up_decays_over_the_epochs_before_the_cooldown_and_ho
     with pytest.raises(ConfigError, match=r"warmup_epochs \+ optim.cooldown_epochs"):
         build_scheduler(optimizer, load_config(None, ["optim.epochs=4", "optim.warmup_epochs=2",
                                                       "optim.cooldown_epochs=2"]).optim, 1)
+
+
+@pytest.mark.parametrize("name, size", [("resnet_tiny", {}), ("spikformer", dict(depth=1, dim=16, heads=2)),
+                                        ("spike_driven_transformer", dict(depth=1, dim=16))])
+def test_an_snns_first_timesteps_are_the_network_deployed_at_fewer(name, size):
+    """What ``sakd eval --timesteps`` reads: the mean of a T-step run's first t logits equals a
+    run of t timesteps (the network is causal in eval mode), for t up to T and beyond."""
+    from sakd.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, spiking=True, num_classes=10, timesteps=5, **size).double().eval()
+    x = torch.rand(3, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        prefix = model.forward_timesteps(x).cumsum(0)
+        for t in (1, 2, 4, 5):
+            model.timesteps = t
+            torch.testing.assert_close(prefix[t - 1] / t, model(x))
+
+
+def test_eval_reads_an_snn_out_after_each_timestep(tmp_path, capsys):
+    from sakd.models import checkpoint as ckpt_io
+    from sakd.training.evaluate import evaluate
+
+    run = train(fast_config(tmp_path, "optim.epochs=1", "data.test_subset=64"))["run_dir"]  # T = 2
+    out = tmp_path / "eval.json"
+    assert main(["eval", run, "--json", str(out), "--device", "cpu", "--timesteps", "1", "2", "3"]) == 0
+    result = json.loads(out.read_text())
+    by = result["by_timesteps"]
+    assert list(by) == ["1", "2", "3"] and "read out after T =" in capsys.readouterr().out
+    assert by["2"]["top1"] == pytest.approx(result["top1"]) and by["2"]["loss"] == pytest.approx(result["loss"], rel=1e-5)
+    model, _ = ckpt_io.model_from_checkpoint(ckpt_io.load_checkpoint(run))
+    cfg = load_config(Path(run) / "config.yaml")
+    from sakd.data import open_data
+    from sakd.data.holdout import test_split
+    from torch.utils.data import DataLoader
+
+    data = open_data(cfg.data, augment=False)
+    loader = DataLoader(test_split(data.test, 64), batch_size=64)
+    for t in (1, 3):  # the network run at t timesteps
+        model.timesteps = t
+        assert evaluate(model, loader, torch.device("cpu"))["top1"] == pytest.approx(by[str(t)]["top1"])
+    assert main(["eval", run, "--timesteps", "all", "--json", str(out), "--device", "cpu"]) == 0
+    assert list(json.loads(out.read_text())["by_timesteps"]) == ["1", "2"]
+    teacher = train(fast_config(tmp_path, "optim.epochs=1", "model.spiking=false", "data.test_subset=20"))["run_dir"]
+    capsys.readouterr()
+    assert main(["eval", teacher, "--timesteps", "1", "--device", "cpu"]) == 2
+    assert "is an ANN; it has no timesteps" in capsys.readouterr().err
+    assert main(["eval", run, "--timesteps", "0"]) == 2

@@ -10,7 +10,7 @@ from sakd.data import open_data
 from sakd.data.holdout import test_split
 from sakd.errors import ConfigError
 from sakd.models import checkpoint as ckpt_io
-from sakd.training.evaluate import evaluate
+from sakd.training.evaluate import evaluate, evaluate_timesteps
 from sakd.training.run_folder import Checkpoint, history_summary
 from sakd.training.runtime import place, resolve_amp, resolve_device, resolve_workers
 
@@ -30,17 +30,29 @@ def checkpoint_and_test_data(path, overrides: list[str] | None, command: str):
     return state, cfg, data
 
 
-def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = "auto") -> dict:
+def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = "auto",
+                        timesteps: list[int] | str | None = None) -> dict:
     """Top-1/top-5, loss and firing rates of a checkpoint, on the data of its own config
-    (changed by ``data.*`` overrides)."""
+    (changed by ``data.*`` overrides); with ``timesteps`` (a list, or ``"all"``: 1 to the
+    model's T) also an SNN's accuracy read out after each of those timesteps (``by_timesteps``)."""
     state, cfg, data = checkpoint_and_test_data(path, overrides, "eval")
+    spec = state["spec"]
+    if timesteps is not None:
+        if not spec.spiking:
+            raise ConfigError(f"--timesteps: {state['path']} is an ANN; it has no timesteps")
+        timesteps = list(range(1, spec.timesteps + 1)) if timesteps == "all" else list(timesteps)
+        if data.frames and max(timesteps) > data.frames:
+            raise ConfigError(f"--timesteps {max(timesteps)}: {cfg.data.name} gives {data.frames} frames per sample")
     dev = resolve_device(device, setting="--device")
     model, _ = ckpt_io.model_from_checkpoint(state)
     test = test_split(data.test, cfg.data.test_subset)  # what the run evaluated (or an override says)
     loader = DataLoader(test, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
                         num_workers=resolve_workers(cfg.data.num_workers), collate_fn=data.collate_fn)
-    result = evaluate(place(model, dev, cfg.run.channels_last), loader, dev, resolve_amp(cfg.run.amp, dev))
-    spec = state["spec"]
+    model, amp = place(model, dev, cfg.run.channels_last), resolve_amp(cfg.run.amp, dev)
+    result = evaluate(model, loader, dev, amp)
+    if timesteps is not None:
+        by = evaluate_timesteps(model, loader, dev, timesteps, amp)
+        result["by_timesteps"] = {str(t): r for t, r in by.items()}
     return {"checkpoint": state["path"], "model": spec.name, "spiking": spec.spiking,
             "timesteps": spec.timesteps if spec.spiking else None,
             "data": cfg.data.name, "split": "test", "split_size": len(data.test),
@@ -64,6 +76,11 @@ def print_report(result: dict, console: Console | None = None) -> None:
         if "selected_top1" in run:
             line += f", validation selects epoch {run['selected_epoch']}: {run['selected_top1']:.2f}%"
         console.print(line)
+    if "by_timesteps" in result:
+        table = Table("read out after T =", "top-1", "top-5", "loss", title="deployed at fewer (or more) timesteps")
+        for t, r in result["by_timesteps"].items():
+            table.add_row(t, f"{r['top1']:.2f}%", f"{r['top5']:.2f}%", f"{r['loss']:.4f}")
+        console.print(table)
     if "firing_rate" in result:
         console.print(f"mean firing rate {result['firing_rate']:.4f}")
         table = Table("layer", "firing rate")

@@ -50,3 +50,43 @@ def evaluate(model, loader, device: torch.device, amp_dtype: torch.dtype | None 
         result["firing_rate"] = rate
         result["layer_firing_rates"] = monitor.rates()
     return result
+
+
+@torch.no_grad()
+def evaluate_timesteps(model, loader, device: torch.device, steps: list[int],
+                       amp_dtype: torch.dtype | None = None) -> dict[int, dict]:
+    """Top-1/top-5 and cross-entropy of an SNN read out after each of ``steps`` timesteps: the
+    mean of its first ``t`` timesteps' logits, from one run of ``max(steps)`` timesteps (or the
+    input's frames). A spiking network is causal (timestep ``t`` reads the inputs up to ``t``), so
+    this is what the network deployed at ``T = t`` computes (tested against such runs); a ``t``
+    beyond the model's own T runs it longer on static images (direct encoding repeats them)."""
+    steps = sorted(set(steps))
+    was_training, own = model.training, model.timesteps
+    model.eval()
+    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext())
+    sums = {t: torch.zeros(3, dtype=torch.float64, device=device) for t in steps}
+    n = 0
+    try:
+        model.timesteps = max(own, steps[-1])
+        with autocast:
+            for x, y in loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if x.dim() == 5 and x.shape[0] < steps[-1]:
+                    raise ValueError(f"the data gives {x.shape[0]} frames per sample: no readout after "
+                                     f"{steps[-1]} timesteps")
+                if x.dim() == 5:
+                    model.timesteps = x.shape[0]
+                per_step = model.forward_timesteps(x).float()  # [T, B, K]
+                prefix = per_step.cumsum(0)
+                for t in steps:
+                    logits = prefix[t - 1] / t
+                    c1, c5 = topk_correct(logits, y)
+                    sums[t] += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(), c1.double(), c5.double()])
+                n += y.shape[0]
+    finally:
+        model.timesteps = own
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("the evaluation data set is empty")
+    return {t: {"top1": 100.0 * s[1].item() / n, "top5": 100.0 * s[2].item() / n, "loss": s[0].item() / n}
+            for t, s in sums.items()}

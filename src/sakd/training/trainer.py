@@ -113,6 +113,10 @@ class Trainer:
     def on_step(self, epoch: int, step: int) -> None:
         """Called before each optimiser step's first micro-batch (the supernet samples subnets here)."""
 
+    def on_epoch_end(self, record: dict) -> None:
+        """Called after each epoch's record is logged and its checkpoints are written (``sakd tune``
+        reports the validation top-1 to its trial here)."""
+
     def evaluate_splits(self) -> dict[str, dict]:
         """Top-1/top-5, loss and firing rates on each evaluation split (``val`` if any, ``test``)."""
         return {name: evaluate(self.model, loader, self.device, self.amp_dtype, self.dist)
@@ -199,6 +203,7 @@ class Trainer:
                         self.save(runs.BEST, state)
                     barrier(self.dist)
                     self._print_epoch(record)
+                    self.on_epoch_end(record)
                     if self._stop_requested() and self.epoch < cfg.optim.epochs:
                         self._preempted(at="the end of the epoch")
         except KeyboardInterrupt:  # a second Ctrl-C (or one outside the training loop): at once

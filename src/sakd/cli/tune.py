@@ -1,0 +1,50 @@
+"""``sakd tune``: a hyperparameter study over a search space, scored on validation data."""
+
+from __future__ import annotations
+
+import json
+
+from sakd.cli.command import COMMANDS, Command, positive
+
+
+@COMMANDS.register("tune")
+class Tune(Command):
+    """tune a method's weights, temperatures and options with optuna (TPE) on a validation hold-out"""
+
+    def arguments(self, p):
+        p.add_argument("--config", required=True, help="the run to tune: a YAML file or a packaged config name")
+        from sakd.tuning.space import packaged_spaces
+
+        p.add_argument("--space", required=True,
+                       help="a search space YAML (params / terms / combine) or a packaged one: "
+                            f"{', '.join(packaged_spaces())}")
+        p.add_argument("--trials", type=positive, default=20, help="finished trials to reach (default: %(default)s)")
+        p.add_argument("--study", default=None,
+                       help="the study's folder (default runs/tune/<config name>); run again to continue it")
+        p.add_argument("--pruner", choices=("median", "none"), default="median",
+                       help="stop trials below the median of earlier ones at an epoch (default: %(default)s)")
+        p.add_argument("--seed", type=int, default=0, help="the sampler's seed (default: %(default)s)")
+        p.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="config overrides for every trial, e.g. data.val_fraction=0.1 optim.epochs=30")
+
+    def writes(self, args):
+        return [(self.folder(args) / "tune.json", "--study")]
+
+    @staticmethod
+    def folder(args):
+        from pathlib import Path
+
+        if args.study:
+            return Path(args.study).expanduser()
+        return Path("runs") / "tune" / str(args.config).removesuffix(".yaml").replace("/", "-")
+
+    def run(self, args) -> int:
+        from sakd.tuning.space import SearchSpace
+        from sakd.tuning.study import TuneSettings, tune
+
+        settings = TuneSettings(args.config, SearchSpace.load(args.space), args.trials, self.folder(args),
+                                list(args.overrides), pruner=args.pruner, seed=args.seed)
+        summary = tune(settings)
+        best = summary.get("best")
+        print(json.dumps({"study": str(settings.folder), "finished": summary["finished"], "best": best}, indent=2))
+        return 0

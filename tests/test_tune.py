@@ -1,0 +1,129 @@
+"""``sakd tune``: search spaces checked at load, trials scored on validation data only, a study
+that resumes, and a best config that trains to its score again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import FAST
+
+from sakd.cli import main
+from sakd.errors import ConfigError
+from sakd.training import Trainer, load_config
+from sakd.tuning.space import SearchSpace, packaged_spaces
+from sakd.tuning.study import TrialTrainer, TuneSettings, open_study, storage, tune
+
+SPACE = {"terms": {"temporal_sd": {"weight": {"low": 0.1, "high": 2.0, "log": True}, "tau": [1, 2]}}}
+BASE = FAST + ["data.val_fraction=0.2", "optim.epochs=2"]
+
+
+def settings(tmp_path, trials, space=SPACE, **kw) -> TuneSettings:
+    return TuneSettings(None, SearchSpace.from_dict(space), trials, tmp_path / "study", list(BASE),
+                        pruner=kw.pop("pruner", "none"), **kw)
+
+
+@pytest.mark.parametrize("space, says", [
+    ({"params": {"distill.tau": {"low": 4, "high": 1}}}, "low 4 must be below high 1"),
+    ({"params": {"distill.tau": {"low": 0, "high": 1, "log": True}}}, "a log range needs low > 0"),
+    ({"params": {"distill.tau": {"min": 1}}}, "a range is {low, high"),
+    ({"terms": {"no_such_term": {"weight": 1}}}, "no_such_term"),
+    ({"terms": {"dkd": {"weight": 1, "temperature": 4}}}, "has no option 'temperature'"),
+    ({"terms": {"dkd": {"tau": 4}}}, "needs a weight"),
+    ({"terms": {"dkd": {"weight": 1}}, "combine": [2]}, "combine takes sizes from 1 to 1"),
+    ({"parameters": {}}, "unknown key(s) ['parameters']"),
+    ({"params": {}}, "nothing to draw"),
+])
+def test_a_bad_space_is_one_line_naming_what_is_wrong(space, says):
+    with pytest.raises(ConfigError) as err:
+        SearchSpace.from_dict(space, "s.yaml")
+    assert says in str(err.value) and "\n" not in str(err.value)
+
+
+def test_draws_become_overrides_and_combinations_draw_only_the_chosen_terms_options():
+    space = SearchSpace.from_dict({
+        "params": {"distill.beta": {"low": 1, "high": 10}, "optim.lr": [0.05, 0.1], "run.seed": {"low": 0, "high": 9, "step": 1}},
+        "terms": {"logit_kd": {"weight": {"low": 0.1, "high": 1.0}, "tau": 4},
+                  "temporal_sd": {"weight": 0.5, "tau": {"low": 1.0, "high": 2.0}}},
+        "combine": [1, 2]})
+    assert space.combinations == [("logit_kd",), ("temporal_sd",), ("logit_kd", "temporal_sd")]
+    trial = optuna.trial.FixedTrial({"distill.beta": 3.5, "optim.lr": 0.1, "run.seed": 7, "terms": "logit_kd",
+                                     "logit_kd.weight": 0.25})
+    base = [{"name": "dkd", "weight": 1.0, "options": {}, "schedule": []}]
+    out = space.overrides(trial, base)
+    assert out[:3] == ["distill.beta=3.5", "optim.lr=0.1", "run.seed=7"]
+    terms = json.loads(out[3].split("=", 1)[1])
+    assert terms == base + [{"name": "logit_kd", "weight": 0.25, "options": {"tau": 4}}]  # the fixed tau
+    cfg = load_config(None, FAST + out)  # the overrides are a valid config
+    assert [t.name for t in cfg.distill.terms] == ["dkd", "logit_kd"] and cfg.distill.beta == 3.5
+    # a whole-number step draws whole numbers, a range without one real numbers
+    assert space.params[2].integer and not space.params[0].integer
+
+
+def test_every_packaged_space_loads():
+    names = packaged_spaces()
+    assert {"sakd", "dkd", "logit_kd", "temporal_sd"} <= set(names)
+    for name in names:
+        assert SearchSpace.load(name).params or SearchSpace.load(name).terms
+
+
+def test_tune_refuses_to_score_without_a_validation_hold_out(tmp_path, capsys):
+    space = tmp_path / "s.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    code = main(["tune", "--config", "quickstart/snn", "--space", str(space), "--study", str(tmp_path / "st")])
+    err = capsys.readouterr().err
+    assert code == 2 and "data.val_fraction" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "st" / "tune.json").exists()
+
+
+def test_a_study_scores_on_validation_resumes_and_its_best_config_trains_to_its_score(tmp_path):
+    s = settings(tmp_path, 2)
+    first = tune(s)
+    assert first["finished"] == 2 and [t["state"] for t in first["trials"]] == ["complete", "complete"]
+    for row in first["trials"]:  # the score is the best validation top-1 of the trial's own run
+        records = [json.loads(line) for line in (Path(row["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+        assert row["score"] == max(r["val/top1"] for r in records)
+        assert row["val_top1_by_epoch"] == {str(r["epoch"]): r["val/top1"] for r in records}
+    best = first["best"]
+    assert best["score"] == max(t["score"] for t in first["trials"])
+    # running again with more trials trains only the new one
+    again = tune(settings(tmp_path, 3))
+    assert again["finished"] == 3 and [t["number"] for t in again["trials"]] == [0, 1, 2]
+    assert again["trials"][:2] == first["trials"]
+    assert sorted(p.name for p in (s.folder / "trials").iterdir()) == ["trial-000", "trial-001", "trial-002"]
+    # best.yaml is the best trial's config: trained again it reaches the same validation score
+    cfg = load_config(s.folder / "best.yaml", [f"run.output_dir={tmp_path / 'again'}"])
+    trainer = Trainer(cfg)
+    trainer.fit()
+    assert max(r["val/top1"] for r in trainer.history) == again["best"]["score"]
+
+
+def test_a_trial_cut_short_is_failed_and_its_draws_tried_again(tmp_path):
+    s = settings(tmp_path, 1)
+    study, _ = open_study(s)
+    cut = study.ask()  # a process killed in this trial leaves it RUNNING in the journal
+    drawn = {"temporal_sd.weight": cut.suggest_float("temporal_sd.weight", 0.1, 2.0, log=True),
+             "temporal_sd.tau": cut.suggest_categorical("temporal_sd.tau", [1, 2])}
+    result = tune(s)
+    states = {t["number"]: t["state"] for t in result["trials"]}
+    assert states == {0: "fail", 1: "complete"} and result["trials"][1]["params"] == drawn
+
+
+def test_a_pruned_trial_counts_and_is_recorded(tmp_path, monkeypatch):
+    calls = []
+
+    def prune_second(self, record):
+        calls.append(self.trial.number)
+        if self.trial.number == 1:
+            raise optuna.TrialPruned("test")
+        TrialTrainer.__base__.on_epoch_end(self, record)
+
+    monkeypatch.setattr(TrialTrainer, "on_epoch_end", prune_second)
+    result = tune(settings(tmp_path, 2, pruner="median"))
+    assert [t["state"] for t in result["trials"]] == ["complete", "pruned"] and result["best"]["number"] == 0
+    assert calls == [0, 0, 1]  # the pruned trial stopped after its first epoch
+    study = optuna.load_study(study_name="sakd-tune", storage=storage(tmp_path / "study"))
+    assert len(study.trials) == 2
