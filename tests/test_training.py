@@ -510,4 +510,6 @@ def test_eval_reads_an_snn_out_after_each_timestep(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", teacher, "--timesteps", "1", "--device", "cpu"]) == 2
     assert "is an ANN; it has no timesteps" in capsys.readouterr().err
-    assert main(["eval", run, "--timesteps", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", run, "--timesteps", "0"])
+    assert exit_.value.code == 2 and "--timesteps: 0 is not positive" in capsys.readouterr().err
