@@ -67,6 +67,7 @@ class SAKDLoss(nn.Module):
     Args:
         student_channels, teacher_channels: channels at each tap, in order; give them whenever a
             term reads features at some epoch.
+        teacher_head: the teacher's classifier, pooled feature -> logits (for terms that take it).
         terms: registered loss terms, each ``{"name": ..., "weight": ..., "options": {...},
             "schedule": [{"epoch": E, "weight": W, "ramp": "step"|"linear"|"cosine"}, ...]}``.
         **shorthand: SAKD's eq. 5 as keywords (``alpha``, ``beta``, ``gamma``, ``tau``,
@@ -78,7 +79,7 @@ class SAKDLoss(nn.Module):
     """
 
     def __init__(self, student_channels: list[int] = (), teacher_channels: list[int] = (),
-                 terms: list[dict] | None = None, **shorthand):
+                 terms: list[dict] | None = None, teacher_head=None, **shorthand):
         super().__init__()
         given = [*(shorthand_terms(**shorthand) if shorthand or terms is None else []), *(terms or [])]
         self.schedules: dict[str, WeightSchedule] = {}
@@ -103,7 +104,7 @@ class SAKDLoss(nn.Module):
                 f"{len(teacher_channels)}; feature distillation pairs them one to one"
             )
         self.terms = nn.ModuleDict({t["name"]: build_term(t["name"], t.get("options", {}), student_channels,
-                                                          teacher_channels) for t in built})
+                                                          teacher_channels, teacher_head) for t in built})
         self.register_load_state_dict_pre_hook(_from_version_1)
 
     @property

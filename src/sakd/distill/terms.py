@@ -13,6 +13,10 @@ a scalar; ``needs_teacher`` and ``needs_features`` say what the trainer must pro
 needs features gets the taps of ``distill.features``, every epoch; ``taps`` options pick among
 them). A term whose constructor takes ``student_channels``/``teacher_channels`` receives the
 channels of those taps (to build its own regressors, say); its parameters train with the student.
+One that takes ``teacher_head`` receives the teacher's classifier as a function, pooled last
+feature ``[B, C]`` -> logits ``[B, K]`` (the teacher's :meth:`forward_head`; its weights stay
+frozen, gradients pass through it to what it is given), for methods that read the teacher's
+class weights or run the student's feature through the teacher's classifier.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from sakd.registry import Registry
 
 LOSSES: Registry = Registry("loss term")
 CHANNEL_ARGS = ("student_channels", "teacher_channels")  # given by the objective, not by the config
+GIVEN_ARGS = (*CHANNEL_ARGS, "teacher_head")
 
 
 @dataclass
@@ -70,7 +75,7 @@ class LossTerm(nn.Module):
 def term_options(name: str) -> dict[str, inspect.Parameter]:
     """The options a registered term's config may set (its constructor's arguments)."""
     params = inspect.signature(LOSSES.get(name)).parameters
-    return {k: p for k, p in params.items() if k not in CHANNEL_ARGS and p.kind is not p.VAR_KEYWORD}
+    return {k: p for k, p in params.items() if k not in GIVEN_ARGS and p.kind is not p.VAR_KEYWORD}
 
 
 def check_options(name: str, options: dict) -> None:
@@ -81,8 +86,9 @@ def check_options(name: str, options: dict) -> None:
             raise ConfigError(f"loss term {name!r} has no option {key!r}; its options: {', '.join(known) or 'none'}")
 
 
-def build_term(name: str, options: dict, student_channels=(), teacher_channels=()) -> LossTerm:
-    """The registered term ``name`` with its ``options`` (and the taps' channels if it takes them)."""
+def build_term(name: str, options: dict, student_channels=(), teacher_channels=(), teacher_head=None) -> LossTerm:
+    """The registered term ``name`` with its ``options`` (and the taps' channels, or the teacher's
+    classifier, if it takes them)."""
     check_options(name, options)
     cls = LOSSES.get(name)
     takes = inspect.signature(cls).parameters
@@ -90,6 +96,11 @@ def build_term(name: str, options: dict, student_channels=(), teacher_channels=(
     for key, channels in zip(CHANNEL_ARGS, (student_channels, teacher_channels)):
         if key in takes:
             given[key] = list(channels)
+    if "teacher_head" in takes:
+        if teacher_head is None:
+            raise ConfigError(f"loss term {name!r} runs the teacher's classifier, but the teacher has none sakd can "
+                              "call (a model with forward_head, as sakd's ResNets have)")
+        given["teacher_head"] = teacher_head
     try:
         return cls(**given)
     except (TypeError, ValueError) as exc:  # a term says what is wrong with an option's value

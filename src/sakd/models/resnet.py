@@ -161,10 +161,13 @@ class ResNet(TwinModel):
         x = self.maxpool(self.act1(x))
         for name in self.stages:
             x = getattr(self, name)(x)
-        x = torch.flatten(self.avgpool(x), 1)
+        return self.forward_head(torch.flatten(self.avgpool(x), 1))
+
+    def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The classifier: the last stage's feature averaged over space ``[N, C]`` -> logits."""
         if self.head_hidden:
-            return self.fc2(self.act_fc(self.fc1(x)))
-        return self.fc(x)
+            return self.fc2(self.act_fc(self.fc1(pooled)))
+        return self.fc(pooled)
 
     def recompute_units(self) -> list[nn.Module]:
         return [block for name in self.stages for block in getattr(self, name)]

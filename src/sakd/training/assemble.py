@@ -138,7 +138,9 @@ def build_objective(cfg: Config, model: nn.Module, teacher: nn.Module | None):
     if reads_features(terms):
         s_taps = FeatureExtractor(model, d.features.level, d.features.position)
         t_taps = FeatureExtractor(teacher, d.features.level, d.features.position)
-    objective = SAKDLoss(s_taps.channels if s_taps else (), t_taps.channels if t_taps else (), terms=terms)
+    head = getattr(teacher, "forward_head", None)
+    objective = SAKDLoss(s_taps.channels if s_taps else (), t_taps.channels if t_taps else (), terms=terms,
+                         teacher_head=head)
     return objective, s_taps, t_taps
 
 

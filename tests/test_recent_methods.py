@@ -1,0 +1,227 @@
+"""The 2024-2026 distillation methods (timestep CE, HTA-KL, Strong2Weak / Weak2Strong, SeAl-KD,
+CKDSNN, EnOF, MEOM), each against a value computed by hand in float64 with plain Python loops,
+and the teacher's classifier they read."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from sakd.distill import LOSSES, TermInputs
+from sakd.distill.terms import build_term
+from sakd.errors import ConfigError
+from sakd.models import FeatureExtractor, create_model
+from test_kd_methods import kl, softmax
+
+F64 = torch.float64
+
+
+def rand(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+def log_softmax_list(z, tau=1.0):
+    return [math.log(p) for p in softmax(z, tau)]
+
+
+def test_timestep_ce_averages_each_timesteps_cross_entropy():
+    z, y = rand(3, 4, 5), torch.tensor([0, 3, 1, 4])
+    by_hand = sum(-log_softmax_list(z[t, b].tolist())[y[b]] for t in range(3) for b in range(4)) / 12
+    value = LOSSES.get("timestep_ce")()(TermInputs(z.mean(0), y, student_timestep_logits=z))
+    assert value.item() == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_temporal_sd_correct_ensemble_is_the_authors_mean_of_the_right_timesteps():
+    z = torch.tensor([[[3.0, 0, 0], [0, 0, 1]], [[0, 2.0, 0], [0, 0, 2]], [[1.0, 0, 0], [1, 0, 0]]], dtype=F64)
+    y = torch.tensor([0, 1])  # sample 0: timesteps 0 and 2 right; sample 1: none right -> uniform target
+    term = LOSSES.get("temporal_sd")(tau=2.0, ensemble="correct")
+    teacher = [[2.0, 0, 0], [0.0, 0, 0]]
+    by_hand = sum(kl(softmax(teacher[b], 2), softmax(z[t, b].tolist(), 2)) for t in range(3) for b in range(2)) / 6 * 4
+    assert term(TermInputs(z.mean(0), y, student_timestep_logits=z)).item() == pytest.approx(by_hand, rel=1e-12)
+    with pytest.raises(ConfigError, match="mix them"):
+        term(TermInputs(z.mean(0), torch.full((2, 3), 1 / 3, dtype=F64), student_timestep_logits=z))
+
+
+def test_hta_kl_weighs_forward_and_reverse_kl_by_the_head_and_tail_gaps():
+    s, t = rand(3, 6, seed=1), rand(3, 6, seed=2) * 2
+    tau, mu = 2.0, 0.5
+    total = 0.0
+    for b in range(3):
+        p, q = softmax(t[b].tolist(), tau), softmax(s[b].tolist(), tau)
+        order = sorted(range(6), key=lambda k: -p[k])
+        cum, head, tail = 0.0, 0.0, 0.0
+        for rank, k in enumerate(order):
+            cum += p[k]
+            gap = abs(p[k] - q[k])
+            if rank == 0 or cum <= mu:
+                head += gap
+            else:
+                tail += gap
+        total += head / (head + tail) * kl(p, q) + tail / (head + tail) * kl(q, p)
+    term = LOSSES.get("hta_kl")(tau=tau, mu=mu)
+    assert term(TermInputs(s, torch.zeros(3, dtype=torch.long), t)).item() == pytest.approx(total / 3 * tau * tau, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["strong2weak", "weak2strong"])
+def test_strong_and_weak_timesteps_teach_each_other_by_their_confidence(name):
+    z = rand(4, 3, 5, seed=3)
+    z[2] *= 20  # timestep 2 the most confident
+    z[1] *= 0.1  # timestep 1 the least
+    conf = [sum(max(softmax(z[t, b].tolist())) for b in range(3)) / 3 for t in range(4)]
+    strong, weak = conf.index(max(conf)), conf.index(min(conf))
+    assert (strong, weak) == (2, 1)
+    teach, learn = (strong, weak) if name == "strong2weak" else (weak, strong)
+    by_hand = sum(kl(softmax(z[teach, b].tolist(), 2), softmax(z[learn, b].tolist(), 2)) for b in range(3)) / 3
+    z.requires_grad_()
+    value = LOSSES.get(name)()(TermInputs(z.mean(0), torch.zeros(3, dtype=torch.long), student_timestep_logits=z))
+    assert value.item() == pytest.approx(by_hand, rel=1e-12)
+    (grad,) = torch.autograd.grad(value, z)
+    assert grad[learn].abs().sum() > 0 and grad[teach].abs().sum() == 0  # the teaching timestep is a target
+
+
+def test_seal_kd_aligns_wrong_timesteps_and_mixes_the_others_by_similarity():
+    z, t = rand(3, 4, 5, seed=4), rand(4, 5, seed=5)
+    y = torch.tensor([0, 1, 2, 3])
+    tau, ela_w, sta_w = 3.0, 0.6, 0.15
+    ela = 0.0
+    for step in range(3):
+        for b in range(4):
+            s, a = z[step, b].tolist(), t[b].tolist()
+            w = max(range(5), key=lambda k: s[k])
+            if w != y[b]:
+                s[w] = s[y[b]]
+                low = min(a[y[b]], a[w])
+                a[y[b]] = a[w] = low
+            ela += kl(softmax(a, tau), softmax(s, tau))
+    ela = ela / 12 * tau * tau
+    sta, logk = 0.0, math.log(5)
+    conf = [[(logk + sum(p * math.log(p + 1e-8) for p in softmax(z[j, b].tolist()))) / logk for b in range(4)]
+            for j in range(3)]
+    for i in range(3):
+        for b in range(4):
+            zi = z[i, b].tolist()
+            scores = {}
+            for j in range(3):
+                if j != i:
+                    zj = z[j, b].tolist()
+                    cos = sum(u * v for u, v in zip(zi, zj)) / math.sqrt(sum(u * u for u in zi) * sum(v * v for v in zj))
+                    scores[j] = conf[j][b] * cos
+            norm = sum(math.exp(v) for v in scores.values())
+            mixed = [sum(math.exp(scores[j]) / norm * z[j, b, k].item() for j in scores) for k in range(5)]
+            sta += kl(softmax(mixed, tau), softmax(zi, tau))
+    sta = sta / 12 * tau * tau
+    inputs = TermInputs(z.mean(0), y, t, student_timestep_logits=z)
+    assert LOSSES.get("seal_kd")(ela=ela_w, sta=sta_w)(inputs).item() == pytest.approx(ela_w * ela + sta_w * sta, rel=1e-10)
+    assert LOSSES.get("seal_sta")()(inputs).item() == pytest.approx(sta, rel=1e-10)
+
+
+def linear_head(c, k, seed=6):
+    head = nn.Linear(c, k).double()
+    with torch.no_grad():
+        head.weight.copy_(rand(k, c, seed=seed))
+    return head.requires_grad_(False)
+
+
+def test_ckdsnn_samd_compares_the_spike_map_with_the_teachers_cam_and_nld_smooths_with_noise():
+    fs, ft = rand(2, 3, 4, 2, 2, seed=7).abs(), rand(3, 4, 2, 2, seed=8).abs()
+    zs, zt = rand(3, 5, seed=9), rand(3, 5, seed=10)
+    head = linear_head(4, 5)
+    term = build_term("ckdsnn", {"nld": 0.0}, [4], [4], teacher_head=head)
+    inputs = TermInputs(zs, torch.zeros(3, dtype=torch.long), zt, [fs], [ft])
+
+    def minmax(maps):
+        lo = min(min(m) for m in maps)
+        hi = max(max(v - lo for v in m) for m in maps)
+        return [[(v - lo) / (hi + 1e-3) for v in m] for m in maps]
+
+    cls = [max(range(5), key=lambda k: zt[b, k].item()) for b in range(3)]
+    s_maps = minmax([[fs[:, b, :, h, w].sum().item() for h in range(2) for w in range(2)] for b in range(3)])
+    t_maps = minmax([[max(0.0, sum(head.weight[cls[b], c].item() * ft[b, c, h, w].item() for c in range(4)))
+                      for h in range(2) for w in range(2)] for b in range(3)])
+    by_hand = 0.0
+    for b in range(3):
+        ps = [p + 1e-10 for p in softmax([v for v in s_maps[b]], 2)]
+        pt = [p + 1e-10 for p in softmax([v for v in t_maps[b]], 2)]
+        by_hand += sum(a * (math.log(a) - math.log(c)) for a, c in zip(pt, ps))
+    assert term(inputs).item() == pytest.approx(by_hand / 3, rel=1e-9)
+    # NLD, with the noise the term draws (a seeded generator here)
+    from sakd.distill.ckdsnn import noise_smoothed_kd
+
+    eps = torch.randn(zs.shape, generator=torch.Generator().manual_seed(0), dtype=F64)
+    nld = 0.0
+    for b in range(3):
+        z = zs[b].tolist()
+        mu, var = sum(z) / 5, sum((v - sum(z) / 5) ** 2 for v in z) / 4
+        noisy = softmax([mu + e * var for e in eps[b].tolist()], 2)
+        q = [0.9 * a + 0.1 * c for a, c in zip(softmax(z, 2), noisy)]
+        nld += kl(softmax(zt[b].tolist(), 2), q)
+    value = noise_smoothed_kd(zs, zt, 2.0, 0.9, torch.Generator().manual_seed(0))
+    assert value.item() == pytest.approx(nld / 3 * 4, rel=1e-12)
+
+
+def test_ckdsnn_class_weights_are_the_gradient_through_a_deeper_head():
+    from sakd.distill.ckdsnn import class_weights
+
+    fc1, fc2 = linear_head(4, 6, seed=11), linear_head(6, 5, seed=12)
+    head = nn.Sequential(fc1, nn.ReLU(), fc2)
+    pooled, cls = rand(3, 4, seed=13), torch.tensor([1, 4, 0])
+    weights = class_weights(head, pooled, cls)
+    active = (fc1(pooled) > 0).to(F64)  # Grad-CAM's weights in closed form: W1^T (1[h > 0] * W2[c])
+    expected = (active * fc2.weight[cls]) @ fc1.weight
+    torch.testing.assert_close(weights, expected)
+    torch.testing.assert_close(class_weights(fc2, rand(3, 6), cls), fc2.weight[cls])  # a linear head: its rows
+
+
+def test_enof_reads_the_students_pooled_feature_through_the_teachers_classifier():
+    fs, zt = rand(2, 3, 4, 2, 2, seed=14).requires_grad_(), rand(3, 5, seed=15)
+    head = linear_head(4, 5)
+    term = build_term("enof", {"tau": 2.0}, [4], [4], teacher_head=head)
+    value = term(TermInputs(zt, torch.zeros(3, dtype=torch.long), zt, [fs], [fs.detach().mean(0)]))
+    pooled = fs.detach().mean((0, 3, 4))
+    by_hand = sum(kl(softmax(zt[b].tolist(), 2), softmax(head(pooled[b]).tolist(), 2)) for b in range(3)) / 3 * 4
+    assert value.item() == pytest.approx(by_hand, rel=1e-12)
+    value.backward()
+    assert fs.grad.abs().sum() > 0 and head.weight.grad is None  # into the student, never the teacher
+    with pytest.raises(ConfigError, match="classifier reads 6"):
+        build_term("enof", {}, [4], [6], teacher_head=head)
+    with pytest.raises(ConfigError, match="runs the teacher's classifier"):
+        build_term("enof", {}, [4], [4])
+
+
+def test_meom_masked_teacher_views_per_timestep_and_progressive_prefixes():
+    z, zt, ft = rand(3, 2, 5, seed=16), rand(2, 5, seed=17), rand(2, 4, 2, 2, seed=18)
+    head = linear_head(4, 5)
+    term = build_term("meom", {"tpd": 0.0, "mix": 0.5, "keep": 0.5}, [4], [4], teacher_head=head)
+    masks = term.masks
+    assert set(masks.unique().tolist()) <= {0.0, 1.0} and masks.shape == (64, 4)
+    pooled = ft.mean((2, 3))
+    tmpd = 0.0
+    for t in range(3):
+        for b in range(2):
+            view = 0.5 * zt[b] + 0.5 * head(pooled[b] * masks[t])
+            tmpd += kl(softmax(view.tolist(), 3), softmax(z[t, b].tolist(), 3))
+    inputs = TermInputs(z.mean(0), torch.zeros(2, dtype=torch.long), zt, [z.new_zeros(3, 2, 4, 2, 2)], [ft], z)
+    assert term(inputs).item() == pytest.approx(0.5 * tmpd / 6 * 9, rel=1e-12)
+    tpd_term = build_term("meom", {"tmpd": 0.0, "tpd": 1.0}, [4], [4], teacher_head=head)
+    tpd = 0.0
+    for t in range(2):
+        for b in range(2):
+            early = [sum(z[s, b, k].item() for s in range(t + 1)) / (t + 1) for k in range(5)]
+            late = [sum(z[s, b, k].item() for s in range(t + 2)) / (t + 2) for k in range(5)]
+            tpd += -sum(p * lq for p, lq in zip(softmax(late), log_softmax_list(early)))
+    assert tpd_term(inputs).item() == pytest.approx(tpd / 4, rel=1e-12)
+
+
+def test_the_teachers_head_on_its_pooled_last_tap_gives_its_logits():
+    """What CKDSNN, EnOF and MEOM rely on: forward_head of the last stage tap's spatial mean is the
+    network's classifier output (sakd's ResNet-19 head: fc1 -> ReLU -> fc2)."""
+    torch.manual_seed(0)
+    resnet19_quarter = dict(depths=[3, 3, 2], widths=[32, 64, 128], stem_width=32, head_hidden=64)
+    for name, options in (("resnet_custom", resnet19_quarter), ("resnet_tiny", {})):
+        ann = create_model(name, spiking=False, num_classes=7, **options).eval()
+        taps = FeatureExtractor(ann)
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            logits, feats = taps(x)
+            torch.testing.assert_close(ann.forward_head(feats[-1].mean((2, 3))), logits)
