@@ -9,17 +9,26 @@ round-robin timing of one fixed batch, median over repeats, in the same run).
     python benchmarks/kd_methods.py                       # digits, 3 seeds (2-CPU VM: ~25 min)
     python benchmarks/kd_methods.py --quick               # 1 seed, 2 epochs, 3 methods (a smoke test)
     python benchmarks/kd_methods.py --data cifar10 --root ~/data --model resnet19 --epochs 200
+    python benchmarks/kd_methods.py --tuned --trials 8    # every method tuned alike, then 3 seeds
 
 Weights are each method's published defaults where they exist (the paper's, or mdistiller's for
-FitNet and AT), always with cross-entropy at weight 1; they are listed in the JSON. Results go to
-``benchmarks/results/kd_methods-<data>.json`` (or ``--out``); a cell (method, seed) already in
-that file with the same settings is not trained again, so an interrupted run resumes.
+FitNet and AT), always with cross-entropy at weight 1 unless the method replaces it by its
+per-timestep form; they are listed in the JSON. With ``--tuned`` every run holds out
+``--val-fraction`` of the training set, every method with a search space (``sakd tune``'s
+packaged ones) gets the same ``--trials`` budget of optuna TPE on that validation split, and its
+best setting then trains ``--seeds`` seeds, reported on the test set at the epoch validation
+selects (and best / last) beside its published defaults; the table marks differences to the SNN
+baseline and to SAKD larger than twice their standard error. Results go to
+``benchmarks/results/kd_methods-<data>[-tuned].json`` (or ``--out``), with a Markdown table (and,
+tuned, a plot); a cell (method, seed) already in that file with the same settings is not trained
+again, and a study continues where it stopped, so an interrupted run resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -59,7 +68,33 @@ def methods(bkd_weight: float) -> dict[str, dict]:
                         "overrides": terms(term("timestep_kd", 1, tau=4))},
         "temporal_sd": {"label": "temporal self-distillation (Yu et al. 2025), weight 1, τ=1, no teacher",
                         "overrides": terms(term("temporal_sd", 1, tau=1))},
+        "timestep_kd_full": {"label": "Yu et al. 2025 whole: TWCE + 0.2 TWKL + 0.5 TWSD (correct-step ensemble), τ=3",
+                             "overrides": ["distill.alpha=0"] + terms(term("timestep_ce", 1), term("timestep_kd", 0.2, tau=3),
+                                                                       term("temporal_sd", 0.5, tau=3, ensemble="correct"))},
+        "hta_kl": {"label": "HTA-KL (arXiv 2504.20445, AKL weighting), weight 1, τ=4, μ=0.5",
+                   "overrides": terms(term("hta_kl", 1, tau=4, mu=0.5))},
+        "strong2weak": {"label": "Strong2Weak (arXiv 2510.07924), weight 1, τ=2, no teacher",
+                        "overrides": terms(term("strong2weak", 1, tau=2))},
+        "weak2strong": {"label": "Weak2Strong (arXiv 2510.07924), weight 1, τ=2, no teacher",
+                        "overrides": terms(term("weak2strong", 1, tau=2))},
+        "seal_kd": {"label": "SeAl-KD (arXiv 2605.14252): TWCE + 0.6 ELA + 0.15 STA, τ=3",
+                    "overrides": ["distill.alpha=0"] + terms(term("timestep_ce", 1), term("seal_kd", 1, ela=0.6, sta=0.15, tau=3))},
+        "ckdsnn": {"label": "CKDSNN (arXiv 2511.06902): SAMD + NLD, weights 1, τ=2",
+                   "overrides": terms(term("ckdsnn", 1, samd=1, nld=1, tau=2))},
+        "enof": {"label": "EnOF (Guo et al. 2024) output-feature KD, weight 1, τ=4 (no RepAct)",
+                 "overrides": terms(term("enof", 1, tau=4))},
+        "meom": {"label": "MEOM (ICLR 2026): TWCE + 0.5 TMPD + 0.3 TPD, τ=3",
+                 "overrides": ["distill.alpha=0"] + terms(term("timestep_ce", 1), term("meom", 1, tmpd=0.5, tpd=0.3, tau=3))},
     }
+
+
+# the search space of each method under --tuned (sakd tune's packaged spaces); "combination":
+# SAKD's feature term with the best of a logit or self-distillation term, which no paper reports
+SPACES = {"sakd": "sakd", "logit_kd": "logit_kd", "feature_kd": "feature_kd", "fitnet": "fitnet", "at": "at",
+          "dkd": "dkd", "bkd": "bkd", "timestep_kd": "timestep_kd", "temporal_sd": "temporal_sd",
+          "timestep_kd_full": "timestep_kd_full", "hta_kl": "hta_kl", "strong2weak": "strong2weak",
+          "weak2strong": "weak2strong", "seal_kd": "seal_kd", "ckdsnn": "ckdsnn", "enof": "enof", "meom": "meom",
+          "combination": "sakd_plus_logit_terms"}
 
 
 def base_overrides(args) -> list[str]:
@@ -113,6 +148,87 @@ def step_times(args, teacher: str, table: dict, repeats: int, scratch: str) -> d
     return interleaved(steps, torch.device("cpu"), warmup=2, repeats=repeats)
 
 
+def space_reads_teacher(space) -> bool:
+    """Whether a trial of ``space`` may need the teacher (a term that reads it, SAKD's β or γ)."""
+    terms = [LOSSES.get(name) for name in space.terms]
+    return (any(t.needs_teacher or t.needs_features for t in terms)
+            or any(d.name in ("distill.beta", "distill.gamma") for d in space.params))
+
+
+def tune_method(args, key: str, teacher: str, log) -> dict:
+    """The method's study (``sakd tune`` on its space, the same trial budget for every method)."""
+    from sakd.tuning.space import SearchSpace
+    from sakd.tuning.study import TuneSettings, tune
+
+    space = SearchSpace.load(SPACES[key])
+    overrides = base_overrides(args) + ([f"distill.teacher.weights={teacher}"] if space_reads_teacher(space) else [])
+    log(f"tuning {key}: {args.trials} trials on the validation split")
+    summary = tune(TuneSettings("quickstart/snn", space, args.trials, Path(args.runs) / "tune" / key, overrides, seed=0))
+    return {"space": SPACES[key], "trials": summary["finished"], "best": summary.get("best")}
+
+
+def difference(a: dict, b: dict) -> dict:
+    """``a - b`` of two :func:`mean_std` results, its standard error and whether it exceeds twice that."""
+    if a["mean"] is None or b["mean"] is None:
+        return {"delta": None, "se": None, "beyond_2se": False}
+    n_a, n_b = len([v for v in a["values"] if v is not None]), len([v for v in b["values"] if v is not None])
+    se = math.sqrt(a["std"] ** 2 / n_a + b["std"] ** 2 / n_b)
+    delta = a["mean"] - b["mean"]
+    return {"delta": delta, "se": se, "beyond_2se": abs(delta) > 2 * se and se > 0}
+
+
+def summarise(runs: list[dict]) -> dict:
+    return {"selected_top1": mean_std([r.get("selected_top1") for r in runs]),
+            "last_top1": mean_std([r.get("final_top1") for r in runs]),
+            "best_top1": mean_std([r.get("best_top1") for r in runs]),
+            "firing_rate": mean_std([r.get("firing_rate") for r in runs])}
+
+
+def tuned_markdown(result: dict) -> str:
+    def cell(stat, diffs):
+        marks = "".join(m for m, d in zip(("†", "‡"), diffs) if d and d["beyond_2se"])
+        return f"{pm(stat)}{marks}"
+
+    lines = [f"| method | published defaults: test top-1 at the val-selected epoch | tuned ({result['settings']['trials']} "
+             "trials): the same | tuned: best val top-1 | tuned setting |", "|---|---:|---:|---:|---|"]
+    for key, row in result["methods"].items():
+        default = cell(row["default"]["selected_top1"], row["default"]["vs"]) if "default" in row else "(none published)"
+        if "tuned" in row:
+            tuned = cell(row["tuned"]["selected_top1"], row["tuned"]["vs"])
+            best = row["tuned"]["study"]["best"]
+            params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
+            lines.append(f"| {row['label']} | {default} | {tuned} | {best['score']:.2f} | {params} |")
+        else:
+            lines.append(f"| {row['label']} | {default} | | | |")
+    lines.append("")
+    lines.append("† differs from the SNN baseline (CE only) by more than twice the standard error of the difference; "
+                 "‡ likewise from SAKD at its published defaults.")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(result["methods"])
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(keys)), 4))
+    for shift, which, label in ((-0.2, "default", "published defaults"), (0.2, "tuned", "tuned")):
+        xs = [i + shift for i, k in enumerate(keys) if which in result["methods"][k]]
+        stats = [result["methods"][k][which]["selected_top1"] for k in keys if which in result["methods"][k]]
+        ax.bar(xs, [s["mean"] or 0 for s in stats], 0.4, yerr=[s["std"] for s in stats], label=label, capsize=2)
+    ax.set_xticks(range(len(keys)), keys, rotation=60, ha="right")
+    ax.set_ylabel("test top-1 (%) at the val-selected epoch")
+    means = [s["mean"] for k in keys for w in ("default", "tuned") if w in result["methods"][k]
+             for s in [result["methods"][k][w]["selected_top1"]] if s["mean"] is not None]
+    ax.set_ylim(max(0, min(means) - 5), min(100, max(means) + 3))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def markdown(result: dict) -> str:
     teacher = result["teacher"]
     lines = ["| method | last top-1 | best top-1 | firing rate | step time vs SNN |", "|---|---:|---:|---:|---:|",
@@ -139,18 +255,27 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, SNN / SAKD / DKD: a smoke test")
     parser.add_argument("--runs", default="runs/kd_methods", help="where the training runs go")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/kd_methods-<data>.json)")
+    parser.add_argument("--tuned", action="store_true", help="tune every method alike on a validation split first")
+    parser.add_argument("--trials", type=int, default=8, help="--tuned: finished trials per method (default: %(default)s)")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="--tuned: the validation hold-out (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.repeats = 1, 2, 3
         args.methods = args.methods or ["snn", "sakd", "dkd"]
+    if args.tuned:  # every run, defaults too, trains on the same split and selects its epoch on validation
+        args.set = [*args.set, f"data.val_fraction={args.val_fraction}"]
     data_name = args.data or "digits"
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"kd_methods-{data_name}.json"
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
+        f"kd_methods-{data_name}{'-tuned' if args.tuned else ''}.json")
     settings = {"data": data_name, "root": args.root, "model": args.model or "resnet_tiny", "epochs": args.epochs,
-                "set": args.set}
+                "set": args.set, **({"trials": args.trials} if args.tuned else {})}
     study = Study(out, settings)
 
     scratch = tempfile.TemporaryDirectory()  # run folders of the models built only to measure
     table = methods(7e-5 * last_tap_size(args, scratch.name))
+    if args.tuned:
+        table["combination"] = {"label": "best sum: SAKD's feature term + a logit or self-distillation term (tuned only)",
+                                "overrides": None}
     unknown = set(args.methods or []) - set(table)
     if unknown:
         parser.error(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(table)}")
@@ -159,6 +284,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     teacher = study.run("teacher", load_config("quickstart/teacher", base_overrides(args) + ["run.name=teacher", "run.seed=0"]))
     weights = f"{teacher['run_dir']}/best.pt"
+    if args.tuned:
+        scratch.cleanup()
+        return tuned(args, study, table, weights, out)
     for seed in range(args.seeds):
         for key, method in table.items():
             study.run(f"{key}/seed{seed}", student_config(args, method, weights, f"run.name={key}-seed{seed}",
@@ -180,6 +308,42 @@ def main(argv: list[str] | None = None) -> dict:
     study.save(markdown=markdown(result))
     print(result["markdown"])
     print(f"wrote {out}")
+    return result
+
+
+def tuned(args, study: Study, table: dict, weights: str, out: Path) -> dict:
+    """Every method at its published defaults and at its tuned best, ``--seeds`` seeds each."""
+    rows = {}
+    for key, method in table.items():
+        row = rows[key] = {"label": method["label"]}
+        if method["overrides"] is not None:
+            runs = [study.run(f"{key}/default/seed{s}", student_config(args, method, weights, f"run.name={key}-seed{s}",
+                                                                       f"run.seed={s}")) for s in range(args.seeds)]
+            row["default"] = {"overrides": method["overrides"], **summarise(runs)}
+        if key in SPACES:
+            found = tune_method(args, key, weights, study.log)
+            study.save()
+            best = found["best"]
+            if best is None:
+                continue
+            # the best trial's config (best.yaml) at each seed, in the study's run folder
+            runs = [study.run(f"{key}/tuned/seed{s}", load_config(best["config"], [
+                f"run.output_dir={args.runs}", f"run.name={key}-tuned-seed{s}", f"run.seed={s}"]))
+                for s in range(args.seeds)]
+            row["tuned"] = {"study": found, **summarise(runs)}
+    for row in rows.values():
+        for which in ("default", "tuned"):
+            if which in row:
+                row[which]["vs"] = [difference(row[which]["selected_top1"], rows[ref]["default"]["selected_top1"])
+                                    if ref in rows and "default" in rows[ref] else None for ref in ("snn", "sakd")]
+    result = study.result
+    result["teacher"], result["methods"] = study.cells["teacher"], rows
+    picture = out.with_suffix(".png")
+    plot(result, picture)
+    study.save(markdown=tuned_markdown(result), plot=picture.name)
+    out.with_suffix(".md").write_text(result["markdown"] + "\n")
+    print(result["markdown"])
+    print(f"wrote {out}, {out.with_suffix('.md')}, {picture}")
     return result
 
 

@@ -274,3 +274,24 @@ def test_sltt_study_quick_trains_full_and_sltt_with_and_without_sakd(tmp_path):
     row = result["rows"]["resnet_tiny"]
     assert row["snn_sltt_vs_full"]["sign"] == row["sakd_sltt_vs_full"]["sign"] == 0  # one seed: never a verdict
     assert row["time_s"]["snn_sltt"]["mean"] > 0 and "| resnet_tiny |" in out.with_suffix(".md").read_text()
+
+
+def test_kd_methods_tuned_gives_every_method_the_same_trials_then_seeds_its_best(tmp_path):
+    import kd_methods
+
+    args = ["--quick", "--tuned", "--trials", "1", "--methods", "strong2weak", "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "kd.json"), "--set", "model.timesteps=2"]
+    result = kd_methods.main(args)
+    row = result["methods"]["strong2weak"]
+    assert set(result["methods"]) == {"snn", "strong2weak"} and result["settings"]["trials"] == 1
+    study = row["tuned"]["study"]
+    assert study["trials"] == 1 and study["space"] == "strong2weak"
+    tuned_run = json.loads((tmp_path / "runs" / "tune" / "strong2weak" / "tune.json").read_text())
+    assert tuned_run["best"]["score"] == study["best"]["score"]  # scored on validation, by sakd tune
+    for which in ("default", "tuned"):  # the test top-1 of the epoch validation selects, for both settings
+        assert 0 < row[which]["selected_top1"]["mean"] <= 100
+    assert row["default"]["vs"][0]["delta"] == pytest.approx(
+        row["default"]["selected_top1"]["mean"] - result["methods"]["snn"]["default"]["selected_top1"]["mean"])
+    assert (tmp_path / "kd.md").read_text().startswith("| method |") and (tmp_path / "kd.png").stat().st_size > 0
+    cells = dict(result["cells"])
+    assert kd_methods.main(args)["cells"] == cells  # every cell recorded: nothing trains again
