@@ -21,6 +21,8 @@ EPILOG = """examples:
   sakd train --config cifar10/resnet19_sakd run.checkpoint_every=30min data.val_fraction=0.1
   sakd train --resume runs/cifar10-resnet19-sakd    # continue an interrupted run, mid-epoch too
   sakd eval runs/cifar10-resnet19-sakd/best.pt --json result.json
+  sakd eval runs/cifar10-resnet19-sakd/best.pt --timesteps all   # the SNN deployed at T' = 1 .. T
+  sakd tune --config cifar100/resnet19_sakd --space sakd --trials 30 data.val_fraction=0.1   # optuna, on validation
   sakd analyze runs/cifar10-resnet19-sakd/best.pt --images 1000   # SOPs, firing rates, energy vs the ANN
   sakd visualize --teacher T.pt --baseline S.pt --student K.pt --images 4   # Figure 4 (PNG, SVG)
   sakd report runs/quickstart/<time>/* -o report.html                      # one HTML file, Figure 4 included
@@ -44,7 +46,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-FIRST = ("quickstart", "train", "eval", "analyze", "visualize", "report", "export", "compare", "nas", "list", "configs")
+FIRST = ("quickstart", "train", "eval", "tune", "analyze", "visualize", "report", "export", "compare", "nas", "list", "configs")
 
 
 def build_parser() -> argparse.ArgumentParser:
