@@ -286,8 +286,9 @@ def test_kd_methods_tuned_gives_every_method_the_same_trials_then_seeds_its_best
     assert set(result["methods"]) == {"snn", "strong2weak"} and result["settings"]["trials"] == 1
     study = row["tuned"]["study"]
     assert study["trials"] == 1 and study["space"] == "strong2weak"
-    tuned_run = json.loads((tmp_path / "runs" / "tune" / "strong2weak" / "tune.json").read_text())
+    tuned_run = json.loads((Path(study["folder"]) / "tune.json").read_text())
     assert tuned_run["best"]["score"] == study["best"]["score"]  # scored on validation, by sakd tune
+    assert all(f"run.seed={kd_methods.TUNING_SEED}" in tuned_run["overrides"] for _ in [0])  # not a reported seed
     for which in ("default", "tuned"):  # the test top-1 of the epoch validation selects, for both settings
         assert 0 < row[which]["selected_top1"]["mean"] <= 100
     assert row["default"]["vs"][0]["delta"] == pytest.approx(

@@ -44,23 +44,36 @@ def test_temporal_sd_correct_ensemble_is_the_authors_mean_of_the_right_timesteps
 
 
 def test_hta_kl_weighs_forward_and_reverse_kl_by_the_head_and_tail_gaps():
-    s, t = rand(3, 6, seed=1), rand(3, 6, seed=2) * 2
+    s, t = rand(4, 6, seed=1), rand(4, 6, seed=2) * 2
+    t[3] = torch.tensor([1.0, 0.9, 0.8, -2, -2, -2], dtype=F64)  # a flat top: a head of three classes
     tau, mu = 2.0, 0.5
-    total = 0.0
-    for b in range(3):
+    total, head_sizes = 0.0, []
+    for b in range(4):
         p, q = softmax(t[b].tolist(), tau), softmax(s[b].tolist(), tau)
         order = sorted(range(6), key=lambda k: -p[k])
-        cum, head, tail = 0.0, 0.0, 0.0
+        cum, head, tail, size = 0.0, 0.0, 0.0, 0
         for rank, k in enumerate(order):
             cum += p[k]
             gap = abs(p[k] - q[k])
             if rank == 0 or cum <= mu:
-                head += gap
+                head, size = head + gap, size + 1
             else:
                 tail += gap
+        head_sizes.append(size)
         total += head / (head + tail) * kl(p, q) + tail / (head + tail) * kl(q, p)
+    assert max(head_sizes) >= 2  # a head of more than the top-1 class is exercised
     term = LOSSES.get("hta_kl")(tau=tau, mu=mu)
-    assert term(TermInputs(s, torch.zeros(3, dtype=torch.long), t)).item() == pytest.approx(total / 3 * tau * tau, rel=1e-12)
+    student = s.clone().requires_grad_()
+    value = term(TermInputs(student, torch.zeros(4, dtype=torch.long), t))
+    assert value.item() == pytest.approx(total / 4 * tau * tau, rel=1e-12)
+    # the weights carry no gradient: the same gradient as the KLs under constant weights
+    from sakd.distill.hta_kl import head_tail_weights
+    from torch.nn import functional as F
+
+    log_q, log_p = F.log_softmax(student / tau, -1), F.log_softmax(t / tau, -1)
+    w_f, w_r = (w.detach() for w in head_tail_weights(log_p.exp(), log_q.exp(), mu))
+    fixed = (w_f * (log_p.exp() * (log_p - log_q)).sum(-1) + w_r * (log_q.exp() * (log_q - log_p)).sum(-1)).mean() * tau * tau
+    torch.testing.assert_close(torch.autograd.grad(value, student)[0], torch.autograd.grad(fixed, student)[0])
 
 
 @pytest.mark.parametrize("name", ["strong2weak", "weak2strong"])
@@ -114,6 +127,12 @@ def test_seal_kd_aligns_wrong_timesteps_and_mixes_the_others_by_similarity():
     inputs = TermInputs(z.mean(0), y, t, student_timestep_logits=z)
     assert LOSSES.get("seal_kd")(ela=ela_w, sta=sta_w)(inputs).item() == pytest.approx(ela_w * ela + sta_w * sta, rel=1e-10)
     assert LOSSES.get("seal_sta")()(inputs).item() == pytest.approx(sta, rel=1e-10)
+    # ELA's gradient: a wrong timestep's wrong-class logit gets none (its slot holds a copy of the true class's)
+    zg = z.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(LOSSES.get("seal_kd")(ela=1.0, sta=0.0)(TermInputs(zg.mean(0), y, t, student_timestep_logits=zg)), zg)
+    wrong = [(i, b, int(z[i, b].argmax())) for i in range(3) for b in range(4) if int(z[i, b].argmax()) != int(y[b])]
+    assert wrong and all(grad[i, b, w] == 0 for i, b, w in wrong)
+    assert all(grad[i, b, y[b]] != 0 for i, b, _ in wrong)
 
 
 def linear_head(c, k, seed=6):
@@ -127,7 +146,9 @@ def test_ckdsnn_samd_compares_the_spike_map_with_the_teachers_cam_and_nld_smooth
     fs, ft = rand(2, 3, 4, 2, 2, seed=7).abs(), rand(3, 4, 2, 2, seed=8).abs()
     zs, zt = rand(3, 5, seed=9), rand(3, 5, seed=10)
     head = linear_head(4, 5)
-    term = build_term("ckdsnn", {"nld": 0.0}, [4], [4], teacher_head=head)
+    ft_pooled = ft.mean((2, 3))
+    zt = head(ft_pooled).detach()  # the teacher's logits: what its classifier gives on its pooled tap
+    term = build_term("ckdsnn", {"nld": 0.0, "map_tau": 1.5, "tau": 3.0}, [4], [4], teacher_head=head)
     inputs = TermInputs(zs, torch.zeros(3, dtype=torch.long), zt, [fs], [ft])
 
     def minmax(maps):
@@ -141,23 +162,30 @@ def test_ckdsnn_samd_compares_the_spike_map_with_the_teachers_cam_and_nld_smooth
                       for h in range(2) for w in range(2)] for b in range(3)])
     by_hand = 0.0
     for b in range(3):
-        ps = [p + 1e-10 for p in softmax([v for v in s_maps[b]], 2)]
-        pt = [p + 1e-10 for p in softmax([v for v in t_maps[b]], 2)]
+        ps = [p + 1e-10 for p in softmax([v for v in s_maps[b]], 1.5)]
+        pt = [p + 1e-10 for p in softmax([v for v in t_maps[b]], 1.5)]
         by_hand += sum(a * (math.log(a) - math.log(c)) for a, c in zip(pt, ps))
     assert term(inputs).item() == pytest.approx(by_hand / 3, rel=1e-9)
-    # NLD, with the noise the term draws (a seeded generator here)
-    from sakd.distill.ckdsnn import noise_smoothed_kd
+    # NLD through the term, with the noise it draws (the step's generator, seeded here)
+    import sakd.distill.ckdsnn as ckdsnn
 
     eps = torch.randn(zs.shape, generator=torch.Generator().manual_seed(0), dtype=F64)
     nld = 0.0
     for b in range(3):
         z = zs[b].tolist()
         mu, var = sum(z) / 5, sum((v - sum(z) / 5) ** 2 for v in z) / 4
-        noisy = softmax([mu + e * var for e in eps[b].tolist()], 2)
-        q = [0.9 * a + 0.1 * c for a, c in zip(softmax(z, 2), noisy)]
-        nld += kl(softmax(zt[b].tolist(), 2), q)
-    value = noise_smoothed_kd(zs, zt, 2.0, 0.9, torch.Generator().manual_seed(0))
-    assert value.item() == pytest.approx(nld / 3 * 4, rel=1e-12)
+        noisy = softmax([mu + e * var for e in eps[b].tolist()], 3)
+        q = [0.8 * a + 0.2 * c for a, c in zip(softmax(z, 3), noisy)]
+        nld += kl(softmax(zt[b].tolist(), 3), q)
+    nld_term = build_term("ckdsnn", {"samd": 0.0, "tau": 3.0, "map_tau": 1.5, "clean_weight": 0.8}, [4], [4],
+                          teacher_head=head)
+    original = ckdsnn.step_generator
+    ckdsnn.step_generator = lambda device: torch.Generator().manual_seed(0)
+    try:
+        value = nld_term(TermInputs(zs, torch.zeros(3, dtype=torch.long), zt, [fs], [ft])).double()
+    finally:
+        ckdsnn.step_generator = original
+    assert value.item() == pytest.approx(nld / 3 * 9, rel=1e-5)  # the term runs in float32
 
 
 def test_ckdsnn_class_weights_are_the_gradient_through_a_deeper_head():
@@ -174,15 +202,19 @@ def test_ckdsnn_class_weights_are_the_gradient_through_a_deeper_head():
 
 
 def test_enof_reads_the_students_pooled_feature_through_the_teachers_classifier():
-    fs, zt = rand(2, 3, 4, 2, 2, seed=14).requires_grad_(), rand(3, 5, seed=15)
+    fs, ft = rand(2, 3, 4, 2, 2, seed=14).requires_grad_(), rand(3, 4, 2, 2, seed=15)
     head = linear_head(4, 5)
+    zt = head(ft.mean((2, 3))).detach()
     term = build_term("enof", {"tau": 2.0}, [4], [4], teacher_head=head)
-    value = term(TermInputs(zt, torch.zeros(3, dtype=torch.long), zt, [fs], [fs.detach().mean(0)]))
+    value = term(TermInputs(zt, torch.zeros(3, dtype=torch.long), zt, [fs], [ft]))
     pooled = fs.detach().mean((0, 3, 4))
     by_hand = sum(kl(softmax(zt[b].tolist(), 2), softmax(head(pooled[b]).tolist(), 2)) for b in range(3)) / 3 * 4
     assert value.item() == pytest.approx(by_hand, rel=1e-12)
     value.backward()
     assert fs.grad.abs().sum() > 0 and head.weight.grad is None  # into the student, never the teacher
+    fresh = build_term("enof", {}, [4], [4], teacher_head=head)  # a tap the classifier does not read: one line
+    with pytest.raises(ConfigError, match="does not read the chosen tap"):
+        fresh(TermInputs(zt, torch.zeros(3, dtype=torch.long), zt + 1.0, [fs], [ft]))
     with pytest.raises(ConfigError, match="classifier reads 6"):
         build_term("enof", {}, [4], [6], teacher_head=head)
     with pytest.raises(ConfigError, match="runs the teacher's classifier"):
@@ -190,20 +222,22 @@ def test_enof_reads_the_students_pooled_feature_through_the_teachers_classifier(
 
 
 def test_meom_masked_teacher_views_per_timestep_and_progressive_prefixes():
-    z, zt, ft = rand(3, 2, 5, seed=16), rand(2, 5, seed=17), rand(2, 4, 2, 2, seed=18)
-    head = linear_head(4, 5)
-    term = build_term("meom", {"tpd": 0.0, "mix": 0.5, "keep": 0.5}, [4], [4], teacher_head=head)
+    z, ft = rand(3, 2, 5, seed=16), rand(2, 8, 2, 2, seed=18)
+    head = linear_head(8, 5)
+    zt = head(ft.mean((2, 3))).detach()
+    term = build_term("meom", {"tpd": 0.0, "mix": 0.5, "keep": 0.75}, [8], [8], teacher_head=head)
     masks = term.masks
-    assert set(masks.unique().tolist()) <= {0.0, 1.0} and masks.shape == (64, 4)
+    assert set(masks.unique().tolist()) == {0.0, 1.0} and masks.shape == (64, 8)
+    assert masks.mean().item() == pytest.approx(0.75, abs=0.06) and len({tuple(m.tolist()) for m in masks[:3]}) == 3
     pooled = ft.mean((2, 3))
     tmpd = 0.0
     for t in range(3):
         for b in range(2):
             view = 0.5 * zt[b] + 0.5 * head(pooled[b] * masks[t])
             tmpd += kl(softmax(view.tolist(), 3), softmax(z[t, b].tolist(), 3))
-    inputs = TermInputs(z.mean(0), torch.zeros(2, dtype=torch.long), zt, [z.new_zeros(3, 2, 4, 2, 2)], [ft], z)
+    inputs = TermInputs(z.mean(0), torch.zeros(2, dtype=torch.long), zt, [z.new_zeros(3, 2, 8, 2, 2)], [ft], z)
     assert term(inputs).item() == pytest.approx(0.5 * tmpd / 6 * 9, rel=1e-12)
-    tpd_term = build_term("meom", {"tmpd": 0.0, "tpd": 1.0}, [4], [4], teacher_head=head)
+    tpd_term = build_term("meom", {"tmpd": 0.0, "tpd": 1.0}, [8], [8], teacher_head=head)
     tpd = 0.0
     for t in range(2):
         for b in range(2):
@@ -211,6 +245,10 @@ def test_meom_masked_teacher_views_per_timestep_and_progressive_prefixes():
             late = [sum(z[s, b, k].item() for s in range(t + 2)) / (t + 2) for k in range(5)]
             tpd += -sum(p * lq for p, lq in zip(softmax(late), log_softmax_list(early)))
     assert tpd_term(inputs).item() == pytest.approx(tpd / 4, rel=1e-12)
+    # the later prefix is not detached (the authors' code): the last timestep, in no earlier prefix, gets a gradient
+    zg = z.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(tpd_term(TermInputs(zg.mean(0), inputs.target, zt, inputs.student_features, [ft], zg)), zg)
+    assert grad[-1].abs().sum() > 0
 
 
 def test_the_teachers_head_on_its_pooled_last_tap_gives_its_logits():

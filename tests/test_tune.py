@@ -26,6 +26,12 @@ def settings(tmp_path, trials, space=SPACE, **kw) -> TuneSettings:
                         pruner=kw.pop("pruner", "none"), **kw)
 
 
+def test_a_fixed_list_or_mapping_is_written_as_value():
+    space = SearchSpace.from_dict({"terms": {"timestep_kd": {"weight": 1.0, "weighting": {"value": [1, 3]}}}})
+    out = space.overrides(optuna.trial.FixedTrial({}), [])
+    assert json.loads(out[0].split("=", 1)[1]) == [{"name": "timestep_kd", "weight": 1.0, "options": {"weighting": [1, 3]}}]
+
+
 @pytest.mark.parametrize("space, says", [
     ({"params": {"distill.tau": {"low": 4, "high": 1}}}, "low 4 must be below high 1"),
     ({"params": {"distill.tau": {"low": 0, "high": 1, "log": True}}}, "a log range needs low > 0"),
@@ -94,11 +100,16 @@ def test_a_study_scores_on_validation_resumes_and_its_best_config_trains_to_its_
     assert again["finished"] == 3 and [t["number"] for t in again["trials"]] == [0, 1, 2]
     assert again["trials"][:2] == first["trials"]
     assert sorted(p.name for p in (s.folder / "trials").iterdir()) == ["trial-000", "trial-001", "trial-002"]
-    # best.yaml is the best trial's config: trained again it reaches the same validation score
-    cfg = load_config(s.folder / "best.yaml", [f"run.output_dir={tmp_path / 'again'}"])
+    # best-trial.yaml is the best trial's config as it ran: trained again, the same validation score;
+    # best.yaml is it with the base config's run folder (what `sakd train --config best.yaml` uses)
+    cfg = load_config(s.folder / "best-trial.yaml", [f"run.output_dir={tmp_path / 'again'}"])
     trainer = Trainer(cfg)
     trainer.fit()
     assert max(r["val/top1"] for r in trainer.history) == again["best"]["score"]
+    best = load_config(s.folder / "best.yaml")
+    assert best.run.output_dir == load_config(None, BASE).run.output_dir and best.run.name is None
+    assert best.distill == cfg.distill and best.data.val_fraction == 0.2
+    assert (s.folder / "best.yaml").read_text().startswith("# sakd tune: the best trial")
 
 
 def test_a_trial_cut_short_is_failed_and_its_draws_tried_again(tmp_path):
@@ -127,3 +138,61 @@ def test_a_pruned_trial_counts_and_is_recorded(tmp_path, monkeypatch):
     assert calls == [0, 0, 1]  # the pruned trial stopped after its first epoch
     study = optuna.load_study(study_name="sakd-tune", storage=storage(tmp_path / "study"))
     assert len(study.trials) == 2
+
+
+def test_a_study_is_continued_only_with_its_own_settings_and_by_one_process(tmp_path):
+    tune(settings(tmp_path, 1))
+    other = {"terms": {"temporal_sd": {"weight": 1.0, "tau": {"low": 1.0, "high": 2.0}}}}
+    with pytest.raises(ConfigError, match="was run with another space; give this one its own --study"):
+        tune(settings(tmp_path, 2, space=other))
+    from sakd.tuning.study import locked
+
+    with locked(tmp_path / "study"):
+        with pytest.raises(ConfigError, match="another sakd tune is running the study"):
+            tune(settings(tmp_path, 2))
+
+
+def test_a_drawn_term_replaces_the_configs_term_of_that_name(tmp_path):
+    base_term = 'distill.terms=[{name: temporal_sd, weight: 9.0, tau: 4}, {name: timestep_ce, weight: 1.0}]'
+    s = TuneSettings(None, SearchSpace.from_dict(SPACE), 1, tmp_path / "study", [*BASE, base_term], pruner="none")
+    result = tune(s)
+    cfg = load_config(tmp_path / "study" / "best-trial.yaml")
+    assert [(t.name, t.weight) for t in cfg.distill.terms][0] == ("timestep_ce", 1.0)  # kept
+    assert cfg.distill.terms[1].name == "temporal_sd" and cfg.distill.terms[1].weight != 9.0  # drawn, not the config's
+    assert result["finished"] == 1
+    both = SearchSpace.from_dict({"terms": {"logit_kd": {"weight": 1.0}}})
+    with pytest.raises(ConfigError, match="draws the term 'logit_kd' and distill.gamma weighs it too"):
+        tune(TuneSettings(None, both, 1, tmp_path / "s2", [*BASE, "distill.gamma=1"], pruner="none"))
+
+
+def test_a_trial_stopped_by_a_signal_is_tried_again_with_its_draws(tmp_path, monkeypatch):
+    from sakd.errors import Preempted
+
+    def stop_first(self, record):
+        if self.trial.number == 0:
+            self.signals.request("SIGTERM")
+
+    monkeypatch.setattr(TrialTrainer, "on_epoch_end", stop_first)
+    with pytest.raises(Preempted, match="run the same sakd tune command again"):
+        tune(settings(tmp_path, 1))
+    monkeypatch.undo()
+    result = tune(settings(tmp_path, 1))
+    first, again = result["trials"]
+    assert first["state"] == "fail" and again["state"] == "complete" and again["params"] == first["params"]
+
+
+def test_the_median_pruner_stops_a_trial_below_the_median_from_its_warm_up_epoch(tmp_path, monkeypatch):
+    from sakd.training import Trainer as Base
+
+    scores = iter([50.0, 50.0, 50.0, 50.0, 10.0, 10.0])  # trials 0 and 1 at 50 %, trial 2 at 10 %
+
+    def fake_epoch(self):
+        record = Base.train_epoch(self)
+        record["val/top1"] = next(scores)
+        return record
+
+    monkeypatch.setattr(TrialTrainer, "train_epoch", fake_epoch)
+    s = settings(tmp_path, 3, pruner="median", startup=2, prune_after=1)
+    result = tune(s)
+    assert [t["state"] for t in result["trials"]] == ["complete", "complete", "pruned"]
+    assert result["trials"][2]["val_top1_by_epoch"] == {"1": 10.0}  # stopped after its first epoch

@@ -20,10 +20,12 @@ class Tune(Command):
                             f"{', '.join(packaged_spaces())}")
         p.add_argument("--trials", type=positive, default=20, help="finished trials to reach (default: %(default)s)")
         p.add_argument("--study", default=None,
-                       help="the study's folder (default runs/tune/<config name>); run again to continue it")
+                       help="the study's folder (default runs/tune/<config>-<space>); run again to continue it")
         p.add_argument("--pruner", choices=("median", "none"), default="median",
                        help="stop trials below the median of earlier ones at an epoch (default: %(default)s)")
         p.add_argument("--seed", type=int, default=0, help="the sampler's seed (default: %(default)s)")
+        p.add_argument("--prune-after", type=positive, default=None,
+                       help="the first epoch the pruner may stop a trial at (default: a quarter of the epochs)")
         p.add_argument("overrides", nargs="*", metavar="key=value",
                        help="config overrides for every trial, e.g. data.val_fraction=0.1 optim.epochs=30")
 
@@ -36,14 +38,15 @@ class Tune(Command):
 
         if args.study:
             return Path(args.study).expanduser()
-        return Path("runs") / "tune" / str(args.config).removesuffix(".yaml").replace("/", "-")
+        config = str(args.config).removesuffix(".yaml").replace("/", "-")
+        return Path("runs") / "tune" / f"{config}-{Path(str(args.space)).name.removesuffix('.yaml')}"
 
     def run(self, args) -> int:
         from sakd.tuning.space import SearchSpace
         from sakd.tuning.study import TuneSettings, tune
 
         settings = TuneSettings(args.config, SearchSpace.load(args.space), args.trials, self.folder(args),
-                                list(args.overrides), pruner=args.pruner, seed=args.seed)
+                                list(args.overrides), pruner=args.pruner, seed=args.seed, prune_after=args.prune_after)
         summary = tune(settings)
         best = summary.get("best")
         print(json.dumps({"study": str(settings.folder), "finished": summary["finished"], "best": best}, indent=2))

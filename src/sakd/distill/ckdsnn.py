@@ -27,9 +27,14 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from sakd.distill.terms import LOSSES, LossTerm, TermInputs, pick_taps
+from sakd.distill.terms import LOSSES, LossTerm, TermInputs, check_head_input, pick_taps
 from sakd.errors import ConfigError
 from sakd.randomness import step_generator
+
+
+def full(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if autocast gave it in half precision (the maps sum thousands of spikes)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def batch_minmax(a: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -86,10 +91,11 @@ class CKDSNN(LossTerm):
         self._head = [teacher_head]  # a plain list: the teacher's classifier is not this term's parameter
 
     def forward(self, inputs: TermInputs) -> torch.Tensor:
-        zs, zt = inputs.student_logits, inputs.teacher_logits
+        zs, zt = full(inputs.student_logits), full(inputs.teacher_logits)  # sums of spikes: not in bf16
         total = zs.new_zeros(())
         if self.samd:
-            fs, ft = inputs.student_features[self.tap], inputs.teacher_features[self.tap]
+            fs, ft = full(inputs.student_features[self.tap]), full(inputs.teacher_features[self.tap])
+            check_head_input(self, self._head[0], ft, zt)
             if fs.shape[-2:] != ft.shape[-2:]:
                 raise ConfigError(f"ckdsnn: student map {tuple(fs.shape[-2:])} and teacher map {tuple(ft.shape[-2:])} differ")
             weights = class_weights(self._head[0], ft.mean((2, 3)), zt.argmax(-1))

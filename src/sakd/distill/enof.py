@@ -11,14 +11,17 @@ classifier is the better-trained reader of a same-architecture feature, so match
 makes the SNN's feature carry what the ANN's does. Choices the available text leaves open: τ = 4
 with sakd's τ² convention, the last tap of ``distill.features`` (``taps``). The paper's other
 half, RepAct (the last LIF before the output feature replaced by a ReLU), changes the network
-and is not in this term. The student's tap must have the teacher's channels.
+and is not in this term: the feature the teacher's classifier reads here is the student's spike
+rate. On sakd's ResNet-19 (classifier fc1 -> act -> fc2) the "output feature" is the pooled last
+stage, read by the teacher's whole fc1 -> ReLU -> fc2. The student's tap must have the teacher's
+channels, and must be what the classifier reads (checked at the first step).
 """
 
 from __future__ import annotations
 
 import torch
 
-from sakd.distill.terms import LOSSES, LossTerm, TermInputs, pick_taps, soft_kl, time_mean
+from sakd.distill.terms import LOSSES, LossTerm, TermInputs, check_head_input, pick_taps, soft_kl, time_mean
 from sakd.errors import ConfigError
 
 
@@ -42,5 +45,6 @@ class OutputFeatureKD(LossTerm):
         self._head = [teacher_head]  # a plain list: the teacher's classifier is not this term's parameter
 
     def forward(self, inputs: TermInputs) -> torch.Tensor:
+        check_head_input(self, self._head[0], time_mean(inputs.teacher_features[self.tap]), inputs.teacher_logits)
         pooled = time_mean(inputs.student_features[self.tap]).mean((2, 3))
         return soft_kl(self._head[0](pooled), inputs.teacher_logits, self.tau)

@@ -35,6 +35,7 @@ class TemporalSelfDistillation(LossTerm):
         if ensemble not in ("mean", "correct"):
             raise ValueError(f"ensemble must be 'mean' (the paper's) or 'correct' (the authors' code), got {ensemble!r}")
         self.tau, self.ensemble = float(tau), ensemble
+        self.hard_labels = ensemble == "correct"  # reads each label's class (refused with mixup)
 
     def forward(self, inputs: TermInputs) -> torch.Tensor:
         z = inputs.timestep_logits()  # [T, B, K]

@@ -123,6 +123,22 @@ def pick_taps(term: str, taps: list[int] | None, count: int, default: list[int])
     return [i % count for i in chosen]
 
 
+def check_head_input(term: LossTerm, head, teacher_feature: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+    """Once per term: the teacher's classifier on its tap's spatial mean gives its logits, else the
+    tap is not what the classifier reads (``distill.features.position: before``, a tap before the
+    last stage) and the term would read the wrong vector: one line."""
+    if getattr(term, "_head_checked", False):
+        return
+    with torch.no_grad():
+        got = head(teacher_feature.float().mean((2, 3)).to(teacher_feature.dtype)).float()
+    want = teacher_logits.float()
+    if not torch.allclose(got, want, rtol=1e-2, atol=1e-2 * want.abs().max().item() + 1e-4):
+        raise ConfigError(f"loss term {type(term).__name__}: the teacher's classifier does not read the chosen tap "
+                          "(its spatial mean does not give the teacher's logits); use the last tap of "
+                          "distill.features with position: after")
+    term._head_checked = True
+
+
 def soft_kl(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:
     """``τ² · KL(softmax(teacher/τ) ‖ softmax(student/τ))``: summed over the classes (last dim),
     averaged over every other position (the batch, and the time steps of ``[T, B, K]``)."""

@@ -25,8 +25,6 @@ from sakd.data import DataBundle, open_data
 from sakd.data.holdout import sample_labels, stratified_holdout, stratified_subset, test_split
 from sakd.distill import SAKDLoss
 from sakd.distill.objective import reads_features
-from sakd.distill.schedule import WeightSchedule
-from sakd.distill.terms import LOSSES
 from sakd.distill.teacher import check_distillation, initialise, load_teacher
 from sakd.errors import ConfigError
 from sakd.models import FeatureExtractor
@@ -130,17 +128,17 @@ def build_objective(cfg: Config, model: nn.Module, teacher: nn.Module | None):
     teacher's feature taps where a term weighed at some epoch reads features."""
     d = cfg.distill
     terms, s_taps, t_taps = d.objective_terms(), None, None
-    hard = [t["key"] if t["key"] != "distill.terms" else f"distill.terms {t['name']}" for t in terms
-            if LOSSES.get(t["name"]).hard_labels and WeightSchedule.of(t["weight"], t["schedule"]).ever_on]
-    if (cfg.data.mixup or cfg.data.cutmix) and cfg.data.mixup_off_epoch != 0 and hard:
-        raise ConfigError(f"data.mixup / data.cutmix mix the labels, but {', '.join(hard)} reads each label's class; "
-                          "set both to 0 or leave that term out")
     if reads_features(terms):
         s_taps = FeatureExtractor(model, d.features.level, d.features.position)
         t_taps = FeatureExtractor(teacher, d.features.level, d.features.position)
     head = getattr(teacher, "forward_head", None)
     objective = SAKDLoss(s_taps.channels if s_taps else (), t_taps.channels if t_taps else (), terms=terms,
                          teacher_head=head)
+    keys = {t["name"]: t["key"] if t["key"] != "distill.terms" else f"distill.terms {t['name']}" for t in terms}
+    hard = [keys[name] for name, term in objective.terms.items() if term.hard_labels]  # as built: options count
+    if (cfg.data.mixup or cfg.data.cutmix) and cfg.data.mixup_off_epoch != 0 and hard:
+        raise ConfigError(f"data.mixup / data.cutmix mix the labels, but {', '.join(hard)} reads each label's class; "
+                          "set both to 0 or leave that term out")
     return objective, s_taps, t_taps
 
 

@@ -12,8 +12,10 @@
     combine: [1, 2]      # how many of `terms` a trial sums: single terms and pairs (default: all of them)
 
 A range ``{low, high}`` draws real numbers uniformly (``log: true``: on a log scale; ``step``: on a
-grid); with a whole-number ``step`` (and whole ``low`` and ``high``) it draws whole numbers. A list draws one of its
-entries (any YAML values). With ``combine``, the trial first draws which terms it sums (one
+grid); with a whole-number ``step`` (and whole ``low`` and ``high``: ``{low: 1, high: 8, step: 1}``)
+it draws whole numbers, which integer settings (``run.seed``, dkd's ``warmup``) need. A list draws
+one of its entries (any YAML values); ``{value: V}`` fixes a value that is itself a list or a
+mapping (``taps: {value: [1, 2]}``), which a bare list or mapping would not. With ``combine``, the trial first draws which terms it sums (one
 categorical over every set of the given sizes, named ``terms``) and then only the chosen terms'
 options: the space is conditional, which optuna's TPE handles (define-by-run).
 """
@@ -55,9 +57,12 @@ class Dimension:
             return cls(name, choices=tuple(spec))
         if not isinstance(spec, dict):
             return cls(name, value=spec)
+        if set(spec) == {"value"}:
+            return cls(name, value=spec["value"])
         unknown = set(spec) - {"low", "high", "log", "step"}
         if unknown or not {"low", "high"} <= set(spec):
-            raise ConfigError(f"search space {name}: a range is {{low, high[, log][, step]}}, got {spec}")
+            raise ConfigError(f"search space {name}: a range is {{low, high[, log][, step]}} (a fixed mapping: "
+                              f"{{value: ...}}), got {spec}")
         low, high, step = spec["low"], spec["high"], spec.get("step")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high, step or 1)):
             raise ConfigError(f"search space {name}: low, high and step must be numbers, got {spec}")
@@ -97,6 +102,7 @@ class SearchSpace:
     terms: dict[str, list[Dimension]] = field(default_factory=dict)
     combinations: list[tuple[str, ...]] = field(default_factory=list)
     source: str = ""
+    spec: dict = field(default_factory=dict)  # the space as written (a study records it)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "") -> "SearchSpace":
@@ -131,7 +137,7 @@ class SearchSpace:
             combinations = [c for k in sorted(set(sizes)) for c in itertools.combinations(names, k)]
         if not params and not terms:
             raise ConfigError(f"search space {source}: nothing to draw (no params, no terms)")
-        return cls(params, terms, combinations, source)
+        return cls(params, terms, combinations, source, data)
 
     @classmethod
     def load(cls, source: str | Path) -> "SearchSpace":

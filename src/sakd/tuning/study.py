@@ -3,31 +3,41 @@ validation hold-out (``data.val_fraction``; the test set is never read to choose
 
 A study lives in one folder: ``study.log`` (optuna's journal: every trial, its draws, its
 per-epoch validation top-1 and its score), ``trials/trial-NNN/`` (each trial's run folder),
-``tune.json`` (the trials and the best one, rewritten after each) and ``best.yaml`` (the best
-trial's config: ``sakd train --config best.yaml`` trains it again, and on the same machine it
-reaches the same score). Running the same command again continues the study up to ``--trials``
-finished trials; a trial cut short (Ctrl-C, a killed process) is marked failed and its draws are
-tried again first. A trial's score is its best validation top-1 (the epoch ``best.pt`` keeps);
-the median pruner stops a trial whose validation top-1 after an epoch is below the median of
-earlier trials at that epoch (after ``startup`` finished trials and the first epoch).
+``tune.json`` (the trials and the best one, rewritten after each), ``best-trial.yaml`` (the best
+trial's config as it ran: trained again on the same machine it reaches the same score) and
+``best.yaml`` (the same with the base config's run folder, name and progress bar, for ``sakd train
+--config best.yaml``; it still holds out ``data.val_fraction``: ``data.val_fraction=0`` trains on
+all the training data, no longer to the same score). Running the same command again continues the
+study up to ``--trials`` finished trials; a trial cut short (Ctrl-C, SIGTERM/SIGUSR1, a killed
+process) is marked failed and its draws are tried again first. A study records its config,
+overrides and space, and is continued only with the same ones (one line otherwise); one process
+at a time works on a study (a lock file). A trial's score is its best validation top-1 (the epoch
+``best.pt`` keeps); the median pruner stops a trial whose validation top-1 after an epoch is below
+the median of earlier trials at that epoch, after ``startup`` finished trials and from epoch
+``prune_after`` on (default: a quarter of the epochs, at least 1). The sampler is TPE after
+``max(1, trials // 3)`` (at most 10) random trials.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from sakd import runs
-from sakd.errors import ConfigError
+from sakd.errors import ConfigError, Preempted
 from sakd.outputs import write_text
 from sakd.training import Trainer, load_config
 from sakd.training.config import Config
 from sakd.tuning.space import SearchSpace
 
 SCORE = "val/top1"
-STUDY_LOG, SUMMARY, BEST_CONFIG, TRIALS = "study.log", "tune.json", "best.yaml", "trials"
+STUDY_LOG, SUMMARY, BEST_CONFIG, BEST_TRIAL, TRIALS, LOCK = ("study.log", "tune.json", "best.yaml", "best-trial.yaml",
+                                                            "trials", "study.lock")
 
 
 @dataclass
@@ -40,6 +50,12 @@ class TuneSettings:
     pruner: str = "median"  # median | none
     startup: int = 3  # finished trials before the pruner stops any
     seed: int = 0
+    prune_after: int | None = None  # the first epoch the pruner may stop a trial at (default: epochs // 4)
+
+    def recorded(self) -> dict:
+        """What a study is continued only with."""
+        return {"config": None if self.config is None else str(self.config), "overrides": list(self.overrides),
+                "space": self.space.spec}
 
 
 class TrialTrainer(Trainer):
@@ -70,9 +86,11 @@ def storage(folder: Path):
 
 
 def trial_config(s: TuneSettings, trial) -> Config:
-    """The trial's config: the base config and overrides, the trial's draws, its own run folder."""
+    """The trial's config: the base config and overrides, the trial's draws (a drawn loss term
+    replaces the base config's term of that name), its own run folder."""
     base = load_config(s.config, s.overrides)
-    base_terms = [t for t in base.to_dict()["distill"]["terms"]]
+    drawn_names = set(s.space.terms)
+    base_terms = [t for t in base.to_dict()["distill"]["terms"] if t["name"] not in drawn_names]
     drawn = s.space.overrides(trial, base_terms)
     cfg = load_config(s.config, [*s.overrides, *drawn, f"run.output_dir={s.folder / TRIALS}",
                                  f"run.name=trial-{trial.number:03d}", "run.progress=false"])
@@ -90,21 +108,38 @@ def check_settings(s: TuneSettings) -> Config:
         raise ConfigError(f"--trials must be at least 1, got {s.trials}")
     if s.pruner not in ("median", "none"):
         raise ConfigError(f"--pruner must be median or none, got {s.pruner!r}")
+    schedule = [d.name for d in s.space.params if d.name in ("optim.epochs", "optim.warmup_epochs", "optim.scheduler")]
+    if s.pruner == "median" and schedule:
+        raise ConfigError(f"the space draws {', '.join(schedule)}: trials' epochs are not comparable, so the median "
+                          "pruner cannot judge them (use --pruner none)")
+    shorthand = {"distill.gamma": "logit_kd", "distill.beta": "feature_kd"}
+    for key, term in shorthand.items():
+        if term in s.space.terms and (getattr(cfg.distill, key.split(".")[1]) or any(d.name == key for d in s.space.params)):
+            raise ConfigError(f"the space draws the term {term!r} and {key} weighs it too; draw one of them")
     return cfg
 
 
-def open_study(s: TuneSettings):
+def open_study(s: TuneSettings, epochs: int | None = None):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     s.folder.mkdir(parents=True, exist_ok=True)
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=s.startup, n_warmup_steps=1)
+    after = s.prune_after or max(1, (epochs or 4) // 4)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=s.startup, n_warmup_steps=after)
               if s.pruner == "median" else optuna.pruners.NopPruner())
     study = optuna.create_study(study_name="sakd-tune", storage=storage(s.folder), direction="maximize",
                                 load_if_exists=True, pruner=pruner)
+    recorded = study.user_attrs.get("settings")
+    if recorded is None:
+        study.set_user_attr("settings", s.recorded())
+    elif recorded != json.loads(json.dumps(s.recorded())):
+        differ = [k for k in recorded if recorded[k] != json.loads(json.dumps(s.recorded()))[k]]
+        raise ConfigError(f"the study in {s.folder} was run with another {' and '.join(differ)}; "
+                          "give this one its own --study folder")
     done = finished(study)
     # a resumed study draws on from where it stopped: the sampler's seed moves with the trials done
-    study.sampler = optuna.samplers.TPESampler(seed=s.seed + len(study.trials), n_startup_trials=min(10, s.trials))
+    study.sampler = optuna.samplers.TPESampler(seed=s.seed + len(study.trials),
+                                               n_startup_trials=min(10, max(1, s.trials // 3)))
     for t in study.trials:  # cut short by a killed process: failed, and its draws tried again first
         if t.state == optuna.trial.TrialState.RUNNING:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
@@ -150,10 +185,33 @@ def write_summary(s: TuneSettings, study) -> dict:
         best = max(complete, key=lambda t: t.value)
         summary["best"] = {"number": best.number, "score": best.value, "params": best.params,
                            "overrides": best.user_attrs["overrides"], "run_dir": best.user_attrs["run_dir"],
-                           "config": str(s.folder / BEST_CONFIG)}
-        shutil.copyfile(Path(best.user_attrs["run_dir"]) / runs.CONFIG, s.folder / BEST_CONFIG)
+                           "config": str(s.folder / BEST_CONFIG), "trial_config": str(s.folder / BEST_TRIAL)}
+        ran = (Path(best.user_attrs["run_dir"]) / runs.CONFIG).read_text()
+        write_text(s.folder / BEST_TRIAL, ran, "--study")
+        base = load_config(s.config, s.overrides).run
+        config = yaml.safe_load(ran)
+        config["run"].update(output_dir=base.output_dir, name=base.name, progress=base.progress)
+        note = (f"# sakd tune: the best trial ({best.number}, {SCORE} {best.value:.2f}%) of {s.folder}, with the base "
+                f"config's run folder; it holds out data.val_fraction={config['data']['val_fraction']} "
+                "(data.val_fraction=0 trains on all the training data)\n")
+        write_text(s.folder / BEST_CONFIG, note + yaml.safe_dump(config, sort_keys=False), "--study")
     write_text(s.folder / SUMMARY, json.dumps(summary, indent=2), "--study")
     return summary
+
+
+@contextlib.contextmanager
+def locked(folder: Path):
+    """One process at a time on a study: a second is refused with one line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another sakd tune is running the study in {folder}; one process per study") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def tune(s: TuneSettings, console=None) -> dict:
@@ -161,29 +219,39 @@ def tune(s: TuneSettings, console=None) -> dict:
     from rich.console import Console
 
     console = console or Console(stderr=True)
-    check_settings(s)
-    study, done = open_study(s)
+    cfg = check_settings(s)
+    with locked(s.folder):
+        return _tune(s, cfg, console)
+
+
+def _tune(s: TuneSettings, cfg: Config, console) -> dict:
+    import optuna
+
+    study, done = open_study(s, cfg.optim.epochs)
+    from rich.console import Console
+
     quiet = Console(stderr=True, quiet=True)
     while done < s.trials:
         trial = study.ask()
         try:
             score = run_trial(s, trial, quiet)
-        except Exception as exc:
-            import optuna
-
-            if isinstance(exc, optuna.TrialPruned):
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                console.print(f"trial {trial.number}: pruned ({exc}); {trial.params}", highlight=False)
-                done += 1
-                continue
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            write_summary(s, study)
-            raise
-        except KeyboardInterrupt:
-            import optuna
-
+        except optuna.TrialPruned as exc:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            console.print(f"trial {trial.number}: pruned ({exc}); {trial.params}", highlight=False)
+            done += 1
+            continue
+        except (KeyboardInterrupt, Preempted) as exc:  # stopped from outside: its draws are tried again first
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(trial.params, skip_if_exists=False)
+            write_summary(s, study)
+            if isinstance(exc, Preempted):
+                stop = Preempted(f"sakd tune stopped in trial {trial.number} ({str(exc).split(';')[0]}); run the same "
+                                 "sakd tune command again to continue the study (the trial starts again)")
+                stop.exit_code = exc.exit_code
+                raise stop from None
+            raise
+        except Exception:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
             write_summary(s, study)
             raise
         study.tell(trial, score)
