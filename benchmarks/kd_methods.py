@@ -198,7 +198,7 @@ def tuned_markdown(result: dict) -> str:
         return f"{pm(stat)}{marks}"
 
     lines = [f"| method | published defaults: test top-1 at the val-selected epoch | tuned ({result['settings']['trials']} "
-             "trials): the same | tuned: best val top-1 | tuned setting |", "|---|---:|---:|---:|---|"]
+             "trials): the same | tuned: best val top-1 (the selection score) | tuned setting |", "|---|---:|---:|---:|---|"]
     for key, row in result["methods"].items():
         default = cell(row["default"]["selected_top1"], row["default"]["vs"]) if "default" in row else "(none published)"
         if "tuned" in row:
@@ -235,7 +235,8 @@ def plot(result: dict, path: Path) -> None:
     ax.set_ylabel("test top-1 (%) at the val-selected epoch")
     means = [s["mean"] for k in keys for w in ("default", "tuned") if w in result["methods"][k]
              for s in [result["methods"][k][w]["selected_top1"]] if s["mean"] is not None]
-    ax.set_ylim(max(0, min(means) - 5), min(100, max(means) + 3))
+    if means:  # every run diverged: no scale to set
+        ax.set_ylim(max(0, min(means) - 5), min(100, max(means) + 3))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -10,6 +10,7 @@ from sakd.data import open_data
 from sakd.data.holdout import test_split
 from sakd.errors import ConfigError
 from sakd.models import checkpoint as ckpt_io
+from sakd.models.base import TwinModel
 from sakd.training.evaluate import evaluate, evaluate_timesteps
 from sakd.training.run_folder import Checkpoint, history_summary
 from sakd.training.runtime import place, resolve_amp, resolve_device, resolve_workers
@@ -48,11 +49,14 @@ def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = 
     test = test_split(data.test, cfg.data.test_subset)  # what the run evaluated (or an override says)
     loader = DataLoader(test, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
                         num_workers=resolve_workers(cfg.data.num_workers), collate_fn=data.collate_fn)
+    if timesteps is not None and not isinstance(model, TwinModel):
+        raise ConfigError(f"--timesteps needs a sakd twin model (TwinModel); {spec.name} is {type(model).__name__}")
     model, amp = place(model, dev, cfg.run.channels_last), resolve_amp(cfg.run.amp, dev)
     result = evaluate(model, loader, dev, amp)
     if timesteps is not None:
         by = evaluate_timesteps(model, loader, dev, timesteps, amp)
         result["by_timesteps"] = {str(t): r for t, r in by.items()}
+        result["frames"] = data.frames or None  # event data: a readout after t frames sees the first t
     return {"checkpoint": state["path"], "model": spec.name, "spiking": spec.spiking,
             "timesteps": spec.timesteps if spec.spiking else None,
             "data": cfg.data.name, "split": "test", "split_size": len(data.test),
@@ -77,7 +81,9 @@ def print_report(result: dict, console: Console | None = None) -> None:
             line += f", validation selects epoch {run['selected_epoch']}: {run['selected_top1']:.2f}%"
         console.print(line)
     if "by_timesteps" in result:
-        table = Table("read out after T =", "top-1", "top-5", "loss", title="deployed at fewer (or more) timesteps")
+        what = ("the first T frames of each recording (not the recording re-binned into T frames)" if result.get("frames")
+                else "deployed at fewer (or more) timesteps")
+        table = Table("read out after T =", "top-1", "top-5", "loss", title=what)
         for t, r in result["by_timesteps"].items():
             table.add_row(t, f"{r['top1']:.2f}%", f"{r['top5']:.2f}%", f"{r['loss']:.4f}")
         console.print(table)

@@ -22,7 +22,7 @@ EPILOG = """examples:
   sakd train --resume runs/cifar10-resnet19-sakd    # continue an interrupted run, mid-epoch too
   sakd eval runs/cifar10-resnet19-sakd/best.pt --json result.json
   sakd eval runs/cifar10-resnet19-sakd/best.pt --timesteps all   # the SNN deployed at T' = 1 .. T
-  sakd tune --config cifar100/resnet19_sakd --space sakd --trials 30 data.val_fraction=0.1   # optuna, on validation
+  sakd tune --config cifar100/resnet19_sakd --space sakd --trials 30 data.val_fraction=0.1 optim.epochs=50
   sakd analyze runs/cifar10-resnet19-sakd/best.pt --images 1000   # SOPs, firing rates, energy vs the ANN
   sakd visualize --teacher T.pt --baseline S.pt --student K.pt --images 4   # Figure 4 (PNG, SVG)
   sakd report runs/quickstart/<time>/* -o report.html                      # one HTML file, Figure 4 included

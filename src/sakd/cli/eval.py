@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from sakd.cli.command import COMMANDS, Command, data_overrides, device, positive
+from sakd.errors import SakdError
 from sakd.outputs import write_text
 
 
@@ -29,6 +30,8 @@ class Eval(Command):
     def run(self, args) -> int:
         from sakd.evaluation import evaluate_checkpoint, print_report
 
+        if args.timesteps is not None and "all" in args.timesteps and len(args.timesteps) > 1:
+            raise SakdError("--timesteps takes numbers or `all`, not both")
         timesteps = None if args.timesteps is None else ("all" if "all" in args.timesteps else args.timesteps)
         result = evaluate_checkpoint(args.checkpoint, args.overrides, device=args.device, timesteps=timesteps)
         print_report(result)

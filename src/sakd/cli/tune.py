@@ -38,7 +38,8 @@ class Tune(Command):
 
         if args.study:
             return Path(args.study).expanduser()
-        config = str(args.config).removesuffix(".yaml").replace("/", "-")
+        given = Path(str(args.config)).expanduser()
+        config = given.stem if given.is_file() else str(args.config).removesuffix(".yaml").replace("/", "-")
         return Path("runs") / "tune" / f"{config}-{Path(str(args.space)).name.removesuffix('.yaml')}"
 
     def run(self, args) -> int:

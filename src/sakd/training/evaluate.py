@@ -59,7 +59,9 @@ def evaluate_timesteps(model, loader, device: torch.device, steps: list[int],
     mean of its first ``t`` timesteps' logits, from one run of ``max(steps)`` timesteps (or the
     input's frames). A spiking network is causal (timestep ``t`` reads the inputs up to ``t``), so
     this is what the network deployed at ``T = t`` computes (tested against such runs); a ``t``
-    beyond the model's own T runs it longer on static images (direct encoding repeats them)."""
+    beyond the model's own T runs it longer on static images (direct encoding repeats them). On
+    event frames the readout after ``t`` sees the first ``t`` frames of each recording, not the
+    recording re-binned into ``t`` frames."""
     steps = sorted(set(steps))
     was_training, own = model.training, model.timesteps
     model.eval()
