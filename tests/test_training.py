@@ -466,7 +466,7 @@ def test_the_schedule_warms_up_decays_over_the_epochs_before_the_cooldown_and_ho
 
 
 @pytest.mark.parametrize("name, size", [("resnet_tiny", {}), ("spikformer", dict(depth=1, dim=16, heads=2)),
-                                        ("spike_driven_transformer", dict(depth=1, dim=16)), ("sew_resnet18", {}),
+                                        ("spike_driven_transformer", dict(depth=1, dim=16)),
                                         ("python:sakd.examples.own_cnn:own_cnn", dict(widths=[8, 16, 32]))])
 def test_an_snns_first_timesteps_are_the_network_deployed_at_fewer(name, size):
     """What ``sakd eval --timesteps`` reads: the mean of a T-step run's first t logits equals a
