@@ -185,11 +185,12 @@ def difference(a: dict, b: dict) -> dict:
     return {"delta": delta, "se": se, "beyond_2se": abs(delta) > 2 * se and se > 0}
 
 
-def summarise(runs: list[dict]) -> dict:
-    return {"selected_top1": mean_std([r.get("selected_top1") for r in runs]),
-            "last_top1": mean_std([r.get("final_top1") for r in runs]),
-            "best_top1": mean_std([r.get("best_top1") for r in runs]),
-            "firing_rate": mean_std([r.get("firing_rate") for r in runs])}
+def summarise(runs: list[dict], selected: bool = True) -> dict:
+    """Mean ± std over the seeds' runs of the last, best (and, with a validation split, the
+    val-selected) test top-1 and the firing rate."""
+    keys = {"selected_top1": "selected_top1"} if selected else {}
+    keys.update(last_top1="final_top1", best_top1="best_top1", firing_rate="firing_rate")
+    return {name: mean_std([r.get(key) for r in runs]) for name, key in keys.items()}
 
 
 def tuned_markdown(result: dict) -> str:
@@ -315,8 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
         runs = [study.cells[f"{key}/seed{s}"] for s in range(args.seeds)]
         result["methods"][key] = {
             "label": method["label"], "overrides": method["overrides"],
-            "last_top1": mean_std([r.get("final_top1") for r in runs]), "best_top1": mean_std([r.get("best_top1") for r in runs]),
-            "firing_rate": mean_std([r.get("firing_rate") for r in runs]),
+            **summarise(runs, selected=False),
             "step_s": seconds[key], "step_time_ratio": seconds[key] / seconds["snn"] if "snn" in seconds else None,
         }
     study.save(markdown=markdown(result))

@@ -196,3 +196,11 @@ def test_the_median_pruner_stops_a_trial_below_the_median_from_its_warm_up_epoch
     result = tune(s)
     assert [t["state"] for t in result["trials"]] == ["complete", "complete", "pruned"]
     assert result["trials"][2]["val_top1_by_epoch"] == {"1": 10.0}  # stopped after its first epoch
+
+
+def test_a_space_whose_trials_a_config_cannot_run_is_refused_before_any_trial(tmp_path):
+    needs_teacher = {"terms": {"dkd": {"weight": {"low": 0.5, "high": 2.0}}, "temporal_sd": {"weight": 1.0}},
+                     "combine": [1]}  # the second sum runs, the first needs a teacher this config lacks
+    with pytest.raises(ConfigError, match="'dkd' reads the teacher's logits, so it needs a teacher"):
+        tune(settings(tmp_path, 1, space=needs_teacher))
+    assert not (tmp_path / "study" / "study.log").exists()  # nothing in a journal: no trial ran

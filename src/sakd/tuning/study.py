@@ -98,8 +98,32 @@ def trial_config(s: TuneSettings, trial) -> Config:
     return cfg
 
 
+class FirstDraws:
+    """A stand-in trial that draws each range's low end and each list's first entry (the sum of
+    terms named ``terms`` given), so that a space's configs are checked before any trial runs."""
+
+    number = 0
+
+    def __init__(self, terms: str | None = None):
+        self.terms = terms
+
+    def suggest_float(self, name, low, high, **kw):
+        return low
+
+    suggest_int = suggest_float
+
+    def suggest_categorical(self, name, choices):
+        return self.terms if name == "terms" and self.terms is not None else choices[0]
+
+    def set_user_attr(self, key, value):
+        pass
+
+
 def check_settings(s: TuneSettings) -> Config:
-    """The base config, refused where a study could not be scored without the test set."""
+    """The base config, refused where a study could not be scored without the test set, or where
+    a trial's config would be refused (each sum of terms the space draws, checked before any trial)."""
+    from sakd.distill.teacher import check_distillation
+
     cfg = load_config(s.config, s.overrides)
     if not cfg.data.val_fraction:
         raise ConfigError("sakd tune scores each trial on a validation hold-out, never the test set: "
@@ -116,6 +140,9 @@ def check_settings(s: TuneSettings) -> Config:
     for key, term in shorthand.items():
         if term in s.space.terms and (getattr(cfg.distill, key.split(".")[1]) or any(d.name == key for d in s.space.params)):
             raise ConfigError(f"the space draws the term {term!r} and {key} weighs it too; draw one of them")
+    for chosen in s.space.combinations or [()]:
+        trial = trial_config(s, FirstDraws("+".join(chosen) if len(s.space.combinations) > 1 else None))
+        check_distillation(trial.distill, trial.model)
     return cfg
 
 
@@ -129,11 +156,11 @@ def open_study(s: TuneSettings, epochs: int | None = None):
               if s.pruner == "median" else optuna.pruners.NopPruner())
     study = optuna.create_study(study_name="sakd-tune", storage=storage(s.folder), direction="maximize",
                                 load_if_exists=True, pruner=pruner)
-    recorded = study.user_attrs.get("settings")
+    recorded, mine = study.user_attrs.get("settings"), json.loads(json.dumps(s.recorded()))  # as the journal keeps it
     if recorded is None:
-        study.set_user_attr("settings", s.recorded())
-    elif recorded != json.loads(json.dumps(s.recorded())):
-        differ = [k for k in recorded if recorded[k] != json.loads(json.dumps(s.recorded()))[k]]
+        study.set_user_attr("settings", mine)
+    elif recorded != mine:
+        differ = [k for k in recorded if recorded[k] != mine[k]]
         raise ConfigError(f"the study in {s.folder} was run with another {' and '.join(differ)}; "
                           "give this one its own --study folder")
     done = finished(study)
@@ -155,16 +182,10 @@ def finished(study) -> int:
 
 
 def run_trial(s: TuneSettings, trial, console) -> float:
-    import optuna
-
     cfg = trial_config(s, trial)
     trainer = TrialTrainer(cfg, trial, console=console)
     trial.set_user_attr("run_dir", str(trainer.run_dir))
-    try:
-        trainer.fit()
-    except optuna.TrialPruned:
-        write_summary(s, trial.study)
-        raise
+    trainer.fit()
     score = max(r[SCORE] for r in trainer.history)
     trial.set_user_attr("epochs", len(trainer.history))
     return score
@@ -238,6 +259,7 @@ def _tune(s: TuneSettings, cfg: Config, console) -> dict:
         except optuna.TrialPruned as exc:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             console.print(f"trial {trial.number}: pruned ({exc}); {trial.params}", highlight=False)
+            write_summary(s, study)
             done += 1
             continue
         except (KeyboardInterrupt, Preempted) as exc:  # stopped from outside: its draws are tried again first
