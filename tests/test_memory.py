@@ -209,10 +209,10 @@ def test_a_spike_tensor_in_reused_memory_is_packed_afresh():
     buf, layer = first.clone(), next(m for m in model.modules() if isinstance(m, SpikeActivation))
     with SavedTensors(model, "lean") as saved:
         saved._record(layer, None, buf)
-        assert torch.equal(saved._pack(buf).unpack(), first)
+        assert torch.equal(saved.pack(buf).unpack(), first)
         buf.copy_(second)  # the same memory now holds another layer's spikes
         saved._record(layer, None, buf)
-        assert torch.equal(saved._pack(buf).unpack(), second)
+        assert torch.equal(saved.pack(buf).unpack(), second)
 
 
 def neuron_inputs_kept(model, x, mode, recompute=True):
@@ -221,8 +221,8 @@ def neuron_inputs_kept(model, x, mode, recompute=True):
     live_inputs, plain = set(), []
 
     class Watch(SavedTensors):
-        def _pack(self, t):
-            saved = super()._pack(t)
+        def pack(self, t):
+            saved = super().pack(t)
             if isinstance(saved, Kept) and t.untyped_storage().data_ptr() in live_inputs:
                 plain.append(t.untyped_storage().data_ptr())
             return saved

@@ -3,7 +3,8 @@
 * ``auto`` (the default, :func:`resolve_memory`): ``lean`` for a spiking model, ``fast`` for an ANN.
 * ``fast``: autograd's default: every tensor an operation saves stays as it is.
 * ``min``: ``lean``, and each block a model names (its ``recompute_units``) keeps only its input
-  and runs again in backward (:mod:`sakd.training.recompute`); exact too.
+  and runs again in backward (:mod:`sakd.training.recompute`), keeping then what ``lean`` keeps of
+  what it saves; exact too.
 * ``lean``: two savings, both exact.
 
   - Spikes are binary, so a spike tensor that a later layer saves for its backward (the input of
@@ -143,8 +144,8 @@ class Kept:
 
     __slots__ = ("tensor", "version")
 
-    def __init__(self, t: torch.Tensor):
-        self.tensor, self.version = t, _version(t)
+    def __init__(self, t: torch.Tensor):  # detached: a recipe's argument must not keep a graph alive
+        self.tensor, self.version = t.detach(), _version(t)
 
     def unpack(self) -> torch.Tensor:
         if _version(self.tensor) != self.version:
@@ -252,7 +253,9 @@ class SavedTensors:
         self._serial = itertools.count()
         self._handles: list = []
         self._hooks = None
-        self._units = Recomputing(recompute_units(model), packing) if mode == "min" else None
+        # min: a unit made again in backward keeps what a lean step would of what it saves
+        self._units = Recomputing(recompute_units(model), packing, saving=lambda members: SavedTensors(
+            members, "lean", packing)) if mode == "min" else None
         self._unit_bytes = 0  # what min's blocks kept, counted when the context closes
 
     @property
@@ -329,7 +332,12 @@ class SavedTensors:
             if storage.data_ptr() not in self.exclude:
                 self.kept[storage.data_ptr()] = storage.nbytes()
 
-    def _pack(self, t: torch.Tensor):
+    def mark_spikes(self, t: torch.Tensor) -> None:
+        """Take ``t`` for spikes, as if a binary spiking layer had made it (``min``: a unit's input)."""
+        self._spikes[t.untyped_storage().data_ptr()] = (weakref.ref(t), _version(t))
+
+    def pack(self, t: torch.Tensor):
+        """What is kept of a tensor an operation saves: packed, a recipe, or the tensor itself."""
         saved = self._lean_form(t) if self.mode != "fast" else None
         if saved is None:
             saved = Kept(t)
@@ -355,7 +363,7 @@ class SavedTensors:
                 self._handles += [m.register_forward_hook(self._record_output, prepend=True)
                                   for m in self.model.modules() if _replayable(m)]
         if self.mode != "fast" or self.count:
-            self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+            self._hooks = torch.autograd.graph.saved_tensors_hooks(self.pack, self._unpack)
             self._hooks.__enter__()
         if self._units is not None:
             self._units.__enter__()

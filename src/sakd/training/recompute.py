@@ -6,7 +6,9 @@ holder (``torch.autograd.graph.saved_tensors_hooks``). The first time backward n
 runs again from its kept input, under the forward's random state (torch's CPU and CUDA generators
 and the step's generators of :mod:`sakd.randomness`) and autocast state, with its BatchNorms'
 running statistics restored afterwards (so they are updated once, by the forward), and what its
-operations save is handed to the place holders in the order they were saved. The recomputation
+operations save is handed to the place holders in the order they were saved, kept as a ``lean``
+step keeps it (spikes as bits, a BatchNorm's output and a residual sum as what makes them again:
+one float tensor per layer of the block being differentiated, not two). The recomputation
 runs the same kernels on the same values, so the saved tensors, and the gradients, are those of
 ``fast`` bit for bit (tested in float64 and float32). The autograd graph itself is the forward's:
 taps inside a unit, loss terms on them and DistributedDataParallel see an ordinary graph.
@@ -20,14 +22,12 @@ graph (``retain_graph``) runs the unit again.
 from __future__ import annotations
 
 import contextlib
-import weakref
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from sakd import randomness
-from sakd.neurons import SpikeActivation
 from sakd.training.packing import Packed, dense_order
 
 
@@ -107,8 +107,8 @@ class UnitCall:
     """One forward call of a unit: its kept inputs, its random and autocast state, and the place
     holders of what its operations saved."""
 
-    def __init__(self, run, args: tuple, packing: str, device: torch.device, members: nn.Module):
-        self.run, self.packing, self.members = run, packing, members
+    def __init__(self, run, args: tuple, packing: str, device: torch.device, members: nn.Module, saving=None):
+        self.run, self.packing, self.members, self.saving = run, packing, members, saving
         self.inputs = [_Input(a, packing) for a in args]
         self.random = _RandomState(device)
         kind = device.type
@@ -133,47 +133,26 @@ class UnitCall:
         call, index = holder
         if index not in call.saved:
             call.recompute()
-        saved = call.saved.pop(index)
-        return saved.unpack() if isinstance(saved, Packed) else saved
+        return call.saved.pop(index).unpack()
 
     def recompute(self) -> None:
-        """Run the unit again and keep what its operations save, the spikes among it (its input
-        and its neurons' outputs) as bits."""
+        """Run the unit again and keep what its operations save, through ``saving`` (``lean``:
+        spikes as bits, BatchNorm outputs and residual sums as what makes them again)."""
         captured: list = []
-        # storages of spikes (the input's, from bits, and the neurons' outputs) -> a weak reference:
-        # a strong one would join the cycle autograd keeps the hooks in; a freed tensor's memory
-        # may hold another tensor, which the reference tells apart
-        spikes: dict[int, weakref.ref] = {}
-
-        def spiked(module, inputs, output):
-            if getattr(getattr(module, "neuron", None), "binary", False):
-                spikes[output.untyped_storage().data_ptr()] = weakref.ref(output)
-
-        def is_spikes(t: torch.Tensor) -> bool:
-            ref = spikes.get(t.untyped_storage().data_ptr())
-            alive = ref() if ref is not None else None
-            return alive is not None and alive.untyped_storage().data_ptr() == t.untyped_storage().data_ptr()
-
-        def capture(t):  # detached: the recomputation's own graph (never run) must not keep it alive
-            if isinstance(t, nn.Parameter):
-                return
-            t = t.detach()
-            as_bits = is_spikes(t) and t.dim() > 0 and dense_order(t) is not None
-            captured.append(Packed(t, self.packing) if as_bits else t)
-
         kind, enabled, dtype = self.autocast
         args = [i.get() for i in self.inputs]
-        for i, a in zip(self.inputs, args):
-            if isinstance(i.value, Packed):
-                spikes[a.untyped_storage().data_ptr()] = weakref.ref(a)
-        handles = [m.register_forward_hook(spiked) for m in self.members.modules() if isinstance(m, SpikeActivation)]
-        try:
+        with self.saving(self.members) if self.saving is not None else _AsTheyAre() as saving:
+            for i, a in zip(self.inputs, args):
+                if isinstance(i.value, Packed):
+                    saving.mark_spikes(a)
+
+            def capture(t):  # what saving keeps holds no graph: the recomputation's own is never run
+                if not isinstance(t, nn.Parameter):
+                    captured.append(saving.pack(t))
+
             with self.random.replayed(), torch.enable_grad(), torch.autocast(kind, dtype=dtype, enabled=enabled), \
                     torch.autograd.graph.saved_tensors_hooks(capture, lambda _: None):
                 self.run(*args)
-        finally:
-            for h in handles:
-                h.remove()
         if len(captured) != self.count:
             raise RuntimeError(f"run.memory=min: a unit saved {len(captured)} tensors when run again but {self.count} "
                                "in the forward (it does not run the same operations twice); use run.memory=lean")
@@ -181,12 +160,44 @@ class UnitCall:
         captured.clear()  # the hooks' closures may outlive this call (autograd keeps them with its graph)
 
 
+class _Kept:
+    __slots__ = ("tensor",)
+
+    def __init__(self, t: torch.Tensor):
+        self.tensor = t.detach()
+
+    def unpack(self) -> torch.Tensor:
+        return self.tensor
+
+
+class _AsTheyAre(contextlib.nullcontext):
+    """The ``saving`` of a :class:`Recomputing` given none: what a unit's operations save is
+    kept as it is."""
+
+    def __enter__(self):
+        return self
+
+    @staticmethod
+    def mark_spikes(t: torch.Tensor) -> None:
+        pass
+
+    @staticmethod
+    def pack(t: torch.Tensor) -> _Kept:
+        return _Kept(t)
+
+
 class Recomputing:
     """While active, each of ``units`` runs as a :class:`UnitCall` (its ``forward`` replaced on
-    the instance, restored on exit); ``calls`` holds every call of the forward, for counting."""
+    the instance, restored on exit); ``calls`` holds every call of the forward, for counting.
 
-    def __init__(self, units: list[nn.Module], packing: str = "bits"):
-        self.units, self.packing = units, packing
+    ``saving``, a function of a unit's modules, gives the context its recomputation runs in: its
+    ``pack(t)`` returns what is kept of a saved tensor (an object whose ``unpack()`` gives it
+    back) and its ``mark_spikes(t)`` names the unit's input as spikes. ``run.memory=min`` passes
+    ``lean``'s (:class:`sakd.training.memory.SavedTensors`); without one, saved tensors are kept
+    as they are."""
+
+    def __init__(self, units: list[nn.Module], packing: str = "bits", saving=None):
+        self.units, self.packing, self.saving = units, packing, saving
         self.calls: list[UnitCall] = []
         self.depth = 0  # > 0 while a unit runs forward
 
@@ -203,7 +214,7 @@ class Recomputing:
             if not torch.is_grad_enabled() or self.depth:
                 return forward(*args)
             device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
-            call = UnitCall(run, args, self.packing, device, members)
+            call = UnitCall(run, args, self.packing, device, members, self.saving)
             self.calls.append(call)
             self.depth += 1
             try:
