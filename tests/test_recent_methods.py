@@ -12,7 +12,8 @@ from sakd.distill import LOSSES, TermInputs
 from sakd.distill.terms import build_term
 from sakd.errors import ConfigError
 from sakd.models import FeatureExtractor, create_model
-from test_kd_methods import kl, softmax
+from conftest import fast_config
+from test_kd_methods import ONE_STEP, kl, softmax
 
 F64 = torch.float64
 
@@ -219,6 +220,32 @@ def test_enof_reads_the_students_pooled_feature_through_the_teachers_classifier(
         build_term("enof", {}, [4], [6], teacher_head=head)
     with pytest.raises(ConfigError, match="runs the teacher's classifier"):
         build_term("enof", {}, [4], [4])
+
+
+def test_repact_gives_the_snn_a_full_precision_output_feature(tmp_path, teacher_ckpt):
+    """EnOF's RepAct (``model.options.output_relu``): the SNN's last block outputs through a ReLU,
+    every other activation still spikes, the weights are the twins' as before, and EnOF trains on it."""
+    from sakd.neurons import SpikeActivation
+    from sakd.training import Trainer
+
+    torch.manual_seed(0)
+    snn = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=2, output_relu=True)
+    plain = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=2)
+    ann = create_model("resnet_tiny", spiking=False, num_classes=10, output_relu=True)
+    assert sorted(snn.state_dict()) == sorted(plain.state_dict()) == sorted(ann.state_dict())
+    neurons = [sum(isinstance(m, SpikeActivation) for m in net.modules()) for net in (snn, plain)]
+    assert isinstance(snn.layer3[-1].act2, nn.ReLU) and neurons[0] == neurons[1] - 1
+    with torch.no_grad():
+        _, feats = FeatureExtractor(snn)(torch.randn(2, 3, 16, 16) * 3)
+    assert bool(((feats[0] == 0) | (feats[0] == 1)).all())  # earlier stages: spikes
+    last = feats[-1]
+    assert bool((last >= 0).all()) and not bool(((last == 0) | (last == 1)).all())  # full precision
+    with pytest.raises(ConfigError, match="RepAct is built for plain ResNet blocks"):
+        create_model("sew_resnet18", spiking=True, num_classes=10, output_relu=True)
+    trainer = Trainer(fast_config(tmp_path, *ONE_STEP, f"distill.teacher.weights={teacher_ckpt}",
+                                  "model.options={output_relu: true}", "distill.terms=[{name: enof, weight: 1}]"))
+    record = trainer.train_epoch()
+    assert math.isfinite(record["train/enof"]) and record["train/enof"] > 0
 
 
 def test_meom_masked_teacher_views_per_timestep_and_progressive_prefixes():

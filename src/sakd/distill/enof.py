@@ -10,10 +10,11 @@ teacher or the student's own classifier) and ``z_t`` the teacher's logits. The t
 classifier is the better-trained reader of a same-architecture feature, so matching through it
 makes the SNN's feature carry what the ANN's does. Choices the available text leaves open: τ = 4
 with sakd's τ² convention, the last tap of ``distill.features`` (``taps``). The paper's other
-half, RepAct (the last LIF before the output feature replaced by a ReLU), changes the network
-and is not in this term: the feature the teacher's classifier reads here is the student's spike
-rate. On sakd's ResNet-19 (classifier fc1 -> act -> fc2) the "output feature" is the pooled last
-stage, read by the teacher's whole fc1 -> ReLU -> fc2. The student's tap must have the teacher's
+half, RepAct (the last LIF before the output feature replaced by a ReLU), changes the network:
+``model.options.output_relu: true`` on sakd's ResNets (the recipe sets it); without it the feature
+the teacher's classifier reads is the student's spike rate. On sakd's ResNet-19 (classifier
+fc1 -> act -> fc2) the "output feature" is the pooled last stage, read by the teacher's whole
+fc1 -> ReLU -> fc2. The student's tap must have the teacher's
 channels, and must be what the classifier reads (checked at the first step).
 """
 

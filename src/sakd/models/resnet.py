@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from sakd.errors import ConfigError
 from sakd.models.base import ResidualAdd, TapPoint, TwinModel, init_weights
 from sakd.models.registry import MODELS
 from sakd.neurons import NeuronSpec
@@ -102,6 +103,10 @@ class ResNet(TwinModel):
         head_hidden: if set, the head is ``fc1 -> activation -> fc2`` with this many hidden units
             (ResNet-19); otherwise one ``fc``.
         block_options: further keyword arguments of every block (SEW blocks: ``spiking``, ``connect``).
+        output_relu: RepAct (Guo et al., NeurIPS 2024, EnOF): the spiking network's last block
+            outputs through a ReLU instead of its neuron, so the feature the classifier reads is
+            full precision (its pooling and head then multiply-accumulate, as the ANN's do); the
+            ANN twin, already ReLU, and every weight are unchanged. Plain ResNet blocks only.
     """
 
     def __init__(
@@ -119,6 +124,7 @@ class ResNet(TwinModel):
         head_hidden: int | None = None,
         neuron: NeuronSpec | None = None,
         block_options: dict | None = None,
+        output_relu: bool = False,
     ):
         super().__init__(spiking=spiking, timesteps=timesteps, neuron=neuron)
         if stem not in ("cifar", "imagenet"):
@@ -142,6 +148,15 @@ class ResNet(TwinModel):
             name = f"layer{i + 1}"
             self.add_module(name, nn.Sequential(*blocks))
             self.stages.append(name)
+
+        if output_relu:
+            last = getattr(self, self.stages[-1])[-1]
+            if type(last) not in (BasicBlock, Bottleneck):
+                raise ConfigError(f"model.options.output_relu: the last block is a {type(last).__name__}, whose output is "
+                                  "not its activation's; RepAct is built for plain ResNet blocks")
+            if spiking:
+                setattr(last, next(n for n, m in last.named_children() if m is last.out_act), nn.ReLU())
+        self.output_relu = bool(output_relu)
 
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         if head_hidden:
