@@ -121,6 +121,35 @@ def test_min_gives_bit_identical_gradients_updates_batchnorm_once_and_keeps_leas
     assert least[1] < lean[1] < fast[1]
 
 
+def test_a_block_run_again_keeps_what_lean_keeps(monkeypatch):
+    """What ``min`` keeps of a block while backward goes through it is a lean step's: each BatchNorm's
+    input as a float, every neuron's input current as the recipe that makes it again, spikes as bits."""
+    from sakd.training import recompute
+    from sakd.training.memory import Recomputed
+
+    seen = []
+    run_again = recompute.UnitCall.recompute
+
+    def watched(call):
+        run_again(call)
+        seen.append((call.members, dict(call.saved)))
+
+    monkeypatch.setattr(recompute.UnitCall, "recompute", watched)
+    torch.manual_seed(0)
+    model = create_model("resnet19", spiking=True, num_classes=10, timesteps=2)
+    with SavedTensors(model, "min"):
+        out = model(torch.randn(2, 3, 16, 16))
+    out.sum().backward()
+    assert len(seen) == len(model.recompute_units())
+    for block, saved in seen:
+        norms = sum(isinstance(m, nn.BatchNorm2d) for m in block.modules())
+        neurons = sum(isinstance(m, SpikeActivation) for m in block.modules())
+        floats = [k for k in saved.values() if isinstance(k, Kept) and k.tensor.dim() == 4]
+        assert len(floats) == norms  # one float per layer, the BatchNorm's input (the convolution's output)
+        assert sum(isinstance(k, Recomputed) for k in saved.values()) >= neurons
+        assert sum(isinstance(k, Packed) for k in saved.values()) >= 2  # the block's input and inner spikes
+
+
 def test_min_replays_the_random_draws_of_a_unit_and_refuses_a_model_without_units():
     """Dropout inside a unit (torch's generator) and a draw from the step's generator: the same
     masks when the unit runs again, so fast's gradients."""
