@@ -19,6 +19,8 @@ MARKED = {
     "pip install -e . && sakd quickstart": "the install (CI runs it); the quickstart itself runs below",
     'pip install -e ".[dev]" && pytest -q': "the install and this very test suite",
     "python benchmarks/kd_methods.py": "a study of minutes; tests/test_benchmarks.py runs its quick form",
+    "python benchmarks/kd_methods.py --tuned --trials 4 --epochs 6": "a study of 36 minutes; tests/test_benchmarks.py "
+                                                                      "runs its --tuned form on a tiny budget",
     "python benchmarks/claims.py": "a study of an hour; tests/test_benchmarks.py runs its quick form",
     "python benchmarks/claims.py --quick": "the Fashion-MNIST data package; tests/test_benchmarks.py runs it on its own data",
     "python benchmarks/suite.py": "a benchmark of minutes; tests/test_benchmarks.py runs each of its figures",
