@@ -2,6 +2,7 @@
 CKDSNN, EnOF, MEOM), each against a value computed by hand in float64 with plain Python loops,
 and the teacher's classifier they read."""
 
+import importlib.util
 import math
 
 import pytest
@@ -242,6 +243,12 @@ def test_repact_gives_the_snn_a_full_precision_output_feature(tmp_path, teacher_
     assert bool((last >= 0).all()) and not bool(((last == 0) | (last == 1)).all())  # full precision
     with pytest.raises(ConfigError, match="RepAct is built for plain ResNet blocks"):
         create_model("sew_resnet18", spiking=True, num_classes=10, output_relu=True)
+    if importlib.util.find_spec("nir") is not None:  # NIR has no ReLU node: one line naming the layer
+        from sakd.export.export import export_nir
+
+        with pytest.raises(ConfigError, match="layer layer3.0.act2: NIR cannot express ReLU"):
+            export_nir(snn.eval(), torch.randn(1, 3, 16, 16), 2, tmp_path / "repact.nir")
+        snn.train()
     trainer = Trainer(fast_config(tmp_path, *ONE_STEP, f"distill.teacher.weights={teacher_ckpt}",
                                   "model.options={output_relu: true}", "distill.terms=[{name: enof, weight: 1}]"))
     record = trainer.train_epoch()

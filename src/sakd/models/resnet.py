@@ -156,7 +156,6 @@ class ResNet(TwinModel):
                                   "not its activation's; RepAct is built for plain ResNet blocks")
             if spiking:
                 setattr(last, next(n for n, m in last.named_children() if m is last.out_act), nn.ReLU())
-        self.output_relu = bool(output_relu)
 
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         if head_hidden:

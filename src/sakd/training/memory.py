@@ -254,8 +254,8 @@ class SavedTensors:
         self._handles: list = []
         self._hooks = None
         # min: a unit made again in backward keeps what a lean step would of what it saves
-        self._units = Recomputing(recompute_units(model), packing, saving=lambda members: SavedTensors(
-            members, "lean", packing)) if mode == "min" else None
+        self._units = Recomputing(recompute_units(model), lambda members: SavedTensors(members, "lean", packing),
+                                  packing) if mode == "min" else None
         self._unit_bytes = 0  # what min's blocks kept, counted when the context closes
 
     @property

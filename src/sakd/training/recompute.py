@@ -107,7 +107,7 @@ class UnitCall:
     """One forward call of a unit: its kept inputs, its random and autocast state, and the place
     holders of what its operations saved."""
 
-    def __init__(self, run, args: tuple, packing: str, device: torch.device, members: nn.Module, saving=None):
+    def __init__(self, run, args: tuple, packing: str, device: torch.device, members: nn.Module, saving):
         self.run, self.packing, self.members, self.saving = run, packing, members, saving
         self.inputs = [_Input(a, packing) for a in args]
         self.random = _RandomState(device)
@@ -141,7 +141,7 @@ class UnitCall:
         captured: list = []
         kind, enabled, dtype = self.autocast
         args = [i.get() for i in self.inputs]
-        with self.saving(self.members) if self.saving is not None else _AsTheyAre() as saving:
+        with self.saving(self.members) as saving:
             for i, a in zip(self.inputs, args):
                 if isinstance(i.value, Packed):
                     saving.mark_spikes(a)
@@ -160,43 +160,16 @@ class UnitCall:
         captured.clear()  # the hooks' closures may outlive this call (autograd keeps them with its graph)
 
 
-class _Kept:
-    __slots__ = ("tensor",)
-
-    def __init__(self, t: torch.Tensor):
-        self.tensor = t.detach()
-
-    def unpack(self) -> torch.Tensor:
-        return self.tensor
-
-
-class _AsTheyAre(contextlib.nullcontext):
-    """The ``saving`` of a :class:`Recomputing` given none: what a unit's operations save is
-    kept as it is."""
-
-    def __enter__(self):
-        return self
-
-    @staticmethod
-    def mark_spikes(t: torch.Tensor) -> None:
-        pass
-
-    @staticmethod
-    def pack(t: torch.Tensor) -> _Kept:
-        return _Kept(t)
-
-
 class Recomputing:
     """While active, each of ``units`` runs as a :class:`UnitCall` (its ``forward`` replaced on
     the instance, restored on exit); ``calls`` holds every call of the forward, for counting.
 
     ``saving``, a function of a unit's modules, gives the context its recomputation runs in: its
     ``pack(t)`` returns what is kept of a saved tensor (an object whose ``unpack()`` gives it
-    back) and its ``mark_spikes(t)`` names the unit's input as spikes. ``run.memory=min`` passes
-    ``lean``'s (:class:`sakd.training.memory.SavedTensors`); without one, saved tensors are kept
-    as they are."""
+    back) and its ``mark_spikes(t)`` names the unit's input as spikes: ``run.memory=min`` passes
+    ``lean``'s (:class:`sakd.training.memory.SavedTensors` over the unit's modules)."""
 
-    def __init__(self, units: list[nn.Module], packing: str = "bits", saving=None):
+    def __init__(self, units: list[nn.Module], saving, packing: str = "bits"):
         self.units, self.packing, self.saving = units, packing, saving
         self.calls: list[UnitCall] = []
         self.depth = 0  # > 0 while a unit runs forward
