@@ -121,27 +121,40 @@ def test_min_gives_bit_identical_gradients_updates_batchnorm_once_and_keeps_leas
     assert least[1] < lean[1] < fast[1]
 
 
-def test_a_block_run_again_keeps_what_lean_keeps(monkeypatch):
-    """What ``min`` keeps of a block while backward goes through it is a lean step's: each BatchNorm's
-    input as a float, every neuron's input current as the recipe that makes it again, spikes as bits."""
+def test_min_keeps_of_each_block_what_lean_keeps_and_holds_only_the_last_blocks(monkeypatch):
+    """What ``min`` keeps of a block while backward goes through it is a lean step's (each
+    BatchNorm's input as a float, every neuron's input current as the recipe that makes it again,
+    spikes as bits), whether the block ran again or held it from the forward: only the last blocks
+    hold, while together they hold at most what the largest block held."""
     from sakd.training import recompute
     from sakd.training.memory import Recomputed
 
-    seen = []
-    run_again = recompute.UnitCall.recompute
+    forward, again = {}, []
+    run_forward, run_again = recompute.UnitCall.run_forward, recompute.UnitCall.recompute
+
+    def holding(call, *args):
+        out = run_forward(call, *args)
+        forward[call] = call.held, dict(call.saved)
+        return out
 
     def watched(call):
         run_again(call)
-        seen.append((call.members, dict(call.saved)))
+        again.append((call, dict(call.saved)))
 
+    monkeypatch.setattr(recompute.UnitCall, "run_forward", holding)
     monkeypatch.setattr(recompute.UnitCall, "recompute", watched)
     torch.manual_seed(0)
     model = create_model("resnet19", spiking=True, num_classes=10, timesteps=2)
     with SavedTensors(model, "min"):
         out = model(torch.randn(2, 3, 16, 16))
     out.sum().backward()
-    assert len(seen) == len(model.recompute_units())
-    for block, saved in seen:
+    calls, ran_again = list(forward), [call for call, _ in again]
+    assert len(calls) == len(model.recompute_units()) and len(set(ran_again)) == len(ran_again)
+    held = [call for call in calls if call not in ran_again]
+    assert 1 <= len(held) < len(calls) and held == calls[-len(held):]
+    assert sum(forward[call][0] for call in held) <= max(nbytes for nbytes, _ in forward.values())
+    for call, saved in again + [(call, forward[call][1]) for call in held]:
+        block = call.members
         norms = sum(isinstance(m, nn.BatchNorm2d) for m in block.modules())
         neurons = sum(isinstance(m, SpikeActivation) for m in block.modules())
         floats = [k for k in saved.values() if isinstance(k, Kept) and k.tensor.dim() == 4]
@@ -152,7 +165,7 @@ def test_a_block_run_again_keeps_what_lean_keeps(monkeypatch):
 
 def test_min_replays_the_random_draws_of_a_unit_and_refuses_a_model_without_units():
     """Dropout inside a unit (torch's generator) and a draw from the step's generator: the same
-    masks when the unit runs again, so fast's gradients."""
+    masks when the unit runs again (its first call, which the second frees), so fast's gradients."""
     from sakd.errors import ConfigError
     from sakd.randomness import step_draws, step_generator
     from sakd.training.memory import resolve_memory
@@ -168,7 +181,7 @@ def test_min_replays_the_random_draws_of_a_unit_and_refuses_a_model_without_unit
             return self.drop(torch.relu(self.bn(self.conv(x)))) * noise
 
     def lean(members):
-        return SavedTensors(members, "lean")
+        return SavedTensors(members, "lean", count=True)
 
     torch.manual_seed(0)
     unit = Noisy()
@@ -179,8 +192,10 @@ def test_min_replays_the_random_draws_of_a_unit_and_refuses_a_model_without_unit
             p.grad = None
         x.grad = None
         torch.manual_seed(1)
-        with step_draws(0, 0, 0), (Recomputing([unit], lean) if mode == "min" else contextlib.nullcontext()):
-            out = unit(x)
+        with step_draws(0, 0, 0), (Recomputing([unit], lean) if mode == "min" else contextlib.nullcontext()) as r:
+            out = unit(unit(x))
+            if mode == "min":
+                assert [c.held > 0 for c in r.calls] == [False, True]  # the first call runs again
             torch.rand(3)  # the generators move on before backward
             step_generator("cpu").seed()
             (out * torch.arange(out.numel()).view_as(out)).sum().backward()

@@ -4,7 +4,8 @@
 * ``fast``: autograd's default: every tensor an operation saves stays as it is.
 * ``min``: ``lean``, and each block a model names (its ``recompute_units``) keeps only its input
   and runs again in backward (:mod:`sakd.training.recompute`), keeping then what ``lean`` keeps of
-  what it saves; exact too.
+  what it saves (the last blocks, which together hold at most what the largest one does, hold it
+  from the forward instead); exact too.
 * ``lean``: two savings, both exact.
 
   - Spikes are binary, so a spike tensor that a later layer saves for its backward (the input of
@@ -254,7 +255,7 @@ class SavedTensors:
         self._handles: list = []
         self._hooks = None
         # min: a unit made again in backward keeps what a lean step would of what it saves
-        self._units = Recomputing(recompute_units(model), lambda members: SavedTensors(members, "lean", packing),
+        self._units = Recomputing(recompute_units(model), lambda members: SavedTensors(members, "lean", packing, count=True),
                                   packing) if mode == "min" else None
         self._unit_bytes = 0  # what min's blocks kept, counted when the context closes
 

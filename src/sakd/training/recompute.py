@@ -1,14 +1,18 @@
 """``run.memory=min``: a unit (a residual block, a transformer block) keeps only its input, its
 spikes packed as bits, and is run again in backward to make what its layers saved.
 
-While a unit runs forward, every tensor its operations save for backward is replaced by a place
-holder (``torch.autograd.graph.saved_tensors_hooks``). The first time backward needs one, the unit
-runs again from its kept input, under the forward's random state (torch's CPU and CUDA generators
-and the step's generators of :mod:`sakd.randomness`) and autocast state, with its BatchNorms'
-running statistics restored afterwards (so they are updated once, by the forward), and what its
-operations save is handed to the place holders in the order they were saved, kept as a ``lean``
-step keeps it (spikes as bits, a BatchNorm's output and a residual sum as what makes them again:
-one float tensor per layer of the block being differentiated, not two). The recomputation
+While a unit runs forward, what its operations save for backward is kept as a ``lean`` step keeps
+it (spikes as bits, a BatchNorm's output and a residual sum as what makes them again: one float
+tensor per layer, not two) and autograd gets place holders (``torch.autograd.graph.saved_tensors_hooks``).
+The last units of the forward go on holding it, while together they hold at most what the
+largest unit held (backward needs them first, and makes the largest one's again anyway, so
+holding them adds nothing to the peak and saves running them again; before a unit runs, room is
+made for it, guessed from its input's size against the largest's); every earlier unit frees it.
+The first time backward needs a freed tensor, the unit runs again from its kept input, under the
+forward's random state (torch's CPU and CUDA generators and the step's generators of
+:mod:`sakd.randomness`) and autocast state, with its BatchNorms' running statistics restored
+afterwards (so they are updated once, by the forward), and what its operations save is handed to
+the place holders in the order they were saved, kept as ``lean`` keeps it. The recomputation
 runs the same kernels on the same values, so the saved tensors, and the gradients, are those of
 ``fast`` bit for bit (tested in float64 and float32). The autograd graph itself is the forward's:
 taps inside a unit, loss terms on them and DistributedDataParallel see an ordinary graph.
@@ -110,21 +114,45 @@ class UnitCall:
     def __init__(self, run, args: tuple, packing: str, device: torch.device, members: nn.Module, saving):
         self.run, self.packing, self.members, self.saving = run, packing, members, saving
         self.inputs = [_Input(a, packing) for a in args]
+        self.elements = sum(a.numel() for a in args if isinstance(a, torch.Tensor))
         self.random = _RandomState(device)
         kind = device.type
         self.autocast = (kind, torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind))
         self.count = 0  # tensors saved in the forward
-        self.saved: dict[int, torch.Tensor] = {}
+        self.saved: dict[int, object] = {}  # index -> as ``saving`` keeps it, until backward takes it
+        self.held = 0  # bytes of what the forward saved, while held
 
     @property
     def nbytes(self) -> int:
         return sum(i.nbytes for i in self.inputs)
 
-    def pack(self, t: torch.Tensor):
-        if isinstance(t, nn.Parameter):  # alive anyway
-            return t
-        index, self.count = self.count, self.count + 1
-        return (self, index)
+    def run_forward(self, forward, args: tuple):
+        """The forward call itself, holding what its operations save as ``saving`` keeps it (a
+        :meth:`release` later frees it, and backward then runs the unit again)."""
+        with self.saving(self.members) as saving:
+            self._mark_spikes(saving, args)
+
+            def pack(t):
+                if isinstance(t, nn.Parameter):  # alive anyway
+                    return t
+                index, self.count = self.count, self.count + 1
+                self.saved[index] = saving.pack(t)
+                return (self, index)
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, UnitCall.unpack):
+                out = forward(*args)
+        self.held = saving.kept_bytes
+        return out
+
+    def release(self) -> None:
+        """Free what the forward saved: backward runs the unit again to make it."""
+        self.saved.clear()
+        self.held = 0
+
+    def _mark_spikes(self, saving, args) -> None:
+        for i, a in zip(self.inputs, args):
+            if isinstance(i.value, Packed):
+                saving.mark_spikes(a)
 
     @staticmethod
     def unpack(holder):
@@ -142,9 +170,7 @@ class UnitCall:
         kind, enabled, dtype = self.autocast
         args = [i.get() for i in self.inputs]
         with self.saving(self.members) as saving:
-            for i, a in zip(self.inputs, args):
-                if isinstance(i.value, Packed):
-                    saving.mark_spikes(a)
+            self._mark_spikes(saving, args)
 
             def capture(t):  # what saving keeps holds no graph: the recomputation's own is never run
                 if not isinstance(t, nn.Parameter):
@@ -164,14 +190,17 @@ class Recomputing:
     """While active, each of ``units`` runs as a :class:`UnitCall` (its ``forward`` replaced on
     the instance, restored on exit); ``calls`` holds every call of the forward, for counting.
 
-    ``saving``, a function of a unit's modules, gives the context its recomputation runs in: its
-    ``pack(t)`` returns what is kept of a saved tensor (an object whose ``unpack()`` gives it
-    back) and its ``mark_spikes(t)`` names the unit's input as spikes: ``run.memory=min`` passes
-    ``lean``'s (:class:`sakd.training.memory.SavedTensors` over the unit's modules)."""
+    ``saving``, a function of a unit's modules, gives the context a unit's forward and its
+    recomputation run in: its ``pack(t)`` returns what is kept of a saved tensor (an object whose
+    ``unpack()`` gives it back), its ``mark_spikes(t)`` names the unit's input as spikes and its
+    ``kept_bytes`` counts what it kept: ``run.memory=min`` passes ``lean``'s
+    (:class:`sakd.training.memory.SavedTensors` over the unit's modules, counting)."""
 
     def __init__(self, units: list[nn.Module], saving, packing: str = "bits"):
         self.units, self.packing, self.saving = units, packing, saving
         self.calls: list[UnitCall] = []
+        self.holding: list[UnitCall] = []  # the last calls, which hold what they saved
+        self.largest = (0, 1)  # the most bytes one call of this forward held, and its input's elements
         self.depth = 0  # > 0 while a unit runs forward
 
     def _wrapped(self, unit: nn.Module):
@@ -189,19 +218,32 @@ class Recomputing:
             device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
             call = UnitCall(run, args, self.packing, device, members, self.saving)
             self.calls.append(call)
+            if self.holding:  # room for what this call will hold, guessed from its input's size
+                most, elements = self.largest
+                self._hold_at_most(most * (1 - call.elements / elements))
             self.depth += 1
             try:
-                with torch.autograd.graph.saved_tensors_hooks(call.pack, UnitCall.unpack):
-                    return forward(*args)
+                out = call.run_forward(forward, args)
             finally:
                 self.depth -= 1
+            self.holding.append(call)
+            if call.held > self.largest[0]:
+                self.largest = (call.held, call.elements)
+            self._hold_at_most(self.largest[0])
+            return out
 
         return checkpointed
 
+    def _hold_at_most(self, nbytes: float) -> None:
+        """Free the earliest held calls until the rest hold at most ``nbytes``."""
+        while self.holding and sum(c.held for c in self.holding) > nbytes:
+            self.holding.pop(0).release()
+
     @property
     def nbytes(self) -> int:
-        """What the calls of this forward keep: their inputs (packed spikes, other tensors)."""
-        return sum(call.nbytes for call in self.calls)
+        """What the calls of this forward keep: their inputs (packed spikes, other tensors) and
+        what the calls still held save."""
+        return sum(call.nbytes + call.held for call in self.calls)
 
     def __enter__(self) -> "Recomputing":
         for unit in self.units:
@@ -211,4 +253,4 @@ class Recomputing:
     def __exit__(self, *exc) -> None:
         for unit in self.units:
             del unit.forward  # the class's forward again
-        self.calls = []
+        self.calls, self.holding, self.largest = [], [], (0, 1)
