@@ -30,7 +30,9 @@ candidates, median over repeats), so that a noisy machine slows all candidates a
                   (``--budget-gib``, default 16) follows. Goal: lean <= 0.8x memopt. ``run.memory:
                   min`` (every block kept as its input spikes, run again in backward): its peak
                   <= 1.5x the ANN step's on B (``min_peak_vs_ann_peak``), >= 6x below fast's
-                  (``fast_peak_vs_min_peak``), its step <= 1.3x fast's time (``min_time``, fig. 7).
+                  (``fast_peak_vs_min_peak``), its step <= 1.3x fast's time (``min_time``, fig. 7);
+                  and where its step peaks (the teacher's forward, the student's, a block run again
+                  in backward, backward between), for the SAKD step and the plain SNN step.
 9. memory vs T    what the SAKD step keeps and its true peak in each memory mode (fast, lean, min)
                   at T = 1, 2, 4, 8, against the ANN step on B images; the peak of ``run.bptt: sltt``
                   (one timestep at a time, lean) at each T: goal T=8 within 1.10x of T=2
@@ -344,6 +346,68 @@ def peak_mib(step, device: torch.device, rounds: int = 2) -> float:
     return mib(min(values))
 
 
+class _Marks:
+    """The peak memory between the marks of one step, over the memory before it, as
+    :func:`peak_mib` measures it (CUDA: the allocator's peak; CPU: the resident set's)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.marks = device, []
+        self.base = self._live()
+        self._reset()
+
+    def _live(self) -> int:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.memory_allocated(self.device)
+        return _proc_status("VmRSS")
+
+    def _reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            Path("/proc/self/clear_refs").write_text("5")
+
+    def __call__(self, label: str) -> None:
+        peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else _proc_status("VmHWM")
+        self.marks.append((label, mib(peak - self.base)))
+        self._reset()
+
+
+def min_phases(step, device: torch.device) -> dict:
+    """Where a ``run.memory=min`` step peaks (MiB over the memory before it, as :func:`peak_mib`):
+    before the student's forward (the teacher's, without a graph), in the student's forward, while a block runs again in backward, or while backward goes through a block
+    between those (and through the head and the loss). The least of two steps, after a first."""
+    from sakd.training import recompute
+
+    run_again = recompute.UnitCall.recompute
+    step()
+    rounds = []
+    for _ in range(2):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.empty_cache()
+        mark = _Marks(device)
+
+        def watched(call):
+            mark("backward")
+            run_again(call)
+            mark("run again")
+
+        handles = [step.model.register_forward_pre_hook(lambda *_: mark("teacher forward")),
+                   step.model.register_forward_hook(lambda *_: mark("forward"))]
+        recompute.UnitCall.recompute = watched
+        try:
+            step()
+        finally:
+            recompute.UnitCall.recompute = run_again
+            for h in handles:
+                h.remove()
+        mark("backward")
+        rounds.append({k: max(peak for label, peak in mark.marks if label == k)
+                       for k in ("teacher forward", "forward", "run again", "backward")})
+    return min(rounds, key=lambda r: max(r.values()))
+
+
 def peak_steps(s: "Setup") -> dict:
     steps = {"ann_B": s.ann_step("B"), "sakd": s.step(s.student(), True), "sakd_lean": s.step(s.student(), True, "lean"),
              "sakd_min": s.step(s.student(), True, "min")}
@@ -366,6 +430,7 @@ def measure_peaks_vs_T(width: float, batch: int, device, spec: NeuronSpec) -> di
     out = {mode: {str(t): peak_mib(s.step(s.student(timesteps=t), True, mode), device) for t in TIMESTEPS}
            for mode in MEMORY_MODES_T}
     out["sltt"] = {str(t): peak_mib(s.step(s.student(timesteps=t), True, "lean", bptt="sltt"), device) for t in TIMESTEPS}
+    out["min_phases"] = {kind: min_phases(s.step(s.student(), kind == "sakd", "min"), device) for kind in ("sakd", "snn")}
     return out
 
 
@@ -406,6 +471,7 @@ def bench_peak(width: float, batch: int, device, sj, spec: NeuronSpec, budget_gi
     out["min_vs_ann_B"] = p1["sakd_min"] / p1["ann_B"]
     out["fast_vs_min"] = p1["sakd"] / p1["sakd_min"]
     by_t.pop("ann_B", None)
+    out["min_phases"] = by_t.pop("min_phases")
     ann = p1["ann_B"]  # the ANN step's peak on B, as figure 8 measured it
     out["vs_T"] = {"batch": batch, "ann_B_mib": ann, "peak_mib": by_t,
                    "vs_ann_B": {m: {t: v / ann for t, v in by.items()} for m, by in by_t.items()}}
@@ -659,6 +725,10 @@ def peak_rows(peak: dict, tag: str, goals: list | None = None) -> list[list[str]
     rows.append(goal_row(f"9 SLTT peak at T=8 / at T=2 ({tag})", peak["sltt_T8_vs_T2"], f"{peak['sltt_T8_vs_T2']:.3f}",
                          "sltt_peak_T8_vs_T2", "run.bptt=sltt with run.memory=lean: " + ", ".join(
                              f"T={t}: {v:.0f} MiB" for t, v in vs_t["peak_mib"]["sltt"].items()), record=goals))
+    phases = peak["min_phases"]
+    rows.append([f"8 where min peaks, MiB ({tag})", f"{phases['sakd']['run again']:.0f}", "", "",
+                 "; ".join(f"{kind}: " + ", ".join(f"{k} {v:.0f}" for k, v in by.items()) for kind, by in phases.items())
+                 + f" (ANN step on B {p['ann_B']:.0f})"])
     rows.append([f"9 peak / ANN on B vs T ({tag})", "", "", "",
                  "; ".join(f"{mode} " + ", ".join(f"T={t}: {v:.2f}" for t, v in by.items())
                            for mode, by in vs_t["vs_ann_B"].items())])
