@@ -28,11 +28,12 @@ candidates, median over repeats), so that a noisy machine slows all candidates a
                   levels >= 2 cannot run: they search by measuring CUDA memory). Measured at B and
                   2B; peak(B) is linear in B, so the largest batch that fits a budget
                   (``--budget-gib``, default 16) follows. Goal: lean <= 0.8x memopt. ``run.memory:
-                  min`` (every block kept as its input spikes, run again in backward): its peak
+                  min`` (blocks kept as their input spikes, run again in backward): its peak
                   <= 1.5x the ANN step's on B (``min_peak_vs_ann_peak``), >= 6x below fast's
                   (``fast_peak_vs_min_peak``), its step <= 1.3x fast's time (``min_time``, fig. 7);
-                  and where its step peaks (the teacher's forward, the student's, a block run again
-                  in backward, backward between), for the SAKD step and the plain SNN step.
+                  and where its step peaks (before the student's forward, in it, while a block runs
+                  again in backward, backward between), for the SAKD step and the plain SNN step,
+                  with how many blocks ran again.
 9. memory vs T    what the SAKD step keeps and its true peak in each memory mode (fast, lean, min)
                   at T = 1, 2, 4, 8, against the ANN step on B images; the peak of ``run.bptt: sltt``
                   (one timestep at a time, lean) at each T: goal T=8 within 1.10x of T=2
@@ -374,38 +375,46 @@ class _Marks:
 
 
 def min_phases(step, device: torch.device) -> dict:
-    """Where a ``run.memory=min`` step peaks (MiB over the memory before it, as :func:`peak_mib`):
-    before the student's forward (the teacher's, without a graph), in the student's forward, while a block runs again in backward, or while backward goes through a block
-    between those (and through the head and the loss). The least of two steps, after a first."""
+    """Where a ``run.memory=min`` step peaks (``peak_mib``: MiB over the memory before it, as
+    :func:`peak_mib`, which still holds the previous step's gradients that ``zero_grad`` frees):
+    before the student's forward (the teacher's forward, without a graph), in the student's forward, while a block runs again in backward, or while backward goes through a block
+    between those (and through the head and the loss); and how many of its blocks (``blocks``) ran
+    again (``run_again``). The least of two steps, after a first."""
     from sakd.training import recompute
 
-    run_again = recompute.UnitCall.recompute
+    run_again, run_forward = recompute.UnitCall.recompute, recompute.UnitCall.run_forward
     step()
     rounds = []
     for _ in range(2):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
             torch.cuda.empty_cache()
-        mark = _Marks(device)
+        mark, counts = _Marks(device), {"blocks": 0, "run_again": 0}
 
         def watched(call):
             mark("backward")
             run_again(call)
+            counts["run_again"] += 1
             mark("run again")
 
-        handles = [step.model.register_forward_pre_hook(lambda *_: mark("teacher forward")),
+        def counted(call, *args):
+            counts["blocks"] += 1
+            return run_forward(call, *args)
+
+        handles = [step.model.register_forward_pre_hook(lambda *_: mark("before the forward")),
                    step.model.register_forward_hook(lambda *_: mark("forward"))]
-        recompute.UnitCall.recompute = watched
+        recompute.UnitCall.recompute, recompute.UnitCall.run_forward = watched, counted
         try:
             step()
         finally:
-            recompute.UnitCall.recompute = run_again
+            recompute.UnitCall.recompute, recompute.UnitCall.run_forward = run_again, run_forward
             for h in handles:
                 h.remove()
         mark("backward")
-        rounds.append({k: max(peak for label, peak in mark.marks if label == k)
-                       for k in ("teacher forward", "forward", "run again", "backward")})
-    return min(rounds, key=lambda r: max(r.values()))
+        peaks = {k: max((peak for label, peak in mark.marks if label == k), default=0.0)
+                 for k in ("before the forward", "forward", "run again", "backward")}
+        rounds.append({"peak_mib": peaks, **counts})
+    return min(rounds, key=lambda r: max(r["peak_mib"].values()))
 
 
 def peak_steps(s: "Setup") -> dict:
@@ -726,8 +735,10 @@ def peak_rows(peak: dict, tag: str, goals: list | None = None) -> list[list[str]
                          "sltt_peak_T8_vs_T2", "run.bptt=sltt with run.memory=lean: " + ", ".join(
                              f"T={t}: {v:.0f} MiB" for t, v in vs_t["peak_mib"]["sltt"].items()), record=goals))
     phases = peak["min_phases"]
-    rows.append([f"8 where min peaks, MiB ({tag})", f"{phases['sakd']['run again']:.0f}", "", "",
-                 "; ".join(f"{kind}: " + ", ".join(f"{k} {v:.0f}" for k, v in by.items()) for kind, by in phases.items())
+    worst = max(phases["sakd"]["peak_mib"], key=phases["sakd"]["peak_mib"].get)
+    rows.append([f"8 where min peaks, MiB ({tag})", f"{worst}: {phases['sakd']['peak_mib'][worst]:.0f}", "", "",
+                 "; ".join(f"{kind}: " + ", ".join(f"{k} {v:.0f}" for k, v in by["peak_mib"].items())
+                           + f", {by['run_again']} of {by['blocks']} blocks run again" for kind, by in phases.items())
                  + f" (ANN step on B {p['ann_B']:.0f})"])
     rows.append([f"9 peak / ANN on B vs T ({tag})", "", "", "",
                  "; ".join(f"{mode} " + ", ".join(f"T={t}: {v:.2f}" for t, v in by.items())

@@ -27,7 +27,7 @@ def test_a_user_hands_the_trainer_their_own_data_and_student(tmp_path):
     assert parts.model is student and parts.spec == student.spec and parts.teacher is None
     assert len(parts.eval_loaders["val"].dataset) == 128 and len(parts.train_loader.dataset) == 384
     summary = Trainer(parts).fit()
-    assert summary["best_top1"] > 50.0  # chance: 25%
+    assert summary["best_top1"] > 40.0  # chance: 25%, with a standard error of 3.8 points on 128 test images
     run = RunFolder(summary["run_dir"])
     assert run.mode == "snn" and len(run.history) == 4 and "selected_top1" in run.summary()
     held = run.checkpoint()

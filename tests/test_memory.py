@@ -96,8 +96,11 @@ MIN_MODELS = {  # name -> (options, input side): a residual CNN, the DVS VGG, bo
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("name", list(MIN_MODELS))
 def test_min_gives_bit_identical_gradients_updates_batchnorm_once_and_keeps_least(name, dtype, device, monkeypatch):
-    """A SAKD step (CE, feature L2 through the transforms at block taps, logits KD) with every
-    block run again in backward from its input spikes: fast's gradients and running statistics."""
+    """A SAKD step (CE, feature L2 through the transforms at block taps, logits KD) with its blocks
+    run again in backward from their input spikes (but the last, held from the forward): fast's
+    gradients and running statistics."""
+    from sakd.training import recompute
+
     import copy
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
@@ -109,11 +112,15 @@ def test_min_gives_bit_identical_gradients_updates_batchnorm_once_and_keeps_leas
     objective = SAKDLoss(channels, channels, alpha=1, beta=10, gamma=1, tau=4, ).to(device, dtype)
     x = torch.randn(4, 3, side, side, dtype=dtype, device=device) * 2
     y = torch.randint(0, 10, (4,), device=device)
-    results = {}
+    results, calls, again = {}, [], []
+    run_forward, run_again = recompute.UnitCall.run_forward, recompute.UnitCall.recompute
+    monkeypatch.setattr(recompute.UnitCall, "run_forward", lambda call, *a: calls.append(call) or run_forward(call, *a))
+    monkeypatch.setattr(recompute.UnitCall, "recompute", lambda call: again.append(call) or run_again(call))
     for mode in ("fast", "lean", "min"):
         model = copy.deepcopy(snn)
         grads, kept = sakd_step_at(model, teacher, objective, x, y, mode, "block")
         results[mode] = grads, kept, [b.clone() for b in model.buffers()]
+    assert 0 < len(again) < len(calls)  # blocks run again, and the last one held
     fast, lean, least = results["fast"], results["lean"], results["min"]
     assert all(torch.equal(a, b) for a, b in zip(fast[0], least[0], strict=True))
     assert sum(g.abs().sum() for g in fast[0]) > 0
@@ -164,6 +171,24 @@ def test_min_keeps_of_each_block_what_lean_keeps_and_holds_only_the_last_blocks(
         assert sum(isinstance(k, Packed) for k in saved.values()) >= 2  # the block's input and inner spikes
 
 
+def test_a_second_backward_runs_every_block_again():
+    """``retain_graph``: the second backward through a min step's graph makes what the first one
+    used up again, for the blocks that ran again and for those held: twice fast's gradients."""
+    torch.manual_seed(0)
+    model = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=2).double()
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    grads = {}
+    for mode in ("fast", "min"):
+        model.zero_grad(set_to_none=True)
+        with SavedTensors(model, mode):
+            loss = model(x).square().sum()
+        loss.backward(retain_graph=True)
+        loss.backward()
+        grads[mode] = [p.grad.clone() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(grads["fast"], grads["min"], strict=True))
+    assert sum(g.abs().sum() for g in grads["fast"]) > 0
+
+
 def test_min_replays_the_random_draws_of_a_unit_and_refuses_a_model_without_units():
     """Dropout inside a unit (torch's generator) and a draw from the step's generator: the same
     masks when the unit runs again (its first call, which the second frees), so fast's gradients."""
@@ -181,8 +206,8 @@ def test_min_replays_the_random_draws_of_a_unit_and_refuses_a_model_without_unit
             noise = torch.rand(x.shape, generator=step_generator(x.device))
             return self.drop(torch.relu(self.bn(self.conv(x)))) * noise
 
-    def lean(members):
-        return SavedTensors(members, "lean", count=True)
+    def lean(members, alive):
+        return SavedTensors(members, "lean", exclude=alive, count=True)
 
     torch.manual_seed(0)
     unit = Noisy()

@@ -255,8 +255,10 @@ class SavedTensors:
         self._handles: list = []
         self._hooks = None
         # min: a unit made again in backward keeps what a lean step would of what it saves
-        self._units = Recomputing(recompute_units(model), lambda members: SavedTensors(members, "lean", packing, count=True),
-                                  packing) if mode == "min" else None
+        def lean(members, alive):
+            return SavedTensors(members, "lean", packing, exclude=alive, count=True)
+
+        self._units = Recomputing(recompute_units(model), lean, packing) if mode == "min" else None
         self._unit_bytes = 0  # what min's blocks kept, counted when the context closes
 
     @property

@@ -6,8 +6,9 @@ it (spikes as bits, a BatchNorm's output and a residual sum as what makes them a
 tensor per layer, not two) and autograd gets place holders (``torch.autograd.graph.saved_tensors_hooks``).
 The last units of the forward go on holding it, while together they hold at most what the
 largest unit held (backward needs them first, and makes the largest one's again anyway, so
-holding them adds nothing to the peak and saves running them again; before a unit runs, room is
-made for it, guessed from its input's size against the largest's); every earlier unit frees it.
+holding them should not raise the peak, and saves running them again; before a unit runs, room
+is made for it, guessed from its input's size against the largest's); every earlier unit frees
+it.
 The first time backward needs a freed tensor, the unit runs again from its kept input, under the
 forward's random state (torch's CPU and CUDA generators and the step's generators of
 :mod:`sakd.randomness`) and autocast state, with its BatchNorms' running statistics restored
@@ -18,9 +19,9 @@ runs the same kernels on the same values, so the saved tensors, and the gradient
 taps inside a unit, loss terms on them and DistributedDataParallel see an ordinary graph.
 
 A unit's input is kept packed where it is spikes (exact 0/1 values) and as it is otherwise (a
-membrane-potential residual stream); everything the unit makes in between is freed after the
-forward. A saved tensor is dropped once backward has used it; a second backward through the same
-graph (``retain_graph``) runs the unit again.
+membrane-potential residual stream); everything else a freed unit made is freed after the forward.
+A saved tensor is dropped once backward has used it; a second backward through the same graph
+(``retain_graph``) runs the unit again, held or not.
 """
 
 from __future__ import annotations
@@ -129,7 +130,9 @@ class UnitCall:
     def run_forward(self, forward, args: tuple):
         """The forward call itself, holding what its operations save as ``saving`` keeps it (a
         :meth:`release` later frees it, and backward then runs the unit again)."""
-        with self.saving(self.members) as saving:
+        alive = {a.untyped_storage().data_ptr() for a in args if isinstance(a, torch.Tensor)}  # kept anyway
+        alive |= {b.untyped_storage().data_ptr() for b in self.members.buffers()}
+        with self.saving(self.members, alive) as saving:
             self._mark_spikes(saving, args)
 
             def pack(t):
@@ -169,7 +172,7 @@ class UnitCall:
         captured: list = []
         kind, enabled, dtype = self.autocast
         args = [i.get() for i in self.inputs]
-        with self.saving(self.members) as saving:
+        with self.saving(self.members, set()) as saving:
             self._mark_spikes(saving, args)
 
             def capture(t):  # what saving keeps holds no graph: the recomputation's own is never run
@@ -190,11 +193,12 @@ class Recomputing:
     """While active, each of ``units`` runs as a :class:`UnitCall` (its ``forward`` replaced on
     the instance, restored on exit); ``calls`` holds every call of the forward, for counting.
 
-    ``saving``, a function of a unit's modules, gives the context a unit's forward and its
-    recomputation run in: its ``pack(t)`` returns what is kept of a saved tensor (an object whose
-    ``unpack()`` gives it back), its ``mark_spikes(t)`` names the unit's input as spikes and its
-    ``kept_bytes`` counts what it kept: ``run.memory=min`` passes ``lean``'s
-    (:class:`sakd.training.memory.SavedTensors` over the unit's modules, counting)."""
+    ``saving``, a function of a unit's modules and the storages not to count (alive anyway: the
+    unit's input, its buffers), gives the context a unit's forward and its recomputation run in:
+    its ``pack(t)`` returns what is kept of a saved tensor (an object whose ``unpack()`` gives it
+    back), its ``mark_spikes(t)`` names the unit's input as spikes and its ``kept_bytes`` counts
+    what it kept: ``run.memory=min`` passes ``lean``'s (:class:`sakd.training.memory.SavedTensors`
+    over the unit's modules, counting)."""
 
     def __init__(self, units: list[nn.Module], saving, packing: str = "bits"):
         self.units, self.packing, self.saving = units, packing, saving
@@ -220,7 +224,7 @@ class Recomputing:
             self.calls.append(call)
             if self.holding:  # room for what this call will hold, guessed from its input's size
                 most, elements = self.largest
-                self._hold_at_most(most * (1 - call.elements / elements))
+                self._hold_at_most(most * (1 - call.elements / max(elements, 1)))
             self.depth += 1
             try:
                 out = call.run_forward(forward, args)
