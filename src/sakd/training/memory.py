@@ -84,7 +84,7 @@ def recompute_units(model: nn.Module) -> list[nn.Module]:
 
 def resolve_memory(mode: str, model: nn.Module) -> str:
     """``run.memory`` for ``model``: ``auto`` is ``lean`` for a spiking model (0.37x the memory of
-    a SAKD step at 1.00-1.15x its time on CPU, ``benchmarks/suite.py`` figure 7) and ``fast`` for
+    a SAKD step at 1.04-1.19x its time on CPU, ``benchmarks/suite.py`` figure 7) and ``fast`` for
     an ANN, which has no spikes to pack and keeps no neuron inputs."""
     if mode == "min":
         recompute_units(model)  # one clear line where the model names no blocks
