@@ -322,45 +322,22 @@ def _proc_status(key: str) -> int:
     return int(line.split()[1]) * 1024
 
 
-def peak_mib(step, device: torch.device, rounds: int = 2) -> float:
-    """The peak memory one training step adds (MiB), after a first step has made lazily created
-    state (optimizer momentum, compiled kernels): the CUDA allocator's peak over what is allocated
-    before; on CPU (Linux, in a process with :data:`MALLOC_ENV`) the resident set's high-water
-    mark, reset through ``/proc/self/clear_refs``, over the resident set before. Least of
-    ``rounds``."""
-    step()
-    values = []
-    for _ in range(rounds):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-            base = torch.cuda.memory_allocated(device)
-            step()
-            torch.cuda.synchronize(device)
-            values.append(torch.cuda.max_memory_allocated(device) - base)
-        else:
-            base = _proc_status("VmRSS")
-            Path("/proc/self/clear_refs").write_text("5")
-            step()
-            values.append(_proc_status("VmHWM") - base)
-    return mib(min(values))
-
-
 class _Marks:
-    """The peak memory between the marks of one step, over the memory before it, as
-    :func:`peak_mib` measures it (CUDA: the allocator's peak; CPU: the resident set's)."""
+    """The peak memory a step adds between marks, over the memory before it: the CUDA allocator's
+    peak over what is allocated (after emptying its cache); on CPU (Linux, in a process with
+    :data:`MALLOC_ENV`) the resident set's high-water mark, reset through
+    ``/proc/self/clear_refs``, over the resident set. ``marks``: ``(label, MiB)`` for each mark,
+    the peak since the previous one."""
 
     def __init__(self, device: torch.device):
         self.device, self.marks = device, []
-        self.base = self._live()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.empty_cache()
+            self.base = torch.cuda.memory_allocated(device)
+        else:
+            self.base = _proc_status("VmRSS")
         self._reset()
-
-    def _live(self) -> int:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            return torch.cuda.memory_allocated(self.device)
-        return _proc_status("VmRSS")
 
     def _reset(self) -> None:
         if self.device.type == "cuda":
@@ -369,26 +346,41 @@ class _Marks:
             Path("/proc/self/clear_refs").write_text("5")
 
     def __call__(self, label: str) -> None:
-        peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else _proc_status("VmHWM")
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            peak = _proc_status("VmHWM")
         self.marks.append((label, mib(peak - self.base)))
         self._reset()
+
+
+def peak_mib(step, device: torch.device, rounds: int = 2) -> float:
+    """The peak memory one training step adds (MiB, :class:`_Marks`), after a first step has made
+    lazily created state (optimizer momentum, compiled kernels). Least of ``rounds``."""
+    step()
+    values = []
+    for _ in range(rounds):
+        mark = _Marks(device)
+        step()
+        mark("step")
+        values.append(mark.marks[0][1])
+    return min(values)
 
 
 def min_phases(step, device: torch.device) -> dict:
     """Where a ``run.memory=min`` step peaks (``peak_mib``: MiB over the memory before it, as
     :func:`peak_mib`, which still holds the previous step's gradients that ``zero_grad`` frees):
-    before the student's forward (the teacher's forward, without a graph), in the student's forward, while a block runs again in backward, or while backward goes through a block
-    between those (and through the head and the loss); and how many of its blocks (``blocks``) ran
-    again (``run_again``). The least of two steps, after a first."""
+    before the student's forward (the teacher's forward, without a graph), in the student's
+    forward, while a block runs again in backward, or while backward goes through a block between
+    those (and through the head and the loss); and how many of its blocks (``blocks``) ran again
+    (``run_again``). The least of two steps, after a first."""
     from sakd.training import recompute
 
     run_again, run_forward = recompute.UnitCall.recompute, recompute.UnitCall.run_forward
     step()
     rounds = []
     for _ in range(2):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            torch.cuda.empty_cache()
         mark, counts = _Marks(device), {"blocks": 0, "run_again": 0}
 
         def watched(call):

@@ -99,9 +99,9 @@ def test_min_gives_bit_identical_gradients_updates_batchnorm_once_and_keeps_leas
     """A SAKD step (CE, feature L2 through the transforms at block taps, logits KD) with its blocks
     run again in backward from their input spikes (but the last, held from the forward): fast's
     gradients and running statistics."""
-    from sakd.training import recompute
-
     import copy
+
+    from sakd.training import recompute
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     options, side = MIN_MODELS[name]
