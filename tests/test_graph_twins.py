@@ -208,7 +208,7 @@ class Softmaxed(Gelu):
 
 def test_what_cannot_be_twinned_is_one_line_naming_the_node_and_the_option():
     kw = dict(source="python:mine", spiking=True, timesteps=2, neuron=None)
-    with pytest.raises(ConfigError, match=r"act \(GELU\) has no spiking form; set model.options.activations=\{GELU: spike\}"):
+    with pytest.raises(ConfigError, match=r"no spiking form: GELU at act; set model.options.activations=\{GELU: spike\}"):
         GraphTwin(Gelu(), **kw)
     twin = GraphTwin(Gelu(), **kw, activations={"GELU": "spike"})
     assert isinstance(twin.act, SpikeActivation)
@@ -216,7 +216,7 @@ def test_what_cannot_be_twinned_is_one_line_naming_the_node_and_the_option():
     assert isinstance(kept.act, nn.GELU)
     with pytest.raises(ConfigError, match="cannot be traced by torch.fx"):
         GraphTwin(Branching(), **kw)
-    with pytest.raises(ConfigError, match=r"softmax \(softmax\) is softmax attention.*\{softmax: keep\}"):
+    with pytest.raises(ConfigError, match=r"softmax attention.*: softmax at softmax; .*\{softmax: keep\}"):
         GraphTwin(Softmaxed(), **kw)
     with pytest.raises(ConfigError, match="maps to one of spike, keep"):
         GraphTwin(Gelu(), **kw, activations={"GELU": "spiking"})
@@ -356,10 +356,115 @@ class Noisy(Dropped):
 
 
 def test_a_network_that_reads_its_training_mode_keeps_it_or_is_refused():
-    with pytest.raises(ConfigError, match="reads self.training outside a module.*nn.Dropout"):
+    with pytest.raises(ConfigError, match="its forward reads self.training outside a module.*dropout.*nn.Dropout"):
         GraphTwin(Dropped(), source="python:dropped", spiking=True, timesteps=2, neuron=None)
     twin = GraphTwin(Noisy(), source="python:noisy", spiking=False, timesteps=1, neuron=None)
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(twin.eval()(x), twin(x))  # evaluation: no noise
         assert not torch.equal(twin.train()(x), twin(x))  # training: its noise
+
+
+TIMM_FAMILIES = {  # timm's BatchNormAct2d families, each with the activations it needs mapped
+    "mobilenetv3_small_050": {"Hardswish": "spike", "Hardsigmoid": "keep"},
+    "efficientnet_b0": {"SiLU": "spike", "Sigmoid": "keep"},
+    "mobilenetv2_050": {},
+    "regnetx_002": {},
+    "ghostnet_050": {"hard_sigmoid": "keep"},  # the function's name maps the module class too
+}
+
+
+@pytest.mark.parametrize("name", list(TIMM_FAMILIES))
+def test_timms_norm_and_activation_families_twin_exactly(name, monkeypatch):
+    """timm's BatchNormAct2d is split into its norm and a site: the ANN twin is the network bit for
+    bit (eval and training mode, running statistics too), the SNN twin has its state dict, and a
+    SAKD step's lean and min gradients and BatchNorm statistics equal fast's bit for bit."""
+    timm = pytest.importorskip("timm")
+    from sakd.training import recompute
+    from test_memory import sakd_step_at
+
+    torch.manual_seed(0)
+    options = {"drop_rate": 0.0, "activations": TIMM_FAMILIES[name]}
+    net = randomised(timm.create_model(name, num_classes=10, drop_rate=0.0))
+    ann = create_model(f"timm:{name}", spiking=False, num_classes=10, **options)
+    snn = create_model(f"timm:{name}", spiking=True, num_classes=10, timesteps=2, **options)
+    load_weights(ann, net.state_dict(), name)
+    load_weights(snn, ann.state_dict(), name)
+    assert list(ann.state_dict()) == list(snn.state_dict()) == list(net.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(ann.eval()(x), net.eval()(x))
+        assert torch.equal(ann.train()(x), net.train()(x))  # batch statistics, and one update of the running ones
+    assert all(torch.equal(a, b) for a, b in zip(ann.state_dict().values(), net.state_dict().values(), strict=True))
+    assert any(isinstance(m, SpikeActivation) for m in snn.modules())
+    assert not any(type(m).__name__ == "BatchNormAct2d" for m in snn.modules())
+
+    channels = [p.channels for p in snn.tap_points("block")]
+    objective = SAKDLoss(channels, channels, alpha=1, beta=10, gamma=1, tau=4).double()
+    snn, teacher, x = snn.double().train(), ann.double().eval(), x.double() * 2
+    y = torch.randint(0, 10, (4,))
+    calls, again = [], []
+    run_forward, run_again = recompute.UnitCall.run_forward, recompute.UnitCall.recompute
+    monkeypatch.setattr(recompute.UnitCall, "run_forward", lambda call, *a: calls.append(call) or run_forward(call, *a))
+    monkeypatch.setattr(recompute.UnitCall, "recompute", lambda call: again.append(call) or run_again(call))
+    results = {}
+    for mode in ("fast", "lean", "min"):
+        model = copy.deepcopy(snn)
+        grads, kept = sakd_step_at(model, teacher, objective, x, y, mode, "block")
+        results[mode] = grads, kept, [b.clone() for b in model.buffers()]
+    assert 0 < len(again) < len(calls)  # blocks ran again in backward, and the last held
+    fast = results["fast"]
+    assert sum(g.abs().sum() for g in fast[0]) > 0
+    for mode in ("lean", "min"):
+        assert all(torch.equal(a, b) for a, b in zip(fast[0], results[mode][0], strict=True)), mode
+        assert all(torch.equal(a, b) for a, b in zip(fast[2], results[mode][2], strict=True)), mode
+        assert results[mode][1] < fast[1]
+
+
+def test_every_unmapped_activation_is_named_in_one_message_with_its_path():
+    timm = pytest.importorskip("timm")
+    with pytest.raises(ConfigError) as caught:
+        GraphTwin(timm.create_model("mobilenetv3_small_050", num_classes=10), source="timm:mobilenetv3_small_050",
+                  spiking=True, timesteps=2, neuron=None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "Hardswish at bn1.act, blocks.2.0.bn1.act" in message and "Hardsigmoid at blocks.0.0.se.gate" in message
+    assert "model.options.activations={Hardswish: spike, Hardsigmoid: spike}" in message
+
+    class Gated(Gelu):
+        def forward(self, x):
+            h = self.conv(x)
+            return self.fc((F.gelu(h) * torch.sigmoid(h) * h.sigmoid()).mean((2, 3)))
+
+    with pytest.raises(ConfigError, match=r"gelu at gelu; sigmoid at sigmoid, sigmoid_1"):
+        GraphTwin(Gated(), source="python:gated", spiking=True, timesteps=2, neuron=None)
+    # the class names as the docs write them map the functions and methods
+    twin = GraphTwin(Gated(), source="python:gated", spiking=True, timesteps=2, neuron=None,
+                     activations={"GELU": "spike", "Sigmoid": "keep"})
+    assert sum(isinstance(m, SpikeActivation) for m in twin.modules()) == 1
+
+
+def test_a_module_that_reads_its_mode_and_holds_an_activation_is_named():
+    class ModeAct(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.act(x * 2 if self.training else x)
+
+    class Net(Gelu):
+        def __init__(self):
+            super().__init__()
+            self.mode_act = ModeAct()
+
+        def forward(self, x):
+            return self.fc(self.mode_act(self.conv(x)).mean((2, 3)))
+
+    with pytest.raises(ConfigError, match=r"mode_act \(ModeAct\) read self.training in their own forward and hold an "
+                                          r"activation"):
+        GraphTwin(Net(), source="python:net", spiking=True, timesteps=2, neuron=None)
+    timm = pytest.importorskip("timm")
+    with pytest.raises(ConfigError, match=r"its forward reads self.training.*dropout.*drop_rate=0"):
+        GraphTwin(timm.create_model("ghostnet_050", num_classes=10), source="timm:ghostnet_050", spiking=True,
+                  timesteps=2, neuron=None, activations={"Hardsigmoid": "keep"})

@@ -11,8 +11,12 @@ torchvision or timm weights initialise both twins). Its graph is rewritten once:
   (torchvision's ``BasicBlock.relu``) gets one site per call: the first keeps the module's name,
   the next ones add ``_1``, ``_2``; a function call is a site named after its graph node. An
   in-place activation's later readers read its output, as they did. Other activations (GELU,
-  SiLU, Sigmoid, softmax, attention) are refused with the node's name unless
-  ``model.options.activations`` maps their class or function name to ``spike`` or ``keep``.
+  SiLU, Sigmoid, softmax, attention) are refused, all of them in one message with their module
+  paths, unless ``model.options.activations`` maps their name to ``spike`` or ``keep`` (the class
+  ``Sigmoid`` and the function ``sigmoid`` are one name: :func:`canonical`). A BatchNorm that
+  applies its activation itself (timm's ``BatchNormAct2d``, in MobileNet, EfficientNet, RegNet,
+  GhostNet) is split: the norm stays the module it was (its state dict unchanged), its ``act`` is
+  a site of its own.
 * **residual sums.** ``a + b`` of two tensors that feeds a site becomes a
   :class:`~sakd.models.base.ResidualAdd` module, which ``run.memory=lean`` makes again in
   backward instead of keeping.
@@ -50,17 +54,24 @@ from sakd.models.base import ResidualAdd, TapPoint, TwinModel
 from sakd.neurons import NeuronSpec, SpikeActivation
 
 ACTIONS = ("spike", "keep")
+
+
+def canonical(name: str) -> str:
+    """An activation's name as the sets below and ``model.options.activations`` are matched: the class
+    ``Sigmoid``, the function ``sigmoid``, the method ``sigmoid_`` and timm's ``HardSigmoid`` / ``hard_sigmoid``
+    are one name (lower case, without underscores)."""
+    return name.replace("_", "").lower()
+
+
 # ReLU-family activations, as module classes, functions and tensor methods: a neuron in the SNN
-SPIKING = {"ReLU", "ReLU6", "LeakyReLU", "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_"}
+SPIKING = {"relu", "relu6", "leakyrelu"}
 # other activations: refused unless mapped to spike or keep
 NEEDS_MAPPING = {
-    "GELU", "SiLU", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "ELU", "SELU", "CELU", "Mish", "Softplus",
-    "PReLU", "RReLU", "Hardtanh", "gelu", "silu", "hardswish", "hardsigmoid", "sigmoid", "tanh", "elu", "selu",
-    "mish", "softplus", "hardtanh", "sigmoid_", "tanh_",
+    "gelu", "silu", "swish", "hardswish", "hardsigmoid", "sigmoid", "tanh", "elu", "selu", "celu", "mish", "hardmish",
+    "softplus", "prelu", "rrelu", "hardtanh", "quickgelu", "gelutanh", "logsigmoid", "softsign", "tanhshrink",
 }
 # softmax attention: no spiking form at all (a spiking transformer attends without softmax); keep only
-ATTENTION = {"Softmax", "LogSoftmax", "MultiheadAttention", "softmax", "log_softmax", "scaled_dot_product_attention",
-             "multi_head_attention_forward"}
+ATTENTION = {"softmax", "logsoftmax", "multiheadattention", "scaleddotproductattention", "multiheadattentionforward"}
 OPTIONS = ("activations", "image_size")  # the twin's own options; the rest build the network
 
 
@@ -154,18 +165,86 @@ def _home(node: fx.Node, key: str) -> str:
     return f"{owner}.{name}" if owner else name
 
 
+def _call_path(node: fx.Node) -> str:
+    """A function call's place in messages: the path of the module whose forward made it and the
+    node's own (unique) name: ``blocks.0.0.se.sigmoid_3``."""
+    stack = node.meta.get("nn_module_stack") or {}
+    owner = next(reversed(stack.values()))[0] if stack else ""
+    return f"{owner}.{node.name}" if owner else node.name
+
+
 class _Tracer(fx.Tracer):
     """torch.fx's tracer, keeping whole the small modules whose forward reads ``self.training`` and
-    that hold no activation (timm's DropPath): they keep their train/eval behaviour."""
+    that hold no activation (timm's DropPath): they keep their train/eval behaviour. A BatchNorm
+    that applies its own children after normalising (timm's ``BatchNormAct2d``: ``drop``, then
+    ``act``) is split: the norm is one module call and each child is a call of its own, so the
+    activation becomes a site (:func:`_plain_norms` makes the norm compute only the norm).
+    ``traced_modes`` records the modules traced through that read their mode (for messages)."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm_acts: dict[str, nn.Module] = {}
+        self.traced_modes: dict[str, str] = {}
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if super().is_leaf_module(m, qualname):
             return True
-        reads_mode = "training" in getattr(type(m).forward, "__code__", _EMPTY).co_names
-        return reads_mode and not any(type(c).__name__ in SPIKING | NEEDS_MAPPING | ATTENTION for c in m.modules())
+        reads_mode = _reads_mode(m)
+        holds_activation = any(canonical(type(c).__name__) in SPIKING | NEEDS_MAPPING | ATTENTION for c in m.modules())
+        if reads_mode and holds_activation:
+            self.traced_modes.setdefault(qualname, type(m).__name__)
+        return reads_mode and not holds_activation
+
+    def call_module(self, m: nn.Module, forward, args, kwargs):
+        if _is_norm_act(m):
+            path = self.path_of_module(m)
+            self.norm_acts[path] = m
+            out = self.create_proxy("call_module", path, args, kwargs)
+            for child in m.children():
+                out = self.call_module(child, child.forward, (out,), {})
+            return out
+        return super().call_module(m, forward, args, kwargs)
+
+
+def _reads_mode(m: nn.Module) -> bool:
+    return "training" in getattr(type(m).forward, "__code__", _EMPTY).co_names
+
+
+def _is_norm_act(m: nn.Module) -> bool:
+    """A BatchNorm of another library that applies its children (``drop``, ``act``, in that order)
+    to the normalised output: timm's ``BatchNormAct2d`` and ``SyncBatchNormAct``."""
+    return (isinstance(m, nn.modules.batchnorm._BatchNorm) and type(m).__module__.split(".")[0] != "torch"
+            and _reads_mode(m) and [n for n, _ in m.named_children()] in (["drop", "act"], ["act"]))
+
+
+def _plain_norms(norm_acts: dict[str, nn.Module]) -> None:
+    """Each split norm+activation computes only its norm: its class becomes the torch BatchNorm it
+    derives from (same parameters, buffers and options; its children stay, called by the graph)."""
+    for m in norm_acts.values():
+        m.__class__ = next(c for c in type(m).__mro__ if c.__module__.startswith("torch.nn"))
 
 
 _EMPTY = (lambda: None).__code__
+
+
+def _mode_reader(traced: dict[bool, fx.GraphModule], tracer: _Tracer) -> str:
+    """Where a network's train and eval graphs part: the modules traced through that read
+    ``self.training`` (they hold an activation, so torch.fx cannot keep them whole), or the module
+    whose forward made the first node that differs."""
+    if tracer.traced_modes:
+        named = ", ".join(f"{path or 'the network'} ({cls})" for path, cls in tracer.traced_modes.items())
+        return (f"{named} read self.training in their own forward and hold an activation, so torch.fx traces "
+                "through them and their train and eval graphs differ; write the mode-dependent part as a module of "
+                "its own (nn.Dropout, a DropPath)")
+    nodes = {mode: [(n.op, str(n.target), str(n.args), str(n.kwargs), n) for n in gm.graph.nodes]
+             for mode, gm in traced.items()}
+    first = next((b for a, b in zip(nodes[False], nodes[True]) if a[:4] != b[:4]), nodes[True][-1])[-1]
+    stack = first.meta.get("nn_module_stack") or {}
+    owner = next(reversed(stack.values())) if stack else None
+    where = f"{owner[0]} ({getattr(owner[1], '__name__', owner[1])})" if owner and owner[0] else "its forward"
+    return (f"{where} reads self.training outside a module torch.fx keeps whole ({first.name}: "
+            f"{getattr(first.target, '__name__', first.target)} differs between train and eval); set its drop rates "
+            "to 0 in model.options (timm: drop_rate=0), or use nn.Dropout modules")
 
 
 def _block_of(node: fx.Node) -> str | None:
@@ -250,18 +329,19 @@ class GraphTwin(TwinModel):
             raise ConfigError(f"model {self.source}: its forward takes {len(params)} arguments without defaults; "
                               "a twin needs one input (the images)")
         net = copy.deepcopy(net)  # the network handed in stays as it was
-        traced = {}
+        traced, tracer = {}, _Tracer()
         try:
             for training in (False, True):  # a graph that is the same in both modes, or none
                 root = net.train(training)
-                traced[training] = fx.GraphModule(root, _Tracer().trace(root, concrete_args=extra or None))
+                tracer = _Tracer()
+                traced[training] = fx.GraphModule(root, tracer.trace(root, concrete_args=extra or None))
         except Exception as exc:
             raise ConfigError(f"model {self.source} cannot be traced by torch.fx (data-dependent control flow?): "
                               f"{_first_line(exc)}") from None
         if traced[False].code != traced[True].code:
-            raise ConfigError(f"model {self.source}: its forward reads self.training outside a module torch.fx keeps "
-                              "whole (functional dropout?), so one graph cannot train and evaluate it; use nn.Dropout "
-                              "modules, or set its drop rates to 0 in model.options")
+            raise ConfigError(f"model {self.source} cannot train and evaluate with one graph: "
+                              f"{_mode_reader(traced, tracer)}")
+        _plain_norms(tracer.norm_acts)
         return traced[True]
 
     def _rewrite(self, gm: fx.GraphModule, mapping: dict) -> tuple[fx.Graph, dict[str, str]]:
@@ -285,22 +365,23 @@ class GraphTwin(TwinModel):
         def install(path: str, module: nn.Module) -> None:
             gm.set_submodule(path, module, strict=False)
 
+        actions = {canonical(k): v for k, v in mapping.items()}
+        unmapped: dict[str, list[str]] = {}  # kind -> where (module paths), every one reported at once
+        attention: dict[str, list[str]] = {}
         used_modules: set[str] = set()
         for node in list(graph.nodes):
             key = keys.get(node)
             if key is None or node not in from_input:
                 continue
-            where = node.target if node.op == "call_module" else node.name
-            action = mapping.get(key, "spike" if key in SPIKING else None)
-            if key in ATTENTION and action != "keep":
-                raise ConfigError(
-                    f"model {self.source}: {where} ({key}) is softmax attention, which has no spiking form (a spiking "
-                    f"transformer such as spikformer attends without softmax); set model.options.activations="
-                    f"{{{key}: keep}} to leave it analog")
-            if action is None and key in NEEDS_MAPPING:
-                raise ConfigError(
-                    f"model {self.source}: {where} ({key}) has no spiking form; set model.options.activations="
-                    f"{{{key}: spike}} to put the neuron there, or {{{key}: keep}} to leave it analog")
+            kind = canonical(key)
+            where = node.target if node.op == "call_module" else _call_path(node)
+            action = actions.get(kind, "spike" if kind in SPIKING else None)
+            if kind in ATTENTION and action != "keep":
+                attention.setdefault(key.rstrip("_"), []).append(where)
+                continue
+            if action is None and kind in NEEDS_MAPPING:
+                unmapped.setdefault(key.rstrip("_"), []).append(where)
+                continue
             if action != "spike":
                 continue
             if node.op == "call_module" and any(True for _ in gm.get_submodule(node.target).parameters()):
@@ -329,8 +410,29 @@ class GraphTwin(TwinModel):
             from_input.add(site)
             sites[name] = home
             self._residual(gm, graph, site, unique, install)
+        self._refuse(unmapped, attention)
         graph.lint()
         return graph, sites
+
+    def _refuse(self, unmapped: dict[str, list[str]], attention: dict[str, list[str]]) -> None:
+        """Every activation without a spiking form, in one message: each with its module paths."""
+        if not unmapped and not attention:
+            return
+
+        def listed(found: dict[str, list[str]]) -> str:
+            return "; ".join(f"{kind} at {', '.join(paths)}" for kind, paths in found.items())
+
+        parts = []
+        if unmapped:
+            spike = ", ".join(f"{k}: spike" for k in unmapped)
+            parts.append(f"no spiking form: {listed(unmapped)}; set model.options.activations={{{spike}}} to put the "
+                         "neuron there, or keep (e.g. {" + next(iter(unmapped)) + ": keep}) to leave one analog")
+        if attention:
+            keep = ", ".join(f"{k}: keep" for k in attention)
+            parts.append(f"softmax attention, which has no spiking form (a spiking transformer such as spikformer "
+                         f"attends without softmax): {listed(attention)}; set model.options.activations={{{keep}}} to "
+                         "leave it analog")
+        raise ConfigError(f"model {self.source}: " + " | ".join(parts))
 
     @staticmethod
     def _residual(gm, graph: fx.Graph, site: fx.Node, unique, install) -> None:
