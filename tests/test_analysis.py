@@ -160,3 +160,33 @@ def test_firing_rates_count_bfloat16_spikes_exactly():
     with torch.no_grad(), FiringRateMonitor(layer) as rates:
         layer(x)
     assert rates.rates() == {"0": 999 / 1000}
+
+
+def test_a_network_that_does_not_fire_is_warned_of_in_training_eval_and_analyze(tmp_path, capsys):
+    """An SNN whose threshold nothing reaches: each epoch's line, ``sakd eval`` and ``sakd analyze``
+    name the silent layers and the last one (the classifier's input); analyze's energy table says
+    its figure is of a network that does not fire. A firing network gets no warning."""
+    from conftest import fast_config
+    from sakd.neurons import FiringRateMonitor
+    from sakd.training import train
+
+    run = train(fast_config(tmp_path, "optim.epochs=2", "model.neuron.threshold=1e6", "data.options={train_size: 64}",
+                            "run.name=dead"))["run_dir"]
+    err = capsys.readouterr().err
+    assert err.count("warning") == 2 and "epoch 1: the SNN barely fires: mean firing rate 0.0000 < 0.01" in err
+    assert "7 of 7 spiking layers gave no spike: act1.neuron, layer1.0.act1.neuron" in err
+    assert "the last one, layer3.0.act2.neuron, feeds the classifier nothing" in err
+    assert main(["eval", f"{run}/last.pt", "--device", "cpu"]) == 0
+    assert "warning: the SNN barely fires" in capsys.readouterr().out
+    out = tmp_path / "analysis.json"
+    assert main(["analyze", f"{run}/last.pt", "--images", "20", "--device", "cpu", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "of a network that does not fire" in " ".join(printed.split()) and "not of a working SNN" in printed
+    assert "feeds the classifier nothing" in json.loads(out.read_text())["firing_warning"]
+
+    torch.manual_seed(0)
+    snn = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=2).train()  # batch statistics
+    with torch.no_grad(), FiringRateMonitor(snn) as monitor:
+        snn(torch.randn(16, 3, 16, 16))
+    assert monitor.silence(0.01) is None and monitor.order[-1] == "layer3.0.act2.neuron"
+    assert "mean firing rate" in monitor.silence(1.0)  # the threshold is the config's

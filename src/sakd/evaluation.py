@@ -52,7 +52,7 @@ def evaluate_checkpoint(path, overrides: list[str] | None = None, device: str = 
     if timesteps is not None and not isinstance(model, TwinModel):
         raise ConfigError(f"--timesteps needs a sakd twin model (TwinModel); {spec.name} is {type(model).__name__}")
     model, amp = place(model, dev, cfg.run.channels_last), resolve_amp(cfg.run.amp, dev)
-    result = evaluate(model, loader, dev, amp)
+    result = evaluate(model, loader, dev, amp, low_rate=cfg.run.low_firing_rate)
     if timesteps is not None:
         by = evaluate_timesteps(model, loader, dev, timesteps, amp)
         result["by_timesteps"] = {str(t): r for t, r in by.items()}
@@ -93,3 +93,5 @@ def print_report(result: dict, console: Console | None = None) -> None:
         for name, rate in result["layer_firing_rates"].items():
             table.add_row(name, f"{rate:.4f}")
         console.print(table)
+    if "firing_warning" in result:
+        console.print(f"[yellow]warning[/]: {result['firing_warning']}", highlight=False, soft_wrap=True)

@@ -48,7 +48,8 @@ def _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress
     correct = seen = 0
     bar = Progress(TextColumn("analyze"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn(), transient=True, disable=not progress)
-    with torch.inference_mode(), snn_ops, FiringRateMonitor(snn) as rates, bar:
+    rates = FiringRateMonitor(snn)
+    with torch.inference_mode(), snn_ops, rates, bar:
         for x, y in bar.track(loader, total=len(loader)):
             x, y = x.to(dev), y.to(dev)
             correct += int((snn(x).argmax(1) == y).sum())
@@ -59,9 +60,11 @@ def _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress
         rec.dense_macs = round(rec.dense_macs * seen / ann_images)
         rec.padded_macs = round(rec.padded_macs * seen / ann_images)
     table = energy_table(snn_ops.layers, ann_layers, seen, e_mac, e_ac, frames=x.shape[0] if x.dim() == 5 else None)
+    warning = rates.silence(cfg.run.low_firing_rate)
     return {"checkpoint": state["path"], "model": spec.name, "timesteps": spec.timesteps, "data": cfg.data.name,
             "images": seen, "top1": 100.0 * correct / seen, "firing_rate": rates.mean_rate(),
-            "layer_firing_rates": rates.rates(), **table, "counts": as_dict(snn_ops.layers)}
+            "layer_firing_rates": rates.rates(), **table, "counts": as_dict(snn_ops.layers),
+            **({"firing_warning": warning} if warning else {})}
 
 
 def dense_counts(spec, x: torch.Tensor, dev, channels_last: bool) -> tuple[dict, int]:
@@ -140,12 +143,16 @@ def print_analysis(result: dict, console: Console | None = None) -> None:
     t = result["total"]
     rows.append(["total", "", "", f"{t['snn_acs']:,.0f}", f"{t['snn_macs']:,.0f}", f"{t['ann_macs']:,.0f}",
                  f"{t['energy_ratio']:.3f}"])
+    silent = " — of a network that does not fire (see the warning below)" if "firing_warning" in result else ""
     print_table(console, headers, rows, left={"layer", "input"}, key="layer",
                 title=f"per image (rate: of nonzero inputs; energy: SNN/ANN); E_MAC = {result['e_mac_pj']} pJ, "
-                      f"E_AC = {result['e_ac_pj']} pJ (45 nm, Horowitz 2014)")
+                      f"E_AC = {result['e_ac_pj']} pJ (45 nm, Horowitz 2014){silent}")
     console.print(f"energy per image: SNN {t['snn_energy_pj'] / 1e6:.3f} uJ, ANN {t['ann_energy_pj'] / 1e6:.3f} uJ "
                   f"(SNN/ANN {t['energy_ratio']:.3f}, against {result['ratio_against']})")
     if "ann_energy_per_frame_pj" in t:
         console.print(f"the ANN twin on one frame: {t['ann_macs_per_frame']:,.0f} MACs, "
                       f"{t['ann_energy_per_frame_pj'] / 1e6:.3f} uJ")
     console.print(f"counted: {result['counting']}; with padding the ANN has {t['ann_padded_macs']:,.0f} MACs per image")
+    if "firing_warning" in result:
+        console.print(f"[yellow]warning[/]: {result['firing_warning']}; the energy ratio above is of a network that "
+                      "does not fire, not of a working SNN", highlight=False, soft_wrap=True)

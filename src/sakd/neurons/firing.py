@@ -7,6 +7,8 @@ from torch import nn
 
 from sakd.neurons.base import SpikingNeuron
 
+LOW_RATE = 0.01  # a mean firing rate below this is warned of (run.low_firing_rate)
+
 
 class FiringRateMonitor:
     """Count spikes of every spiking layer (any :class:`SpikingNeuron`) while active (a context manager).
@@ -26,6 +28,7 @@ class FiringRateMonitor:
     def reset(self) -> None:
         self.spikes: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {n: 0 for n in self.layers}
+        self.order: list[str] = []  # the layers in the order they first ran
 
     def _hook(self, name: str):
         def hook(module, inputs, output):
@@ -34,6 +37,8 @@ class FiringRateMonitor:
             # (float32 also for bf16/fp16 spikes, whose own sums would round)
             s = (out.sum(dim=tuple(range(1, out.dim())), dtype=torch.float32) if out.dim() > 1 else out).sum(
                 dtype=torch.float64)
+            if name not in self.spikes:
+                self.order.append(name)
             self.spikes[name] = self.spikes[name] + s if name in self.spikes else s
             self.counts[name] += output.numel()
 
@@ -64,6 +69,24 @@ class FiringRateMonitor:
 
     def rates(self) -> dict[str, float]:
         return {n: float(self.spikes[n]) / self.counts[n] for n in self.layers if self.counts[n]}
+
+    def silence(self, low: float = LOW_RATE) -> str | None:
+        """One line saying that the network barely fires, or None: the layers that gave no spike,
+        whether the last of them to run (the one that feeds the classifier) is one, and a mean
+        rate below ``low`` (0 checks silent layers only)."""
+        rates, mean = self.rates(), self.mean_rate()
+        if mean is None:
+            return None
+        silent = [n for n, r in rates.items() if r == 0]
+        last = self.order[-1] if self.order else None
+        parts = []
+        if mean < low:
+            parts.append(f"the SNN barely fires: mean firing rate {mean:.4f} < {low:g} (run.low_firing_rate)")
+        if silent:
+            parts.append(f"{len(silent)} of {len(rates)} spiking layers gave no spike: {', '.join(silent)}")
+        if last in silent:
+            parts.append(f"the last one, {last}, feeds the classifier nothing: its logits are its bias alone")
+        return "; ".join(parts) or None
 
     def mean_rate(self) -> float | None:
         total = sum(self.counts.values())

@@ -285,6 +285,9 @@ class RunConfig:
     # through the membrane: memory constant in T; sakd.training.online)
     bptt: Literal["full", "sltt"] = "full"
     log_interval: int = limited(20, ge=1)
+    # warn (each epoch, and in eval / analyze) when the SNN's mean firing rate on the test split is
+    # below this, or a spiking layer gives no spike at all (0: silent layers only)
+    low_firing_rate: float = limited(0.01, ge=0)
     progress: bool = True
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only)
     dist_backend: Literal["auto", "nccl", "gloo"] = "auto"  # torchrun process group (auto: nccl on GPU, gloo on CPU)

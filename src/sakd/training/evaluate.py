@@ -8,15 +8,18 @@ import torch
 from torch.nn import functional as F
 
 from sakd.neurons import FiringRateMonitor
+from sakd.neurons.firing import LOW_RATE
 from sakd.training.distributed import DistContext, all_reduce_sum
 from sakd.training.metrics import topk_correct
 
 
 @torch.no_grad()
 def evaluate(model, loader, device: torch.device, amp_dtype: torch.dtype | None = None,
-             ctx: DistContext = DistContext()) -> dict:
-    """Accuracy (in %) and mean cross-entropy over ``loader``; firing rates if the model spikes.
-    Under torchrun each process evaluates its shard and the counts are summed over processes."""
+             ctx: DistContext = DistContext(), low_rate: float = LOW_RATE) -> dict:
+    """Accuracy (in %) and mean cross-entropy over ``loader``; firing rates if the model spikes,
+    and ``firing_warning`` where it barely fires (:meth:`FiringRateMonitor.silence`, mean rate
+    below ``low_rate``). Under torchrun each process evaluates its shard and the counts are summed
+    over processes."""
     was_training = model.training
     model.eval()
     monitor = FiringRateMonitor(model)
@@ -49,6 +52,9 @@ def evaluate(model, loader, device: torch.device, amp_dtype: torch.dtype | None 
     if rate is not None:
         result["firing_rate"] = rate
         result["layer_firing_rates"] = monitor.rates()
+        warning = monitor.silence(low_rate)
+        if warning:
+            result["firing_warning"] = warning
     return result
 
 

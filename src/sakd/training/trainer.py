@@ -119,7 +119,7 @@ class Trainer:
 
     def evaluate_splits(self) -> dict[str, dict]:
         """Top-1/top-5, loss and firing rates on each evaluation split (``val`` if any, ``test``)."""
-        return {name: evaluate(self.model, loader, self.device, self.amp_dtype, self.dist)
+        return {name: evaluate(self.model, loader, self.device, self.amp_dtype, self.dist, self.cfg.run.low_firing_rate)
                 for name, loader in self.eval_loaders.items()}
 
     def _wrap(self, step: nn.Module) -> nn.Module:
@@ -380,7 +380,11 @@ class Trainer:
         record.update({f"train/{k}": (totals[j] / n).item() for j, k in enumerate(keys)})
         record["train/top1"] = 100.0 * totals[-2].item() / n
         for split, result in self.evaluate_splits().items():
-            record.update({f"{split}/{k}": v for k, v in result.items() if k not in ("samples", "layer_firing_rates")})
+            record.update({f"{split}/{k}": v for k, v in result.items()
+                           if k not in ("samples", "layer_firing_rates", "firing_warning")})
+        if "firing_warning" in result:  # once an epoch, on the last split evaluated (test)
+            self.console.print(f"[yellow]warning[/]: epoch {epoch + 1}: {result['firing_warning']}", highlight=False,
+                               soft_wrap=True)
         record["time/train_s"] = train_time
         record["time/train_samples_per_s"] = n / train_time
         return record
