@@ -110,3 +110,26 @@ def fresh_copy(run_dir: str, dest) -> str:
     from sakd import runs
 
     return str(shutil.copytree(run_dir, Path(dest) / Path(run_dir).name, ignore=shutil.ignore_patterns(runs.ANALYSIS)))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real small file system (tmpfs) to fill up: ``small_disk(bytes)`` mounts one and returns
+    its folder; skipped where this process may not mount (not root, or a sandbox without it)."""
+    import subprocess
+
+    mounted = []
+
+    def mount(size: int):
+        where = tmp_path / f"disk{len(mounted)}"
+        where.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip() or done.returncode}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

@@ -191,3 +191,71 @@ def test_mixup_mixes_images_and_one_hot_labels_by_one_drawn_lambda():
         assert set(cut[i].unique().tolist()) <= {float(i), float(j)}
         if j != i:
             assert abs((cut[i] == j).float().mean().item() - (1 - lam)) < 1e-6
+
+
+def test_an_unreadable_image_is_named_before_any_run_folder_or_skipped_with_a_count(tmp_path, capsys):
+    """A truncated image: ``error`` names the file in one line (exit 2) and leaves no run folder;
+    ``skip`` trains without it, with a warning naming it and a count; an empty class folder is named
+    with its split's path."""
+    from sakd.cli import main
+    from sakd.data.imagefolder import Images
+    from sakd.errors import BadDataError
+
+    _image_folder(tmp_path / "images", per_class=4, shape=(16, 16))
+    bad = tmp_path / "images" / "train" / "dog" / "2.png"
+    bad.write_bytes(bad.read_bytes()[:60])  # truncated
+    with pytest.raises(BadDataError, match=rf"1 image\(s\) of the train split cannot be read: {bad} \("):
+        build_dataset("imagefolder", root=str(tmp_path / "images"))
+    runs = tmp_path / "runs"
+    args = ["train", "--config", "quickstart/snn", "data.name=imagefolder", f"data.root={tmp_path / 'images'}",
+            "model.name=resnet_tiny", "optim.epochs=1", f"run.output_dir={runs}", "run.device=cpu", "data.num_workers=0",
+            "data.batch_size=4"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err and "data.options.bad_files=skip" in err
+    assert not runs.exists() or not list(runs.iterdir())
+    with pytest.warns(RuntimeWarning) as caught:
+        data = build_dataset("imagefolder", root=str(tmp_path / "images"), bad_files="skip")
+    said = [str(w.message) for w in caught]
+    assert any(m.startswith(f"{bad}: cannot read the image") for m in said)
+    assert "imagefolder: skipped 1 of 8 images of the train split that cannot be read" in said
+    assert len(data.train) == 7 and str(bad) not in [p for p, _ in data.train.samples]
+    assert main([*args, "data.options={bad_files: skip}"]) == 0
+    with pytest.raises(ConfigError, match="bad_files must be one of error, skip"):
+        build_dataset("imagefolder", root=str(tmp_path / "images"), bad_files="ignore")
+
+    # a folder too large to check at start: the image is named when it is read
+    folder = Images(tmp_path / "images" / "train", "train", "imagefolder", "error")
+    with pytest.raises(BadDataError, match=rf"^{bad}: cannot read the image \(.*\); fix or remove it"):
+        folder[[p for p, _ in folder.samples].index(str(bad))]
+    skipping = Images(tmp_path / "images" / "train", "train", "imagefolder", "skip")
+    i = [p for p, _ in skipping.samples].index(str(bad))
+    with pytest.warns(RuntimeWarning, match="the next image read in its place"):
+        assert skipping[i][1] == skipping.samples[i + 1][1]
+
+    (tmp_path / "images" / "val" / "cat").rename(tmp_path / "images" / "val" / "cow")
+    (tmp_path / "images" / "val" / "cat").mkdir()
+    for f in (tmp_path / "images" / "val" / "cow").iterdir():
+        f.rename(tmp_path / "images" / "val" / "dog" / f"cow{f.name}")
+    (tmp_path / "images" / "val" / "cow").rmdir()
+    with pytest.raises(DatasetNotFoundError, match=rf"the val split {tmp_path / 'images' / 'val'}: .*cat"):
+        build_dataset("imagefolder", root=str(tmp_path / "images"), bad_files="skip")
+
+
+def test_a_bad_file_in_a_loader_worker_is_still_one_line():
+    """Raised in a DataLoader worker, a sakd error keeps its one line (PyTorch re-raises it with the
+    worker's traceback as its text)."""
+    from torch.utils.data import DataLoader, Dataset
+
+    from sakd.errors import BadDataError
+
+    class Broken(Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            raise BadDataError(f"/data/{i}.png: cannot read the image (truncated)")
+
+    with pytest.raises(BadDataError) as caught:
+        next(iter(DataLoader(Broken(), num_workers=1)))
+    assert str(caught.value) == "/data/0.png: cannot read the image (truncated)"

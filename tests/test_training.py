@@ -1,4 +1,6 @@
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -295,34 +297,88 @@ def test_weight_decay_reaches_every_parameter_unless_told_otherwise(tmp_path):
     assert id(trainer.model.bn1.weight) in free_ids and id(trainer.model.fc.bias) in free_ids
 
 
-def test_a_checkpoint_that_cannot_be_written_is_a_clear_error_and_keeps_the_previous_one(tmp_path, monkeypatch):
-    import errno
-    import os
+def test_a_checkpoint_that_cannot_be_written_is_a_clear_error_and_keeps_the_previous_one(tmp_path, small_disk):
+    """A disk that fills up during a run (a real one: a small tmpfs): the checkpoint's path and the
+    OS's reason in one line, the previous last.pt whole, no temporary file left."""
+    disk = small_disk(4 * 2**20)
 
-    from sakd.models import checkpoint as ckpt_io
+    class FillsTheDisk(Trainer):
+        def on_epoch_end(self, record):
+            free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+            (disk / "filler").write_bytes(b"\0" * (free - 16 * 1024))  # room for a metrics line, not a checkpoint
 
-    trainer = Trainer(fast_config(tmp_path, "optim.epochs=2", "model.spiking=false"))
-    real_fsync, calls = os.fsync, {"n": 0}
-
-    def full_disk(fd):
-        calls["n"] += 1
-        if calls["n"] > 2:  # epoch 1 wrote last.pt and best.pt; epoch 2's last.pt finds the disk full
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(fd)
-
-    monkeypatch.setattr(ckpt_io.os, "fsync", full_disk)
-    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*last.pt \(\[Errno 28\] No space left on "
-                                               r"device\); .*last.pt still holds the previous checkpoint"):
+    trainer = FillsTheDisk(fast_config(disk, "optim.epochs=2", "model.spiking=false", "run.loggers=[]"))
+    with pytest.raises(CheckpointError, match=r"^cannot write checkpoint .*last.pt: No space left on device; "
+                                               r".*last.pt still holds the previous checkpoint$"):
         trainer.fit()
     assert load_checkpoint(trainer.run_dir / "last.pt")["epoch"] == 1
     assert not list(trainer.run_dir.glob(".*.tmp"))
+    assert len((trainer.run_dir / "metrics.jsonl").read_text().splitlines()) == 2
 
-    def read_only(*args, **kwargs):
+
+def test_a_full_disk_at_start_names_the_file_and_leaves_no_run_folder(tmp_path, small_disk, capsys):
+    from sakd.cli import main
+
+    disk = small_disk(256 * 1024)
+    (disk / "runs").mkdir()
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    (disk / "filler").write_bytes(b"\0" * free)
+    assert main(["train", "--config", "quickstart/snn", "data.name=synthetic", "model.name=resnet_tiny",
+                 f"run.output_dir={disk}/runs", "run.loggers=[]", "run.device=cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(r"runs/snn/.lock: No space left on device$", err)
+    assert not list((disk / "runs").iterdir())  # the run folder it made is gone, no empty config.yaml
+
+
+def test_every_file_a_run_writes_is_whole_or_absent(tmp_path, monkeypatch):
+    """A write that fails (here: a folder the OS refuses) names the file and leaves nothing behind;
+    an appended line that cannot be written whole is taken back."""
+    import errno
+
+    from sakd import outputs
+    from sakd.errors import WriteError
+    from sakd.models import checkpoint as ckpt_io
+
+    def refused(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(ckpt_io.tempfile, "mkstemp", read_only)
-    with pytest.raises(CheckpointError, match=r"Permission denied\); no earlier new.pt exists"):
-        ckpt_io.atomic_save({"x": 1}, trainer.run_dir / "new.pt")
+    with monkeypatch.context() as m:
+        m.setattr(outputs.tempfile, "mkstemp", refused)
+        with pytest.raises(CheckpointError, match=r"new.pt: Permission denied; no earlier new.pt exists"):
+            ckpt_io.atomic_save({"x": 1}, tmp_path / "new.pt")
+        with pytest.raises(WriteError, match=r"^cannot write the report .*r.html: Permission denied$"):
+            outputs.write_text(tmp_path / "r.html", "<p>", "the report")
+    assert not list(tmp_path.iterdir())
+    log = tmp_path / "metrics.jsonl"
+    outputs.append_text(log, "one\n", "the metrics")
+
+    class Half:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def tell(self):
+            return self.f.tell()
+
+        def write(self, data):
+            self.f.write(data[:3])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def truncate(self, size):
+            return self.f.truncate(size)
+
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, mode="r", *a, **k: Half(real_open(path, mode, *a, **k))
+                        if str(path) == str(log) and "a" in mode else real_open(path, mode, *a, **k))
+    with pytest.raises(WriteError, match="metrics.jsonl: No space left on device"):
+        outputs.append_text(log, "two\n", "the metrics")
+    assert log.read_text() == "one\n"
 
 
 def test_a_teacher_of_another_class_count_is_refused_before_training(tmp_path, teacher_ckpt):
@@ -514,3 +570,35 @@ def test_eval_reads_an_snn_out_after_each_timestep(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["eval", run, "--timesteps", "0"])
     assert exit_.value.code == 2 and "--timesteps: 0 is not positive" in capsys.readouterr().err
+
+
+def test_one_process_at_a_time_trains_in_a_run_folder_and_a_killed_one_does_not_block(tmp_path):
+    """A second ``--resume`` of a run that a live process trains in is one line naming that process,
+    and writes nothing (no second metrics line, no tracker files); once the holder is killed (-9),
+    the lock it left does not block."""
+    import signal
+    import subprocess
+    import sys
+
+    from sakd.runs import RunBusyError
+
+    run = Path(train(fast_config(tmp_path, "optim.epochs=1"))["run_dir"])
+    def files():
+        return {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+
+    before = files()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from sakd.runs import FolderLock; "
+                               f"FolderLock({str(run)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunBusyError, match=rf"{run} is in use by process {holder.pid} on \S+ \(training in it\)"):
+            Trainer.resume(run, ["optim.epochs=2"])
+        assert main(["train", "--resume", str(run), "optim.epochs=2"]) == 2
+        assert files() == before
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    trainer = Trainer.resume(run, ["optim.epochs=2"])  # the killed holder's lock is gone with it
+    trainer.fit()
+    assert [r["epoch"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())] == [1, 2]

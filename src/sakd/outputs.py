@@ -2,16 +2,31 @@
 
 :func:`writable` and :func:`writable_folder` run when a command starts, so a target that cannot be
 written is one line naming it and what is wrong (exit status 2) before minutes of work, not raw
-OS text after them; :func:`write_text` writes through a temporary file beside the target and
-renames it over, so a failed write leaves an earlier file as it was and nothing behind.
+OS text after them. Every file a run writes goes through :func:`written` (a temporary file beside
+the target, flushed to disk, renamed over it: :func:`write_text`, :func:`write_bytes`, and the
+checkpoints, figures and exported graphs) or :func:`append_text` (a line added to a log, taken
+back whole if it cannot be): a failed write (a full disk, a read-only folder) is one
+:class:`~sakd.errors.WriteError` naming the file and the OS's reason, and leaves an earlier file as
+it was and nothing behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from sakd.errors import ConfigError
+from sakd.errors import ConfigError, WriteError
+
+
+def reason(exc: BaseException) -> str:
+    """The OS's words for a failed file operation ("No space left on device"), else the first line."""
+    if getattr(exc, "strerror", None):
+        return exc.strerror
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -46,15 +61,54 @@ def writable_folder(path: str | Path, what: str) -> Path:
     return path
 
 
-def write_text(path: str | Path, text: str, what: str) -> Path:
-    """Write ``text`` to ``path`` whole (a temporary file renamed over it), or a ConfigError."""
-    path = writable(path, what)
-    tmp = path.with_name(f".{path.name}.tmp")
+@contextlib.contextmanager
+def written(path: str | Path, what: str) -> Iterator[Path]:
+    """A temporary file beside ``path`` for the block to write; flushed to disk and renamed over
+    ``path`` when the block ends. Any failure (the block's or the disk's) removes it and leaves
+    ``path`` as it was; one that the OS reports (or that the writer reports as a ``RuntimeError``,
+    as ``torch.save`` does) is a :class:`WriteError` naming ``path`` and the reason."""
+    path = Path(path).expanduser()
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
-    return path
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except (OSError, RuntimeError) as exc:
+        raise WriteError(f"cannot write {what} {path}: {reason(exc)}") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | Path, data: bytes, what: str) -> Path:
+    """Write ``data`` to ``path`` whole (:func:`written`)."""
+    with written(path, what) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+    return Path(path).expanduser()
+
+
+def write_text(path: str | Path, text: str, what: str) -> Path:
+    """Write ``text`` to ``path`` whole (:func:`written`), after checking the place (a ConfigError)."""
+    return write_bytes(writable(path, what), text.encode("utf-8"), what)
+
+
+def append_text(path: str | Path, text: str, what: str) -> None:
+    """Add ``text`` to the end of ``path`` (a log's line), flushed to disk; a failed write takes the
+    file back to what it held and is a :class:`WriteError` naming it."""
+    path = Path(path)
+    with open(path, "ab") as f:
+        size = f.tell()
+        try:
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                f.truncate(size)
+            raise WriteError(f"cannot write {what} {path}: {reason(exc)}") from None

@@ -17,6 +17,7 @@ from sakd.neurons import FiringRateMonitor
 from sakd.errors import ConfigError
 from sakd.evaluation import checkpoint_and_test_data
 from sakd.models import checkpoint as ckpt_io
+from sakd.outputs import write_bytes
 from sakd.tables import print_table
 from sakd.training.runtime import place, resolve_device, resolve_workers
 
@@ -124,10 +125,8 @@ def cache_key(run_dir, images: int | None) -> dict | None:
 def save_analysis(result: dict, run_dir, images: int | None) -> None:
     """Keep ``result`` (default energies, the run's own data) as the run folder's ``analysis.json``."""
     result["cache_key"] = cache_key(run_dir, images)
-    path = Path(run_dir).expanduser() / runs.ANALYSIS
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(path)
+    write_bytes(Path(run_dir).expanduser() / runs.ANALYSIS, json.dumps(result, indent=2).encode("utf-8"),
+                "the analysis")
 
 
 def print_analysis(result: dict, console: Console | None = None) -> None:

@@ -25,6 +25,7 @@ from sakd.errors import ConfigError
 from sakd.evaluation import checkpoint_and_test_data
 from sakd.models import checkpoint as ckpt_io
 from sakd.models.taps import FeatureExtractor
+from sakd.outputs import written
 from sakd.training.runtime import resolve_device
 
 ROLES = {"teacher": "ANN", "baseline": "SNN w/o KD", "student": "SNN with SAKD"}
@@ -251,6 +252,7 @@ def plot_figure4(fig_data: Figure4Data, out: str | Path) -> list[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
     for p in paths:
-        fig.savefig(p, dpi=110)
+        with written(p, "the figure") as tmp:
+            fig.savefig(tmp, dpi=110, format=p.suffix[1:])
     plt.close(fig)
     return paths

@@ -43,6 +43,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from sakd.errors import ConfigError
 from sakd.export.graph import StepNeuron
+from sakd.outputs import written
 
 ADD = (operator.add, torch.add)
 
@@ -168,6 +169,6 @@ def to_nir(gm: fx.GraphModule, example: torch.Tensor, dt: float = 1.0):
 def write_nir(graph, path: str | Path) -> Path:
     nir = require_nir()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nir.write(str(path), graph)
+    with written(path, "the NIR file") as tmp:
+        nir.write(str(tmp), graph)
     return path

@@ -21,6 +21,7 @@ from torch import fx, nn
 
 from sakd.errors import ConfigError
 from sakd.export.graph import reset
+from sakd.outputs import written
 
 
 class Unrolled(nn.Module):
@@ -105,14 +106,13 @@ def export_onnx(gm: nn.Module, example: torch.Tensor, timesteps: int, path: str 
     fix_adaptive_pools(net, example)
     batch_axis = 1 if frames else 0
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice: it still exports exactly
-        torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {batch_axis: "batch"}, "logits": {0: "batch"}})
     import onnx
 
-    onnx.checker.check_model(onnx.load(str(path)))
+    with written(path, "the ONNX file") as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice: it still exports exactly
+        torch.onnx.export(net, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {batch_axis: "batch"}, "logits": {0: "batch"}})
+        onnx.checker.check_model(onnx.load(str(tmp)))
     return path
 
 

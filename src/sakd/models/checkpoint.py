@@ -9,14 +9,14 @@ from the checkpoint alone.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from sakd.errors import CheckpointError
+from sakd.errors import CheckpointError, WriteError
+from sakd.outputs import written
 from sakd.runs import checkpoint_path
 from sakd.models.registry import ModelSpec
 from sakd.plugins import load_recorded
@@ -29,28 +29,19 @@ VERSION = 2  # 2: the model record is "spec" (a ModelSpec's dict); 1 called it "
 def atomic_save(obj, path: Path) -> None:
     """Write to a temporary file in the same folder, flush to disk, then rename over ``path``.
 
-    A full or read-only disk is a :class:`CheckpointError` that says so; ``path`` keeps the
-    previous checkpoint, whole, and no temporary file is left behind."""
+    A full or read-only disk is a :class:`CheckpointError` that says so in the OS's words
+    ("No space left on device": ``torch.save`` writes into memory and the file is written as
+    bytes, so the OS's error is not torch's serialiser's); ``path`` keeps the previous checkpoint,
+    whole, and no temporary file is left behind."""
     path = Path(path)
-    tmp = None
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        with written(path, "checkpoint") as tmp, open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+    except WriteError as exc:
         kept = f"{path} still holds the previous checkpoint" if path.exists() else f"no earlier {path.name} exists"
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"cannot write checkpoint {path} ({reason}); {kept}") from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
+        raise CheckpointError(f"{exc}; {kept}") from None
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sakd.errors import ConfigError
 from sakd.nas.search import read_results
+from sakd.outputs import written
 
 
 def plot_results(results: str | Path, out: str | Path | None = None) -> list[Path]:
@@ -57,6 +58,7 @@ def plot_results(results: str | Path, out: str | Path | None = None) -> list[Pat
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="top-1 (%)")
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
     for p in paths:
-        fig.savefig(p, dpi=150)
+        with written(p, "the plot") as tmp:
+            fig.savefig(tmp, dpi=150, format=p.suffix[1:])
     plt.close(fig)
     return paths

@@ -31,6 +31,7 @@ from sakd.errors import ConfigError
 from sakd.nas.space import Arch
 from sakd.training.evaluate import evaluate
 from sakd.training.run_folder import Checkpoint
+from sakd.outputs import append_text
 from sakd.training.runtime import resolve_device, resolve_workers
 
 STRATEGIES = ("tpe", "random")
@@ -123,8 +124,7 @@ def search(checkpoint: str, results: str | Path | None = None, *, strategy: str 
 
     def record(arch: Arch) -> dict:
         row = evaluator(arch)
-        with path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_text(path, json.dumps(row) + "\n", "the search results")
         done[_key(arch)] = row
         return row
 

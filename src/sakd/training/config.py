@@ -22,6 +22,7 @@ import yaml
 from sakd.errors import ConfigError
 from sakd.plugins import load as load_plugins
 from sakd.fields import check_field, limited, one_of
+from sakd.outputs import write_bytes
 from sakd.neurons import NeuronSpec
 
 
@@ -543,4 +544,5 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
 
 
 def save_config(config: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """The config as YAML, written whole (:func:`sakd.outputs.write_bytes`)."""
+    write_bytes(path, yaml.safe_dump(config.to_dict(), sort_keys=False).encode("utf-8"), "the run's config")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sakd import runs
 from sakd.errors import ConfigError
+from sakd.outputs import write_bytes
 from sakd.registry import Registry
 
 LOGGERS: Registry = Registry("logger")
@@ -69,7 +70,7 @@ class Logger:
         """The tracker run id kept in the run folder (so a resumed run continues it), or a new one."""
         path = self.run_dir / name
         if not path.is_file():
-            path.write_text(str(new()))
+            write_bytes(path, str(new()).encode("utf-8"), "the tracker's run id")
         return path.read_text().strip()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from sakd import runs
+from sakd.outputs import append_text, write_bytes
 from sakd.training.loggers import LOGGERS
 
 
@@ -25,9 +26,7 @@ class MetricsLog:
     def __init__(self, run_dir: Path, history: list[dict], loggers: list[str] = ("tensorboard",), config: dict | None = None):
         self.path = Path(run_dir) / runs.METRICS
         # rewrite from the checkpoint's history, so a resumed run has no line of a lost epoch
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
-        tmp.replace(self.path)
+        write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in history).encode("utf-8"), "the metrics")
         self.loggers = []
         try:
             for name in loggers:
@@ -37,8 +36,7 @@ class MetricsLog:
             raise
 
     def log(self, record: dict) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_text(self.path, json.dumps(record) + "\n", "the metrics")
         for logger in self.loggers:
             logger.log(record)
 

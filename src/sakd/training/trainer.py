@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sakd import runs
 from sakd.distill import SAKDLoss
-from sakd.errors import ConfigError, TrainingDivergedError
+from sakd.errors import ConfigError, Preempted, SakdError, TrainingDivergedError
 from sakd.models import FeatureExtractor
 from sakd.models.base import mean_over_time
 from sakd.models.checkpoint import atomic_save, load_weights, payload
@@ -97,10 +97,16 @@ class Trainer:
             if handed:
                 writable_folder(cfg.run.output_dir, "run.output_dir")
             self.run_dir = Path(broadcast_object(str(self._new_run_dir()) if self.dist.is_main else None, self.dist))
-        self.log = None
+        self.made_folder = _state is None  # a run that fails before its first checkpoint takes its folder away
+        self.log, self.lock = None, runs.FolderLock(self.run_dir)
         if self.dist.is_main:
-            save_config(cfg, self.run_dir / runs.CONFIG)
-            self.log = MetricsLog(self.run_dir, self.history, cfg.run.loggers, dataclasses.asdict(cfg))
+            try:
+                self.lock.acquire()  # one process at a time in a run folder
+                save_config(cfg, self.run_dir / runs.CONFIG)
+                self.log = MetricsLog(self.run_dir, self.history, cfg.run.loggers, dataclasses.asdict(cfg))
+            except BaseException:
+                self._close(discard=True, quiet=True)  # as if never made: the error is the one line
+                raise
 
     def _student_step(self) -> nn.Module:
         return StudentStep(self.model, self.objective, self.student_taps)
@@ -208,13 +214,25 @@ class Trainer:
                         self._preempted(at="the end of the epoch")
         except KeyboardInterrupt:  # a second Ctrl-C (or one outside the training loop): at once
             self.console.print(f"[yellow]stopped at once in epoch {self.epoch + 1}; {self._kept()}", highlight=False)
+            self._close(discard=True)
+            raise
+        except SakdError as exc:
+            self._close(discard=not isinstance(exc, Preempted))
             raise
         finally:
             for loader in (self.train_loader, *self.eval_loaders.values()):
                 stop_workers(loader)
-            if self.log is not None:
-                self.log.close()
+            self._close(discard=False)
         return self.summary(time.perf_counter() - start)
+
+    def _close(self, discard: bool, quiet: bool = False) -> None:
+        """Close the loggers and let the run folder go; with ``discard``, a folder this run made
+        that holds no checkpoint yet is removed (nothing trained is lost), and said so."""
+        if self.log is not None:
+            self.log.close()  # its trackers (metrics.jsonl is appended to per record)
+        if discard and self.made_folder and self.dist.is_main and runs.discard_unstarted(self.run_dir) and not quiet:
+            self.console.print(f"removed {self.run_dir}: it held no checkpoint yet", highlight=False, soft_wrap=True)
+        self.lock.release()
 
     def summary(self, wall_time: float) -> dict:
         """Best and final test top-1 (and, with a validation hold-out, the test top-1 of the epoch
@@ -231,7 +249,9 @@ class Trainer:
         """What ``last.pt`` holds now, and how to go on from it."""
         last = self.run_dir / runs.LAST
         if not last.is_file():
-            return f"no checkpoint was written yet ({last} does not exist): the run starts afresh"
+            again = ("run the same sakd train command again to start it afresh" if self.made_folder
+                     else f"it resumed from {self.run_dir} and wrote nothing since")
+            return f"no checkpoint was written yet ({last} does not exist): {again}"
         where = place_of(*(self._saved_at or (self.epoch, 0)))  # the last write, or the state resumed from
         return f"{last} holds the run at the end of {where}; continue with: sakd train --resume {self.run_dir}"
 
