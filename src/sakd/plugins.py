@@ -80,8 +80,22 @@ def load_installed() -> list[str]:
     return load(os.environ.get(ENVIRONMENT, "").split(","), f"${ENVIRONMENT}", remember=False)
 
 
-def load_recorded(config: dict | None, where: str) -> None:
-    """Import the plug-ins a stored config (a run's ``config.yaml`` or a checkpoint's) records."""
+def load_recorded(config: dict | None, where: str) -> list[str]:
+    """Import the plug-ins a stored config (a run's ``config.yaml`` or a checkpoint's) records,
+    each that can be: the others are returned, each as one phrase (module and reason), for the
+    reader to say what it goes on without (a loss term is not needed to evaluate) or, where a part
+    it needs came from one, to name it in its error."""
     modules = ((config or {}).get("run") or {}).get("plugins") or []
-    if modules:
-        load(modules, f"recorded by {where}", remember=False)
+    failed = []
+    for name in modules if isinstance(modules, list) else []:
+        try:
+            load([name], f"recorded by {where}", remember=False)
+        except ConfigError as exc:
+            why = str(exc).split(" cannot be imported: ")[-1].split(" failed while importing: ")[-1]
+            failed.append(f"{name!r} ({why.split('; install it')[0]})")
+    return failed
+
+
+def module_of(failure: str) -> str:
+    """The module a :func:`load_recorded` failure names."""
+    return failure.split(" (", 1)[0].strip("'")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from sakd import plugins
 from sakd.cli.command import COMMANDS
@@ -107,10 +108,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+
+    def one_line(message, category, filename, lineno, file=None, line=None):  # sakd's warnings, without code
+        print(f"sakd {args.command}: warning: {message}", file=file or sys.stderr)
+
     try:
         command = COMMANDS.get(args.command)()
         command.check_targets(args)  # every file it will write, before any work
-        return command.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line  # restored when the command ends
+            return command.run(args)
     except SakdError as exc:  # bad input (2), or a run stopped by a signal after its checkpoint (75)
         print(f"sakd {args.command}: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sakd.errors import CheckpointError, WriteError
+from sakd.errors import CheckpointError, ConfigError, WriteError
 from sakd.outputs import written
 from sakd.runs import checkpoint_path
 from sakd.models.registry import ModelSpec
@@ -66,7 +66,9 @@ def as_checkpoint(obj, path: str | Path) -> dict:
             f"{path} is not a sakd checkpoint (no '{FORMAT}' header); it may be a bare state dict"
         )
     obj["path"] = str(path)
-    load_recorded(obj.get("config"), str(path))  # its model or neuron may come from a plug-in
+    # its model or neuron may come from a plug-in; one that cannot be imported is named where a
+    # part it registered is needed (the reader of the config, the model's build)
+    obj["plugins_missing"] = load_recorded(obj.get("config"), str(path))
     obj["spec"] = ModelSpec.from_dict(obj.pop("arch") if "arch" in obj else obj["spec"])
     return obj
 
@@ -105,6 +107,12 @@ def load_weights(model: nn.Module, state_dict: dict, source: str) -> None:
 def model_from_checkpoint(path_or_ckpt) -> tuple[nn.Module, dict]:
     """The model a checkpoint (a path or a loaded one) holds, with its weights, and the checkpoint."""
     ckpt = path_or_ckpt if isinstance(path_or_ckpt, dict) else load_checkpoint(path_or_ckpt)
-    model = ckpt["spec"].build()
+    try:
+        model = ckpt["spec"].build()
+    except ConfigError as exc:
+        if not ckpt.get("plugins_missing"):
+            raise
+        raise ConfigError(f"{exc}; {ckpt['path']} was trained with plug-in module {', '.join(ckpt['plugins_missing'])}, "
+                          "which cannot be imported now: install it or put its folder on PYTHONPATH") from None
     load_weights(model, ckpt["model"], ckpt["path"])
     return model, ckpt

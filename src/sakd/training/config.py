@@ -12,6 +12,7 @@ import difflib
 import re
 import types
 import typing
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ import yaml
 
 from sakd.errors import ConfigError
 from sakd.plugins import load as load_plugins
+from sakd.plugins import load_recorded, module_of
 from sakd.fields import check_field, limited, one_of
 from sakd.outputs import write_bytes
 from sakd.neurons import NeuronSpec
@@ -415,6 +417,69 @@ def _from_dict(cls, data: dict, prefix: str = ""):
         values[key] = _coerce(value, hints[key], prefix + key)
         check_field(values[key], known[key].metadata, prefix + key)
     return cls(**values)
+
+
+# what only training needs: a command that reads a run (eval, analyze, export, report ...) goes on
+# without the ones no longer registered (their plug-in gone); key -> the names registered now
+TRAINING_ONLY = {"distill.terms": _loss_terms, "distill.features.transform": _transforms,
+                 "distill.features.distance": _distances, "optim.name": _optimizers, "optim.scheduler": _schedulers,
+                 "run.loggers": _loggers}
+
+
+def recorded_config(data: dict, where: str, overrides: list[str] | None = None, training: bool = False) -> Config:
+    """The config a run recorded (``where``: its file), ``overrides`` applied, for a command that
+    reads the run. Its plug-ins are imported where they can be. Unless the command trains
+    (``--resume``), the parts only training needs (:data:`TRAINING_ONLY`) that are no longer
+    registered are left out, with a warning naming them; a part it does need that is gone is an
+    error naming the plug-in module that cannot be imported."""
+    data = apply_overrides(data or {}, list(overrides or []))
+    missing = load_recorded(data, where)
+    left_out = [] if training else _leave_out_unregistered(data)
+    if left_out:
+        why = f" (plug-in module {', '.join(missing)} cannot be imported)" if missing else ""
+        warnings.warn(f"{where}: going on without {', '.join(left_out)}, which only training needs and which is "
+                      f"no longer registered{why}", RuntimeWarning, stacklevel=2)
+    try:
+        config = _from_dict(Config, data)
+    except ConfigError as exc:
+        if not missing:
+            raise
+        need = ("install it, or override what it registered (e.g. distill.terms=[...]) to go on without it"
+                if training else "install it or put its folder on PYTHONPATH")
+        raise ConfigError(f"{exc}; {where} was trained with plug-in module {', '.join(missing)}, which cannot be "
+                          f"imported now: {need}") from None
+    if missing:  # nothing this command needs came from them
+        gone = {module_of(m) for m in missing}
+        config.run.plugins = [m for m in config.run.plugins if m not in gone]
+        if not left_out:
+            warnings.warn(f"{where}: going on without plug-in module {', '.join(missing)}, which cannot be imported "
+                          "and registered nothing this command needs", RuntimeWarning, stacklevel=2)
+    return config
+
+
+def _leave_out_unregistered(data: dict) -> list[str]:
+    """Remove from ``data`` (in place) the training-only parts whose names are not registered;
+    what was removed, as phrases."""
+    out = []
+    for key, names in TRAINING_ONLY.items():
+        section, _, leaf = key.rpartition(".")
+        holder = data
+        for part in section.split("."):
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict) or leaf not in holder:
+            continue
+        known, value = set(names()), holder[leaf]
+        if key == "distill.terms" and isinstance(value, list):
+            gone = [t for t in value if isinstance(t, dict) and t.get("name") not in known]
+            holder[leaf] = [t for t in value if t not in gone]
+            out += [f"loss term {t.get('name')!r}" for t in gone]
+        elif key == "run.loggers" and isinstance(value, list):
+            holder[leaf] = [v for v in value if v in known]
+            out += [f"logger {v!r}" for v in value if v not in known]
+        elif isinstance(value, str) and value not in known:
+            del holder[leaf]
+            out.append(f"{key}={value!r}")
+    return out
 
 
 def config_from_dict(data: dict) -> Config:

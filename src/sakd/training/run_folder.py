@@ -21,7 +21,7 @@ from sakd import runs
 from sakd.errors import CheckpointError, SakdError
 from sakd.models import checkpoint as ckpt_io
 from sakd.models.registry import ModelSpec
-from sakd.training.config import Config, apply_overrides, config_from_dict, load_config
+from sakd.training.config import Config, load_yaml, recorded_config
 
 # a run's mode (Config.mode) and how tables label it
 MODES = {"ann": "ANN", "snn": "SNN", "sakd": "SAKD-SNN"}
@@ -53,12 +53,13 @@ class Checkpoint:
     state: dict = field(repr=False)
 
     @classmethod
-    def load(cls, path: str | Path, overrides: list[str] | None = None) -> "Checkpoint":
-        """A checkpoint file, or a run folder's ``last.pt``."""
+    def load(cls, path: str | Path, overrides: list[str] | None = None, training: bool = False) -> "Checkpoint":
+        """A checkpoint file, or a run folder's ``last.pt``; its config as
+        :func:`~sakd.training.config.recorded_config` reads it (``training``: to resume it)."""
         state = ckpt_io.load_checkpoint(path)
         if not state.get("config"):
             raise CheckpointError(f"{state['path']} records no config: it was not written by a sakd run")
-        config = config_from_dict(apply_overrides(state["config"], list(overrides or [])))
+        config = recorded_config(state["config"], state["path"], overrides, training)
         return cls(state["path"], state["spec"], config, state)
 
     @property
@@ -89,7 +90,7 @@ class RunFolder:
 
     @cached_property
     def config(self) -> Config:
-        return load_config(self.path / runs.CONFIG)
+        return recorded_config(load_yaml(self.path / runs.CONFIG), str(self.path / runs.CONFIG))
 
     @property
     def mode(self) -> str:

@@ -144,7 +144,7 @@ class Trainer:
     def resume(cls, path: str | Path, overrides: list[str] | None = None, **kwargs) -> "Trainer":
         """Continue the run whose ``last.pt`` is at ``path`` (a run folder or a checkpoint file).
         Overrides change the stored config, e.g. ``optim.epochs=300`` to train longer."""
-        checkpoint = Checkpoint.load(path, overrides)
+        checkpoint = Checkpoint.load(path, overrides, training=True)
         return cls(checkpoint.config, _state=checkpoint.state, **kwargs)
 
     def _new_run_dir(self) -> Path:
