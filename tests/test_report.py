@@ -152,3 +152,40 @@ def test_report_errors(trio, tmp_path, capsys):
                  "-o", str(out)]) == 2
     assert "the baseline must be an SNN" in capsys.readouterr().err
     assert out.read_text() == "an earlier report"  # nothing already written is lost
+
+
+def test_report_and_compare_skip_what_is_not_a_finished_run_and_refuse_mixed_image_counts(trio, tmp_path, capsys):
+    """``DIR/*`` holds a run that failed before its first checkpoint and other files: report skips
+    them with a line each; compare refuses to set energy counted on 20 images beside energy counted
+    on 40 unless told, and says on how many images the figures were counted."""
+    import shutil
+
+    from conftest import fresh_copy
+
+    runs_dir = tmp_path / "runs"
+    a, b = fresh_copy(trio["baseline"], runs_dir / "a"), fresh_copy(trio["student"], runs_dir / "b")
+    failed = runs_dir / "failed"
+    failed.mkdir()
+    shutil.copy(Path(a) / runs.CONFIG, failed / runs.CONFIG)
+    (failed / runs.METRICS).write_text("")
+    (runs_dir / "notes.txt").write_text("not a run")
+    out = tmp_path / "r.html"
+    everything = sorted(str(p) for p in runs_dir.glob("*/*")) + [str(failed), str(runs_dir / "notes.txt")]
+    assert main(["report", *everything, "-o", str(out), "--images", "20"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"skipped: {failed} has no last.pt (the run stopped before its first checkpoint)" in err
+    assert f"skipped: {runs_dir / 'notes.txt'} is not a sakd run folder" in err
+    assert out.is_file()
+
+    (a_run,) = [p for p in everything if p.startswith(str(a))]
+    (b_run,) = [p for p in everything if p.startswith(str(b))]
+    assert main(["analyze", b_run, "--images", "40", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["compare", a_run, b_run]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "counted on different numbers of test images" in err and ": 20, " in err
+    assert main(["compare", a_run, b_run, "--mixed-images"]) == 0
+    assert "counted on 20 / 40 test images (different counts" in " ".join(capsys.readouterr().out.split())
+    assert main(["compare", a_run, b_run, str(failed), "--analyze", "--images", "30", "--device", "cpu"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "counted on 30 test images" in printed and "failed" in printed  # a failed run's metrics are a row

@@ -8,8 +8,41 @@ from pathlib import Path
 from rich.console import Console
 
 from sakd import runs
+from sakd.errors import ConfigError, SakdError
 from sakd.tables import print_table
 from sakd.training.run_folder import MODES, RunFolder
+
+
+def usable_runs(paths: list[str], console: Console, checkpoint: bool = False) -> list[str]:
+    """The run folders among ``paths`` (``DIR/*`` from a shell holds failed runs and other files):
+    each other path skipped with one line saying why; with ``checkpoint``, a run without
+    ``last.pt`` too (one that stopped before its first). None left is an error naming them."""
+    kept, why = [], []
+    for path in paths:
+        try:
+            RunFolder(path)
+        except SakdError as exc:
+            why.append(str(exc))
+            continue
+        if checkpoint and not runs.checkpoint_path(path).is_file():
+            why.append(f"{path} has no {runs.LAST} (the run stopped before its first checkpoint)")
+            continue
+        kept.append(path)
+    if not kept:
+        raise ConfigError("no run to show: " + "; ".join(why))
+    for reason in why:
+        console.print(f"skipped: {reason}", highlight=False, soft_wrap=True)
+    return kept
+
+
+def same_images(rows: list[dict], mixed: bool) -> None:
+    """Energy figures counted on different numbers of test images do not rank: refused unless ``mixed``."""
+    counts = {Path(r["run"]).name: r["analysis_images"] for r in rows if r.get("analysis_images") is not None}
+    if len(set(counts.values())) > 1 and not mixed:
+        listed = ", ".join(f"{name}: {n}" for name, n in counts.items())
+        raise ConfigError(f"the runs' SOPs and energy were counted on different numbers of test images ({listed}), "
+                          "so they do not rank; count them all on N with --analyze --images N, or show them as they "
+                          "are with --mixed-images")
 
 
 def run_row(run_dir: str | Path) -> dict:
@@ -38,17 +71,21 @@ def energy_columns(run: Path) -> dict:
 
 
 def compare(run_dirs: list[str], console: Console | None = None, analyze: bool = False, images: int | None = 1000,
-            device: str = "auto") -> list[dict]:
-    """Print the runs' table and return its rows. With ``analyze``, runs without a current
-    ``analysis.json`` are analysed first (SNNs on the first ``images`` test images)."""
-    rows = [run_row(r) for r in run_dirs]  # a folder that is not a run fails before any work
-    if analyze and any(r["energy_uj"] is None for r in rows):
+            device: str = "auto", mixed_images: bool = False) -> list[dict]:
+    """Print the runs' table and return its rows. Paths that are not run folders are skipped with a
+    line. With ``analyze``, every run with a checkpoint is analysed on the first ``images`` test
+    images (a current ``analysis.json`` of that count is reused). Energy figures counted on
+    different numbers of images are refused unless ``mixed_images``."""
+    console = console or Console()
+    run_dirs = usable_runs(run_dirs, console)  # before any work
+    if analyze:
         from sakd.analysis.analyze import analyze_run
 
-        for r in rows:
-            if r["energy_uj"] is None:
-                analyze_run(r["run"], images, device)
-        rows = [run_row(r) for r in run_dirs]
+        for r in run_dirs:
+            if runs.checkpoint_path(r).is_file():
+                analyze_run(r, images, device)
+    rows = [run_row(r) for r in run_dirs]
+    same_images(rows, mixed_images)
     selected = any("selected_top1" in r for r in rows)
     title = ("test top-1 (%) of the best epoch, of the last"
              + (" and of the epoch the validation split selects (val-sel)" if selected else ""))
@@ -68,8 +105,11 @@ def compare(run_dirs: list[str], console: Console | None = None, analyze: bool =
                 "-" if r["sops"] is None else f"{r['sops'] / 1e6:,.2f} M",
                 "-" if r["energy_uj"] is None else f"{r['energy_uj']:,.2f} uJ", fmt(r["energy_ratio"], ".3f")]
         cells.append(row)
-    console = console or Console()
     print_table(console, headers, cells, title=title, left={"run", "data", "model", "mode"}, key="run")
+    counts = {r["analysis_images"] for r in rows if r.get("analysis_images") is not None}
+    if counts:
+        console.print(f"SOPs and energy per image, counted on {' / '.join(map(str, sorted(counts)))} test images"
+                      + (" (different counts, shown as asked: --mixed-images)" if len(counts) > 1 else ""))
     if any(r["energy_uj"] is None for r in rows):
         console.print("SOPs and energy (45 nm: E_MAC 4.6 pJ, E_AC 0.9 pJ; see `sakd analyze`) of the last checkpoint: "
                       "run with --analyze to fill the columns marked -")

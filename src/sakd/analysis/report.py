@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sakd import runs
-from sakd.compare import run_row
+from sakd.compare import run_row, usable_runs
 from sakd.training.run_folder import MODES
 from sakd.version import __version__
 from sakd.errors import ConfigError
@@ -192,8 +192,12 @@ def figure4_html(trio: dict, images: int, device: str) -> str:
 
 def build_report(run_dirs: list[str], out: str | Path = "report.html", teacher=None, baseline=None, student=None,
                  images: int | None = 1000, figure_images: int = 4, device: str = "auto") -> Path:
-    """Write the report of ``run_dirs`` to ``out`` and return its path."""
-    summaries = [run_row(r) for r in run_dirs]  # a folder that is not a run fails before any work
+    """Write the report of ``run_dirs`` to ``out`` and return its path. Paths that are not run
+    folders, and runs without a checkpoint (failed before their first), are skipped with a line."""
+    from rich.console import Console
+
+    run_dirs = usable_runs(run_dirs, Console(stderr=True), checkpoint=True)  # before any work
+    summaries = [run_row(r) for r in run_dirs]
     if (teacher is None) != (baseline is None):
         raise ConfigError("Figure 4 needs both --teacher and --baseline (the student is --student or the SAKD run)")
     trio, figure_note = None, ""
