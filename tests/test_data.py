@@ -259,3 +259,28 @@ def test_a_bad_file_in_a_loader_worker_is_still_one_line():
     with pytest.raises(BadDataError) as caught:
         next(iter(DataLoader(Broken(), num_workers=1)))
     assert str(caught.value) == "/data/0.png: cannot read the image (truncated)"
+
+
+def test_a_run_with_a_relative_data_root_is_evaluated_from_another_folder(tmp_path, monkeypatch, capsys):
+    """A run trained with ``data.root=mnist`` (relative) records where its data was, absolute, so
+    ``sakd eval`` from another folder finds it; an old run's relative root names the path it tried."""
+    from conftest import FAST, fake_mnist
+    from sakd.cli import main
+    from sakd.training import load_config
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    (work / "mnist").mkdir(parents=True)
+    elsewhere.mkdir()
+    fake_mnist(work / "mnist", gz=False, n_train=64, n_test=16)
+    monkeypatch.chdir(work)
+    args = [a for a in FAST if not a.startswith(("data.name", "data.batch_size"))]
+    assert main(["train", "--config", "quickstart/snn", *args, "data.name=mnist", "data.root=mnist",
+                 "data.batch_size=16", "optim.epochs=1", f"run.output_dir={tmp_path / 'runs'}", "run.name=m"]) == 0
+    run = tmp_path / "runs" / "m"
+    assert load_config(run / "config.yaml").data.root == str(work / "mnist")
+    monkeypatch.chdir(elsewhere)
+    assert main(["eval", str(run), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--device", "cpu", "data.root=mnist"]) == 2  # as an older run recorded it
+    err = capsys.readouterr().err
+    assert str(elsewhere / "mnist") in err and f"looked for under the current folder {elsewhere}" in err

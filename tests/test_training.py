@@ -567,9 +567,16 @@ def test_eval_reads_an_snn_out_after_each_timestep(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", teacher, "--timesteps", "1", "--device", "cpu"]) == 2
     assert "is an ANN; it has no timesteps" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_:
-        main(["eval", run, "--timesteps", "0"])
-    assert exit_.value.code == 2 and "--timesteps: 0 is not positive" in capsys.readouterr().err
+    assert main(["eval", run, "--timesteps", "0"]) == 2
+    assert "--timesteps: 0 is not positive" in capsys.readouterr().err
+    # commas as well as spaces, and an override after the numbers stays an override
+    assert main(["eval", run, "--timesteps", "1,2", "--json", str(out), "--device", "cpu"]) == 0
+    assert list(json.loads(out.read_text())["by_timesteps"]) == ["1", "2"]
+    assert main(["eval", run, "--timesteps", "1", "2", "data.test_subset=30", "--json", str(out), "--device", "cpu"]) == 0
+    result = json.loads(out.read_text())
+    assert list(result["by_timesteps"]) == ["1", "2"] and result["samples"] == 30
+    assert main(["eval", run, "--timesteps", "1,all"]) == 2
+    assert "numbers or `all`, not both" in capsys.readouterr().err
 
 
 def test_one_process_at_a_time_trains_in_a_run_folder_and_a_killed_one_does_not_block(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from sakd.cli.command import COMMANDS, Command, data_overrides, device, positive
@@ -9,9 +10,24 @@ from sakd.errors import SakdError
 from sakd.outputs import write_text
 
 
-def steps(text: str):
-    """``--timesteps``: a positive whole number or ``all``."""
-    return text if text == "all" else positive(text)
+def timesteps_and_overrides(tokens: list[str]) -> tuple[list[int] | str, list[str]]:
+    """``--timesteps``' words: numbers separated by spaces or commas (``1 2 4``, ``1,2,4``) or
+    ``all``; a ``key=value`` among them is an override that argparse gave to the option."""
+    numbers, overrides = [], []
+    for token in tokens:
+        if "=" in token:
+            overrides.append(token)
+            continue
+        for word in filter(None, token.split(",")):
+            try:
+                numbers.append(word if word == "all" else positive(word))
+            except argparse.ArgumentTypeError as exc:
+                raise SakdError(f"--timesteps: {exc} (write numbers such as 1 2 4 or 1,2,4, or all)") from None
+    if not numbers:
+        raise SakdError("--timesteps needs numbers such as 1 2 4 or 1,2,4, or all")
+    if "all" in numbers and len(numbers) > 1:
+        raise SakdError("--timesteps takes numbers or `all`, not both")
+    return ("all" if numbers == ["all"] else numbers), overrides
 
 
 @COMMANDS.register("eval")
@@ -21,19 +37,21 @@ class Eval(Command):
     def arguments(self, p):
         p.add_argument("checkpoint", help="a checkpoint file (or run folder: its last.pt)")
         p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-        p.add_argument("--timesteps", nargs="+", metavar="T", type=steps,
+        p.add_argument("--timesteps", nargs="+", metavar="T",
                        help="an SNN's accuracy read out after each of these timesteps (deployment at T' "
-                            "timesteps), or `all`: 1 to its own T")
+                            "timesteps): numbers separated by spaces or commas (1 2 4, 1,2,4), or `all`: 1 to its "
+                            "own T")
         device(p)
         data_overrides(p)
 
     def run(self, args) -> int:
         from sakd.evaluation import evaluate_checkpoint, print_report
 
-        if args.timesteps is not None and "all" in args.timesteps and len(args.timesteps) > 1:
-            raise SakdError("--timesteps takes numbers or `all`, not both")
-        timesteps = None if args.timesteps is None else ("all" if "all" in args.timesteps else args.timesteps)
-        result = evaluate_checkpoint(args.checkpoint, args.overrides, device=args.device, timesteps=timesteps)
+        timesteps, overrides = None, list(args.overrides)
+        if args.timesteps is not None:
+            timesteps, taken = timesteps_and_overrides(args.timesteps)
+            overrides += taken
+        result = evaluate_checkpoint(args.checkpoint, overrides, device=args.device, timesteps=timesteps)
         print_report(result)
         if args.json:
             write_text(args.json, json.dumps(result, indent=2), "--json")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from torch.utils.data import Dataset
 
-from sakd.errors import ConfigError
+from sakd.errors import ConfigError, DatasetNotFoundError
 from sakd.registry import Registry
 
 
@@ -52,7 +53,16 @@ def build_dataset(name: str, *, root: str, download: bool = False, augment: bool
 
 def open_data(data_cfg, *, augment: bool | None = None, download: bool | None = None) -> DataBundle:
     """The data set a config's ``data`` section names (its ``augment`` and ``download`` unless
-    given here): the one place a run, ``sakd eval``, export and the NAS search open their data."""
-    return build_dataset(data_cfg.name, root=data_cfg.root,
-                         download=data_cfg.download if download is None else download,
-                         augment=data_cfg.augment if augment is None else augment, **data_cfg.options)
+    given here): the one place a run, ``sakd eval``, export and the NAS search open their data.
+    ``data.root`` is read from the current folder where it is relative (a run records it absolute:
+    :func:`sakd.training.assemble.checked`); a data set not found there says so."""
+    root = Path(data_cfg.root).expanduser()
+    try:
+        return build_dataset(data_cfg.name, root=str(root.absolute()),
+                             download=data_cfg.download if download is None else download,
+                             augment=data_cfg.augment if augment is None else augment, **data_cfg.options)
+    except DatasetNotFoundError as exc:
+        if root.is_absolute():
+            raise
+        raise DatasetNotFoundError(f"{exc} (data.root={data_cfg.root!r} is relative, so it was looked for under the "
+                                   f"current folder {Path.cwd()}; give data.root=/the/absolute/path)") from None

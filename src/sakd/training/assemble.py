@@ -15,6 +15,7 @@ device and precision, the data (hold-out and subsets) and its loaders, the stude
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -67,9 +68,11 @@ class RunParts:
 
 def checked(config: Config) -> Config:
     """Every field checked (also for a config built or changed in Python), and the plug-in
-    modules of the parts it names recorded in ``run.plugins`` (whatever reads the run imports them)."""
+    modules of the parts it names recorded in ``run.plugins`` (whatever reads the run imports them),
+    and ``data.root`` made absolute (a run records where its data was, whatever folder reads it)."""
     cfg = config_from_dict(config.to_dict())
     cfg.run.plugins = list(dict.fromkeys([*cfg.run.plugins, *plugins.in_use(cfg.part_names())]))
+    cfg.data.root = str(Path(cfg.data.root).expanduser().absolute())  # eval from another folder finds the data
     return cfg
 
 
