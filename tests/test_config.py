@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from sakd.errors import ConfigError
@@ -165,6 +167,10 @@ def test_bad_files_and_places_are_one_line_before_any_work_and_leave_nothing(tmp
     (bad / "broken.yaml").write_text("model: {name: [\n")
     (bad / "empty.pt").write_bytes(b"")
     (bad / "text.pt").write_text("not a checkpoint\n")
+    (bad / "truncated.pt").write_bytes((Path(trio["student"]) / "last.pt").read_bytes()[:5000])
+    import collections
+
+    torch.save({"format": "sakd-checkpoint", "counts": collections.Counter("ab")}, bad / "pickled.pt")  # a class
     torch.save({"weight": torch.ones(2)}, bad / "state_dict.pt")
     (bad / "a_file").write_text("x")
     folder = bad / "a_folder"
@@ -176,7 +182,10 @@ def test_bad_files_and_places_are_one_line_before_any_work_and_leave_nothing(tmp
         ("train", "--config", str(bad / "broken.yaml")): "broken.yaml is not valid YAML at line 2",
         ("train", "--config", str(folder)): "is a folder; give a YAML file",
         ("eval", str(bad / "empty.pt")): "empty.pt: the file is empty (0 bytes)",
-        ("eval", str(bad / "text.pt")): "text.pt: not a PyTorch checkpoint file, or a damaged one",
+        ("eval", str(bad / "text.pt")): "text.pt is not a checkpoint: not a PyTorch file (it begins as text",
+        ("eval", str(bad / "truncated.pt")): "truncated.pt: a damaged PyTorch file",
+        ("eval", str(bad / "pickled.pt")): "pickled.pt holds Python objects besides tensors and plain data, which "
+                                           "sakd does not load: unpickling them would run code",
         ("eval", str(bad / "state_dict.pt")): "state_dict.pt is not a sakd checkpoint",
         ("train", "--config", "quickstart/snn", f"run.output_dir={bad / 'a_file'}"): "run.output_dir",
         ("train", "--config", "quickstart/snn", f"run.output_dir={bad / 'a_file' / 'runs'}"): "a_file is a file, not a folder",
@@ -208,3 +217,49 @@ def test_eval_names_its_device_flag(capsys, trio):
     assert main(["eval", trio["student"], "--device", "cuda"]) == 2
     err = capsys.readouterr().err
     assert "--device cuda:0 but CUDA is not available on this machine; use --device cpu" in err
+
+
+def test_help_stands_alone_every_key_listed_and_a_recipe_printed_resolved(capsys):
+    """``sakd config keys`` lists every key of the config with its type, default and meaning;
+    ``sakd configs NAME`` prints a recipe as a run records it; every command's --help names
+    --plugin and the exit statuses; train's points to the keys, tune's gives the space format."""
+    import yaml
+
+    from sakd.cli import COMMANDS, main
+    from sakd.training import load_config
+    from sakd.training.config import Config
+
+    def leaves(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict) and k not in ("options", "surrogate_options"):
+                yield from leaves(v, f"{prefix}{k}.")
+            else:
+                yield prefix + k
+
+    assert main(["config", "keys"]) == 0
+    out = capsys.readouterr().out
+    listed = [line.split(":")[0] for line in out.splitlines() if not line.startswith(" ")]
+    assert listed == list(leaves(Config().to_dict()))
+    meanings = [line for line in out.splitlines() if line.startswith("    ")]
+    assert len(meanings) >= len(listed)  # a meaning under every key
+    assert "optim.lr: float = 0.1\n    the peak learning rate" in out
+    assert "model.neuron.name: str = lif\n    the neuron (lif: eq. 1-3) (one of the registered names: `sakd list neurons`)" in out
+    assert main(["config", "keys", "distill.terms[]"]) == 0
+    assert "distill.terms[].weight: float = 1.0" in capsys.readouterr().out
+    assert main(["config", "keys", "optim"]) == 0
+    assert all(line.startswith(("optim.", "    ")) for line in capsys.readouterr().out.splitlines())
+    assert main(["config", "keys", "optimizer"]) == 2
+    assert "no config key or section 'optimizer'; the sections: data, distill" in capsys.readouterr().err
+
+    assert main(["configs", "quickstart/snn", "optim.lr=0.3"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == load_config("quickstart/snn", ["optim.lr=0.3"]).to_dict()
+
+    for name in COMMANDS.names():
+        with pytest.raises(SystemExit):
+            main([*name.split(), "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--plugin MODULE" in text and "exit status: 0 done, 2 bad input" in text, name
+        if name == "train":
+            assert "sakd config keys [SECTION]" in text and "sakd configs NAME" in text
+        if name == "tune":
+            assert "the --space file (YAML): params:" in text and "combine: [1, 2]" in text

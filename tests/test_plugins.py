@@ -400,7 +400,6 @@ def test_a_run_whose_training_only_plugin_is_gone_is_still_read_and_resumed_with
     override that leaves the term out."""
     from conftest import FAST
     from sakd import plugins
-    from sakd.cli import main
 
     monkeypatch.setattr(plugins, "_loaded", [])
     home = tmp_path / "plugins"

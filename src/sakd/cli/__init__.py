@@ -39,6 +39,13 @@ exit status: 0 done, 2 bad input (one line names it), 75 stopped by SIGTERM/SIGU
 a checkpoint (resume it with --resume), 130 interrupted by Ctrl-C.
 """
 
+# the end of every command's --help
+COMMON = """--plugin MODULE (before or after the command, repeatable; also $SAKD_PLUGINS and the sakd.plugins
+entry points) imports a module that registers models, data sets, neurons, loss terms, commands ...
+
+exit status: 0 done, 2 bad input (one line names it), 75 stopped by SIGTERM/SIGUSR1 after writing
+a checkpoint (resume it with --resume), 130 interrupted by Ctrl-C."""
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with errors on one line (status 2), like every other sakd error."""
@@ -64,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     names = sorted(COMMANDS.names(), key=lambda n: (FIRST.index(n) if n in FIRST else len(FIRST), n))
     for name, help_text in ((n, COMMANDS.describe()[n]) for n in names):
-        COMMANDS.get(name)().arguments(sub.add_parser(name, help=help_text, description=help_text))
+        command = COMMANDS.get(name)()
+        details = command.details() if callable(command.details) else command.details
+        epilog = "\n\n".join(filter(None, [details, COMMON]))
+        command.arguments(sub.add_parser(name, help=help_text, description=help_text, epilog=epilog,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
 
 

@@ -29,7 +29,10 @@ COMMANDS: Registry = Registry("command")
 
 
 class Command:
-    """Base of every command."""
+    """Base of every command. ``details``: text (or a method that returns it) shown at the end of
+    its ``--help``, before what every command's help ends with (``--plugin``, the exit statuses)."""
+
+    details: str = ""
 
     def arguments(self, parser: argparse.ArgumentParser) -> None:
         """Add the command's arguments to its own parser."""

@@ -51,12 +51,22 @@ class List(Command):
 
 @COMMANDS.register("configs")
 class Configs(Command):
-    """list the packaged configs"""
+    """list the packaged configs, or print one resolved: sakd configs [NAME] [key=value ...]"""
+
+    def arguments(self, p):
+        p.add_argument("name", nargs="?", metavar="NAME",
+                       help="a packaged config (or a YAML file): print it resolved, as a run would record it")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides to apply first")
 
     def run(self, args) -> int:
-        from sakd.training.config import packaged_configs
+        import yaml
 
-        print("\n".join(packaged_configs()))
+        from sakd.training.config import load_config, packaged_configs
+
+        if args.name is None:
+            print("\n".join(packaged_configs()))
+            return 0
+        print(yaml.safe_dump(load_config(args.name, args.overrides).to_dict(), sort_keys=False), end="")
         return 0
 
 

@@ -13,6 +13,9 @@ class Train(Command):
     """train an ANN, an SNN baseline or an SAKD student from a YAML config"""
 
     usage = "sakd train"
+    details = ("config keys: every key with its type, default and meaning is listed by `sakd config keys [SECTION]`;\n"
+               "recipes: `sakd configs` lists them, `sakd configs NAME` prints one resolved (its base: chain merged,\n"
+               "every default filled in), which key=value overrides change.")
 
     def trainer_class(self):
         """The class that runs it (the architecture study's is another); imported when it runs."""

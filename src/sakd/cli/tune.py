@@ -11,6 +11,13 @@ from sakd.cli.command import COMMANDS, Command, positive
 class Tune(Command):
     """tune a method's weights, temperatures and options with optuna (TPE) on a validation hold-out"""
 
+    def details(self) -> str:
+        """The search space file's format, from :mod:`sakd.tuning.space`."""
+        from sakd.tuning import space
+
+        text = space.__doc__.split("::", 1)[1].strip("\n")
+        return "the --space file (YAML):\n" + text.replace("``", "`")
+
     def arguments(self, p):
         p.add_argument("--config", required=True, help="the run to tune: a YAML file or a packaged config name")
         from sakd.tuning.space import packaged_spaces

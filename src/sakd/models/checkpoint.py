@@ -50,12 +50,21 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04" and not head.startswith(b"\x80"):  # a zip archive, or the legacy pickle format
+        text = head.decode("ascii", errors="replace")
+        kind = " (it begins as text: a config or a log?)" if text.isprintable() else ""
+        raise CheckpointError(f"{path} is not a checkpoint: not a PyTorch file{kind}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or not a torch file: PyTorch's first line
+    except Exception as exc:  # corrupt, truncated, or pickled code: never PyTorch's "weights_only=False" advice
+        if "Weights only load failed" in str(exc):
+            raise CheckpointError(f"{path} holds Python objects besides tensors and plain data, which sakd does not "
+                                  "load: unpickling them would run code from the file (do not load it with "
+                                  "weights_only=False unless you trust where it came from)") from None
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint file, or a damaged one "
-                              f"({first.rstrip('.')})") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: a damaged PyTorch file ({first.rstrip('.')})") from None
     return as_checkpoint(obj, path)
 
 

@@ -71,12 +71,12 @@ NEURONS: Registry[type[SpikingNeuron]] = Registry("neuron")
 class NeuronSpec:
     """The neuron of every spiking layer of a model (``model.neuron``)."""
 
-    name: str = limited("lif", choices=NEURONS.names)
+    name: str = limited("lif", choices=NEURONS.names)  # the neuron (lif: eq. 1-3)
     decay: float = limited(0.5, ge=0.0, le=1.0)  # the leak λ of eq. 1 (neurons without a leak ignore it)
-    threshold: float = limited(1.0, gt=0.0)
-    surrogate: str = limited("triangle", choices=SURROGATES.names)
+    threshold: float = limited(1.0, gt=0.0)  # V_th of eq. 2
+    surrogate: str = limited("triangle", choices=SURROGATES.names)  # the spike's surrogate gradient (triangle: eq. 4)
     surrogate_options: dict = field(default_factory=dict)  # its parameters, e.g. {alpha: 2} for sigmoid
-    detach_reset: bool = False
+    detach_reset: bool = False  # no gradient through the reset (eq. 3's S)
     reset: Literal["hard", "soft"] = "hard"  # hard: V = H(1 - S) (eq. 3); soft: V = H - S·V_th
     # compiled (torch.compile kernels) | fused (eager) | reference (autograd loop) | auto (compiled where it builds)
     backend: Literal["auto", "compiled", "fused", "reference"] = "auto"

@@ -92,10 +92,10 @@ def parse_interval(spec: str | int | None) -> tuple[str, float] | None:
 
 @dataclass
 class ModelConfig:
-    name: str = limited("resnet19", choices=_models)
-    spiking: bool = True
-    timesteps: int = limited(4, ge=1)
-    stem: Literal["cifar", "imagenet"] = "cifar"
+    name: str = limited("resnet19", choices=_models)  # the architecture (or SOURCE:NAME: torchvision:resnet18)
+    spiking: bool = True  # true: the SNN twin (student or baseline); false: the ANN twin (a teacher)
+    timesteps: int = limited(4, ge=1)  # T: the timesteps an SNN runs per image (event data: frames)
+    stem: Literal["cifar", "imagenet"] = "cifar"  # cifar: a 3x3 stem for small images; imagenet: 7x7 and max-pool
     neuron: NeuronSpec = field(default_factory=NeuronSpec)
     init: str | None = None  # None, "teacher" (copy the teacher's weights) or a weight source
     options: dict = field(default_factory=dict)  # parametric models, e.g. resnet_custom's depths/widths
@@ -103,12 +103,12 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = limited("cifar10", choices=_datasets)
-    root: str = "data"
-    download: bool = False
-    augment: bool = True
+    name: str = limited("cifar10", choices=_datasets)  # the data set
+    root: str = "data"  # the folder holding it (a run records it absolute)
+    download: bool = False  # fetch it where the data set can (CIFAR, MNIST family) if it is not in root
+    augment: bool = True  # the recipe's training augmentation (crops, flips ...); false: none
     batch_size: int = limited(128, ge=1)  # the global batch of one optimiser step, over all processes
-    eval_batch_size: int | None = limited(None, ge=1)
+    eval_batch_size: int | None = limited(None, ge=1)  # the evaluation batch; null: data.batch_size
     # loader worker processes per training process; auto: the cores this process may use, less
     # one for the process itself, at most 8 (runtime.resolve_workers)
     num_workers: Literal["auto"] | int = limited("auto", ge=0)
@@ -117,33 +117,33 @@ class DataConfig:
     val_fraction: float = limited(0.0, ge=0.0, lt=1.0)
     # fixed stratified subsets (seed 0) of the training and test sets; null: all of each
     train_subset: int | None = limited(None, ge=1)
-    test_subset: int | None = limited(None, ge=1)
+    test_subset: int | None = limited(None, ge=1)  # a fixed stratified subset of the test set; null: all
     options: dict = field(default_factory=dict)  # data-set specific, e.g. digits' image_size
     # mixup / CutMix of training micro-batches: lambda ~ Beta(alpha, alpha), 0 = off; at even odds
     # where both are on; both off from epoch mixup_off_epoch (0-based; null: never) (sakd.data.augmentation)
     mixup: float = limited(0.0, ge=0.0)
-    cutmix: float = limited(0.0, ge=0.0)
-    mixup_off_epoch: int | None = limited(None, ge=0)
+    cutmix: float = limited(0.0, ge=0.0)  # CutMix's alpha (as mixup's); 0 = off
+    mixup_off_epoch: int | None = limited(None, ge=0)  # the epoch (0-based) mixup and CutMix stop; null: never
 
 
 @dataclass
 class OptimConfig:
-    name: str = limited("sgd", choices=_optimizers)
-    lr: float = limited(0.1, gt=0.0)
-    momentum: float = limited(0.9, ge=0.0, lt=1.0)
-    nesterov: bool = True
-    weight_decay: float = limited(5e-4, ge=0.0)
+    name: str = limited("sgd", choices=_optimizers)  # the optimiser
+    lr: float = limited(0.1, gt=0.0)  # the peak learning rate (after warm-up)
+    momentum: float = limited(0.9, ge=0.0, lt=1.0)  # SGD's momentum
+    nesterov: bool = True  # SGD with Nesterov momentum
+    weight_decay: float = limited(5e-4, ge=0.0)  # L2 weight decay (AdamW: decoupled)
     # decay BatchNorm weights and biases too (true: every parameter, as the official SAKD code
     # does); false decays only conv/linear weights (a common practice elsewhere)
     decay_bn_and_bias: bool = True
-    betas: list[float] = limited(default_factory=lambda: [0.9, 0.999], check=lambda b: _pair(b))
-    epochs: int = limited(200, ge=1)
-    warmup_epochs: float = limited(0.0, ge=0.0)
+    betas: list[float] = limited(default_factory=lambda: [0.9, 0.999], check=lambda b: _pair(b))  # AdamW's betas
+    epochs: int = limited(200, ge=1)  # epochs to train
+    warmup_epochs: float = limited(0.0, ge=0.0)  # a linear warm-up from 0 to lr over these epochs
     # the last epochs at min_lr, after the schedule (timm's cooldown_epochs: the schedule runs over
     # epochs - cooldown_epochs)
     cooldown_epochs: float = limited(0.0, ge=0.0)
-    scheduler: str = limited("cosine", choices=_schedulers)
-    min_lr: float = limited(0.0, ge=0.0)
+    scheduler: str = limited("cosine", choices=_schedulers)  # the learning-rate schedule
+    min_lr: float = limited(0.0, ge=0.0)  # the learning rate the schedule ends at
     accumulate_steps: int = limited(1, ge=1)  # micro-batches per optimiser step (data.batch_size is the global batch)
 
 
@@ -157,10 +157,10 @@ class TeacherConfig:
 
 @dataclass
 class FeaturesConfig:
-    level: Literal["stage", "block"] = "stage"
+    level: Literal["stage", "block"] = "stage"  # the taps: each stage's end, or each block's
     position: Literal["before", "after"] = "after"  # before | after the spike (ReLU for the teacher)
-    transform: str = limited("conv", choices=_transforms)
-    distance: str = limited("l2", choices=_distances)
+    transform: str = limited("conv", choices=_transforms)  # maps a student tap to the teacher's (eq. 8: Conv1x1+BN)
+    distance: str = limited("l2", choices=_distances)  # the distance between tapped features (eq. 9: L2)
     weights: list[float] = limited(default_factory=list, ge=0.0)  # per tap; empty = 1 for every tap
     # how the taps' distances combine: sum (the paper's eq. 9 over taps and the official code) or
     # mean (the same β for 4 stage taps and for 33-50 block taps of ResNet-101/152)
@@ -169,8 +169,8 @@ class FeaturesConfig:
 
 @dataclass
 class BetaStep:
-    epoch: int = limited(0, ge=0)
-    beta: float = limited(0.0, ge=0.0)
+    epoch: int = limited(0, ge=0)  # from this epoch (0-based) on
+    beta: float = limited(0.0, ge=0.0)  # β
 
 
 def _loggers() -> list[str]:
@@ -190,9 +190,9 @@ class WeightPoint:
     """A point of a term's weight schedule: the weight ``weight`` from ``epoch`` (0-based) on,
     reached from the point before by ``ramp`` (see :mod:`sakd.distill.schedule`)."""
 
-    epoch: int = limited(0, ge=0)
-    weight: float = limited(0.0, ge=0.0)
-    ramp: Literal["step", "linear", "cosine"] = "step"
+    epoch: int = limited(0, ge=0)  # from this epoch (0-based) on
+    weight: float = limited(0.0, ge=0.0)  # the term's weight
+    ramp: Literal["step", "linear", "cosine"] = "step"  # how it gets there from the point before
 
 
 @dataclass
@@ -201,10 +201,10 @@ class TermConfig:
     and an optional weight schedule. Its options go under ``options`` or flat beside ``name``,
     ``weight`` and ``schedule``: ``{name: dkd, weight: 1, tau: 4}``."""
 
-    name: str = limited("ce", choices=_loss_terms)
-    weight: float = limited(1.0, ge=0.0)
-    options: dict = field(default_factory=dict)
-    schedule: list[WeightPoint] = field(default_factory=list)
+    name: str = limited("ce", choices=_loss_terms)  # the registered loss term
+    weight: float = limited(1.0, ge=0.0)  # its weight in the sum (from epoch 0, unless a schedule says otherwise)
+    options: dict = field(default_factory=dict)  # its own options (also accepted flat beside name), e.g. tau: 4
+    schedule: list[WeightPoint] = field(default_factory=list)  # its weight over the epochs
 
     def __post_init__(self):
         from sakd.distill.schedule import WeightSchedule
@@ -232,9 +232,9 @@ class DistillConfig:
     # SAKD's eq. 5 as a shorthand: alpha, beta, gamma weigh the terms ce, feature_kd, logit_kd (tau
     # its temperature), which come first in the objective (sakd.distill.objective.shorthand_terms)
     alpha: float = limited(1.0, ge=0.0)
-    beta: float = limited(0.0, ge=0.0)
-    gamma: float = limited(0.0, ge=0.0)
-    tau: float = limited(1.0, gt=0.0)
+    beta: float = limited(0.0, ge=0.0)  # β: the weight of the feature term (feature_kd, eq. 9)
+    gamma: float = limited(0.0, ge=0.0)  # γ: the weight of the logit term (logit_kd: τ²·KL, eq. 7)
+    tau: float = limited(1.0, gt=0.0)  # τ: the logit term's temperature
     label_smoothing: float = limited(0.0, ge=0.0, lt=1.0)  # the alpha term's (ce's) label smoothing
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     beta_schedule: list[BetaStep] = field(default_factory=list)  # feature_kd's schedule: from `epoch` on, β = `beta`
@@ -268,14 +268,14 @@ class NasConfig:
     strategy: Literal["tpe", "random"] = "tpe"  # search: optuna's Bayesian TPE | uniform random
     subnets: int = limited(300, ge=1)  # subnets to evaluate
     calibration_batches: int = limited(10, ge=1)  # fixed training batches that re-estimate a subnet's BatchNorm
-    seed: int = 0
+    seed: int = 0  # the search's seed
 
 
 @dataclass
 class RunConfig:
     name: str | None = None  # run folder under output_dir; None = derived from the config
-    output_dir: str = "runs"
-    seed: int = 0
+    output_dir: str = "runs"  # the folder run folders are made in
+    seed: int = 0  # seeds weights, data order, augmentation and random loss terms
     device: str = limited("auto", check=_device)  # auto | cpu | cuda | cuda:N
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on capable GPUs, else off
     channels_last: bool = True  # NHWC weights and activations (faster convolutions on CPU and GPU)
@@ -287,11 +287,11 @@ class RunConfig:
     # backpropagation through time: full (BPTT) | sltt (one timestep at a time, no gradient back
     # through the membrane: memory constant in T; sakd.training.online)
     bptt: Literal["full", "sltt"] = "full"
-    log_interval: int = limited(20, ge=1)
+    log_interval: int = limited(20, ge=1)  # steps between progress updates (and, under torchrun, stop checks)
     # warn (each epoch, and in eval / analyze) when the SNN's mean firing rate on the test split is
     # below this, or a spiking layer gives no spike at all (0: silent layers only)
     low_firing_rate: float = limited(0.01, ge=0)
-    progress: bool = True
+    progress: bool = True  # a progress bar per epoch
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only)
     dist_backend: Literal["auto", "nccl", "gloo"] = "auto"  # torchrun process group (auto: nccl on GPU, gloo on CPU)
     # checkpoints inside an epoch as well: null (epoch ends only), N steps (e.g. 500) or N minutes (30min)
