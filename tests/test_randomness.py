@@ -2,6 +2,9 @@
 the run, so a run with a random loss term (BKD's channel mask) interrupted mid-epoch or at an
 epoch's end, with 0 or 2 loader workers, resumes to the uninterrupted run's weights bit for bit."""
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -71,3 +74,76 @@ def test_a_run_with_a_random_term_resumes_to_the_same_weights(tmp_path, teacher_
     weights, losses = uninterrupted[workers]
     assert [r["train/loss"] for r in resumed.history] == losses
     assert all(torch.equal(a, b) for a, b in zip(final_weights(resumed), weights, strict=True))
+
+
+DRAWS = '''
+import os
+
+import torch
+
+from sakd.distill.terms import LOSSES, LossTerm
+from sakd.randomness import step_generator
+
+
+@LOSSES.register("draw_recorder")
+class DrawRecorder(LossTerm):
+    """noise from torch's global generator (source: global) or the step's (source: step), each draw recorded"""
+
+    def __init__(self, source="global", record=""):
+        super().__init__()
+        self.source, self.record = source, record
+
+    def forward(self, out):
+        logits = out.student_logits
+        generator = step_generator(logits.device) if self.source == "step" else None
+        noise = torch.rand(logits.shape, device=logits.device, generator=generator)
+        if self.record:
+            with open(f"{self.record}.{os.environ.get('RANK', '0')}", "a") as f:
+                f.write(f"{noise.flatten()[0].item()!r}\\n")
+        return (logits * noise).mean()
+'''
+
+
+def test_what_the_global_generator_would_break_as_contributing_says(tmp_path, monkeypatch):
+    """CONTRIBUTING's sentence: a term drawing from torch's global generator resumes exactly too
+    (the checkpoint keeps its state), but under torchrun every process draws the same numbers; the
+    step's generator draws differently on each."""
+    import subprocess
+    import sys
+
+    from test_distributed import COMMON, _free_port
+
+    (tmp_path / "sakd_draws.py").write_text(DRAWS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import sakd_draws  # noqa: F401  (registers the term here too)
+
+    term = "distill.terms=[{name: draw_recorder, weight: 1.0, source: global}]"
+    runs = []
+    for stop in (False, True):
+        trainer = Trainer(fast_config(tmp_path / f"resume{stop}", term, "data.train_subset=192", "optim.epochs=2",
+                                      "run.loggers=[]"))
+        if stop:
+            trainer.on_step = lambda e, s, t=trainer: (e, s) == (0, 0) and t.signals.request("SIGTERM")
+            with pytest.raises(Preempted):
+                trainer.fit()
+            trainer = Trainer.resume(trainer.run_dir)
+        trainer.fit()
+        runs.append(final_weights(trainer))
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))  # resumed exactly
+
+    contributing = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
+    assert "torch's global generator would resume exactly too" in " ".join(contributing.split())
+    for source in ("global", "step"):
+        record = tmp_path / source
+        args = ["--config", "quickstart/snn", *COMMON, "optim.epochs=1", "data.options.train_size=256",
+                f"run.output_dir={tmp_path / 'ddp'}", f"run.name={source}", "run.loggers=[]", "distill.beta=0",
+                "distill.gamma=0", f"distill.terms=[{{name: draw_recorder, weight: 1.0, source: {source}, "
+                f"record: {record}}}]", "--plugin", "sakd_draws"]
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                               f"--master_port={_free_port()}", "-m", "sakd", "train", *args],
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path)},
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        rank0, rank1 = (Path(f"{record}.{r}").read_text().split() for r in (0, 1))
+        assert len(rank0) == len(rank1) == 4  # 256 images, 32 per process and step
+        assert (rank0 == rank1) == (source == "global"), source
