@@ -113,11 +113,17 @@ def test_a_study_scores_on_validation_resumes_and_its_best_config_trains_to_its_
 
 
 def test_a_trial_cut_short_is_failed_and_its_draws_tried_again(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
     s = settings(tmp_path, 1)
     study, _ = open_study(s)
     cut = study.ask()  # a process killed in this trial leaves it RUNNING in the journal
     drawn = {"temporal_sd.weight": cut.suggest_float("temporal_sd.weight", 0.1, 2.0, log=True),
              "temporal_sd.tau": cut.suggest_categorical("temporal_sd.tau", [1, 2])}
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    cut.set_user_attr("worker", {"host": socket.gethostname(), "pid": int(gone.stdout)})  # a process that is gone
     result = tune(s)
     states = {t["number"]: t["state"] for t in result["trials"]}
     assert states == {0: "fail", 1: "complete"} and result["trials"][1]["params"] == drawn
@@ -140,16 +146,11 @@ def test_a_pruned_trial_counts_and_is_recorded(tmp_path, monkeypatch):
     assert len(study.trials) == 2
 
 
-def test_a_study_is_continued_only_with_its_own_settings_and_by_one_process(tmp_path):
+def test_a_study_is_continued_only_with_its_own_settings(tmp_path):
     tune(settings(tmp_path, 1))
     other = {"terms": {"temporal_sd": {"weight": 1.0, "tau": {"low": 1.0, "high": 2.0}}}}
     with pytest.raises(ConfigError, match="was run with another space; give this one its own --study"):
         tune(settings(tmp_path, 2, space=other))
-    from sakd.tuning.study import locked
-
-    with locked(tmp_path / "study"):
-        with pytest.raises(ConfigError, match="another sakd tune is running the study"):
-            tune(settings(tmp_path, 2))
 
 
 def test_a_drawn_term_replaces_the_configs_term_of_that_name(tmp_path):
@@ -204,3 +205,52 @@ def test_a_space_whose_trials_a_config_cannot_run_is_refused_before_any_trial(tm
     with pytest.raises(ConfigError, match="'dkd' reads the teacher's logits, so it needs a teacher"):
         tune(settings(tmp_path, 1, space=needs_teacher))
     assert not (tmp_path / "study" / "study.log").exists()  # nothing in a journal: no trial ran
+
+
+def _worker(tmp_path, trials, *extra):
+    import os
+    import subprocess
+    import sys
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    args = ["--config", "quickstart/snn", "--space", str(space), "--trials", str(trials), "--study",
+            str(tmp_path / "study"), "--pruner", "none", *extra, *BASE, "run.loggers=[]"]
+    return subprocess.Popen([sys.executable, "-m", "sakd", "tune", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_two_worker_processes_share_one_study_and_a_killed_workers_trial_is_run_again(tmp_path):
+    """Two processes on one journal: every trial run by one of them, the study finished at --trials.
+    A worker killed (-9) mid-trial: the next worker fails its trial and runs its draws again, once."""
+    import signal
+    import time
+
+    workers = [_worker(tmp_path, 4), _worker(tmp_path, 4)]
+    outs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outs
+    study = optuna.load_study(study_name="sakd-tune", storage=storage(tmp_path / "study"))
+    done = [t for t in study.trials if t.state.is_finished()]
+    assert len([t for t in done if t.state == optuna.trial.TrialState.COMPLETE]) == 4
+    assert len({t.user_attrs["run_dir"] for t in done}) == len(done)  # no trial run twice
+    assert len({t.user_attrs["worker"]["pid"] for t in done}) == 2  # both worked on it
+
+    killed = _worker(tmp_path, 6, "--heartbeat", "1")
+    deadline = time.time() + 300
+    while time.time() < deadline:  # until it is inside its first trial (trial 4)
+        study = optuna.load_study(study_name="sakd-tune", storage=storage(tmp_path / "study"))
+        if any(t.number == 4 and t.user_attrs.get("worker") for t in study.trials):
+            break
+        time.sleep(0.2)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    again = _worker(tmp_path, 6, "--heartbeat", "1")
+    out = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    study = optuna.load_study(study_name="sakd-tune", storage=storage(tmp_path / "study"))
+    lost = study.trials[4]
+    assert lost.state == optuna.trial.TrialState.FAIL
+    retried = [t for t in study.trials if t.user_attrs.get("retry_of") == 4]
+    assert len(retried) == 1 and retried[0].state == optuna.trial.TrialState.COMPLETE
+    assert retried[0].params == lost.params
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 6

@@ -16,7 +16,11 @@ class Tune(Command):
         from sakd.tuning import space
 
         text = space.__doc__.split("::", 1)[1].strip("\n")
-        return "the --space file (YAML):\n" + text.replace("``", "`")
+        return ("the --space file (YAML):\n" + text.replace("``", "`") + "\n\n"
+                "several workers on one study: start the same sakd tune command in each process (one per GPU:\n"
+                "CUDA_VISIBLE_DEVICES=k; a SLURM array: one task each) with the same --study folder (a shared\n"
+                "file system) or the same --storage URL; they share the trials, none run twice, and a trial\n"
+                "whose worker died is run again.")
 
     def arguments(self, p):
         p.add_argument("--config", required=True, help="the run to tune: a YAML file or a packaged config name")
@@ -33,6 +37,13 @@ class Tune(Command):
         p.add_argument("--seed", type=int, default=0, help="the sampler's seed (default: %(default)s)")
         p.add_argument("--prune-after", type=positive, default=None,
                        help="the first epoch the pruner may stop a trial at (default: a quarter of the epochs)")
+        p.add_argument("--storage", metavar="URL", default=None,
+                       help="a database optuna reaches (postgresql://..., mysql://..., sqlite:///study.db) for "
+                            "workers on several machines (default: the journal file study.log in the study's "
+                            "folder: processes on one machine or a shared file system)")
+        p.add_argument("--heartbeat", type=positive, default=30, metavar="SECONDS",
+                       help="a running trial's beat; a trial without one for 4x this (or whose process is gone, on "
+                            "its machine) is failed and run again (default: %(default)s)")
         p.add_argument("overrides", nargs="*", metavar="key=value",
                        help="config overrides for every trial, e.g. data.val_fraction=0.1 optim.epochs=30")
 
@@ -54,7 +65,8 @@ class Tune(Command):
         from sakd.tuning.study import TuneSettings, tune
 
         settings = TuneSettings(args.config, SearchSpace.load(args.space), args.trials, self.folder(args),
-                                list(args.overrides), pruner=args.pruner, seed=args.seed, prune_after=args.prune_after)
+                                list(args.overrides), pruner=args.pruner, seed=args.seed, prune_after=args.prune_after,
+                                storage=args.storage, heartbeat=args.heartbeat)
         summary = tune(settings)
         best = summary.get("best")
         print(json.dumps({"study": str(settings.folder), "finished": summary["finished"], "best": best}, indent=2))

@@ -2,27 +2,41 @@
 validation hold-out (``data.val_fraction``; the test set is never read to choose).
 
 A study lives in one folder: ``study.log`` (optuna's journal: every trial, its draws, its
-per-epoch validation top-1 and its score), ``trials/trial-NNN/`` (each trial's run folder),
-``tune.json`` (the trials and the best one, rewritten after each), ``best-trial.yaml`` (the best
-trial's config as it ran: trained again on the same machine it reaches the same score) and
-``best.yaml`` (the same with the base config's run folder, name and progress bar, for ``sakd train
---config best.yaml``; it still holds out ``data.val_fraction``: ``data.val_fraction=0`` trains on
-all the training data, no longer to the same score). Running the same command again continues the
-study up to ``--trials`` finished trials; a trial cut short (Ctrl-C, SIGTERM/SIGUSR1, a killed
-process) is marked failed and its draws are tried again first. A study records its config,
-overrides and space, and is continued only with the same ones (one line otherwise); one process
-at a time works on a study (a lock file). A trial's score is its best validation top-1 (the epoch
-``best.pt`` keeps); the median pruner stops a trial whose validation top-1 after an epoch is below
-the median of earlier trials at that epoch, after ``startup`` finished trials and from epoch
-``prune_after`` on (default: a quarter of the epochs, at least 1). The sampler is TPE after
-``max(1, trials // 3)`` (at most 10) random trials.
+per-epoch validation top-1 and its score; or, with ``storage``, a database optuna reaches by URL),
+``trials/trial-NNN/`` (each trial's run folder), ``tune.json`` (the trials and the best one,
+rewritten after each), ``best-trial.yaml`` (the best trial's config as it ran: trained again on the
+same machine it reaches the same score) and ``best.yaml`` (the same with the base config's run
+folder, name and progress bar, for ``sakd train --config best.yaml``; it still holds out
+``data.val_fraction``: ``data.val_fraction=0`` trains on all the training data, no longer to the
+same score). Running the same command again continues the study up to ``--trials`` finished
+trials. A study records its config, overrides and space, and is continued only with the same ones
+(one line otherwise).
+
+Several processes may work on one study at once (one per GPU, SLURM array tasks): each asks the
+storage for the next trial, so no trial is run by two, and a process stops asking once the
+finished and running trials reach ``--trials`` (it waits while others' trials run, in case one
+fails and must be run again). The journal file serves processes on one machine or on a shared
+file system; a database URL (``--storage postgresql://...``, ``sqlite:///study.db``) a cluster. A
+trial's process beats a heartbeat into the trial every ``heartbeat`` seconds; a trial whose
+process is gone (on this machine: its process no longer exists; anywhere: no beat for
+``4 x heartbeat`` seconds), or that was cut short (Ctrl-C, SIGTERM/SIGUSR1), is marked failed and
+its draws are run again once, first, by whichever process asks next.
+
+A trial's score is its best validation top-1 (the epoch ``best.pt`` keeps); the median pruner
+stops a trial whose validation top-1 after an epoch is below the median of earlier trials at that
+epoch, after ``startup`` finished trials and from epoch ``prune_after`` on (default: a quarter of
+the epochs, at least 1). The sampler is TPE after ``max(1, trials // 3)`` (at most 10) random
+trials.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
+import os
+import socket
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +50,7 @@ from sakd.training.config import Config
 from sakd.tuning.space import SearchSpace
 
 SCORE = "val/top1"
-STUDY_LOG, SUMMARY, BEST_CONFIG, BEST_TRIAL, TRIALS, LOCK = ("study.log", "tune.json", "best.yaml", "best-trial.yaml",
-                                                            "trials", "study.lock")
+STUDY_LOG, SUMMARY, BEST_CONFIG, BEST_TRIAL, TRIALS = "study.log", "tune.json", "best.yaml", "best-trial.yaml", "trials"
 
 
 @dataclass
@@ -51,6 +64,8 @@ class TuneSettings:
     startup: int = 3  # finished trials before the pruner stops any
     seed: int = 0
     prune_after: int | None = None  # the first epoch the pruner may stop a trial at (default: epochs // 4)
+    storage: str | None = None  # a database URL optuna reaches (RDB); None: the journal file in the folder
+    heartbeat: float = 30.0  # seconds between a running trial's beats; no beat for 4x this: its process is gone
 
     def recorded(self) -> dict:
         """What a study is continued only with."""
@@ -74,15 +89,87 @@ class TrialTrainer(Trainer):
             raise optuna.TrialPruned(f"validation top-1 {record[SCORE]:.2f}% after epoch {record['epoch']}")
 
 
-def storage(folder: Path):
-    """optuna's journal in ``folder/study.log`` (a plain file: no database server)."""
+def storage(folder: Path, url: str | None = None):
+    """The study's storage: optuna's journal in ``folder/study.log`` (a plain file: no database
+    server), or the database at ``url`` (optuna's RDB storage: SQLite, PostgreSQL, MySQL)."""
     import optuna
 
+    if url:
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as exc:  # noqa: BLE001 - a bad URL or an unreachable server: one line
+            raise ConfigError(f"--storage {url}: {str(exc).strip().splitlines()[0]}") from None
     try:
         from optuna.storages.journal import JournalFileBackend as Backend
     except ImportError:  # optuna < 4
         from optuna.storages import JournalFileStorage as Backend
     return optuna.storages.JournalStorage(Backend(str(folder / STUDY_LOG)))
+
+
+def worker() -> dict:
+    """This process, as a running trial records it."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def heartbeat(trial, every: float):
+    """While the block runs, the trial's ``alive_at`` is set every ``every`` seconds (a thread)."""
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(every):
+            with contextlib.suppress(Exception):  # a storage hiccup: the next beat tries again
+                trial.set_user_attr("alive_at", time.time())
+
+    trial.set_user_attr("worker", worker())
+    trial.set_user_attr("alive_at", time.time())
+    thread = threading.Thread(target=beat, name=f"sakd-tune-heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def stale(t, grace: float) -> bool:
+    """Whether the running trial ``t``'s process is gone: on this machine, no such process; anywhere,
+    no heartbeat for ``grace`` seconds."""
+    who = t.user_attrs.get("worker") or {}
+    if who.get("host") == socket.gethostname() and who.get("pid") is not None and not _alive(who["pid"]):
+        return True
+    last = t.user_attrs.get("alive_at") or (t.datetime_start.timestamp() if t.datetime_start else time.time())
+    return time.time() - last > grace
+
+
+def retry(study, t) -> None:
+    """Mark the trial ``t`` failed and its draws to be run again (once: the first process that tells wins)."""
+    import optuna
+
+    try:
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    except Exception:  # noqa: BLE001 - already finished: another process told it first
+        return
+    study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+
+
+def fail_stale(study, grace: float) -> None:
+    """Every running trial whose process is gone: failed, its draws run again."""
+    import optuna
+
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if stale(t, grace):
+            retry(study, t)
 
 
 def trial_config(s: TuneSettings, trial) -> Config:
@@ -154,7 +241,7 @@ def open_study(s: TuneSettings, epochs: int | None = None):
     after = s.prune_after or max(1, (epochs or 4) // 4)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=s.startup, n_warmup_steps=after)
               if s.pruner == "median" else optuna.pruners.NopPruner())
-    study = optuna.create_study(study_name="sakd-tune", storage=storage(s.folder), direction="maximize",
+    study = optuna.create_study(study_name="sakd-tune", storage=storage(s.folder, s.storage), direction="maximize",
                                 load_if_exists=True, pruner=pruner)
     recorded, mine = study.user_attrs.get("settings"), json.loads(json.dumps(s.recorded()))  # as the journal keeps it
     if recorded is None:
@@ -163,14 +250,13 @@ def open_study(s: TuneSettings, epochs: int | None = None):
         differ = [k for k in recorded if recorded[k] != mine[k]]
         raise ConfigError(f"the study in {s.folder} was run with another {' and '.join(differ)}; "
                           "give this one its own --study folder")
+    fail_stale(study, 4 * s.heartbeat)  # cut short by a killed process: failed, its draws tried again first
     done = finished(study)
-    # a resumed study draws on from where it stopped: the sampler's seed moves with the trials done
-    study.sampler = optuna.samplers.TPESampler(seed=s.seed + len(study.trials),
+    # a resumed study draws on from where it stopped: the sampler's seed moves with the trials done;
+    # a process that joins others' running trials draws its own stream
+    joining = running(study) > 0
+    study.sampler = optuna.samplers.TPESampler(seed=s.seed + len(study.trials) + (os.getpid() if joining else 0),
                                                n_startup_trials=min(10, max(1, s.trials // 3)))
-    for t in study.trials:  # cut short by a killed process: failed, and its draws tried again first
-        if t.state == optuna.trial.TrialState.RUNNING:
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(t.params, skip_if_exists=False)
     return study, done
 
 
@@ -178,7 +264,19 @@ def finished(study) -> int:
     import optuna
 
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return sum(t.state in states for t in study.trials)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def running(study) -> int:
+    import optuna
+
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+
+def waiting(study) -> int:
+    import optuna
+
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
 
 
 def run_trial(s: TuneSettings, trial, console) -> float:
@@ -220,51 +318,41 @@ def write_summary(s: TuneSettings, study) -> dict:
     return summary
 
 
-@contextlib.contextmanager
-def locked(folder: Path):
-    """One process at a time on a study: a second is refused with one line."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"another sakd tune is running the study in {folder}; one process per study") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def tune(s: TuneSettings, console=None) -> dict:
     """Run the study to ``s.trials`` finished trials; returns ``tune.json``'s content."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
     cfg = check_settings(s)
-    with locked(s.folder):
-        return _tune(s, cfg, console)
+    return _tune(s, cfg, console)
 
 
 def _tune(s: TuneSettings, cfg: Config, console) -> dict:
     import optuna
 
-    study, done = open_study(s, cfg.optim.epochs)
+    study, _ = open_study(s, cfg.optim.epochs)
     from rich.console import Console
 
     quiet = Console(stderr=True, quiet=True)
-    while done < s.trials:
-        trial = study.ask()
+    while True:
+        fail_stale(study, 4 * s.heartbeat)
+        done, busy = finished(study), running(study)
+        if done >= s.trials:
+            break
+        if done + busy >= s.trials and not waiting(study):  # others' trials finish the study, unless one fails
+            time.sleep(min(5.0, s.heartbeat))
+            continue
+        trial = ask(study)
         try:
-            score = run_trial(s, trial, quiet)
+            with heartbeat(trial, s.heartbeat):
+                score = run_trial(s, trial, quiet)
         except optuna.TrialPruned as exc:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             console.print(f"trial {trial.number}: pruned ({exc}); {trial.params}", highlight=False)
             write_summary(s, study)
-            done += 1
             continue
         except (KeyboardInterrupt, Preempted) as exc:  # stopped from outside: its draws are tried again first
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(trial.params, skip_if_exists=False)
+            retry(study, study.get_trials(deepcopy=False)[trial.number])
             write_summary(s, study)
             if isinstance(exc, Preempted):
                 stop = Preempted(f"sakd tune stopped in trial {trial.number} ({str(exc).split(';')[0]}); run the same "
@@ -277,9 +365,24 @@ def _tune(s: TuneSettings, cfg: Config, console) -> dict:
             write_summary(s, study)
             raise
         study.tell(trial, score)
-        done += 1
         best = study.best_trial
         console.print(f"trial {trial.number}: {SCORE} {score:.2f}% (best: trial {best.number}, {best.value:.2f}%); "
                       f"{trial.params}", highlight=False)
         write_summary(s, study)
     return write_summary(s, study)
+
+
+def ask(study):
+    """The next trial: a failed trial's draws first (each run again once: a second copy, queued by
+    two processes that found the same trial gone, is dropped), else the sampler's."""
+    import optuna
+
+    while True:
+        trial = study.ask()
+        again = trial.user_attrs.get("retry_of")
+        taken = again is not None and any(
+            t.user_attrs.get("retry_of") == again and t.number < trial.number and t.state != optuna.trial.TrialState.WAITING
+            for t in study.get_trials(deepcopy=False))
+        if not taken:
+            return trial
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
