@@ -90,7 +90,10 @@ def test_strong_and_weak_timesteps_teach_each_other_by_their_confidence(name):
     by_hand = sum(kl(softmax(z[teach, b].tolist(), 2), softmax(z[learn, b].tolist(), 2)) for b in range(3)) / 3
     z.requires_grad_()
     value = LOSSES.get(name)()(TermInputs(z.mean(0), torch.zeros(3, dtype=torch.long), student_timestep_logits=z))
-    assert value.item() == pytest.approx(by_hand, rel=1e-12)
+    assert value.item() == pytest.approx(2**2 * by_hand, rel=1e-12)  # τ² at the paper's τ = 2 (its α² · KL)
+    plain = LOSSES.get(name)(tau_squared=False)(TermInputs(z.mean(0), torch.zeros(3, dtype=torch.long),
+                                                           student_timestep_logits=z))
+    assert plain.item() == pytest.approx(by_hand, rel=1e-12)
     (grad,) = torch.autograd.grad(value, z)
     assert grad[learn].abs().sum() > 0 and grad[teach].abs().sum() == 0  # the teaching timestep is a target
 
@@ -272,13 +275,15 @@ def test_meom_masked_teacher_views_per_timestep_and_progressive_prefixes():
     inputs = TermInputs(z.mean(0), torch.zeros(2, dtype=torch.long), zt, [z.new_zeros(3, 2, 8, 2, 2)], [ft], z)
     assert term(inputs).item() == pytest.approx(0.5 * tmpd / 6 * 9, rel=1e-12)
     tpd_term = build_term("meom", {"tmpd": 0.0, "tpd": 1.0}, [8], [8], teacher_head=head)
-    tpd = 0.0
-    for t in range(2):
-        for b in range(2):
-            early = [sum(z[s, b, k].item() for s in range(t + 1)) / (t + 1) for k in range(5)]
-            late = [sum(z[s, b, k].item() for s in range(t + 2)) / (t + 2) for k in range(5)]
-            tpd += -sum(p * lq for p, lq in zip(softmax(late), log_softmax_list(early)))
-    assert tpd_term(inputs).item() == pytest.approx(tpd / 4, rel=1e-12)
+    for tau, term_tau in ((3.0, tpd_term), (1.0, build_term("meom", {"tmpd": 0.0, "tpd": 1.0, "tpd_tau": 1.0}, [8], [8],
+                                                                    teacher_head=head))):
+        tpd = 0.0  # by default at TMPD's τ (3), as the digests write softmax_τ; tpd_tau sets another
+        for t in range(2):
+            for b in range(2):
+                early = [sum(z[s, b, k].item() for s in range(t + 1)) / (t + 1) / tau for k in range(5)]
+                late = [sum(z[s, b, k].item() for s in range(t + 2)) / (t + 2) / tau for k in range(5)]
+                tpd += -sum(p * lq for p, lq in zip(softmax(late), log_softmax_list(early)))
+        assert term_tau(inputs).item() == pytest.approx(tpd / 4, rel=1e-12)
     # the later prefix is not detached (the authors' code): the last timestep, in no earlier prefix, gets a gradient
     zg = z.clone().requires_grad_()
     (grad,) = torch.autograd.grad(tpd_term(TermInputs(zg.mean(0), inputs.target, zt, inputs.student_features, [ft], zg)), zg)

@@ -3,14 +3,17 @@ by where the student is furthest from the teacher (arXiv 2504.20445, "HTA-KL", A
 
 The paper's method section and code were not available here; its abstract describes AKL's scheme
 (Wu et al. 2024, "Rethinking Kullback-Leibler divergence in knowledge distillation for large
-language models"), which this term follows from AKL's reference code: sort the teacher's
-probabilities p (at temperature τ) in descending order; the *head* is the prefix whose
+language models"). The head/tail rule follows the AKL authors' ``get_ratio`` (wutaiqiang/LLM_KD_AKL,
+``AKL.py``) step for step: sort the teacher's probabilities p in descending order; the *head* is the prefix whose
 cumulative teacher mass stays at or below μ (the top-1 class always in it), the *tail* the rest;
 with the gaps ``e_k = |p_k - q_k|`` (q the student's, detached) ``w_F = Σ_head e / Σ e`` and
 ``w_R = 1 - w_F``; the loss is ``τ² · mean_b [w_F · KL(p ‖ q) + w_R · KL(q ‖ p)]``, both KLs
 over all classes. Forward KL fits the head (the teacher's likely classes), reverse KL the tail.
-Choices left open by what could be read: μ (AKL's 0.5), τ (4, with sakd's τ² convention), and
-where it applies: the SNN's mean-over-time logits (``per_timestep: false``, as the SNN KD
+Where this differs from ``get_ratio``: AKL (an LLM method) has no temperature, so its ratios come
+from plain softmax; here p and q are at the term's τ, as its KLs are (HTA-KL's own choice could not
+be read); and a row where p equals q exactly gets the weights (0, 0) where ``get_ratio`` divides 0
+by 0. Choices left open by what could be read: μ (AKL's 0.5), τ (4, with sakd's τ² convention),
+and where it applies: the SNN's mean-over-time logits (``per_timestep: false``, as the SNN KD
 baselines the paper compares with) or each timestep's, averaged.
 """
 

@@ -12,10 +12,14 @@ and the code it builds on (Yu et al. 2025, SeAl), every open choice stated.
   ``(1/T) Σ_t τ² KL(p_τ(ẑ_t) ‖ p_τ(z_t))`` at τ = 3 (the lineage code's). Open: λ, ``keep``,
   the mask's form; the digests' mask algebra is read as a Hadamard product on the pooled feature.
 * **TPD**, temporal progressive distillation (weight ``tpd``, the paper's 0.3): each prefix of the
-  timesteps learns from the next, ``(1/(T-1)) Σ_{t<T} CE(softmax(z̄_{≤t+1}), softmax(z̄_{≤t}))``
-  with ``z̄_{≤t}`` the mean of the first t timesteps' logits (a soft cross-entropy at temperature
-  ``tpd_tau``, 1 by default: the digests give none; ``tau`` is TMPD's). As the authors' code is reported to, the later prefix is not detached
-  (``detach_target: false``). With T = 1 it is 0.
+  timesteps learns from the next, ``(1/(T-1)) Σ_{t<T} CE(softmax_τ(z̄_{≤t+1}), softmax_τ(z̄_{≤t}))``
+  with ``z̄_{≤t}`` the mean of the first t timesteps' logits. Its temperature (``tpd_tau``) is
+  TMPD's τ by default (``tpd_tau: null``): both digests write the prefixes' distribution as
+  ``p̄_{≤t} = softmax_τ(z̄_{≤t})`` with the same τ as TMPD's softmax (the paper's equations 7-12
+  could not be read here); a number sets another. The later prefix is not detached
+  (``detach_target: false``): a reading of the authors' code (KaiSUN1/MEOM, ``tpd``) reports its
+  target computed from the same graph without detaching; the digests state no stop-gradient.
+  Without τ² (none is written for TPD). With T = 1 it is 0.
 
 The paper's loss is ``1·(1/T) Σ_t CE(z_t, y) + 0.5·TMPD + 0.3·TPD`` (recipe
 ``cifar100/resnet19_meom``: ``timestep_ce`` + this term).
@@ -51,10 +55,11 @@ class ManyEyesOneMind(LossTerm):
 
     def __init__(self, student_channels: list[int], teacher_channels: list[int], teacher_head, tmpd: float = 0.5,
                  tpd: float = 0.3, tau: float = 3.0, mix: float = 0.5, keep: float = 0.5, max_timesteps: int = 64,
-                 detach_target: bool = False, tpd_tau: float = 1.0, taps: list[int] | None = None):
+                 detach_target: bool = False, tpd_tau: float | None = None, taps: list[int] | None = None):
         super().__init__()
         if tmpd < 0 or tpd < 0:
             raise ValueError(f"tmpd and tpd weights must be >= 0, got {tmpd}, {tpd}")
+        tpd_tau = tau if tpd_tau is None else tpd_tau  # TMPD's τ, as the digests write TPD's softmax_τ
         if tau <= 0 or tpd_tau <= 0 or not 0 <= mix <= 1 or not 0 < keep <= 1:
             raise ValueError(f"need tau, tpd_tau > 0, mix in [0, 1], keep in (0, 1]; got {tau}, {tpd_tau}, {mix}, {keep}")
         self.tpd_tau = float(tpd_tau)

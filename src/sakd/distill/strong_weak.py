@@ -6,11 +6,20 @@ timestep, ``con(t) = mean_b max_k softmax(z_t)_k``, names the *strong* timestep 
 confident) and the *weak* one (the least). ``strong2weak`` distils the strong timestep into the
 weak, ``KL(p_τ(z_strong) ‖ p_τ(z_weak))``; ``weak2strong`` the weak into the strong,
 ``KL(p_τ(z_weak) ‖ p_τ(z_strong))``; at τ = 2 and weight λ = 1 in the paper, beside CE on the mean
-logits (sakd's ``ce``). No labels: it runs under mixup. Choices the paper leaves open (its
-pseudocode shows neither): the teaching timestep is a target and carries no gradient
-(``detach``); the KL is summed over classes and averaged over the batch without a τ² factor
-(``tau_squared: false``). The authors' code is not public. With T = 1 there is nothing to compare:
-the term is 0.
+logits (sakd's ``ce``). No labels: it runs under mixup. Where each choice comes from:
+
+* **τ² (``tau_squared: true``).** The loss is ``L_S2W = α² · KL(p(t_s) ‖ p(t_w))`` with the
+  temperature α = 2 (and ``L_W2S`` the same with the roles swapped), total ``L_CE + λ·L_S2W``,
+  λ = 1: so a paper note transcribes the method section. The paper's own equation could not be
+  read here (only its abstract and introduction were reachable) and the authors' code is not
+  public, so this rests on that transcription; ``tau_squared: false`` gives the plain KL (4x
+  smaller at τ = 2), which sakd used before this reading.
+* **τ = 2, λ = 1**: the same transcription.
+* **The teaching timestep carries no gradient** (``detach``): not stated in what could be read; a
+  teacher's side is a target in every KD method the paper builds on.
+* The KL is summed over classes and averaged over the batch (``batchmean``).
+
+With T = 1 there is nothing to compare: the term is 0.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ class TimestepSelfDistillation(LossTerm):
     across_time = True
     strong_teaches: bool
 
-    def __init__(self, tau: float = 2.0, detach: bool = True, tau_squared: bool = False):
+    def __init__(self, tau: float = 2.0, detach: bool = True, tau_squared: bool = True):
         super().__init__()
         if tau <= 0:
             raise ValueError(f"tau must be > 0, got {tau}")
