@@ -168,9 +168,9 @@ def test_bad_files_and_places_are_one_line_before_any_work_and_leave_nothing(tmp
     (bad / "empty.pt").write_bytes(b"")
     (bad / "text.pt").write_text("not a checkpoint\n")
     (bad / "truncated.pt").write_bytes((Path(trio["student"]) / "last.pt").read_bytes()[:5000])
-    import collections
+    import argparse
 
-    torch.save({"format": "sakd-checkpoint", "counts": collections.Counter("ab")}, bad / "pickled.pt")  # a class
+    torch.save({"format": "sakd-checkpoint", "args": argparse.Namespace(a=1)}, bad / "pickled.pt")  # a class
     torch.save({"weight": torch.ones(2)}, bad / "state_dict.pt")
     (bad / "a_file").write_text("x")
     folder = bad / "a_folder"

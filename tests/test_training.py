@@ -334,7 +334,7 @@ def test_a_full_disk_at_start_names_the_file_and_leaves_no_run_folder(tmp_path, 
 
 def test_every_file_a_run_writes_is_whole_or_absent(tmp_path, monkeypatch):
     """A write that fails (here: a folder the OS refuses) names the file and leaves nothing behind;
-    an appended line that cannot be written whole is taken back."""
+    a file written whole has the permissions open() would give it."""
     import errno
 
     from sakd import outputs
@@ -351,36 +351,31 @@ def test_every_file_a_run_writes_is_whole_or_absent(tmp_path, monkeypatch):
         with pytest.raises(WriteError, match=r"^cannot write the report .*r.html: Permission denied$"):
             outputs.write_text(tmp_path / "r.html", "<p>", "the report")
     assert not list(tmp_path.iterdir())
-    log = tmp_path / "metrics.jsonl"
-    outputs.append_text(log, "one\n", "the metrics")
+    outputs.write_text(tmp_path / "mode.txt", "x", "a file")
+    assert (tmp_path / "mode.txt").stat().st_mode & 0o777 == 0o666 & ~_umask()  # the umask's, as open() gives
 
-    class Half:
-        def __init__(self, f):
-            self.f = f
 
-        def __enter__(self):
-            return self
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
-        def __exit__(self, *exc):
-            self.f.close()
 
-        def tell(self):
-            return self.f.tell()
+def test_a_log_line_that_does_not_fit_on_the_disk_is_taken_back(small_disk):
+    """Appending to metrics.jsonl on a full disk (a real tmpfs): one error naming the file and the
+    OS's reason, and the file as it was (no half line)."""
+    from sakd import outputs
+    from sakd.errors import WriteError
 
-        def write(self, data):
-            self.f.write(data[:3])
-            self.f.flush()
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def truncate(self, size):
-            return self.f.truncate(size)
-
-    real_open = open
-    monkeypatch.setattr("builtins.open", lambda path, mode="r", *a, **k: Half(real_open(path, mode, *a, **k))
-                        if str(path) == str(log) and "a" in mode else real_open(path, mode, *a, **k))
-    with pytest.raises(WriteError, match="metrics.jsonl: No space left on device"):
-        outputs.append_text(log, "two\n", "the metrics")
-    assert log.read_text() == "one\n"
+    disk = small_disk(64 * 1024)
+    log = disk / "metrics.jsonl"
+    outputs.append_text(log, '{"epoch": 1}\n', "the metrics")
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    (disk / "filler").write_bytes(b"\0" * (free - 100))  # the log's page has room, the next line needs more
+    line = '{"epoch": 2, "train/loss": ' + "1" * 20000 + "}\n"
+    with pytest.raises(WriteError, match=r"^cannot write the metrics .*metrics.jsonl: No space left on device$"):
+        outputs.append_text(log, line, "the metrics")
+    assert log.read_text() == '{"epoch": 1}\n'
 
 
 def test_a_teacher_of_another_class_count_is_refused_before_training(tmp_path, teacher_ckpt):

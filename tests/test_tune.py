@@ -230,10 +230,11 @@ def test_two_worker_processes_share_one_study_and_a_killed_workers_trial_is_run_
     outs = [w.communicate(timeout=600) for w in workers]
     assert all(w.returncode == 0 for w in workers), outs
     study = optuna.load_study(study_name="sakd-tune", storage=storage(tmp_path / "study"))
-    done = [t for t in study.trials if t.state.is_finished()]
-    assert len([t for t in done if t.state == optuna.trial.TrialState.COMPLETE]) == 4
-    assert len({t.user_attrs["run_dir"] for t in done}) == len(done)  # no trial run twice
-    assert len({t.user_attrs["worker"]["pid"] for t in done}) == 2  # both worked on it
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4  # the last trial asked for twice at once: one given back (surplus), not run
+    assert all(t.user_attrs.get("surplus") for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
+    assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == 4  # no setting run twice
+    assert len({t.user_attrs["worker"]["pid"] for t in complete}) == 2  # both worked on it
 
     killed = _worker(tmp_path, 6, "--heartbeat", "1")
     deadline = time.time() + 300
@@ -254,3 +255,24 @@ def test_two_worker_processes_share_one_study_and_a_killed_workers_trial_is_run_
     assert len(retried) == 1 and retried[0].state == optuna.trial.TrialState.COMPLETE
     assert retried[0].params == lost.params
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 6
+
+
+def test_a_trial_is_judged_by_its_own_heartbeat_and_a_database_storage_runs_a_study(tmp_path):
+    """A worker with a short beat does not fail another's live trial that beats slowly; with
+    --storage (here SQLite through optuna's RDB storage) the study runs and best.yaml is written
+    from the storage's record of the trial's config."""
+    import time
+    from types import SimpleNamespace
+
+    from sakd.tuning.study import stale
+
+    live = SimpleNamespace(user_attrs={"worker": {"host": "elsewhere", "pid": 1}, "beat": 30.0,
+                                       "alive_at": time.time() - 10}, datetime_start=None)
+    assert not stale(live, beat=1.0)  # 10 s without a beat: within its own 4 x 30 s
+    live.user_attrs["alive_at"] = time.time() - 121
+    assert stale(live, beat=1.0)
+    s = settings(tmp_path, 1, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    result = tune(s)
+    assert result["finished"] == 1 and (s.folder / "best.yaml").is_file() and not (s.folder / "study.log").exists()
+    study = optuna.load_study(study_name="sakd-tune", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert study.trials[0].user_attrs["config"] == (s.folder / "best-trial.yaml").read_text()

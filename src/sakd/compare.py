@@ -41,8 +41,8 @@ def same_images(rows: list[dict], mixed: bool) -> None:
     if len(set(counts.values())) > 1 and not mixed:
         listed = ", ".join(f"{name}: {n}" for name, n in counts.items())
         raise ConfigError(f"the runs' SOPs and energy were counted on different numbers of test images ({listed}), "
-                          "so they do not rank; count them all on N with --analyze --images N, or show them as they "
-                          "are with --mixed-images")
+                          "so they do not rank; count them all on N with --analyze --images N (N no larger than the "
+                          "smallest test split), or show them as they are with --mixed-images")
 
 
 def run_row(run_dir: str | Path) -> dict:

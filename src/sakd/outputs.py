@@ -61,25 +61,32 @@ def writable_folder(path: str | Path, what: str) -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def written(path: str | Path, what: str) -> Iterator[Path]:
     """A temporary file beside ``path`` for the block to write; flushed to disk and renamed over
-    ``path`` when the block ends. Any failure (the block's or the disk's) removes it and leaves
-    ``path`` as it was; one that the OS reports (or that the writer reports as a ``RuntimeError``,
-    as ``torch.save`` does) is a :class:`WriteError` naming ``path`` and the reason."""
+    ``path`` when the block ends, with ``path``'s permissions (or the umask's, for a new file).
+    Any failure (the block's or the disk's) removes it and leaves ``path`` as it was; one that the
+    OS reports is a :class:`WriteError` naming ``path`` and the reason."""
     path = Path(path).expanduser()
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
         tmp = Path(name)
+        os.fchmod(fd, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
+        os.close(fd)
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
-    except (OSError, RuntimeError) as exc:
+    except OSError as exc:
         raise WriteError(f"cannot write {what} {path}: {reason(exc)}") from None
     finally:
         if tmp is not None:
@@ -99,16 +106,25 @@ def write_text(path: str | Path, text: str, what: str) -> Path:
 
 
 def append_text(path: str | Path, text: str, what: str) -> None:
-    """Add ``text`` to the end of ``path`` (a log's line), flushed to disk; a failed write takes the
-    file back to what it held and is a :class:`WriteError` naming it."""
+    """Add ``text`` to the end of ``path`` (a log's line), on disk when this returns; a failed write
+    takes the file back to what it held and is a :class:`WriteError` naming it (unbuffered: nothing
+    is left to flush later)."""
     path = Path(path)
-    with open(path, "ab") as f:
-        size = f.tell()
+    data, fd = text.encode("utf-8"), None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        size = os.fstat(fd).st_size
         try:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        except OSError as exc:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
             with contextlib.suppress(OSError):
-                f.truncate(size)
-            raise WriteError(f"cannot write {what} {path}: {reason(exc)}") from None
+                os.ftruncate(fd, size)
+            raise
+    except OSError as exc:
+        raise WriteError(f"cannot write {what} {path}: {reason(exc)}") from None
+    finally:
+        if fd is not None:
+            os.close(fd)

@@ -29,14 +29,19 @@ class FolderLock:
     """One process at a time trains in a run folder: an exclusive ``flock`` on ``folder/.lock``,
     with the holder's pid and host written in it. The OS releases it when the process ends, however
     it ends (kill -9 too), so a stale file never blocks; a second process gets one line naming the
-    holder. The process that holds it may open the folder again (a notebook, a test)."""
+    holder. The process that holds it may open the folder again (a notebook, a test). Loader
+    workers forked while it is held share it, so after a kill -9 it lasts until they notice their
+    parent is gone (seconds)."""
 
     def __init__(self, folder: Path):
         self.path = Path(folder) / LOCK
         self.fd: int | None = None
 
     def acquire(self) -> "FolderLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise WriteError(f"cannot write the run's lock {self.path}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -70,7 +75,7 @@ def discard_unstarted(folder: Path) -> bool:
     if not folder.is_dir() or (folder / LAST).exists() or (folder / BEST).exists():
         return False
     shutil.rmtree(folder, ignore_errors=True)
-    return True
+    return not folder.exists()
 
 
 def new_run_folder(base: str | Path, name: str) -> Path:

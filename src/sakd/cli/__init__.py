@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -120,7 +121,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
 
+    default = warnings.showwarning
+
     def one_line(message, category, filename, lineno, file=None, line=None):  # sakd's warnings, without code
+        if f"{os.sep}sakd{os.sep}" not in str(filename):  # another library's: as Python shows it
+            return default(message, category, filename, lineno, file, line)
         print(f"sakd {args.command}: warning: {message}", file=file or sys.stderr)
 
     try:

@@ -55,7 +55,8 @@ class Configs(Command):
 
     def arguments(self, p):
         p.add_argument("name", nargs="?", metavar="NAME",
-                       help="a packaged config (or a YAML file): print it resolved, as a run would record it")
+                       help="a packaged config (or a YAML file): print it resolved (its base: chain merged, every "
+                            "default filled in)")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides to apply first")
 
     def run(self, args) -> int:

@@ -15,12 +15,12 @@ class Tune(Command):
         """The search space file's format, from :mod:`sakd.tuning.space`."""
         from sakd.tuning import space
 
-        text = space.__doc__.split("::", 1)[1].strip("\n")
+        text = (space.__doc__ or "::see sakd.tuning.space").split("::", 1)[1].strip("\n")  # none under python -OO
         return ("the --space file (YAML):\n" + text.replace("``", "`") + "\n\n"
                 "several workers on one study: start the same sakd tune command in each process (one per GPU:\n"
                 "CUDA_VISIBLE_DEVICES=k; a SLURM array: one task each) with the same --study folder (a shared\n"
-                "file system) or the same --storage URL; they share the trials, none run twice, and a trial\n"
-                "whose worker died is run again.")
+                "file system) or the same --storage URL and no --seed (or a --seed each); they share the\n"
+                "trials, none run twice, and a trial whose worker died is run again.")
 
     def arguments(self, p):
         p.add_argument("--config", required=True, help="the run to tune: a YAML file or a packaged config name")
@@ -34,7 +34,9 @@ class Tune(Command):
                        help="the study's folder (default runs/tune/<config>-<space>); run again to continue it")
         p.add_argument("--pruner", choices=("median", "none"), default="median",
                        help="stop trials below the median of earlier ones at an epoch (default: %(default)s)")
-        p.add_argument("--seed", type=int, default=0, help="the sampler's seed (default: %(default)s)")
+        p.add_argument("--seed", type=int, default=None,
+                       help="the sampler's seed, for a study drawn the same again by one process (default: none, "
+                            "each process its own draws: workers started together draw apart)")
         p.add_argument("--prune-after", type=positive, default=None,
                        help="the first epoch the pruner may stop a trial at (default: a quarter of the epochs)")
         p.add_argument("--storage", metavar="URL", default=None,

@@ -66,8 +66,11 @@ class Images(datasets.ImageFolder):
     def check(self) -> None:
         """Decode every image once (where the split is small enough to be cheap): an unreadable one
         is an error naming it, or (``skip``) left out with a warning and a count."""
-        if sum(Path(p).stat().st_size for p, _ in self.samples) > CHECK_BYTES:
-            return
+        total = 0
+        for path, _ in self.samples:  # stops at the limit: ImageNet's 1.28 M files are not all looked at
+            total += Path(path).stat().st_size
+            if total > CHECK_BYTES:
+                return
         bad = []
         for path, _ in self.samples:
             try:
@@ -93,16 +96,21 @@ class Images(datasets.ImageFolder):
 
     def __getitem__(self, index: int):
         for attempt in range(len(self.samples)):
-            i = (index + attempt) % len(self.samples)
+            path, target = self.samples[(index + attempt) % len(self.samples)]
             try:
-                return super().__getitem__(i)
+                sample = self.loader(path)  # only the reading: a transform's own error stays its own
             except Exception as exc:  # noqa: BLE001 - whatever Pillow raises, named with the file
-                path = self.samples[i][0]
                 if self.bad_files == "error":
                     raise BadDataError(f"{path}: cannot read the image ({_reason(exc)}); fix or remove it, or set "
                                        "data.options.bad_files=skip") from None
                 warnings.warn(f"{path}: cannot read the image ({_reason(exc)}); the next image read in its place "
-                              "(data.options.bad_files=skip)", RuntimeWarning, stacklevel=2)
+                              "(data.options.bad_files=skip)", RuntimeWarning, stacklevel=1)
+                continue
+            if self.transform is not None:
+                sample = self.transform(sample)
+            if self.target_transform is not None:
+                target = self.target_transform(target)
+            return sample, target
         raise BadDataError(f"{self.label}: no image of the {self.split} split can be read")
 
 

@@ -231,16 +231,18 @@ def _mode_reader(traced: dict[bool, fx.GraphModule], tracer: _Tracer) -> str:
     """Where a network's train and eval graphs part: the modules traced through that read
     ``self.training`` (they hold an activation, so torch.fx cannot keep them whole), or the module
     whose forward made the first node that differs."""
-    if tracer.traced_modes:
-        named = ", ".join(f"{path or 'the network'} ({cls})" for path, cls in tracer.traced_modes.items())
-        return (f"{named} read self.training in their own forward and hold an activation, so torch.fx traces "
-                "through them and their train and eval graphs differ; write the mode-dependent part as a module of "
-                "its own (nn.Dropout, a DropPath)")
     nodes = {mode: [(n.op, str(n.target), str(n.args), str(n.kwargs), n) for n in gm.graph.nodes]
              for mode, gm in traced.items()}
     first = next((b for a, b in zip(nodes[False], nodes[True]) if a[:4] != b[:4]), nodes[True][-1])[-1]
     stack = first.meta.get("nn_module_stack") or {}
     owner = next(reversed(stack.values())) if stack else None
+    inside = [(path, cls) for path, cls in tracer.traced_modes.items()
+              if any(p == path or p.startswith(f"{path}.") for p, _ in stack.values()) or not path]
+    if inside:  # the first difference lies in a module traced through that reads its mode
+        named = ", ".join(f"{path or 'the network'} ({cls})" for path, cls in inside)
+        return (f"{named} read self.training in their own forward and hold an activation, so torch.fx traces "
+                "through them and their train and eval graphs differ; write the mode-dependent part as a module of "
+                "its own (nn.Dropout, a DropPath)")
     where = f"{owner[0]} ({getattr(owner[1], '__name__', owner[1])})" if owner and owner[0] else "its forward"
     return (f"{where} reads self.training outside a module torch.fx keeps whole ({first.name}: "
             f"{getattr(first.target, '__name__', first.target)} differs between train and eval); set its drop rates "

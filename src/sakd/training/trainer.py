@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sakd import runs
 from sakd.distill import SAKDLoss
-from sakd.errors import ConfigError, Preempted, SakdError, TrainingDivergedError
+from sakd.errors import ConfigError, Preempted, TrainingDivergedError
 from sakd.models import FeatureExtractor
 from sakd.models.base import mean_over_time
 from sakd.models.checkpoint import atomic_save, load_weights, payload
@@ -145,6 +146,8 @@ class Trainer:
         """Continue the run whose ``last.pt`` is at ``path`` (a run folder or a checkpoint file).
         Overrides change the stored config, e.g. ``optim.epochs=300`` to train longer."""
         checkpoint = Checkpoint.load(path, overrides, training=True)
+        if os.environ.get("RANK", "0") == "0":  # busy: one line before the data and the models are built
+            runs.FolderLock(Path(checkpoint.path).parent).acquire().release()
         return cls(checkpoint.config, _state=checkpoint.state, **kwargs)
 
     def _new_run_dir(self) -> Path:
@@ -216,7 +219,7 @@ class Trainer:
             self.console.print(f"[yellow]stopped at once in epoch {self.epoch + 1}; {self._kept()}", highlight=False)
             self._close(discard=True)
             raise
-        except SakdError as exc:
+        except Exception as exc:  # before the first checkpoint: no folder left holding nothing trained
             self._close(discard=not isinstance(exc, Preempted))
             raise
         finally:

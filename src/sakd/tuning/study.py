@@ -62,7 +62,7 @@ class TuneSettings:
     overrides: list[str]
     pruner: str = "median"  # median | none
     startup: int = 3  # finished trials before the pruner stops any
-    seed: int = 0
+    seed: int | None = 0  # the sampler's; None: one of this process's own (several workers draw apart)
     prune_after: int | None = None  # the first epoch the pruner may stop a trial at (default: epochs // 4)
     storage: str | None = None  # a database URL optuna reaches (RDB); None: the journal file in the folder
     heartbeat: float = 30.0  # seconds between a running trial's beats; no beat for 4x this: its process is gone
@@ -132,6 +132,7 @@ def heartbeat(trial, every: float):
                 trial.set_user_attr("alive_at", time.time())
 
     trial.set_user_attr("worker", worker())
+    trial.set_user_attr("beat", every)  # judged by its own beat, whatever another worker's is
     trial.set_user_attr("alive_at", time.time())
     thread = threading.Thread(target=beat, name=f"sakd-tune-heartbeat-{trial.number}", daemon=True)
     thread.start()
@@ -142,34 +143,48 @@ def heartbeat(trial, every: float):
         thread.join()
 
 
-def stale(t, grace: float) -> bool:
+def stale(t, beat: float) -> bool:
     """Whether the running trial ``t``'s process is gone: on this machine, no such process; anywhere,
-    no heartbeat for ``grace`` seconds."""
+    no heartbeat for 4 of its beats (``beat``: for a trial that records none). Machines' clocks
+    must agree to within that (NTP)."""
     who = t.user_attrs.get("worker") or {}
     if who.get("host") == socket.gethostname() and who.get("pid") is not None and not _alive(who["pid"]):
         return True
     last = t.user_attrs.get("alive_at") or (t.datetime_start.timestamp() if t.datetime_start else time.time())
-    return time.time() - last > grace
+    return time.time() - last > 4 * t.user_attrs.get("beat", beat)
+
+
+RETRIES = 2  # a failed trial's draws are run at most this many more times (a setting that is killed each time)
 
 
 def retry(study, t) -> None:
-    """Mark the trial ``t`` failed and its draws to be run again (once: the first process that tells wins)."""
+    """Mark the trial ``t`` failed and its draws to be run again, first (the first process that
+    tells wins; at most :data:`RETRIES` times for one setting)."""
     import optuna
 
     try:
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     except Exception:  # noqa: BLE001 - already finished: another process told it first
         return
-    study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+    tries = t.user_attrs.get("tries", 0) + 1
+    if tries <= RETRIES:
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, "tries": tries}, skip_if_exists=False)
 
 
-def fail_stale(study, grace: float) -> None:
+def fail_stale(study, beat: float) -> None:
     """Every running trial whose process is gone: failed, its draws run again."""
     import optuna
 
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if stale(t, grace):
+        if stale(t, beat):
             retry(study, t)
+
+
+def taken_over(study, number: int) -> bool:
+    """Whether this process's running trial was failed by another (which found no heartbeat)."""
+    import optuna
+
+    return study.get_trials(deepcopy=False)[number].state != optuna.trial.TrialState.RUNNING
 
 
 def trial_config(s: TuneSettings, trial) -> Config:
@@ -250,13 +265,12 @@ def open_study(s: TuneSettings, epochs: int | None = None):
         differ = [k for k in recorded if recorded[k] != mine[k]]
         raise ConfigError(f"the study in {s.folder} was run with another {' and '.join(differ)}; "
                           "give this one its own --study folder")
-    fail_stale(study, 4 * s.heartbeat)  # cut short by a killed process: failed, its draws tried again first
+    fail_stale(study, s.heartbeat)  # cut short by a killed process: failed, its draws tried again first
     done = finished(study)
     # a resumed study draws on from where it stopped: the sampler's seed moves with the trials done;
-    # a process that joins others' running trials draws its own stream
-    joining = running(study) > 0
-    study.sampler = optuna.samplers.TPESampler(seed=s.seed + len(study.trials) + (os.getpid() if joining else 0),
-                                               n_startup_trials=min(10, max(1, s.trials // 3)))
+    # without a seed, each process draws its own stream (workers started together would draw alike)
+    seed = s.seed + len(study.trials) if s.seed is not None else int.from_bytes(os.urandom(4), "little")
+    study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(1, s.trials // 3)))
     return study, done
 
 
@@ -283,6 +297,7 @@ def run_trial(s: TuneSettings, trial, console) -> float:
     cfg = trial_config(s, trial)
     trainer = TrialTrainer(cfg, trial, console=console)
     trial.set_user_attr("run_dir", str(trainer.run_dir))
+    trial.set_user_attr("config", (trainer.run_dir / runs.CONFIG).read_text())  # in the storage: any worker writes best.yaml
     trainer.fit()
     score = max(r[SCORE] for r in trainer.history)
     trial.set_user_attr("epochs", len(trainer.history))
@@ -293,7 +308,8 @@ def write_summary(s: TuneSettings, study) -> dict:
     """``tune.json`` (every trial, the best) and ``best.yaml`` (the best trial's config)."""
     import optuna
 
-    rows = [{"number": t.number, "state": t.state.name.lower(), "score": t.value, "params": t.params,
+    rows = [{"number": t.number, "state": "surplus" if t.user_attrs.get("surplus") else t.state.name.lower(),
+             "score": t.value, "params": t.params,
              "overrides": t.user_attrs.get("overrides"), "run_dir": t.user_attrs.get("run_dir"),
              "val_top1_by_epoch": {str(k): v for k, v in sorted(t.intermediate_values.items())}}
             for t in study.trials]
@@ -305,7 +321,7 @@ def write_summary(s: TuneSettings, study) -> dict:
         summary["best"] = {"number": best.number, "score": best.value, "params": best.params,
                            "overrides": best.user_attrs["overrides"], "run_dir": best.user_attrs["run_dir"],
                            "config": str(s.folder / BEST_CONFIG), "trial_config": str(s.folder / BEST_TRIAL)}
-        ran = (Path(best.user_attrs["run_dir"]) / runs.CONFIG).read_text()
+        ran = best.user_attrs.get("config") or (Path(best.user_attrs["run_dir"]) / runs.CONFIG).read_text()
         write_text(s.folder / BEST_TRIAL, ran, "--study")
         base = load_config(s.config, s.overrides).run
         config = yaml.safe_load(ran)
@@ -335,19 +351,21 @@ def _tune(s: TuneSettings, cfg: Config, console) -> dict:
 
     quiet = Console(stderr=True, quiet=True)
     while True:
-        fail_stale(study, 4 * s.heartbeat)
+        fail_stale(study, s.heartbeat)
         done, busy = finished(study), running(study)
         if done >= s.trials:
             break
         if done + busy >= s.trials and not waiting(study):  # others' trials finish the study, unless one fails
             time.sleep(min(5.0, s.heartbeat))
             continue
-        trial = ask(study)
+        trial = ask(study, s.trials)
+        if trial is None:  # another worker asked for the last one first
+            continue
         try:
             with heartbeat(trial, s.heartbeat):
                 score = run_trial(s, trial, quiet)
         except optuna.TrialPruned as exc:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
             console.print(f"trial {trial.number}: pruned ({exc}); {trial.params}", highlight=False)
             write_summary(s, study)
             continue
@@ -361,9 +379,17 @@ def _tune(s: TuneSettings, cfg: Config, console) -> dict:
                 raise stop from None
             raise
         except Exception:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if taken_over(study, trial.number):
+                console.print(f"trial {trial.number}: taken over (another worker saw no heartbeat for 4 beats and "
+                              "runs its draws again)", highlight=False)
+                continue
+            study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             write_summary(s, study)
             raise
+        if taken_over(study, trial.number):
+            console.print(f"trial {trial.number}: taken over (another worker saw no heartbeat for 4 beats and runs its "
+                          "draws again); its score here is not kept", highlight=False)
+            continue
         study.tell(trial, score)
         best = study.best_trial
         console.print(f"trial {trial.number}: {SCORE} {score:.2f}% (best: trial {best.number}, {best.value:.2f}%); "
@@ -372,17 +398,27 @@ def _tune(s: TuneSettings, cfg: Config, console) -> dict:
     return write_summary(s, study)
 
 
-def ask(study):
+def ask(study, trials: int):
     """The next trial: a failed trial's draws first (each run again once: a second copy, queued by
-    two processes that found the same trial gone, is dropped), else the sampler's."""
+    two processes that found the same trial gone, is dropped), else the sampler's; None (the trial
+    given back, marked ``surplus``) where the finished trials and the running ones asked for before
+    it already reach ``trials`` (two workers asked for the last one at once)."""
     import optuna
 
     while True:
         trial = study.ask()
+        others = study.get_trials(deepcopy=False)
+        ahead = sum(t.number < trial.number and (t.state == optuna.trial.TrialState.RUNNING
+                                                 or t.state in (optuna.trial.TrialState.COMPLETE,
+                                                                optuna.trial.TrialState.PRUNED)) for t in others)
+        if ahead >= trials:
+            trial.set_user_attr("surplus", True)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return None
         again = trial.user_attrs.get("retry_of")
         taken = again is not None and any(
             t.user_attrs.get("retry_of") == again and t.number < trial.number and t.state != optuna.trial.TrialState.WAITING
-            for t in study.get_trials(deepcopy=False))
+            for t in others)
         if not taken:
             return trial
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
