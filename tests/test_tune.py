@@ -215,7 +215,7 @@ def _worker(tmp_path, trials, *extra):
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     args = ["--config", "quickstart/snn", "--space", str(space), "--trials", str(trials), "--study",
-            str(tmp_path / "study"), "--pruner", "none", *extra, *BASE, "run.loggers=[]"]
+            str(tmp_path / "study"), "--pruner", "none", *extra, *BASE, "optim.epochs=1", "run.loggers=[]"]
     return subprocess.Popen([sys.executable, "-m", "sakd", "tune", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
