@@ -411,16 +411,45 @@ def test_a_run_whose_training_only_plugin_is_gone_is_still_read_and_resumed_with
                      "sakd_term_plugin"], cwd=tmp_path, pythonpath=[home])
     assert done.returncode == 0, done.stderr
     run = out / "t"
-    for args in (["eval", str(run), "--device", "cpu"], ["analyze", str(run), "--images", "8", "--device", "cpu"],
-                 ["export", str(run), "--format", "onnx", "-o", str(tmp_path / "m.onnx")], ["compare", str(run)]):
-        done = sakd_cli(args, cwd=tmp_path)  # the module is not on the path any more
-        assert done.returncode == 0, (args, done.stderr)
-        assert (f"sakd {args[0]}: warning: " in done.stderr and "going on without loss term 'logit_norm'" in done.stderr
-                and "plug-in module 'sakd_term_plugin' (No module named" in done.stderr), (args, done.stderr)
-    done = sakd_cli(["train", "--resume", str(run), "optim.epochs=2"], cwd=tmp_path)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-    assert "logit_norm" in done.stderr and "'sakd_term_plugin' (No module named" in done.stderr
-    assert "override what it registered (e.g. distill.terms=[...]) to go on without it" in done.stderr
-    done = sakd_cli(["train", "--resume", str(run), "optim.epochs=2", "distill.terms=[]"], cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    readers = [["eval", str(run), "--device", "cpu"], ["analyze", str(run), "--images", "8", "--device", "cpu"],
+               ["export", str(run), "--format", "onnx", "-o", str(tmp_path / "m.onnx")], ["compare", str(run)]]
+    said = in_one_process(readers, tmp_path)  # the module is not on the path any more
+    for args, (code, err) in zip(readers, said, strict=True):
+        assert code == 0, (args, err)
+        assert (f"sakd {args[0]}: warning: " in err and "going on without loss term 'logit_norm'" in err
+                and "plug-in module 'sakd_term_plugin' (No module named" in err), (args, err)
+    resumes = [["train", "--resume", str(run), "optim.epochs=2"],
+               ["train", "--resume", str(run), "optim.epochs=2", "distill.terms=[]"]]
+    (refused, err), (resumed, _) = in_one_process(resumes, tmp_path)
+    assert refused == 2 and err.count("\n") == 1, err
+    assert "logit_norm" in err and "'sakd_term_plugin' (No module named" in err
+    assert "override what it registered (e.g. distill.terms=[...]) to go on without it" in err
+    assert resumed == 0
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def in_one_process(commands: list[list[str]], cwd) -> list[tuple[int, str]]:
+    """Each sakd command's exit status and error output, run one after another in one new Python
+    process (one start of torch instead of one per command)."""
+    import json
+
+    script = ("import contextlib, io, json, sys\nfrom sakd.cli import main\nout = []\n"
+              f"for argv in {json.dumps(commands)}:\n"
+              "    err = io.StringIO()\n"
+              "    with contextlib.redirect_stderr(err):\n"
+              "        code = main(argv)\n"
+              "    out.append([code, err.getvalue()])\n"
+              "print('RESULTS' + json.dumps(out))\n")
+    done = sakd_python(script, cwd)
+    assert done.returncode == 0, done.stderr
+    return [tuple(r) for r in json.loads(done.stdout.split("RESULTS", 1)[1])]
+
+
+def sakd_python(script: str, cwd):
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SAKD_PLUGINS")}
+    return subprocess.run([sys.executable, "-c", script], cwd=cwd, env={**environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)

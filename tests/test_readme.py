@@ -29,6 +29,9 @@ MARKED = {
     "bash benchmarks/cuda_check.sh": "a GPU",
     "sakd train --config quickstart/snn model.name=python:my_pkg.nets:my_cnn": "a package of your own; "
         "tests/test_graph_twins.py builds, trains and exports python:test_graph_twins:user_net",
+    'sakd train --config quickstart/snn model.name=timm:mobilenetv3_small_050 '
+    '"model.options.activations={Hardswish: spike, Hardsigmoid: keep}"': "a minute of training; tests/test_graph_twins.py "
+        "twins timm:mobilenetv3_small_050 with this mapping and takes a SAKD step with it",
     "python benchmarks/any_network.py": "a study of an hour; tests/test_benchmarks.py runs its quick form",
     "python benchmarks/any_network.py --quick": "the Fashion-MNIST data package; tests/test_benchmarks.py runs it on its own data",
     "apt-get install dataset-fashion-mnist": "root and Debian's package mirror",
