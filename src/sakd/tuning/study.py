@@ -20,7 +20,7 @@ file system; a database URL (``--storage postgresql://...``, ``sqlite:///study.d
 trial's process beats a heartbeat into the trial every ``heartbeat`` seconds; a trial whose
 process is gone (on this machine: its process no longer exists; anywhere: no beat for
 ``4 x heartbeat`` seconds), or that was cut short (Ctrl-C, SIGTERM/SIGUSR1), is marked failed and
-its draws are run again once, first, by whichever process asks next.
+its draws are run again first, by whichever process asks next (at most twice for one setting).
 
 A trial's score is its best validation top-1 (the epoch ``best.pt`` keeps); the median pruner
 stops a trial whose validation top-1 after an epoch is below the median of earlier trials at that
@@ -399,7 +399,7 @@ def _tune(s: TuneSettings, cfg: Config, console) -> dict:
 
 
 def ask(study, trials: int):
-    """The next trial: a failed trial's draws first (each run again once: a second copy, queued by
+    """The next trial: a failed trial's draws first (each failure queued once: a second copy, queued by
     two processes that found the same trial gone, is dropped), else the sampler's; None (the trial
     given back, marked ``surplus``) where the finished trials and the running ones asked for before
     it already reach ``trials`` (two workers asked for the last one at once)."""
