@@ -114,13 +114,15 @@ def fresh_copy(run_dir: str, dest) -> str:
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real small file system (tmpfs) to fill up: ``small_disk(bytes)`` mounts one and returns
-    its folder; skipped where this process may not mount (not root, or a sandbox without it)."""
+    """A real small file system (tmpfs) to fill up or make read-only: ``small_disk(bytes)`` mounts
+    one and returns its folder; skipped where this process may not mount (not root, or a sandbox
+    without it)."""
     import subprocess
 
     mounted = []
 
-    def mount(size: int):
+    def mount(size: int, read_only=None):
+        """``read_only``: files to write first (name -> bytes), then the disk is made read-only."""
         where = tmp_path / f"disk{len(mounted)}"
         where.mkdir()
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
@@ -128,6 +130,10 @@ def small_disk(tmp_path):
         if done.returncode != 0:
             pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip() or done.returncode}")
         mounted.append(where)
+        if read_only is not None:
+            for name, data in read_only.items():
+                (where / name).write_bytes(data)
+            subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True, capture_output=True)
         return where
 
     yield mount

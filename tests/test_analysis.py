@@ -175,14 +175,15 @@ def test_a_network_that_does_not_fire_is_warned_of_in_training_eval_and_analyze(
     err = capsys.readouterr().err
     assert err.count("warning") == 2 and "epoch 1: the SNN barely fires: mean firing rate 0.0000 < 0.01" in err
     assert "7 of 7 spiking layers gave no spike: act1.neuron, layer1.0.act1.neuron" in err
-    assert "the last one, layer3.0.act2.neuron, feeds the classifier nothing" in err
+    assert "the last to run, layer3.0.act2.neuron, which feeds the classifier in most networks, gave none" in err
     assert main(["eval", f"{run}/last.pt", "--device", "cpu"]) == 0
     assert "warning: the SNN barely fires" in capsys.readouterr().out
     out = tmp_path / "analysis.json"
     assert main(["analyze", f"{run}/last.pt", "--images", "20", "--device", "cpu", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "of a network that does not fire" in " ".join(printed.split()) and "not of a working SNN" in printed
-    assert "feeds the classifier nothing" in json.loads(out.read_text())["firing_warning"]
+    assert "layer3.0.act2.neuron, which feeds the classifier in most networks, gave none" in json.loads(
+        out.read_text())["firing_warning"]
 
     torch.manual_seed(0)
     snn = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=2).train()  # batch statistics

@@ -297,7 +297,7 @@ def test_a_plugin_neuron_trains_from_the_cli_and_every_reader_of_the_run_imports
     # where the module cannot be imported: one line naming it
     done = sakd_cli(["eval", str(run)], cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-    assert "plug-in module 'sakd_test_plugin' (No module named 'sakd_test_plugin')" in done.stderr
+    assert "plug-in module 'sakd_test_plugin' (cannot be imported: No module named 'sakd_test_plugin')" in done.stderr
     assert "halfway_lif" in done.stderr and "cannot be imported" in done.stderr
     with pytest.raises(SystemExit) as stop:
         main(["--plugin", "no_such_module", "neurons"])
@@ -417,12 +417,12 @@ def test_a_run_whose_training_only_plugin_is_gone_is_still_read_and_resumed_with
     for args, (code, err) in zip(readers, said, strict=True):
         assert code == 0, (args, err)
         assert (f"sakd {args[0]}: warning: " in err and "going on without loss term 'logit_norm'" in err
-                and "plug-in module 'sakd_term_plugin' (No module named" in err), (args, err)
+                and "plug-in module 'sakd_term_plugin' (cannot be imported: No module named" in err), (args, err)
     resumes = [["train", "--resume", str(run), "optim.epochs=2"],
                ["train", "--resume", str(run), "optim.epochs=2", "distill.terms=[]"]]
     (refused, err), (resumed, _) = in_one_process(resumes, tmp_path)
     assert refused == 2 and err.count("\n") == 1, err
-    assert "logit_norm" in err and "'sakd_term_plugin' (No module named" in err
+    assert "logit_norm" in err and "'sakd_term_plugin' (cannot be imported: No module named" in err
     assert "override what it registered (e.g. distill.terms=[...]) to go on without it" in err
     assert resumed == 0
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2

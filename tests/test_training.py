@@ -332,33 +332,26 @@ def test_a_full_disk_at_start_names_the_file_and_leaves_no_run_folder(tmp_path, 
     assert not list((disk / "runs").iterdir())  # the run folder it made is gone, no empty config.yaml
 
 
-def test_every_file_a_run_writes_is_whole_or_absent(tmp_path, monkeypatch):
-    """A write that fails (here: a folder the OS refuses) names the file and leaves nothing behind;
-    a file written whole has the permissions open() would give it."""
-    import errno
-
+def test_every_file_a_run_writes_is_whole_or_absent(tmp_path, small_disk):
+    """A write the OS refuses (a real read-only disk) names the file and its reason, keeps the
+    earlier file as it was and leaves nothing behind; a file written whole has the permissions
+    open() would give it."""
     from sakd import outputs
     from sakd.errors import WriteError
     from sakd.models import checkpoint as ckpt_io
 
-    def refused(*args, **kwargs):
-        raise PermissionError(errno.EACCES, "Permission denied")
-
-    with monkeypatch.context() as m:
-        m.setattr(outputs.tempfile, "mkstemp", refused)
-        with pytest.raises(CheckpointError, match=r"new.pt: Permission denied; no earlier new.pt exists"):
-            ckpt_io.atomic_save({"x": 1}, tmp_path / "new.pt")
-        with pytest.raises(WriteError, match=r"^cannot write the report .*r.html: Permission denied$"):
-            outputs.write_text(tmp_path / "r.html", "<p>", "the report")
-    assert not list(tmp_path.iterdir())
+    disk = small_disk(1024 * 1024, read_only={"r.html": b"an earlier report"})
+    with pytest.raises(CheckpointError, match=r"new.pt: Read-only file system; no earlier new.pt exists"):
+        ckpt_io.atomic_save({"x": 1}, disk / "new.pt")
+    with pytest.raises(WriteError, match=r"^cannot write the report .*r.html: Read-only file system$"):
+        outputs.write_bytes(disk / "r.html", b"<p>", "the report")
+    assert [p.name for p in disk.iterdir()] == ["r.html"] and (disk / "r.html").read_bytes() == b"an earlier report"
     outputs.write_text(tmp_path / "mode.txt", "x", "a file")
-    assert (tmp_path / "mode.txt").stat().st_mode & 0o777 == 0o666 & ~_umask()  # the umask's, as open() gives
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    (tmp_path / "plain.txt").write_text("x")  # what open() gives a new file
+    assert (tmp_path / "mode.txt").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777
+    (tmp_path / "mode.txt").chmod(0o640)
+    outputs.write_text(tmp_path / "mode.txt", "y", "a file")  # an existing file keeps its permissions
+    assert (tmp_path / "mode.txt").stat().st_mode & 0o777 == 0o640
 
 
 def test_a_log_line_that_does_not_fit_on_the_disk_is_taken_back(small_disk):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,25 +61,21 @@ def writable_folder(path: str | Path, what: str) -> Path:
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def written(path: str | Path, what: str) -> Iterator[Path]:
     """A temporary file beside ``path`` for the block to write; flushed to disk and renamed over
-    ``path`` when the block ends, with ``path``'s permissions (or the umask's, for a new file).
+    ``path`` when the block ends, with ``path``'s permissions (a new file: what ``open`` gives it).
     Any failure (the block's or the disk's) removes it and leaves ``path`` as it was; one that the
     OS reports is a :class:`WriteError` naming ``path`` and the reason."""
     path = Path(path).expanduser()
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(name)
-        os.fchmod(fd, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
+        name = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as to open()
+        tmp = name  # made: removed again on any failure
+        if path.exists():
+            os.fchmod(fd, path.stat().st_mode & 0o7777)
         os.close(fd)
         yield tmp
         with open(tmp, "rb+") as f:
@@ -90,7 +86,8 @@ def written(path: str | Path, what: str) -> Iterator[Path]:
         raise WriteError(f"cannot write {what} {path}: {reason(exc)}") from None
     finally:
         if tmp is not None:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | Path, data: bytes, what: str) -> Path:

@@ -54,23 +54,30 @@ def load(modules, source: str, remember: bool = True) -> list[str]:
     """Import each module of ``modules`` (once); ``source`` says in errors where it was named.
     ``remember``: every run of this process records it (the command line, the environment, entry
     points); modules a config or a checkpoint names are recorded by that config."""
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())  # a module in the current folder, as `python -m` finds it
     for name in modules:
         name = name.strip()
         if not name or name in _loaded:
             continue
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"plug-in module {name!r} ({source}) cannot be imported: {exc}; install it "
-                              "or put its folder on PYTHONPATH") from None
-        except Exception as exc:  # the module itself fails: one line, what and where
-            raise ConfigError(f"plug-in module {name!r} ({source}) failed while importing: "
-                              f"{type(exc).__name__}: {exc}") from None
+        failure = import_failure(name)
+        if failure is not None:
+            raise ConfigError(f"plug-in module {name!r} ({source}) {failure}; install it or put its folder on "
+                              "PYTHONPATH")
         if remember:
             _loaded.append(name)
     return loaded()
+
+
+def import_failure(name: str) -> str | None:
+    """Import the module ``name``; None if it imports, else why not, in a phrase."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())  # a module in the current folder, as `python -m` finds it
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        return f"cannot be imported: {exc}"
+    except Exception as exc:  # the module itself fails: what and where
+        return f"failed while importing: {type(exc).__name__}: {exc}"
+    return None
 
 
 def load_installed() -> list[str]:
@@ -80,22 +87,16 @@ def load_installed() -> list[str]:
     return load(os.environ.get(ENVIRONMENT, "").split(","), f"${ENVIRONMENT}", remember=False)
 
 
-def load_recorded(config: dict | None, where: str) -> list[str]:
+def load_recorded(config: dict | None) -> dict[str, str]:
     """Import the plug-ins a stored config (a run's ``config.yaml`` or a checkpoint's) records,
-    each that can be: the others are returned, each as one phrase (module and reason), for the
-    reader to say what it goes on without (a loss term is not needed to evaluate) or, where a part
-    it needs came from one, to name it in its error."""
+    each that can be; the others, module -> why not, for the reader to say what it goes on without
+    (a loss term is not needed to evaluate) or, where a part it needs came from one, to name it in
+    its error (:func:`named`)."""
     modules = ((config or {}).get("run") or {}).get("plugins") or []
-    failed = []
-    for name in modules if isinstance(modules, list) else []:
-        try:
-            load([name], f"recorded by {where}", remember=False)
-        except ConfigError as exc:
-            why = str(exc).split(" cannot be imported: ")[-1].split(" failed while importing: ")[-1]
-            failed.append(f"{name!r} ({why.split('; install it')[0]})")
-    return failed
+    failures = {name: import_failure(name) for name in (modules if isinstance(modules, list) else [])}
+    return {name: why for name, why in failures.items() if why is not None}
 
 
-def module_of(failure: str) -> str:
-    """The module a :func:`load_recorded` failure names."""
-    return failure.split(" (", 1)[0].strip("'")
+def named(missing: dict[str, str]) -> str:
+    """Plug-ins that cannot be imported, in a phrase: ``'mine' (cannot be imported: No module named 'mine')``."""
+    return ", ".join(f"{name!r} ({why})" for name, why in missing.items())

@@ -73,8 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     names = sorted(COMMANDS.names(), key=lambda n: (FIRST.index(n) if n in FIRST else len(FIRST), n))
     for name, help_text in ((n, COMMANDS.describe()[n]) for n in names):
         command = COMMANDS.get(name)()
-        details = command.details() if callable(command.details) else command.details
-        epilog = "\n\n".join(filter(None, [details, COMMON]))
+        epilog = "\n\n".join(filter(None, [command.details, COMMON]))
         command.arguments(sub.add_parser(name, help=help_text, description=help_text, epilog=epilog,
                                          formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser

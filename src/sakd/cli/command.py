@@ -29,8 +29,9 @@ COMMANDS: Registry = Registry("command")
 
 
 class Command:
-    """Base of every command. ``details``: text (or a method that returns it) shown at the end of
-    its ``--help``, before what every command's help ends with (``--plugin``, the exit statuses)."""
+    """Base of every command. ``details``: text shown at the end of its ``--help`` (a class
+    attribute, or a property where it is read from elsewhere), before what every command's help
+    ends with (``--plugin``, the exit statuses)."""
 
     details: str = ""
 

@@ -11,6 +11,7 @@ from sakd.cli.command import COMMANDS, Command, positive
 class Tune(Command):
     """tune a method's weights, temperatures and options with optuna (TPE) on a validation hold-out"""
 
+    @property
     def details(self) -> str:
         """The search space file's format, from :mod:`sakd.tuning.space`."""
         from sakd.tuning import space

@@ -19,7 +19,7 @@ from sakd.errors import CheckpointError, ConfigError, WriteError
 from sakd.outputs import written
 from sakd.runs import checkpoint_path
 from sakd.models.registry import ModelSpec
-from sakd.plugins import load_recorded
+from sakd.plugins import load_recorded, named
 from sakd.neurons import SpikingNeuron
 
 FORMAT = "sakd-checkpoint"
@@ -77,7 +77,7 @@ def as_checkpoint(obj, path: str | Path) -> dict:
     obj["path"] = str(path)
     # its model or neuron may come from a plug-in; one that cannot be imported is named where a
     # part it registered is needed (the reader of the config, the model's build)
-    obj["plugins_missing"] = load_recorded(obj.get("config"), str(path))
+    obj["plugins_missing"] = load_recorded(obj.get("config"))
     obj["spec"] = ModelSpec.from_dict(obj.pop("arch") if "arch" in obj else obj["spec"])
     return obj
 
@@ -121,7 +121,7 @@ def model_from_checkpoint(path_or_ckpt) -> tuple[nn.Module, dict]:
     except ConfigError as exc:
         if not ckpt.get("plugins_missing"):
             raise
-        raise ConfigError(f"{exc}; {ckpt['path']} was trained with plug-in module {', '.join(ckpt['plugins_missing'])}, "
-                          "which cannot be imported now: install it or put its folder on PYTHONPATH") from None
+        raise ConfigError(f"{exc}; {ckpt['path']} was trained with plug-in module {named(ckpt['plugins_missing'])}, "
+                          "which is not available now: install it or put its folder on PYTHONPATH") from None
     load_weights(model, ckpt["model"], ckpt["path"])
     return model, ckpt

@@ -72,8 +72,8 @@ class FiringRateMonitor:
 
     def silence(self, low: float = LOW_RATE) -> str | None:
         """One line saying that the network barely fires, or None: the layers that gave no spike,
-        whether the last of them to run (the one that feeds the classifier) is one, and a mean
-        rate below ``low`` (0 checks silent layers only)."""
+        whether the last spiking layer to run (the classifier's input in most networks) is one, and
+        a mean rate below ``low`` (0 checks silent layers only)."""
         rates, mean = self.rates(), self.mean_rate()
         if mean is None:
             return None
@@ -85,7 +85,7 @@ class FiringRateMonitor:
         if silent:
             parts.append(f"{len(silent)} of {len(rates)} spiking layers gave no spike: {', '.join(silent)}")
         if last in silent:
-            parts.append(f"the last one, {last}, feeds the classifier nothing: its logits are its bias alone")
+            parts.append(f"the last to run, {last}, which feeds the classifier in most networks, gave none")
         return "; ".join(parts) or None
 
     def mean_rate(self) -> float | None:

@@ -22,7 +22,7 @@ import yaml
 
 from sakd.errors import ConfigError
 from sakd.plugins import load as load_plugins
-from sakd.plugins import load_recorded, module_of
+from sakd.plugins import load_recorded, named
 from sakd.fields import check_field, limited, one_of
 from sakd.outputs import write_bytes
 from sakd.neurons import NeuronSpec
@@ -433,10 +433,10 @@ def recorded_config(data: dict, where: str, overrides: list[str] | None = None, 
     registered are left out, with a warning naming them; a part it does need that is gone is an
     error naming the plug-in module that cannot be imported."""
     data = apply_overrides(data or {}, list(overrides or []))
-    missing = load_recorded(data, where)
+    missing = load_recorded(data)
     left_out = [] if training else _leave_out_unregistered(data)
     if left_out:
-        why = f" (plug-in module {', '.join(missing)} cannot be imported)" if missing else ""
+        why = f" (plug-in module {named(missing)})" if missing else ""
         warnings.warn(f"{where}: going on without {', '.join(left_out)}, which only training needs and which is "
                       f"no longer registered{why}", RuntimeWarning, stacklevel=2)
     try:
@@ -446,14 +446,13 @@ def recorded_config(data: dict, where: str, overrides: list[str] | None = None, 
             raise
         need = ("install it, or override what it registered (e.g. distill.terms=[...]) to go on without it"
                 if training else "install it or put its folder on PYTHONPATH")
-        raise ConfigError(f"{exc}; {where} was trained with plug-in module {', '.join(missing)}, which cannot be "
-                          f"imported now: {need}") from None
+        raise ConfigError(f"{exc}; {where} was trained with plug-in module {named(missing)}, which is not "
+                          f"available now: {need}") from None
     if missing:  # nothing this command needs came from them
-        gone = {module_of(m) for m in missing}
-        config.run.plugins = [m for m in config.run.plugins if m not in gone]
+        config.run.plugins = [m for m in config.run.plugins if m not in missing]
         if not left_out:
-            warnings.warn(f"{where}: going on without plug-in module {', '.join(missing)}, which cannot be imported "
-                          "and registered nothing this command needs", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"{where}: going on without plug-in module {named(missing)}, which registered nothing "
+                          "this command needs", RuntimeWarning, stacklevel=2)
     return config
 
 

@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import inspect
 import io
+import textwrap
 import tokenize
 import typing
 from dataclasses import MISSING, dataclass, fields, is_dataclass
@@ -46,7 +47,7 @@ def _comments(cls) -> dict[str, str]:
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
             inline[tok.start[0]] = tok.string.lstrip("#").strip()
-    body = ast.parse(inspect.cleandoc("\n" + source) if source[0].isspace() else source).body[0].body
+    body = ast.parse(textwrap.dedent(source)).body[0].body
     out = {}
     for node in body:
         if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):

@@ -126,7 +126,8 @@ class Trainer:
 
     def evaluate_splits(self) -> dict[str, dict]:
         """Top-1/top-5, loss and firing rates on each evaluation split (``val`` if any, ``test``)."""
-        return {name: evaluate(self.model, loader, self.device, self.amp_dtype, self.dist, self.cfg.run.low_firing_rate)
+        low = self.cfg.run.low_firing_rate
+        return {name: evaluate(self.model, loader, self.device, self.amp_dtype, self.dist, low)
                 for name, loader in self.eval_loaders.items()}
 
     def _wrap(self, step: nn.Module) -> nn.Module:
