@@ -567,6 +567,13 @@ def test_eval_reads_an_snn_out_after_each_timestep(tmp_path, capsys):
     assert list(result["by_timesteps"]) == ["1", "2"] and result["samples"] == 30
     assert main(["eval", run, "--timesteps", "1,all"]) == 2
     assert "numbers or `all`, not both" in capsys.readouterr().err
+    # the run folder after the numbers (argparse gives it to --timesteps) is still the checkpoint
+    assert main(["eval", "--timesteps", "1", "2", run, "--json", str(out), "--device", "cpu"]) == 0
+    assert list(json.loads(out.read_text())["by_timesteps"]) == ["1", "2"]
+    assert main(["eval", "--timesteps", "1,x", run]) == 2
+    assert "--timesteps: 'x' is not a whole number" in capsys.readouterr().err
+    assert main(["eval", "--device", "cpu"]) == 2
+    assert "sakd eval takes one checkpoint (a file or a run folder), got 0: none" in capsys.readouterr().err
 
 
 def test_one_process_at_a_time_trains_in_a_run_folder_and_a_killed_one_does_not_block(tmp_path):
