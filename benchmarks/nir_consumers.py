@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from suite import machine  # noqa: E402
 
-from sakd.export.export import example_input  # noqa: E402
+from sakd.export import example_input  # noqa: E402
 from sakd.export.graph import run_steps, step_graph  # noqa: E402
 from sakd.export.nir_format import to_nir, write_nir  # noqa: E402
 from sakd.models import create_model  # noqa: E402

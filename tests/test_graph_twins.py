@@ -149,7 +149,7 @@ def test_one_sakd_step_trains_and_lean_gradients_equal_fast_ones(twins):
 def test_the_snn_twin_exports_to_onnx_and_is_counted_by_analyze(twins, tmp_path):
     pytest.importorskip("onnxruntime")
     from sakd.analysis.energy import OpCounter
-    from sakd.export.export import export_onnx_file
+    from sakd.export.onnx_format import export_onnx_file
 
     name, _, _, snn = twins
     if name == "torchvision:vgg11_bn":  # its 4096-wide classifier: a 480 MB file; VGG's 1x1 -> 7x7 pool is tested below

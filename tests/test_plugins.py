@@ -277,10 +277,8 @@ def sakd_cli(args, cwd, pythonpath=None, **env):
 def test_a_plugin_neuron_trains_from_the_cli_and_every_reader_of_the_run_imports_it_again(tmp_path, monkeypatch):
     from conftest import FAST
     from sakd.training.run_folder import RunFolder
-    from sakd import plugins
     from sakd.cli import main
 
-    monkeypatch.setattr(plugins, "_loaded", [])  # what --plugin imports here stays out of later tests' runs
     home = tmp_path / "plugins"
     home.mkdir()
     (home / "sakd_test_plugin.py").write_text(PLUGIN)
@@ -347,10 +345,8 @@ class Hello(Command):
 
 
 def test_a_command_is_one_registered_class_and_a_plugin_can_add_one(tmp_path, monkeypatch, capsys):
-    from sakd import plugins
     from sakd.cli import main
 
-    monkeypatch.setattr(plugins, "_loaded", [])  # what --plugin imports here stays out of later tests' runs
     (tmp_path / "sakd_test_command.py").write_text(COMMAND)
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["--plugin", "sakd_test_command", "hello", "--name", "spikes"]) == 0
@@ -364,11 +360,11 @@ def test_a_command_is_one_registered_class_and_a_plugin_can_add_one(tmp_path, mo
 
 def test_every_registry_is_listed_by_sakd_list(capsys):
     from sakd.cli import main
-    from sakd.cli.listing import KINDS
+    from sakd.cli.listing import kinds
 
     assert {"models", "datasets", "neurons", "surrogates", "losses", "optimizers", "schedulers", "exporters",
-            "loggers", "commands"} <= set(KINDS)
-    for kind in KINDS:
+            "loggers", "commands"} <= set(kinds())
+    for kind in kinds():
         assert main(["list", kind]) == 0
         listed = capsys.readouterr().out
         assert listed.strip(), kind
@@ -399,9 +395,7 @@ def test_a_run_whose_training_only_plugin_is_gone_is_still_read_and_resumed_with
     compare go on without it (a warning names it), --resume says what to do, and resumes with an
     override that leaves the term out."""
     from conftest import FAST
-    from sakd import plugins
 
-    monkeypatch.setattr(plugins, "_loaded", [])
     home = tmp_path / "plugins"
     home.mkdir()
     (home / "sakd_term_plugin.py").write_text(TERM_PLUGIN)
@@ -453,3 +447,76 @@ def sakd_python(script: str, cwd):
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SAKD_PLUGINS")}
     return subprocess.run([sys.executable, "-c", script], cwd=cwd, env={**environ, "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=300)
+
+
+SOURCE_PLUGIN = '''
+from torch import nn
+
+from sakd.models import MODEL_SOURCES
+
+
+@MODEL_SOURCES.register("tinynets")
+def tiny_networks(name, *, num_classes, in_channels, **options):
+    """small plain networks (a plug-in model source of the tests)"""
+    width = {"narrow": 4, "wide": 8}[name]
+    return nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+'''
+
+
+def test_a_run_whose_model_source_came_from_the_environment_records_it_and_evaluates_without_it(tmp_path):
+    """A model source registered by a $SAKD_PLUGINS module: the run records the module (every
+    registry that config keys name is looked at, model sources included), so eval in a process
+    without $SAKD_PLUGINS imports it again."""
+    from conftest import FAST
+
+    home = tmp_path / "site"
+    home.mkdir()
+    (home / "sakd_test_source.py").write_text(SOURCE_PLUGIN)
+    out = tmp_path / "runs"
+    done = sakd_cli(["train", "--config", "quickstart/snn", *FAST, "optim.epochs=1", "model.name=tinynets:narrow",
+                     f"run.output_dir={out}", "run.name=s"], cwd=tmp_path, pythonpath=[home],
+                    SAKD_PLUGINS="sakd_test_source")
+    assert done.returncode == 0, done.stderr
+    import yaml
+
+    assert yaml.safe_load((out / "s" / "config.yaml").read_text())["run"]["plugins"] == ["sakd_test_source"]
+    done = sakd_cli(["eval", str(out / "s"), "--device", "cpu"], cwd=tmp_path, pythonpath=[home])
+    assert done.returncode == 0 and "top-1" in done.stdout + done.stderr, done.stderr
+    done = sakd_cli(["eval", str(out / "s")], cwd=tmp_path)  # the module gone: one line naming it
+    assert done.returncode == 2 and "sakd_test_source" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+EXPORTER_PLUGIN = '''
+import json
+
+from sakd.export import EXPORTERS
+
+
+@EXPORTERS.register("shapes", description="the parameters' names and shapes as JSON (a plug-in exporter of the tests)")
+def export_shapes(model, example, timesteps, out, **options):
+    shapes = {name: list(p.shape) for name, p in model.named_parameters()}
+    out.write_text(json.dumps({"timesteps": timesteps, "input": list(example.shape), "parameters": shapes}))
+    return {"parameters": len(shapes)}
+'''
+
+
+def test_an_export_format_is_one_registered_function_and_a_plugin_can_add_one(trio, tmp_path, monkeypatch, capsys):
+    import json
+
+    from sakd.cli import main
+    from sakd.export import EXPORTERS
+    from sakd.registry import registries
+
+    assert EXPORTERS in registries() and {"nir", "onnx"} <= set(EXPORTERS.names())
+    (tmp_path / "sakd_test_exporter.py").write_text(EXPORTER_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out, summary = tmp_path / "m.json", tmp_path / "summary.json"
+    assert main(["--plugin", "sakd_test_exporter", "export", trio["student"], "--format", "shapes", "-o", str(out),
+                 "--json", str(summary)]) == 0
+    written = json.loads(out.read_text())
+    assert written["timesteps"] == 2 and written["input"] == [1, 3, 16, 16] and written["parameters"]
+    assert json.loads(summary.read_text())["parameters"] == len(written["parameters"])
+    capsys.readouterr()
+    assert main(["--plugin", "sakd_test_exporter", "list", "exporters"]) == 0
+    assert "shapes " in capsys.readouterr().out

@@ -247,7 +247,7 @@ def test_repact_gives_the_snn_a_full_precision_output_feature(tmp_path, teacher_
     with pytest.raises(ConfigError, match="RepAct is built for plain ResNet blocks"):
         create_model("sew_resnet18", spiking=True, num_classes=10, output_relu=True)
     if importlib.util.find_spec("nir") is not None:  # NIR has no ReLU node: one line naming the layer
-        from sakd.export.export import export_nir
+        from sakd.export.nir_format import export_nir
 
         with pytest.raises(ConfigError, match="layer layer3.0.act2: NIR cannot express ReLU"):
             export_nir(snn.eval(), torch.randn(1, 3, 16, 16), 2, tmp_path / "repact.nir")

@@ -107,7 +107,7 @@ def test_the_twins_share_one_state_dict_and_a_sakd_step_keeps_leans_promise(name
 def test_onnx_gives_the_pytorch_logits_and_analyze_counts_the_attention(tmp_path, name, size):
     pytest.importorskip("onnxruntime")
     from sakd.analysis.energy import OpCounter
-    from sakd.export.export import export_onnx_file
+    from sakd.export.onnx_format import export_onnx_file
 
     torch.manual_seed(0)
     snn = create_model(name, spiking=True, num_classes=10, timesteps=2, **size).eval()

@@ -20,6 +20,7 @@ line naming it.
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import os
 import sys
@@ -29,25 +30,27 @@ from sakd.errors import ConfigError
 
 GROUP = "sakd.plugins"
 ENVIRONMENT = "SAKD_PLUGINS"
-_loaded: list[str] = []  # every plug-in module imported through here, in order
+# the plug-in modules a command was given (--plugin), in order: a command owns them (sakd.cli.main
+# runs each in its own context), so one command's plug-ins are not recorded by the next one's runs
+_LOADED: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("sakd_plugins", default=())
 
 
 def loaded() -> list[str]:
-    """The plug-in modules imported through here in this process."""
-    return list(_loaded)
+    """The plug-in modules imported through here (and remembered) in this context."""
+    return list(_LOADED.get())
 
 
-def in_use(parts: dict[str, set[str]]) -> list[str]:
+def in_use(config: dict) -> list[str]:
     """What a run records as ``run.plugins``: the plug-ins imported through here, and the modules
-    outside sakd that registered a part the run names (``parts``: names by registry kind, from
-    :meth:`~sakd.training.config.Config.part_names`; a Python user's own module imported before
-    ``sakd.train``); a script run as ``__main__`` cannot be imported again and is left out."""
-    from sakd.registry import Registry
+    outside sakd that registered a part the run's config (a mapping) names, in any registry (a
+    Python user's own module imported before ``sakd.train``); a script run as ``__main__`` cannot
+    be imported again and is left out."""
+    from sakd.registry import registries
 
-    outside = sorted({module for r in Registry.all for name, module in r.modules().items()
-                      if name in parts.get(r.kind, ()) and module != "__main__"
+    outside = sorted({module for r in registries() for name, module in r.modules().items()
+                      if name in r.named_by(config) and module != "__main__"
                       and module != "sakd" and not module.startswith("sakd.")})
-    return list(dict.fromkeys([*_loaded, *outside]))
+    return list(dict.fromkeys([*loaded(), *outside]))
 
 
 def load(modules, source: str, remember: bool = True) -> list[str]:
@@ -56,27 +59,31 @@ def load(modules, source: str, remember: bool = True) -> list[str]:
     points); modules a config or a checkpoint names are recorded by that config."""
     for name in modules:
         name = name.strip()
-        if not name or name in _loaded:
+        if not name or name in _LOADED.get():
             continue
         failure = import_failure(name)
         if failure is not None:
             raise ConfigError(f"plug-in module {name!r} ({source}) {failure}; install it or put its folder on "
                               "PYTHONPATH")
         if remember:
-            _loaded.append(name)
+            _LOADED.set((*_LOADED.get(), name))
     return loaded()
 
 
 def import_failure(name: str) -> str | None:
     """Import the module ``name``; None if it imports, else why not, in a phrase."""
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())  # a module in the current folder, as `python -m` finds it
+    here = os.getcwd() not in sys.path and "" not in sys.path  # a module in the current folder, as `python -m`
+    if here:                                                      # finds it: on the path while it imports
+        sys.path.append(os.getcwd())
     try:
         importlib.import_module(name)
     except ImportError as exc:
         return f"cannot be imported: {exc}"
     except Exception as exc:  # the module itself fails: what and where
         return f"failed while importing: {type(exc).__name__}: {exc}"
+    finally:
+        if here and os.getcwd() in sys.path:
+            sys.path.remove(os.getcwd())
     return None
 
 

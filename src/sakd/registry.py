@@ -1,5 +1,5 @@
-"""One registry type for every kind of plug-in: models, data sets, neurons, surrogates, feature
-transforms and distances, optimisers and schedulers.
+"""One registry type for every kind of plug-in: models, data sets, neurons, surrogates, loss terms,
+feature transforms and distances, optimisers, schedulers, loggers, export formats and commands.
 
 Registering is one decorator in the file that defines the part; nothing else needs an edit::
 
@@ -12,6 +12,11 @@ Registering is one decorator in the file that defines the part; nothing else nee
 The name defaults to the function's or class's own name (``def resnet50`` registers ``resnet50``,
 so ``grep "def resnet50"`` finds it). An unknown name is one :class:`~sakd.errors.ConfigError`
 that names the kind, suggests close matches and lists what is registered.
+
+Each registry also knows where it shows: the config keys whose values name its parts (so the
+config checks them, a run records the plug-in modules they came from, and a reader of the run
+knows which ones it can go on without) and the ``sakd list`` kinds that list it. Those three
+uses are one loop over :func:`registries`.
 """
 
 from __future__ import annotations
@@ -27,18 +32,28 @@ from sakd.errors import ConfigError
 
 T = TypeVar("T")
 
+# the modules that hold sakd's registries (importing them registers every built-in part)
+HOMES = ("sakd.models", "sakd.data", "sakd.neurons", "sakd.distill", "sakd.training.optim", "sakd.training.loggers",
+         "sakd.export", "sakd.cli.command")
+
 
 class Registry(Generic[T]):
-    """Named parts of one ``kind`` (a word for messages: "model", "data set", "neuron", ...)."""
+    """Named parts of one ``kind`` (a word for messages: "model", "data set", "neuron", ...).
 
-    all: list["Registry"] = []  # every registry, for the plug-in modules that registered parts
+    ``keys``: the config keys whose values name its parts (dotted; a list on the way is walked item
+    by item: ``distill.terms.name``); ``sources``: a value names a part by its prefix
+    (``model.name=torchvision:resnet18`` names the source ``torchvision``); ``listed``: the
+    ``sakd list`` kinds that show it, ``heading`` its line there; ``training_only``: only training
+    needs its parts, so a command that reads a run goes on without one that is gone."""
 
-    def __init__(self, kind: str):
-        self.kind = kind
+    def __init__(self, kind: str, *, keys: tuple[str, ...] = (), sources: bool = False, listed: tuple[str, ...] = (),
+                 heading: str | None = None, training_only: bool = False):
+        self.kind, self.keys, self.sources, self.listed = kind, tuple(keys), sources, tuple(listed)
+        self.heading = heading or (f"{kind}s ({', '.join(keys)})" if keys else f"{kind}s")
+        self.training_only = training_only
         self._parts: dict[str, T] = {}
         self._descriptions: dict[str, str] = {}
         self._registered_in: dict[str, str | None] = {}
-        Registry.all.append(self)
 
     def modules(self) -> dict[str, str]:
         """Each part's name and the module that registered it."""
@@ -73,6 +88,15 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._parts)
 
+    def choices(self) -> list[str]:
+        """What a config key may say: the names (``SOURCE:*`` for a registry of sources)."""
+        return [f"{n}:*" for n in self.names()] if self.sources else self.names()
+
+    def named_by(self, config: dict) -> set[str]:
+        """The names of this registry's parts that a config (as a mapping) names."""
+        values = {v for key in self.keys for v in values_at(config, key)}
+        return {v.partition(":")[0] for v in values if ":" in v} if self.sources else values
+
     def describe(self) -> dict[str, str]:
         """Every name with its one-line description, sorted by name."""
         return {n: self._descriptions[n] for n in self.names()}
@@ -85,6 +109,44 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._parts)
+
+
+def values_at(data, key: str) -> list[str]:
+    """The strings at a dotted ``key`` of nested mappings; a list on the way (or at the end) is
+    walked item by item: ``values_at(config, "distill.terms.name")``."""
+    items = [data]
+    for part in key.split("."):
+        items = [x[part] for item in items for x in (item if isinstance(item, list) else [item])
+                 if isinstance(x, dict) and part in x]
+    return [v for item in items for v in (item if isinstance(item, list) else [item]) if isinstance(v, str)]
+
+
+def registries() -> list[Registry]:
+    """Every registry of sakd, its homes imported (so every built-in part is registered)."""
+    found: dict[int, Registry] = {}
+    for home in HOMES:
+        module = importlib.import_module(home)
+        names = getattr(module, "__all__", None) or vars(module)  # in the order the home gives them
+        for value in (getattr(module, name) for name in names):
+            if isinstance(value, Registry):
+                found.setdefault(id(value), value)
+    return list(found.values())
+
+
+class Registered:
+    """A config field's choices: the names registered now (plug-ins included) in every registry
+    whose parts the config key names; ``listed_by``: the command that lists them."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def __call__(self) -> list[str]:
+        return [choice for r in registries() if self.key in r.keys for choice in r.choices()]
+
+    @property
+    def listed_by(self) -> str:
+        kinds = [r.listed[0] for r in registries() if self.key in r.keys and r.listed]
+        return f"sakd list {kinds[0]}" if kinds else ""
 
 
 def import_submodules(package: str, path) -> None:

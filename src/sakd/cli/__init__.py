@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextvars
 import os
 import sys
 import warnings
@@ -118,6 +119,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its plug-ins (``--plugin``) are its own (a context of its own), so a
+    Python caller's next command records only the plug-ins it is given."""
+    return contextvars.copy_context().run(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse(argv)
 
     default = warnings.showwarning

@@ -25,7 +25,7 @@ from pathlib import Path
 from sakd.outputs import writable
 from sakd.registry import Registry
 
-COMMANDS: Registry = Registry("command")
+COMMANDS: Registry = Registry("command", listed=("commands",))
 
 
 class Command:

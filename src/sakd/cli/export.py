@@ -27,7 +27,7 @@ class Export(Command):
         return [(args.out, "-o")]
 
     def run(self, args) -> int:
-        from sakd.export.export import export_checkpoint
+        from sakd.export import export_checkpoint
 
         options = {"dt": args.dt} if args.format == "nir" else {}
         summary = export_checkpoint(args.checkpoint, args.format, args.out,

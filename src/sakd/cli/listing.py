@@ -3,36 +3,25 @@ commands (``sakd models``, ``sakd neurons`` ...), kept as aliases of ``sakd list
 
 from __future__ import annotations
 
-import importlib
-
 from sakd.cli.command import COMMANDS, Command
+from sakd.registry import Registry, registries
 
-# KIND -> the registries it shows: (heading, module, registry name)
-KINDS = {
-    "models": [("models (model.name)", "sakd.models", "MODELS"),
-               ("networks from elsewhere (model.name=SOURCE:NAME, twinned through torch.fx)", "sakd.models",
-                "MODEL_SOURCES")],
-    "datasets": [("data sets (data.name)", "sakd.data", "DATASETS")],
-    "neurons": [("neurons (model.neuron.name)", "sakd.neurons", "NEURONS")],
-    "surrogates": [("surrogates (model.neuron.surrogate)", "sakd.neurons", "SURROGATES")],
-    "losses": [("loss terms (distill.terms)", "sakd.distill", "LOSSES"),
-               ("feature transforms (distill.features.transform)", "sakd.distill", "TRANSFORMS"),
-               ("feature distances (distill.features.distance)", "sakd.distill", "DISTANCES")],
-    "optimizers": [("optimizers (optim.name)", "sakd.training.optim", "OPTIMIZERS"),
-                   ("schedules (optim.scheduler)", "sakd.training.optim", "SCHEDULERS")],
-    "schedulers": [("schedules (optim.scheduler)", "sakd.training.optim", "SCHEDULERS")],
-    "exporters": [("export formats (sakd export --format)", "sakd.export.export", "EXPORTERS")],
-    "loggers": [("experiment trackers (run.loggers)", "sakd.training.loggers", "LOGGERS")],
-    "commands": [("commands", "sakd.cli.command", "COMMANDS")],
-}
+
+def kinds() -> dict[str, list[Registry]]:
+    """Each ``sakd list`` KIND and the registries it shows, from the registries themselves."""
+    out: dict[str, list[Registry]] = {}
+    for registry in registries():
+        for kind in registry.listed:
+            out.setdefault(kind, []).append(registry)
+    return out
 
 
 def show(kind: str) -> None:
-    groups = [(heading, getattr(importlib.import_module(module), name)) for heading, module, name in KINDS[kind]]
-    for heading, registry in groups:
+    groups = kinds()[kind]
+    for registry in groups:
         if len(groups) > 1:
-            print(f"{heading}:")
-        width = max(map(len, registry.names()))
+            print(f"{registry.heading}:")
+        width = max(map(len, registry.names()), default=0)
         for name, desc in registry.describe().items():
             print(f"{'  ' if len(groups) > 1 else ''}{name:<{width}}  {desc}")
 
@@ -42,7 +31,8 @@ class List(Command):
     """list what is registered of one kind: models, datasets, neurons, losses, commands ..."""
 
     def arguments(self, p):
-        p.add_argument("kind", choices=list(KINDS), metavar="KIND", help=f"one of: {', '.join(KINDS)}")
+        known = list(kinds())
+        p.add_argument("kind", choices=known, metavar="KIND", help=f"one of: {', '.join(known)}")
 
     def run(self, args) -> int:
         show(args.kind)
@@ -79,7 +69,7 @@ def alias(kind: str) -> type[Command]:
             show(kind)
             return 0
 
-    Alias.__doc__ = f"list the registered {KINDS[kind][0][0].split(' (')[0]} (= sakd list {kind})"
+    Alias.__doc__ = f"list the registered {kind} (= sakd list {kind})"
     return Alias
 
 

@@ -31,7 +31,8 @@ class DataBundle:
     collate_fn: Callable | None = None  # how samples become a batch (event frames: time-first)
 
 
-DATASETS: Registry[Callable[..., DataBundle]] = Registry("data set")
+DATASETS: Registry[Callable[..., DataBundle]] = Registry("data set", keys=("data.name",), listed=("datasets",),
+                                                           heading="data sets (data.name)")
 
 
 def list_datasets() -> list[str]:

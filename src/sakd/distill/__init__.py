@@ -9,6 +9,6 @@ from sakd.distill.transforms import TRANSFORMS, make_transform
 from sakd.registry import import_submodules
 
 __all__ = ["SAKDLoss", "LossTerms", "LOSSES", "LossTerm", "TermInputs", "logits_kd", "make_transform",
-           "DISTANCES", "TRANSFORMS"]
+           "TRANSFORMS", "DISTANCES"]
 
 import_submodules(__name__, __path__)  # every file registers its parts

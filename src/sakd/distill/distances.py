@@ -7,7 +7,8 @@ from torch.nn import functional as F
 
 from sakd.registry import Registry
 
-DISTANCES: Registry = Registry("feature distance")
+DISTANCES: Registry = Registry("feature distance", keys=("distill.features.distance",), listed=("losses",),
+                               training_only=True)
 
 
 @DISTANCES.register()

@@ -31,7 +31,8 @@ from torch.nn import functional as F
 from sakd.errors import ConfigError
 from sakd.registry import Registry
 
-LOSSES: Registry = Registry("loss term")
+LOSSES: Registry = Registry("loss term", keys=("distill.terms.name",), listed=("losses",), training_only=True,
+                            heading="loss terms (distill.terms)")
 CHANNEL_ARGS = ("student_channels", "teacher_channels")  # given by the objective, not by the config
 GIVEN_ARGS = (*CHANNEL_ARGS, "teacher_head")
 

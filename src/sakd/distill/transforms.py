@@ -19,7 +19,8 @@ from sakd.errors import ConfigError
 from sakd.registry import Registry
 
 # builders (student channels, teacher channels) -> module(fs, ft) -> (fs', ft')
-TRANSFORMS: Registry = Registry("feature transform")
+TRANSFORMS: Registry = Registry("feature transform", keys=("distill.features.transform",), listed=("losses",),
+                                training_only=True)
 
 
 class ConvTransform(nn.Module):

@@ -42,7 +42,8 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from sakd.errors import ConfigError
-from sakd.export.graph import StepNeuron
+from sakd.export.graph import StepNeuron, step_graph
+from sakd.export.registry import EXPORTERS
 from sakd.outputs import written
 
 ADD = (operator.add, torch.add)
@@ -172,3 +173,26 @@ def write_nir(graph, path: str | Path) -> Path:
     with written(path, "the NIR file") as tmp:
         nir.write(str(tmp), graph)
     return path
+
+
+@EXPORTERS.register("nir", description="Neuromorphic Intermediate Representation (HDF5), one timestep, BatchNorm folded")
+def export_nir(model, example: torch.Tensor, timesteps: int, out: Path, dt: float = 1.0) -> dict:
+    nir = require_nir()
+    step = example[0] if example.dim() == 5 else example
+    graph = to_nir(step_graph(model), step, dt)
+    write_nir(graph, out)
+    back = nir.read(str(out))
+    same = set(back.nodes) == set(graph.nodes) and sorted(back.edges) == sorted(graph.edges) and all(
+        type(back.nodes[k]) is type(v) and all(np.array_equal(np.asarray(a), np.asarray(b))
+                                               for a, b in zip(_params(back.nodes[k]), _params(v)))
+        for k, v in graph.nodes.items())
+    if not same:
+        raise ConfigError(f"{out}: nir's reader does not give back the graph that was written")
+    kinds = {}
+    for node in graph.nodes.values():
+        kinds[type(node).__name__] = kinds.get(type(node).__name__, 0) + 1
+    return {"nodes": len(graph.nodes), "edges": len(graph.edges), "node_types": kinds, "read_back": True, "dt": dt}
+
+
+def _params(node) -> list:
+    return [v for k, v in sorted(vars(node).items()) if k not in ("input_type", "output_type", "metadata")]

@@ -20,7 +20,8 @@ import torch
 from torch import fx, nn
 
 from sakd.errors import ConfigError
-from sakd.export.graph import reset
+from sakd.export.graph import has_step_forms, reset, step_graph
+from sakd.export.registry import EXPORTERS
 from sakd.outputs import written
 
 
@@ -123,3 +124,16 @@ def run_onnx(path: str | Path, x: torch.Tensor) -> np.ndarray:
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {"input": x.detach().cpu().numpy()})[0]
+
+
+@EXPORTERS.register("onnx", description="ONNX, the T timesteps unrolled, logits averaged, checked with onnxruntime")
+def export_onnx_file(model, example: torch.Tensor, timesteps: int, out: Path, **unused) -> dict:
+    stepwise = has_step_forms(model)  # else the model's own multi-step forward is traced
+    export_onnx(step_graph(model) if stepwise else model, example, timesteps, out, unrolled=stepwise)
+    batch = torch.randn(*example.shape[:-4], 2, *example.shape[-3:]) if example.dim() == 5 else torch.randn(2, *example.shape[1:])
+    with torch.no_grad():
+        want = model(batch).numpy()
+    got = run_onnx(out, batch)
+    return {"graph": "one-step graph unrolled" if stepwise else "multi-step forward traced",
+            "onnxruntime_max_abs_diff": float(np.abs(got - want).max()),
+            "same_prediction": bool((got.argmax(1) == want.argmax(1)).all())}

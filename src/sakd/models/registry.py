@@ -15,9 +15,12 @@ from sakd.models.base import TwinModel
 from sakd.neurons import NeuronSpec, neuron_spec
 from sakd.registry import Registry
 
-MODELS: Registry = Registry("model")
+MODELS: Registry = Registry("model", keys=("model.name", "distill.teacher.name"), listed=("models",),
+                             heading="models (model.name)")
 # where a "SOURCE:NAME" model comes from (sakd.models.sources: torchvision, timm, python)
-MODEL_SOURCES: Registry = Registry("model source")
+MODEL_SOURCES: Registry = Registry(
+    "model source", keys=("model.name", "distill.teacher.name"), sources=True, listed=("models",),
+    heading="networks from elsewhere (model.name=SOURCE:NAME, twinned through torch.fx)")
 
 
 def list_models() -> dict[str, str]:

@@ -22,8 +22,7 @@ from torch import nn
 
 from sakd.errors import ConfigError
 from sakd.fields import limited
-from sakd.neurons.surrogate import SURROGATES
-from sakd.registry import Registry
+from sakd.registry import Registered, Registry
 
 
 class SpikingNeuron(nn.Module):
@@ -64,17 +63,17 @@ def nir_threshold(v_th: float, dtype) -> np.ndarray:
     return np.nextafter(np.asarray(v_th, dtype=dtype), np.asarray(-np.inf, dtype=dtype))
 
 
-NEURONS: Registry[type[SpikingNeuron]] = Registry("neuron")
+NEURONS: Registry[type[SpikingNeuron]] = Registry("neuron", keys=("model.neuron.name",), listed=("neurons",))
 
 
 @dataclass(frozen=True)
 class NeuronSpec:
     """The neuron of every spiking layer of a model (``model.neuron``)."""
 
-    name: str = limited("lif", choices=NEURONS.names)  # the neuron (lif: eq. 1-3)
+    name: str = limited("lif", choices=Registered("model.neuron.name"))  # the neuron (lif: eq. 1-3)
     decay: float = limited(0.5, ge=0.0, le=1.0)  # the leak λ of eq. 1 (neurons without a leak ignore it)
     threshold: float = limited(1.0, gt=0.0)  # V_th of eq. 2
-    surrogate: str = limited("triangle", choices=SURROGATES.names)  # the spike's surrogate gradient (triangle: eq. 4)
+    surrogate: str = limited("triangle", choices=Registered("model.neuron.surrogate"))  # the spike's surrogate gradient (triangle: eq. 4)
     surrogate_options: dict = field(default_factory=dict)  # its parameters, e.g. {alpha: 2} for sigmoid
     detach_reset: bool = False  # no gradient through the reset (eq. 3's S)
     reset: Literal["hard", "soft"] = "hard"  # hard: V = H(1 - S) (eq. 3); soft: V = H - S·V_th

@@ -25,7 +25,8 @@ class Surrogate:
         return f"{type(self).__name__}({params})"
 
 
-SURROGATES: Registry[type[Surrogate]] = Registry("surrogate")
+SURROGATES: Registry[type[Surrogate]] = Registry("surrogate", keys=("model.neuron.surrogate",),
+                                                          listed=("surrogates",))
 
 
 @SURROGATES.register("triangle")

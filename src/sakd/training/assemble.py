@@ -71,7 +71,7 @@ def checked(config: Config) -> Config:
     modules of the parts it names recorded in ``run.plugins`` (whatever reads the run imports them),
     and ``data.root`` made absolute (a run records where its data was, whatever folder reads it)."""
     cfg = config_from_dict(config.to_dict())
-    cfg.run.plugins = list(dict.fromkeys([*cfg.run.plugins, *plugins.in_use(cfg.part_names())]))
+    cfg.run.plugins = list(dict.fromkeys([*cfg.run.plugins, *plugins.in_use(cfg.to_dict())]))
     cfg.data.root = str(Path(cfg.data.root).expanduser().absolute())  # eval from another folder finds the data
     return cfg
 

@@ -24,45 +24,9 @@ from sakd.errors import ConfigError
 from sakd.plugins import load as load_plugins
 from sakd.plugins import load_recorded, named
 from sakd.fields import check_field, limited, one_of
+from sakd.registry import Registered, registries
 from sakd.outputs import write_bytes
 from sakd.neurons import NeuronSpec
-
-
-def _models() -> list[str]:
-    """Registered models, and ``SOURCE:*`` for networks from a model source (torchvision:resnet18)."""
-    from sakd.models import MODEL_SOURCES, list_models
-
-    return [*list_models(), *(f"{s}:*" for s in MODEL_SOURCES.names())]
-
-
-def _datasets() -> list[str]:
-    from sakd.data import list_datasets
-
-    return list_datasets()
-
-
-def _transforms() -> list[str]:
-    from sakd.distill import TRANSFORMS
-
-    return TRANSFORMS.names()
-
-
-def _distances() -> list[str]:
-    from sakd.distill import DISTANCES
-
-    return DISTANCES.names()
-
-
-def _optimizers() -> list[str]:
-    from sakd.training.optim import OPTIMIZERS
-
-    return OPTIMIZERS.names()
-
-
-def _schedulers() -> list[str]:
-    from sakd.training.optim import SCHEDULERS
-
-    return SCHEDULERS.names()
 
 
 def _device(spec: str) -> None:
@@ -92,7 +56,7 @@ def parse_interval(spec: str | int | None) -> tuple[str, float] | None:
 
 @dataclass
 class ModelConfig:
-    name: str = limited("resnet19", choices=_models)  # the architecture (or SOURCE:NAME: torchvision:resnet18)
+    name: str = limited("resnet19", choices=Registered("model.name"))  # the architecture (or SOURCE:NAME: torchvision:resnet18)
     spiking: bool = True  # true: the SNN twin (student or baseline); false: the ANN twin (a teacher)
     timesteps: int = limited(4, ge=1)  # T: the timesteps an SNN runs per image (event data: frames)
     stem: Literal["cifar", "imagenet"] = "cifar"  # cifar: a 3x3 stem for small images; imagenet: 7x7 and max-pool
@@ -103,7 +67,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = limited("cifar10", choices=_datasets)  # the data set
+    name: str = limited("cifar10", choices=Registered("data.name"))  # the data set
     root: str = "data"  # the folder holding it (a run records it absolute)
     download: bool = False  # fetch it where the data set can (CIFAR, MNIST family) if it is not in root
     augment: bool = True  # the recipe's training augmentation (crops, flips ...); false: none
@@ -128,7 +92,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = limited("sgd", choices=_optimizers)  # the optimiser
+    name: str = limited("sgd", choices=Registered("optim.name"))  # the optimiser
     lr: float = limited(0.1, gt=0.0)  # the peak learning rate (after warm-up)
     momentum: float = limited(0.9, ge=0.0, lt=1.0)  # SGD's momentum
     nesterov: bool = True  # SGD with Nesterov momentum
@@ -142,7 +106,7 @@ class OptimConfig:
     # the last epochs at min_lr, after the schedule (timm's cooldown_epochs: the schedule runs over
     # epochs - cooldown_epochs)
     cooldown_epochs: float = limited(0.0, ge=0.0)
-    scheduler: str = limited("cosine", choices=_schedulers)  # the learning-rate schedule
+    scheduler: str = limited("cosine", choices=Registered("optim.scheduler"))  # the learning-rate schedule
     min_lr: float = limited(0.0, ge=0.0)  # the learning rate the schedule ends at
     accumulate_steps: int = limited(1, ge=1)  # micro-batches per optimiser step (data.batch_size is the global batch)
 
@@ -152,15 +116,15 @@ class TeacherConfig:
     # a weight source (see sakd.models.weights): a sakd checkpoint, a torchvision/timm state-dict
     # file, torchvision:NAME or timm:NAME; None = no distillation
     weights: str | None = None
-    name: str | None = limited(None, choices=_models)  # the teacher's architecture; None = the student's own
+    name: str | None = limited(None, choices=Registered("distill.teacher.name"))  # the teacher's architecture; None = the student's own
 
 
 @dataclass
 class FeaturesConfig:
     level: Literal["stage", "block"] = "stage"  # the taps: each stage's end, or each block's
     position: Literal["before", "after"] = "after"  # before | after the spike (ReLU for the teacher)
-    transform: str = limited("conv", choices=_transforms)  # maps a student tap to the teacher's (eq. 8: Conv1x1+BN)
-    distance: str = limited("l2", choices=_distances)  # the distance between tapped features (eq. 9: L2)
+    transform: str = limited("conv", choices=Registered("distill.features.transform"))  # maps a student tap to the teacher's (eq. 8: Conv1x1+BN)
+    distance: str = limited("l2", choices=Registered("distill.features.distance"))  # the distance between tapped features (eq. 9: L2)
     weights: list[float] = limited(default_factory=list, ge=0.0)  # per tap; empty = 1 for every tap
     # how the taps' distances combine: sum (the paper's eq. 9 over taps and the official code) or
     # mean (the same β for 4 stage taps and for 33-50 block taps of ResNet-101/152)
@@ -173,16 +137,6 @@ class BetaStep:
     beta: float = limited(0.0, ge=0.0)  # β
 
 
-def _loggers() -> list[str]:
-    from sakd.training.loggers import LOGGERS
-
-    return LOGGERS.names()
-
-
-def _loss_terms() -> list[str]:
-    from sakd.distill.terms import LOSSES
-
-    return LOSSES.names()
 
 
 @dataclass
@@ -201,7 +155,7 @@ class TermConfig:
     and an optional weight schedule. Its options go under ``options`` or flat beside ``name``,
     ``weight`` and ``schedule``: ``{name: dkd, weight: 1, tau: 4}``."""
 
-    name: str = limited("ce", choices=_loss_terms)  # the registered loss term
+    name: str = limited("ce", choices=Registered("distill.terms.name"))  # the registered loss term
     weight: float = limited(1.0, ge=0.0)  # its weight in the sum (from epoch 0, unless a schedule says otherwise)
     options: dict = field(default_factory=dict)  # its own options (also accepted flat beside name), e.g. tau: 4
     schedule: list[WeightPoint] = field(default_factory=list)  # its weight over the epochs
@@ -297,7 +251,7 @@ class RunConfig:
     # checkpoints inside an epoch as well: null (epoch ends only), N steps (e.g. 500) or N minutes (30min)
     checkpoint_every: str | None = limited(None, check=lambda spec: parse_interval(spec))
     # experiment trackers that get every epoch record: tensorboard, wandb, mlflow (see sakd.training.loggers)
-    loggers: list[str] = limited(default_factory=lambda: ["tensorboard"], choices=_loggers)
+    loggers: list[str] = limited(default_factory=lambda: ["tensorboard"], choices=Registered("run.loggers"))
     # plug-in modules imported before the config is checked (sakd.plugins); a run records here every
     # plug-in it was trained with, and whatever reads the run imports them again
     plugins: list[str] = field(default_factory=list)
@@ -322,15 +276,6 @@ class Config:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def part_names(self) -> dict[str, set[str]]:
-        """The registered parts this config names, by registry kind (a run records the plug-in
-        modules among them)."""
-        m, d, o = self.model, self.distill, self.optim
-        surrogate = m.neuron.surrogate if isinstance(m.neuron.surrogate, str) else None
-        return {"model": {m.name, d.teacher.name} - {None}, "neuron": {m.neuron.name}, "surrogate": {surrogate} - {None},
-                "data set": {self.data.name}, "loss term": {t.name for t in d.terms},
-                "feature transform": {d.features.transform}, "feature distance": {d.features.distance},
-                "optimizer": {o.name}, "scheduler": {o.scheduler}, "logger": set(self.run.loggers)}
 
 
 # -- (de)serialisation ---------------------------------------------------------------------------
@@ -419,17 +364,10 @@ def _from_dict(cls, data: dict, prefix: str = ""):
     return cls(**values)
 
 
-# what only training needs: a command that reads a run (eval, analyze, export, report ...) goes on
-# without the ones no longer registered (their plug-in gone); key -> the names registered now
-TRAINING_ONLY = {"distill.terms": _loss_terms, "distill.features.transform": _transforms,
-                 "distill.features.distance": _distances, "optim.name": _optimizers, "optim.scheduler": _schedulers,
-                 "run.loggers": _loggers}
-
-
 def recorded_config(data: dict, where: str, overrides: list[str] | None = None, training: bool = False) -> Config:
     """The config a run recorded (``where``: its file), ``overrides`` applied, for a command that
     reads the run. Its plug-ins are imported where they can be. Unless the command trains
-    (``--resume``), the parts only training needs (:data:`TRAINING_ONLY`) that are no longer
+    (``--resume``), the parts only training needs (a registry's ``training_only``) that are no longer
     registered are left out, with a warning naming them; a part it does need that is gone is an
     error naming the plug-in module that cannot be imported."""
     data = apply_overrides(data or {}, list(overrides or []))
@@ -457,28 +395,38 @@ def recorded_config(data: dict, where: str, overrides: list[str] | None = None, 
 
 
 def _leave_out_unregistered(data: dict) -> list[str]:
-    """Remove from ``data`` (in place) the training-only parts whose names are not registered;
-    what was removed, as phrases."""
+    """Remove from ``data`` (in place) the training-only parts whose names are not registered
+    (a registry's ``training_only``); what was removed, as phrases."""
     out = []
-    for key, names in TRAINING_ONLY.items():
-        section, _, leaf = key.rpartition(".")
-        holder = data
-        for part in section.split("."):
-            holder = holder.get(part) if isinstance(holder, dict) else None
-        if not isinstance(holder, dict) or leaf not in holder:
+    for registry in registries():
+        if not registry.training_only:
             continue
-        known, value = set(names()), holder[leaf]
-        if key == "distill.terms" and isinstance(value, list):
-            gone = [t for t in value if isinstance(t, dict) and t.get("name") not in known]
-            holder[leaf] = [t for t in value if t not in gone]
-            out += [f"loss term {t.get('name')!r}" for t in gone]
-        elif key == "run.loggers" and isinstance(value, list):
-            holder[leaf] = [v for v in value if v in known]
-            out += [f"logger {v!r}" for v in value if v not in known]
-        elif isinstance(value, str) and value not in known:
-            del holder[leaf]
-            out.append(f"{key}={value!r}")
+        for key in registry.keys:
+            out += _remove_unknown(data, key.split("."), registry, key)
     return out
+
+
+def _remove_unknown(holder, path: list[str], registry, key: str) -> list[str]:
+    """Drop what names an unregistered part at ``path`` under ``holder``: a string value, a string
+    of a list, or the mapping of a list (a loss term) whose name it is."""
+    if isinstance(holder, list):
+        return [gone for item in holder for gone in _remove_unknown(item, path, registry, key)]
+    if not isinstance(holder, dict) or path[0] not in holder:
+        return []
+    value = holder[path[0]]
+    if len(path) > 1:
+        if len(path) == 2 and isinstance(value, list):  # mappings that each name a part (distill.terms.name)
+            gone = [v for v in value if isinstance(v, dict) and v.get(path[1]) not in registry]
+            holder[path[0]] = [v for v in value if not any(v is g for g in gone)]
+            return [f"{registry.kind} {v.get(path[1])!r}" for v in gone]
+        return _remove_unknown(value, path[1:], registry, key)
+    if isinstance(value, list):
+        holder[path[0]] = [v for v in value if v in registry]
+        return [f"{registry.kind} {v!r}" for v in value if v not in registry]
+    if isinstance(value, str) and value not in registry:
+        del holder[path[0]]
+        return [f"{key}={value!r}"]
+    return []
 
 
 def config_from_dict(data: dict) -> Config:

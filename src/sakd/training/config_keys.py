@@ -20,12 +20,6 @@ from dataclasses import MISSING, dataclass, fields, is_dataclass
 from sakd.errors import ConfigError
 from sakd.training.config import Config
 
-# a field's registry-backed choices -> the command that lists them
-LISTED_BY = {"_models": "sakd list models", "_datasets": "sakd list datasets", "_loss_terms": "sakd list losses",
-             "_transforms": "sakd list losses", "_distances": "sakd list losses", "_optimizers": "sakd list optimizers",
-             "_schedulers": "sakd list schedulers", "_loggers": "sakd list loggers"}
-
-
 @dataclass(frozen=True)
 class Key:
     """One config key: its dotted name, type, default and meaning."""
@@ -94,8 +88,7 @@ def _choices(f: dataclasses.Field) -> str:
     choices = f.metadata.get("choices")
     if choices is None:
         return ""
-    registry = getattr(choices, "__self__", None)  # a registry's bound names(): neurons, surrogates
-    listed = f"sakd list {registry.kind}s" if registry is not None else LISTED_BY.get(getattr(choices, "__name__", ""), "")
+    listed = getattr(choices, "listed_by", "")  # a Registered field's: the sakd list command
     return f" (one of the registered names: `{listed}`)" if listed else ""
 
 

@@ -25,7 +25,8 @@ from sakd.errors import ConfigError
 from sakd.outputs import write_bytes
 from sakd.registry import Registry
 
-LOGGERS: Registry = Registry("logger")
+LOGGERS: Registry = Registry("logger", keys=("run.loggers",), listed=("loggers",), training_only=True,
+                             heading="experiment trackers (run.loggers)")
 
 
 def numbers(record: dict) -> dict[str, float]:

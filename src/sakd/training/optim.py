@@ -27,9 +27,10 @@ if TYPE_CHECKING:  # the config names these registries' parts; they only read it
     from sakd.training.config import OptimConfig
 
 # optimisers: (parameter groups, OptimConfig) -> torch optimiser
-OPTIMIZERS: Registry = Registry("optimizer")
+OPTIMIZERS: Registry = Registry("optimizer", keys=("optim.name",), listed=("optimizers",), training_only=True)
 # schedules: (progress in [0, 1] after warm-up, min_lr / lr) -> lr factor
-SCHEDULERS: Registry = Registry("scheduler")
+SCHEDULERS: Registry = Registry("scheduler", keys=("optim.scheduler",), listed=("optimizers", "schedulers"),
+                                heading="schedules (optim.scheduler)", training_only=True)
 
 
 def param_groups(modules: list[nn.Module], weight_decay: float, decay_bn_and_bias: bool = True) -> list[dict]:
