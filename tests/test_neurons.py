@@ -1,3 +1,4 @@
+import contextvars
 import logging
 
 import pytest
@@ -103,14 +104,19 @@ def test_auto_backend_falls_back_to_eager_when_the_compiler_fails(monkeypatch):
         return run
 
     monkeypatch.setattr(kernels, "compiled", broken)
-    monkeypatch.setattr(kernels, "_failure", [])
     monkeypatch.setattr(kernels, "compiler_available", lambda device_type: True)
     x = torch.randn(4, 2, 3) + 0.8
-    with pytest.warns(RuntimeWarning, match="using the eager 'fused' backend"):
-        out = LIF(backend="auto")(x)
-    assert torch.equal(out, lif_reference(x, 0.5, 1.0, get_surrogate("triangle"), False))
-    with pytest.raises(BackendCompilerFailed):  # asked for explicitly: no silent fallback
-        LIF(backend="compiled")(x)
+
+    def a_command():  # a context of its own, as sakd.cli.main runs each command: the failure stays in it
+        with pytest.warns(RuntimeWarning, match="using the eager 'fused' backend"):
+            out = LIF(backend="auto")(x)
+        assert kernels.failed()
+        assert torch.equal(out, lif_reference(x, 0.5, 1.0, get_surrogate("triangle"), False))
+        with pytest.raises(BackendCompilerFailed):  # asked for explicitly: no silent fallback
+            LIF(backend="compiled")(x)
+
+    contextvars.copy_context().run(a_command)
+    assert not kernels.failed()  # the next command tries the compiler again
 
 
 @pytest.mark.skipif(not kernels.compiler_available("cpu"), reason="torch.compile has no C++ compiler here")

@@ -20,12 +20,28 @@ functions read as their global generator.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
+from dataclasses import dataclass, field
 
 import torch
 
-_step: tuple | None = None  # (seed, epoch, step, micro, rank) of the open micro-batch
-_generators: dict[torch.device, torch.Generator] = {}
+
+@dataclass
+class StepDraws:
+    """The draws of one open micro-batch: its place ``(seed, epoch, step, micro, rank)`` and the
+    generators made for it so far, one per device."""
+
+    place: tuple | None
+    generators: dict[torch.device, torch.Generator] = field(default_factory=dict)
+
+    def states(self) -> "StepDraws":
+        """A copy holding its generators' states now (``run.memory=min`` replays a block from them)."""
+        return StepDraws(self.place, {d: g.get_state() for d, g in self.generators.items()})
+
+
+# the open micro-batch's draws: a context's own (set by step_draws, nested and reset with it)
+_DRAWS: contextvars.ContextVar[StepDraws | None] = contextvars.ContextVar("sakd_step_draws", default=None)
 
 
 def mixed_seed(*parts) -> int:
@@ -37,46 +53,43 @@ def mixed_seed(*parts) -> int:
 @contextlib.contextmanager
 def step_draws(seed: int, epoch: int, step: int, micro: int = 0, rank: int = 0):
     """Within: :func:`step_generator` gives generators seeded by this micro-batch's place in the run."""
-    global _step
-    outer = _step, dict(_generators)
-    _step = (seed, epoch, step, micro, rank)
-    _generators.clear()
+    token = _DRAWS.set(StepDraws((seed, epoch, step, micro, rank)))
     try:
         yield
     finally:
-        _step = outer[0]
-        _generators.clear()
-        _generators.update(outer[1])
+        _DRAWS.reset(token)
 
 
 def step_generator(device: torch.device | str = "cpu") -> torch.Generator | None:
     """The generator of ``device`` for the open micro-batch (see the module), or None outside one."""
-    if _step is None:
+    draws = _DRAWS.get()
+    if draws is None or draws.place is None:
         return None
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    if device not in _generators:
-        _generators[device] = torch.Generator(device).manual_seed(mixed_seed("draws", *_step, device))
-    return _generators[device]
+    if device not in draws.generators:
+        draws.generators[device] = torch.Generator(device).manual_seed(mixed_seed("draws", *draws.place, device))
+    return draws.generators[device]
 
 
-def generator_states() -> dict:
-    """The states of the open micro-batch's generators made so far (``run.memory=min`` replays them)."""
-    return {device: g.get_state() for device, g in _generators.items()}
+def generator_states() -> StepDraws:
+    """The open micro-batch's place and the states of its generators made so far (``run.memory=min``
+    replays them, in backward, where the step's context may not be open)."""
+    draws = _DRAWS.get()
+    return draws.states() if draws is not None else StepDraws(None)
 
 
 @contextlib.contextmanager
-def generators_at(states: dict):
+def generators_at(saved: StepDraws):
     """Within: the step's generators as they were at :func:`generator_states` (those made since are
     made again from the step's seed on first use); afterwards as they are now."""
-    outer = dict(_generators)
-    _generators.clear()
-    for device, state in states.items():
-        _generators[device] = torch.Generator(device)
-        _generators[device].set_state(state)
+    generators = {}
+    for device, state in saved.generators.items():
+        generators[device] = torch.Generator(device)
+        generators[device].set_state(state)
+    token = _DRAWS.set(StepDraws(saved.place, generators))
     try:
         yield
     finally:
-        _generators.clear()
-        _generators.update(outer)
+        _DRAWS.reset(token)

@@ -2,13 +2,12 @@
 and its registered loss terms (``sakd losses`` lists them)."""
 
 from sakd.distill.distances import DISTANCES
-from sakd.distill.logit_kd import logits_kd
 from sakd.distill.objective import LossTerms, SAKDLoss
-from sakd.distill.terms import LOSSES, LossTerm, TermInputs
+from sakd.distill.terms import LOSSES, LossTerm, TermInputs, soft_kl
 from sakd.distill.transforms import TRANSFORMS, make_transform
 from sakd.registry import import_submodules
 
-__all__ = ["SAKDLoss", "LossTerms", "LOSSES", "LossTerm", "TermInputs", "logits_kd", "make_transform",
+__all__ = ["SAKDLoss", "LossTerms", "LOSSES", "LossTerm", "TermInputs", "soft_kl", "make_transform",
            "TRANSFORMS", "DISTANCES"]
 
 import_submodules(__name__, __path__)  # every file registers its parts

@@ -44,8 +44,11 @@ class OutputFeatureKD(LossTerm):
                               f"classifier reads {teacher_channels[self.tap]}")
         self.tau = float(tau)
         self._head = [teacher_head]  # a plain list: the teacher's classifier is not this term's parameter
+        self.head_checked = False  # whether the teacher's classifier was seen to read the chosen tap
 
     def forward(self, inputs: TermInputs) -> torch.Tensor:
-        check_head_input(self, self._head[0], time_mean(inputs.teacher_features[self.tap]), inputs.teacher_logits)
+        if not self.head_checked:
+            check_head_input(self, self._head[0], time_mean(inputs.teacher_features[self.tap]), inputs.teacher_logits)
+            self.head_checked = True
         pooled = time_mean(inputs.student_features[self.tap]).mean((2, 3))
         return soft_kl(self._head[0](pooled), inputs.teacher_logits, self.tau)

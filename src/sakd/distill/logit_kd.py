@@ -16,11 +16,6 @@ import torch
 from sakd.distill.terms import LOSSES, LossTerm, TermInputs, soft_kl
 
 
-def logits_kd(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:
-    """``τ² · KL(p_τ^teacher ‖ p_τ^student)``, summed over classes and averaged over the batch."""
-    return soft_kl(student, teacher, tau)
-
-
 @LOSSES.register("logit_kd")
 class LogitKD(LossTerm):
     """Logits KD (SAKD eq. 7 = Hinton et al. 2015): tau^2 * KL(teacher || student) at temperature tau"""
@@ -34,4 +29,4 @@ class LogitKD(LossTerm):
         self.tau = float(tau)
 
     def forward(self, inputs: TermInputs) -> torch.Tensor:
-        return logits_kd(inputs.student_logits, inputs.teacher_logits, self.tau)
+        return soft_kl(inputs.student_logits, inputs.teacher_logits, self.tau)

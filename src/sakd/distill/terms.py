@@ -125,11 +125,9 @@ def pick_taps(term: str, taps: list[int] | None, count: int, default: list[int])
 
 
 def check_head_input(term: LossTerm, head, teacher_feature: torch.Tensor, teacher_logits: torch.Tensor) -> None:
-    """Once per term: the teacher's classifier on its tap's spatial mean gives its logits, else the
-    tap is not what the classifier reads (``distill.features.position: before``, a tap before the
-    last stage) and the term would read the wrong vector: one line."""
-    if getattr(term, "_head_checked", False):
-        return
+    """The teacher's classifier on its tap's spatial mean gives its logits, else the tap is not what
+    the classifier reads (``distill.features.position: before``, a tap before the last stage) and
+    the term would read the wrong vector: one line (a term checks its first batch)."""
     with torch.no_grad():
         got = head(teacher_feature.float().mean((2, 3)).to(teacher_feature.dtype)).float()
     want = teacher_logits.float()
@@ -137,7 +135,6 @@ def check_head_input(term: LossTerm, head, teacher_feature: torch.Tensor, teache
         raise ConfigError(f"loss term {type(term).__name__}: the teacher's classifier does not read the chosen tap "
                           "(its spatial mean does not give the teacher's logits); use the last tap of "
                           "distill.features with position: after")
-    term._head_checked = True
 
 
 def soft_kl(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:

@@ -25,8 +25,9 @@ flips would grow with depth.
 
 from __future__ import annotations
 
+import contextvars
 import functools
-import itertools
+import hashlib
 import logging
 import shutil
 import types
@@ -133,8 +134,6 @@ def _not_the_cuda_home_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("No CUDA runtime is found")
 
 
-logging.getLogger("torch.utils.cpp_extension").addFilter(_not_the_cuda_home_notice)
-
 # Inductor settings of the kernels, where this torch has them:
 # * N is dynamic, so Inductor cannot size the CPU thread split from the shape it first saw (a small
 #   first layer would leave every later, large one single-threaded): let OpenMP split at run time.
@@ -169,16 +168,16 @@ def compiled(fn, key: tuple = ()):
     would specialise, run eagerly), not of every configuration seen in the process, and a test
     session or a sweep never reaches Dynamo's per-function recompile limit.
     """
-    code = fn.__code__.replace(co_name=f"{fn.__name__}_{next(_copy_ids)}")
+    logging.getLogger("torch.utils.cpp_extension").addFilter(_not_the_cuda_home_notice)  # once: a filter is a set
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{hashlib.blake2b(repr(key).encode(), digest_size=6).hexdigest()}")
     copy = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
     copy.__qualname__ = code.co_name
     return torch.compile(copy, fullgraph=True, options=_options())
 
 
-_copy_ids = itertools.count()
-
-
-_failure: list[str] = []
+# why torch.compile could not build the kernels, once it failed in this context (a command's own:
+# sakd.cli.main runs each in a context of its own), so they are not tried again
+_FAILURE: contextvars.ContextVar[str | None] = contextvars.ContextVar("sakd_kernel_failure", default=None)
 
 
 def is_compile_error(exc: Exception) -> bool:
@@ -189,15 +188,15 @@ def is_compile_error(exc: Exception) -> bool:
 
 
 def failed() -> bool:
-    return bool(_failure)
+    return _FAILURE.get() is not None
 
 
 def mark_failed(exc: Exception) -> None:
-    """Fall back to the eager kernels for the rest of the process, and say why once."""
-    if not _failure:
-        _failure.append(f"{type(exc).__name__}: {exc}")
+    """Fall back to the eager kernels for the rest of the context, and say why once."""
+    if _FAILURE.get() is None:
+        _FAILURE.set(f"{type(exc).__name__}: {exc}")
         warnings.warn(
-            f"sakd: torch.compile could not build the LIF kernels ({_failure[0].splitlines()[0]}); "
+            f"sakd: torch.compile could not build the LIF kernels ({_FAILURE.get().splitlines()[0]}); "
             "using the eager 'fused' backend (same numbers, slower)",
             RuntimeWarning,
             stacklevel=3,

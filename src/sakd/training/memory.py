@@ -54,6 +54,7 @@ decides (a benchmark that counts a trainer's step wraps it in its own).
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import weakref
 from typing import Callable, Literal
@@ -97,22 +98,19 @@ def _version(t: torch.Tensor) -> int:
     return -1 if t.is_inference() else t._version
 
 
-# layers of neurons that do not say whether they are binary and once gave an output that was not
-_NOT_BINARY: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
-
-
-def _emits_binary(layer: nn.Module, output: torch.Tensor) -> bool:
+def _emits_binary(layer: nn.Module, output: torch.Tensor, not_binary: "weakref.WeakSet[nn.Module]") -> bool:
     """Whether a spiking layer's output may be packed as bits: what its neuron says
     (``binary = True / False``); for a neuron that says nothing, whether this output is exactly
-    0/1 (checked every time, until one output is not: a graded neuron may start at 0/1)."""
+    0/1 (checked every time, until one output is not: a graded neuron may start at 0/1; the layers
+    seen not binary are in ``not_binary``, the step's own)."""
     declared = getattr(getattr(layer, "neuron", None), "binary", None)
     if declared is not None:
         return bool(declared)
-    if layer in _NOT_BINARY:
+    if layer in not_binary:
         return False
     if bool(((output == 0) | (output == 1)).all()):
         return True
-    _NOT_BINARY.add(layer)
+    not_binary.add(layer)
     return False
 
 
@@ -225,6 +223,10 @@ class Recomputed:
         return made.as_strided(shape, stride, made.storage_offset() + offset)
 
 
+# the SavedTensors open in this context, outermost first (an inner one for the same model defers to it)
+_ACTIVE: contextvars.ContextVar[tuple["SavedTensors", ...]] = contextvars.ContextVar("sakd_saved_tensors", default=())
+
+
 class SavedTensors:
     """While active (a context manager around a forward pass), saved tensors go through this:
     with ``mode="lean"`` the spikes of ``model`` are packed and the outputs of its replayable
@@ -232,8 +234,6 @@ class SavedTensors:
     ``count``, ``kept_bytes`` counts the bytes kept for backward (``exclude``: storages not to
     count, such as the parameters'). ``model`` is every module whose layers count: a trainer
     passes the student with its loss (the feature transforms' BatchNorms)."""
-
-    _active: list["SavedTensors"] = []
 
     def __init__(self, model: nn.Module, mode: Literal["fast", "lean", "min"] = "fast", packing: str = "bits",
                  exclude: set[int] | None = None, count: bool = False, recompute: bool = True):
@@ -252,6 +252,8 @@ class SavedTensors:
         self._plain: dict[int, tuple[weakref.ref, int]] = {}
         self._packed: dict[int, dict[tuple, Packed]] = {}  # storage -> view -> its packed bits
         self._serial = itertools.count()
+        self._not_binary: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()  # layers once seen not 0/1
+        self._token = None
         self._handles: list = []
         self._hooks = None
         # min: a unit made again in backward keeps what a lean step would of what it saves
@@ -282,7 +284,7 @@ class SavedTensors:
     def _record(self, module, inputs, output):
         ptr = output.untyped_storage().data_ptr()
         self._packed.pop(ptr, None)  # a new spike tensor in memory that an earlier, freed one had
-        if _emits_binary(module, output):
+        if _emits_binary(module, output, self._not_binary):
             self._spikes[ptr] = (weakref.ref(output), _version(output))
         else:
             self._spikes.pop(ptr, None)
@@ -355,10 +357,10 @@ class SavedTensors:
         return saved.unpack() if isinstance(saved, (Packed, Recomputed, Kept)) else saved
 
     def __enter__(self) -> "SavedTensors":
-        self._inner = any(a.model is self.model for a in SavedTensors._active)
+        self._inner = any(a.model is self.model for a in _ACTIVE.get())
         if self._inner:  # an outer context for this model decides
             return self
-        SavedTensors._active.append(self)
+        self._token = _ACTIVE.set((*_ACTIVE.get(), self))
         if self.mode != "fast":
             self._handles = [m.register_forward_hook(self._record) for m in self.model.modules()
                              if isinstance(m, SpikeActivation)]
@@ -375,7 +377,7 @@ class SavedTensors:
     def __exit__(self, *exc) -> None:
         if self._inner:
             return
-        SavedTensors._active.remove(self)
+        _ACTIVE.reset(self._token)
         if self._units is not None:
             self._unit_bytes = self._units.nbytes if self.count else 0
             self._units.__exit__(*exc)

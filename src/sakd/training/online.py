@@ -30,10 +30,8 @@ import contextlib
 from torch import nn
 
 from sakd.errors import ConfigError
+from sakd.models.base import TwinModel
 from sakd.neurons import SpikeActivation
-
-BPTT_MODES = ("full", "sltt")
-
 
 def check_online(model: nn.Module, terms: list[dict]) -> None:
     """One line for what SLTT cannot run: a neuron without a single-timestep form, a term across time."""
@@ -56,17 +54,17 @@ def check_online(model: nn.Module, terms: list[dict]) -> None:
 def online(model: nn.Module):
     """Within: the model runs one timestep per call (``timesteps = 1``, its neurons online, from rest)."""
     layers = [m for m in model.modules() if isinstance(m, SpikeActivation)]
-    twins = [m for m in model.modules() if hasattr(m, "_timesteps") and getattr(m, "spiking", False)]
-    kept = [(t, t._timesteps) for t in twins]
+    twins = [m for m in model.modules() if isinstance(m, TwinModel) and m.spiking]
+    kept = [(t, t.timesteps) for t in twins]
     for t in twins:
-        t._timesteps = 1
+        t.timesteps = 1
     for m in layers:
         m.online, m.state = True, None
     try:
         yield
     finally:
         for t, steps in kept:
-            t._timesteps = steps
+            t.timesteps = steps
         for m in layers:
             m.online, m.state = False, None
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import torch
@@ -13,7 +14,6 @@ PACKINGS = ("bits", "uint8")
 # j = 1..8, puts element i at bit 56 + i with no carries (every partial product lands on its own
 # bit), so bits 56-63 are the packed byte. Unpacking looks each byte up in a 256 x 8 table.
 _GATHER = sum(1 << (7 * j) for j in range(1, 9))
-_TABLES: dict = {}
 
 
 def _bytes(flat: torch.Tensor) -> torch.Tensor:
@@ -32,12 +32,15 @@ def _pack_bits(flat: torch.Tensor) -> torch.Tensor:
     return ((data.view(torch.int64) * _GATHER) >> 56).to(torch.uint8)
 
 
+@functools.cache
+def _bits_table(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Row b: the 8 bits of the byte b, little-endian (a constant, made once per device and dtype)."""
+    byte = torch.arange(256, device=device).unsqueeze(1)
+    return ((byte >> torch.arange(8, device=device)) & 1).to(dtype)
+
+
 def _unpack_bits(data: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    key = (data.device, dtype)
-    if key not in _TABLES:
-        byte = torch.arange(256, device=data.device).unsqueeze(1)
-        _TABLES[key] = ((byte >> torch.arange(8, device=data.device)) & 1).to(dtype)
-    return _TABLES[key].index_select(0, data.int()).view(-1)
+    return _bits_table(data.device, dtype).index_select(0, data.int()).view(-1)
 
 
 def dense_order(t: torch.Tensor) -> list[int] | None:
