@@ -125,8 +125,8 @@ def last_tap_size(args, scratch: str) -> int:
     """C·H·W of the student's last stage tap (BKD's authors sum its squared error over it)."""
     cfg = load_config("quickstart/snn", base_overrides(args) + [f"run.output_dir={scratch}"])
     trainer = Trainer(cfg)
-    x, _ = next(iter(trainer.train_loader))
-    taps = FeatureExtractor(trainer.model, cfg.distill.features.level, cfg.distill.features.position)
+    x, _ = next(iter(trainer.parts.train_loader))
+    taps = FeatureExtractor(trainer.parts.model, cfg.distill.features.level, cfg.distill.features.position)
     with torch.no_grad():
         _, feats = taps(x[:1].to(trainer.device))
     taps.remove()
@@ -139,14 +139,14 @@ def step_times(args, teacher: str, table: dict, repeats: int, scratch: str) -> d
     for key, method in table.items():
         trainer = Trainer(student_config(args, method, teacher, f"run.name={key}", "run.seed=0",
                                          f"run.output_dir={scratch}"))
-        x, y = next(iter(trainer.train_loader))
+        x, y = next(iter(trainer.parts.train_loader))
         x, y = x.to(trainer.device), y.to(trainer.device)
-        features = trainer.objective.reads_features(0)
+        features = trainer.parts.objective.reads_features(0)
 
         def step(trainer=trainer, x=x, y=y, features=features):
-            trainer.optimizer.zero_grad(set_to_none=True)
+            trainer.parts.optimizer.zero_grad(set_to_none=True)
             trainer.step_loss(x, y, 0, features)[0].backward()
-            trainer.optimizer.step()
+            trainer.parts.optimizer.step()
         steps[key] = step
     return interleaved(steps, torch.device("cpu"), warmup=2, repeats=repeats)
 

@@ -195,10 +195,10 @@ def test_short_sakd_step_on_event_frames(tmp_path):
     assert 0 <= record["test/firing_rate"] < 1  # BN running stats are barely trained after 2 steps
     from sakd.neurons import FiringRateMonitor
 
-    x, _ = next(iter(trainer.train_loader))
+    x, _ = next(iter(trainer.parts.train_loader))
     assert x.shape == (4, 10, 2, 32, 32)  # time-first frames, one per timestep
-    with FiringRateMonitor(trainer.model) as monitor, torch.no_grad():
-        trainer.model.train()(x)
+    with FiringRateMonitor(trainer.parts.model) as monitor, torch.no_grad():
+        trainer.parts.model.train()(x)
     assert 0 < monitor.mean_rate() < 1
     with pytest.raises(ConfigError, match="gives 4 frames per sample but model.timesteps=2"):
         Trainer(fast_config(tmp_path, *data, "model.timesteps=2"))

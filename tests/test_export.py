@@ -204,7 +204,8 @@ def test_any_neuron_exports_to_onnx_and_nir_names_a_neuron_it_cannot_describe(tm
     pytest.importorskip("nir")
     from conftest import contributing_examples
     from sakd.errors import ConfigError
-    from sakd.export.export import export_nir, export_onnx_file
+    from sakd.export.nir_format import export_nir
+    from sakd.export.onnx_format import export_onnx_file
     from sakd.neurons import NEURONS
 
     contributing_examples()

@@ -175,7 +175,7 @@ def test_a_config_names_a_torchvision_network_and_trains_it(tmp_path):
 
     trainer = Trainer(fast_config(tmp_path, "model.name=torchvision:resnet18", "data.options={train_size: 64}"))
     record = trainer.train_epoch()
-    assert record["train/loss"] == record["train/loss"] and trainer.model.spec.name == "torchvision:resnet18"
+    assert record["train/loss"] == record["train/loss"] and trainer.parts.model.spec.name == "torchvision:resnet18"
     with pytest.raises(ConfigError, match="torchvision has no classification model 'resnet91'.*'resnet18'"):
         Trainer(fast_config(tmp_path, "model.name=torchvision:resnet91"))
     with pytest.raises(ConfigError, match="'model.name' must be one of .*torchvision:\\*"):

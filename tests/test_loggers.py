@@ -45,7 +45,7 @@ def test_mlflow_local_store_gets_the_metrics_and_a_resumed_run_continues_it(tmp_
     cfg = fast_config(tmp_path, "model.spiking=false", "optim.epochs=1", "run.loggers=[mlflow]")
     summary = train(cfg)
     run_dir = Path(summary["run_dir"])
-    Trainer.resume(run_dir, ["optim.epochs=2"]).fit()
+    Trainer.from_checkpoint(run_dir, ["optim.epochs=2"]).fit()
     client = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}")
     run = client.get_run((run_dir / "mlflow-id").read_text().strip())
     assert run.data.params["optim.lr"] == "0.05" and run.data.params["model.name"] == "resnet_tiny"
@@ -70,7 +70,7 @@ def test_wandb_gets_the_same_numbers_and_a_resumed_run_continues_it(tmp_path, mo
     monkeypatch.setattr(wandb, "init", lambda **kw: inits.append(kw) or Recorder())
     monkeypatch.delenv("WANDB_MODE", raising=False)
     run_dir = Path(train(fast_config(tmp_path, "model.spiking=false", "optim.epochs=1", "run.loggers=[wandb]"))["run_dir"])
-    Trainer.resume(run_dir, ["optim.epochs=2"]).fit()
+    Trainer.from_checkpoint(run_dir, ["optim.epochs=2"]).fit()
     assert [i["id"] for i in inits] == [(run_dir / "wandb-id").read_text().strip()] * 2  # one wandb run
     assert all(i["resume"] == "allow" and i["mode"] == "offline" and i["name"] == run_dir.name for i in inits)
     assert inits[0]["config"]["model"]["name"] == "resnet_tiny"

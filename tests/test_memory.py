@@ -236,12 +236,12 @@ def test_the_trainer_in_lean_and_min_mode_takes_the_same_step(tmp_path, teacher_
     for mode in ("fast", "lean", "min"):
         trainer = Trainer(fast_config(tmp_path / mode, f"distill.teacher.weights={teacher_ckpt}", "distill.beta=10",
                                       "distill.gamma=1", f"run.memory={mode}"))
-        x, y = next(iter(trainer.train_loader))
-        features = trainer.objective.reads_features(0)
-        assert trainer.objective.weights(0)["feature_kd"] == 10 and features  # the taps and transforms are in the step
+        x, y = next(iter(trainer.parts.train_loader))
+        features = trainer.parts.objective.reads_features(0)
+        assert trainer.parts.objective.weights(0)["feature_kd"] == 10 and features  # the taps and transforms are in the step
         loss, terms, _ = trainer.step_loss(x, y, 0, features)
         loss.backward()
-        grads[mode] = [p.grad.clone() for p in [*trainer.model.parameters(), *trainer.objective.parameters()]]
+        grads[mode] = [p.grad.clone() for p in [*trainer.parts.model.parameters(), *trainer.parts.objective.parameters()]]
     assert all(torch.equal(a, b) for a, b in zip(grads["fast"], grads["lean"]))
     assert all(torch.equal(a, b) for a, b in zip(grads["fast"], grads["min"]))
 
@@ -256,7 +256,7 @@ def test_a_lean_sakd_run_trains_exactly_as_a_fast_one(tmp_path, teacher_ckpt):
         trainer = Trainer(cfg)
         trainer.fit()
         metrics = [{k: v for k, v in r.items() if not k.startswith("time/")} for r in trainer.history]
-        runs[mode] = metrics, [t.clone() for t in trainer.model.state_dict().values()]
+        runs[mode] = metrics, [t.clone() for t in trainer.parts.model.state_dict().values()]
     assert runs["fast"][0] == runs["lean"][0] and len(runs["fast"][0]) == 2
     assert all(torch.equal(a, b) for a, b in zip(runs["fast"][1], runs["lean"][1]))
 
@@ -475,16 +475,20 @@ def test_lean_keeps_outputs_of_neurons_that_are_not_binary(neuron):
 
 
 def test_only_layers_of_binary_neurons_are_packed():
+    import weakref
+
     from sakd.training.memory import _emits_binary
+
+    seen = weakref.WeakSet()  # the layers a step saw not binary (each SavedTensors keeps its own)
 
     lif = SpikeActivation(2, NeuronSpec())
     ternary = SpikeActivation(2, NeuronSpec())
     ternary.neuron = Ternary()
     zeros_and_ones, minus_one = torch.tensor([0.0, 1.0]), torch.tensor([-1.0, 1.0])
-    assert _emits_binary(lif, minus_one)  # LIF says binary: not checked
-    assert _emits_binary(ternary, zeros_and_ones)  # says nothing: this output is 0/1
-    assert not _emits_binary(ternary, minus_one)
-    assert not _emits_binary(ternary, zeros_and_ones)  # once not binary, the layer is kept as it is
+    assert _emits_binary(lif, minus_one, seen)  # LIF says binary: not checked
+    assert _emits_binary(ternary, zeros_and_ones, seen)  # says nothing: this output is 0/1
+    assert not _emits_binary(ternary, minus_one, seen)
+    assert not _emits_binary(ternary, zeros_and_ones, seen)  # once not binary, the layer is kept as it is
 
     class Graded(type(lif.neuron)):  # a LIF subclass with its own forward: no longer said to be binary
         def forward(self, x):

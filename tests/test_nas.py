@@ -75,10 +75,10 @@ def test_a_supernet_step_changes_only_the_sampled_subnets_weights(tmp_path, nas_
                            "data.options={image_size: 12, train_size: 64}", "data.batch_size=64")
     trainer = SupernetTrainer(cfg)
     monkeypatch.setattr(trainer, "subnets_for", lambda epoch, step: [arch])
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    before = {k: v.clone() for k, v in trainer.parts.model.state_dict().items()}
     trainer.train_epoch()  # exactly one optimiser step
-    used = trainer.model.materialize(arch).state_dict()
-    after = trainer.model.state_dict()
+    used = trainer.parts.model.materialize(arch).state_dict()
+    after = trainer.parts.model.state_dict()
     for name, old in before.items():
         if name.endswith("num_batches_tracked"):
             continue
@@ -96,7 +96,7 @@ def test_a_supernet_step_changes_only_the_sampled_subnets_weights(tmp_path, nas_
 def test_sandwich_rule_samples_largest_smallest_and_random(tmp_path, nas_teacher):
     trainer = SupernetTrainer(_supernet_config(tmp_path, nas_teacher, "nas.sampling=sandwich", "nas.sandwich_random=2"))
     archs = trainer.subnets_for(0, 0)
-    space = trainer.model.space
+    space = trainer.parts.model.space
     assert archs[:2] == [space.largest(), space.smallest()] and len(archs) == 4
     assert archs == trainer.subnets_for(0, 0) and archs != trainer.subnets_for(0, 1)  # seeded per step
     assert trainer.train_epoch()["train/loss"] > 0
@@ -190,11 +190,11 @@ def test_materialised_subnet_keeps_the_supernets_dtype():
 
 def test_sandwich_step_sums_the_subnets_losses(tmp_path, nas_teacher):
     trainer = SupernetTrainer(_supernet_config(tmp_path, nas_teacher, "nas.sampling=sandwich", "nas.sandwich_random=1"))
-    step, space = trainer.student_step, trainer.model.space
-    x, y = next(iter(trainer.train_loader))
+    step, space = trainer.student_step, trainer.parts.model.space
+    x, y = next(iter(trainer.parts.train_loader))
     with torch.no_grad():
-        t_logits = trainer.teacher(x)
-        t_feats = trainer.teacher_taps(x)[1]
+        t_logits = trainer.parts.teacher(x)
+        t_feats = trainer.parts.teacher_taps(x)[1]
         archs = [space.largest(), space.smallest()]
         step.archs = archs
         total = step(x, y, t_logits, t_feats, 1.0, True)[0]

@@ -41,7 +41,7 @@ def bkd_config(root, teacher_ckpt, workers):
 
 
 def final_weights(trainer):
-    return [t.clone() for t in [*trainer.model.state_dict().values(), *trainer.objective.state_dict().values()]]
+    return [t.clone() for t in [*trainer.parts.model.state_dict().values(), *trainer.parts.objective.state_dict().values()]]
 
 
 @pytest.fixture(scope="module")
@@ -59,17 +59,17 @@ def uninterrupted(tmp_path_factory, teacher_ckpt):
 def test_a_run_with_a_random_term_resumes_to_the_same_weights(tmp_path, teacher_ckpt, uninterrupted, workers,
                                                               stop_after):
     trainer = Trainer(bkd_config(tmp_path, teacher_ckpt, workers))
-    assert trainer.train_loader.batch_sampler.steps == 3
+    assert trainer.parts.train_loader.batch_sampler.steps == 3
 
     def on_step(epoch, step):  # a SIGTERM during the step: it finishes, last.pt is written, the run stops
         if (epoch, step) == (0, stop_after - 1):
-            trainer.signals.request("SIGTERM")
+            trainer.keeper.signals.request("SIGTERM")
 
     trainer.on_step = on_step
     with pytest.raises(Preempted, match="end of the epoch" if stop_after == 3 else "preempted"):
         trainer.fit()
     assert trainer.epoch == (1 if stop_after == 3 else 0)
-    resumed = Trainer.resume(trainer.run_dir)
+    resumed = Trainer.from_checkpoint(trainer.run_dir)
     resumed.fit()
     weights, losses = uninterrupted[workers]
     assert [r["train/loss"] for r in resumed.history] == losses
@@ -123,10 +123,10 @@ def test_what_the_global_generator_would_break_as_contributing_says(tmp_path, mo
         trainer = Trainer(fast_config(tmp_path / f"resume{stop}", term, "data.train_subset=192", "optim.epochs=2",
                                       "run.loggers=[]"))
         if stop:
-            trainer.on_step = lambda e, s, t=trainer: (e, s) == (0, 0) and t.signals.request("SIGTERM")
+            trainer.on_step = lambda e, s, t=trainer: (e, s) == (0, 0) and t.keeper.signals.request("SIGTERM")
             with pytest.raises(Preempted):
                 trainer.fit()
-            trainer = Trainer.resume(trainer.run_dir)
+            trainer = Trainer.from_checkpoint(trainer.run_dir)
         trainer.fit()
         runs.append(final_weights(trainer))
     assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))  # resumed exactly

@@ -107,10 +107,10 @@ def test_recipe_runs_one_step(name, tmp_path, local_weights):
     if cfg.model.init and cfg.model.init != "teacher":
         extra.append(f"model.init={local_weights(cfg.model.name, cfg.model.stem)}")
     trainer = Trainer(load_config(name, TINY + extra))
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    before = {k: v.clone() for k, v in trainer.parts.model.state_dict().items()}
     record = trainer.train_epoch()
     assert record["train/loss"] == record["train/loss"]  # finite, not NaN
-    changed = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])]
+    changed = [k for k, v in trainer.parts.model.state_dict().items() if not torch.equal(v, before[k])]
     assert changed, "one optimiser step changed no weight"
     if cfg.mode == "sakd":
         assert ("train/feature_kd" in record) == (cfg.distill.weights_at(0)["feature_kd"] > 0)

@@ -53,7 +53,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, te
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     monkeypatch.setattr(Trainer, "train_epoch", real)
-    resumed = Trainer.resume(trainer.run_dir).fit()
+    resumed = Trainer.from_checkpoint(trainer.run_dir).fit()
 
     def numbers(run_dir):
         lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
@@ -83,9 +83,9 @@ def test_ctrl_c_in_the_first_epoch_finishes_the_step_writes_last_pt_and_resumes(
     assert "Ctrl-C again to stop at once" in capsys.readouterr().err
     assert load_checkpoint(trainer.run_dir / "last.pt")["step"] == 3  # the step in flight finished
     assert signal.getsignal(signal.SIGINT) is before  # the handler from before training is back
-    resumed = Trainer.resume(trainer.run_dir)
+    resumed = Trainer.from_checkpoint(trainer.run_dir)
     resumed.fit()
-    assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(), full.model.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(resumed.parts.model.state_dict().values(), full.parts.model.state_dict().values()))
 
 
 def signals_at_step_1(trainer, *names):
@@ -156,7 +156,7 @@ def test_distillation_without_teacher_is_refused(tmp_path):
 def test_student_initialised_from_teacher_copies_weights(tmp_path, teacher_ckpt):
     trainer = Trainer(fast_config(tmp_path, f"distill.teacher.weights={teacher_ckpt}", *SAKD, "model.init=teacher"))
     teacher_sd = load_checkpoint(teacher_ckpt)["model"]
-    for k, v in trainer.model.state_dict().items():
+    for k, v in trainer.parts.model.state_dict().items():
         assert torch.equal(v, teacher_sd[k])
 
 
@@ -249,7 +249,7 @@ def test_teacher_of_another_architecture_when_named(tmp_path):
     cfg = fast_config(tmp_path, f"distill.teacher.weights={teacher['run_dir']}/last.pt", "distill.teacher.name=resnet19",
                       *SAKD, "optim.epochs=1", "data.options={image_size: 8}")
     trainer = Trainer(cfg)
-    assert [(t.conv.in_channels, t.conv.out_channels) for t in trainer.objective.transforms] == [(16, 128), (32, 256), (64, 512)]
+    assert [(t.conv.in_channels, t.conv.out_channels) for t in trainer.parts.objective.transforms] == [(16, 128), (32, 256), (64, 512)]
     record = trainer.train_epoch()
     assert record["train/feature_kd"] > 0
     with pytest.raises(ConfigError, match="needs the same architecture"):
@@ -275,8 +275,8 @@ def test_validation_hold_out_selects_the_best_checkpoint_without_the_test_set(tm
     assert summary["selected_top1"] == chosen["test/top1"] and summary["selected_epoch"] == chosen["epoch"]
     assert summary["best_top1"] == max(r["test/top1"] for r in records)
     assert summary["final_top1"] == records[-1]["test/top1"]
-    trainer = Trainer.resume(run)
-    assert len(trainer.train_loader.dataset) == 384 and len(trainer.eval_loaders["val"].dataset) == 128
+    trainer = Trainer.from_checkpoint(run)
+    assert len(trainer.parts.train_loader.dataset) == 384 and len(trainer.parts.eval_loaders["val"].dataset) == 128
 
     assert main(["compare", str(run), "--json", str(tmp_path / "rows.json")]) == 0
     row = json.loads((tmp_path / "rows.json").read_text())[0]
@@ -290,13 +290,13 @@ def test_validation_hold_out_selects_the_best_checkpoint_without_the_test_set(tm
 
 def test_weight_decay_reaches_every_parameter_unless_told_otherwise(tmp_path):
     trainer = Trainer(fast_config(tmp_path, "optim.weight_decay=0.001"))
-    (group,) = trainer.optimizer.param_groups
-    assert group["weight_decay"] == 0.001 and len(group["params"]) == len(list(trainer.model.parameters()))
+    (group,) = trainer.parts.optimizer.param_groups
+    assert group["weight_decay"] == 0.001 and len(group["params"]) == len(list(trainer.parts.model.parameters()))
     trainer = Trainer(fast_config(tmp_path, "optim.weight_decay=0.001", "optim.decay_bn_and_bias=false"))
-    decayed, free = trainer.optimizer.param_groups
+    decayed, free = trainer.parts.optimizer.param_groups
     assert all(p.dim() > 1 for p in decayed["params"]) and free["weight_decay"] == 0.0
     free_ids = {id(p) for p in free["params"]}
-    assert id(trainer.model.bn1.weight) in free_ids and id(trainer.model.fc.bias) in free_ids
+    assert id(trainer.parts.model.bn1.weight) in free_ids and id(trainer.parts.model.fc.bias) in free_ids
 
 
 def test_a_checkpoint_that_cannot_be_written_is_a_clear_error_and_keeps_the_previous_one(tmp_path, small_disk):
@@ -428,14 +428,14 @@ def test_train_and_test_subsets_are_fixed_stratified_and_hold_out_within(tmp_pat
     from sakd.data.holdout import sample_labels
 
     trainer = Trainer(fast_config(tmp_path, "data.train_subset=100", "data.test_subset=50", "data.val_fraction=0.2"))
-    train_set = trainer.train_loader.dataset.dataset  # inside the per-sample seeding wrapper
-    val_set, test_set = trainer.eval_loaders["val"].dataset, trainer.eval_loaders["test"].dataset
+    train_set = trainer.parts.train_loader.dataset.dataset  # inside the per-sample seeding wrapper
+    val_set, test_set = trainer.parts.eval_loaders["val"].dataset, trainer.parts.eval_loaders["test"].dataset
     assert (len(train_set), len(val_set), len(test_set)) == (80, 20, 50)
     for subset, per_class in ((train_set, 8), (val_set, 2), (test_set, 5)):  # synthetic: 10 balanced classes
         assert np.bincount(sample_labels(subset), minlength=10).tolist() == [per_class] * 10
     assert not set(train_set.indices) & set(val_set.indices)  # the hold-out comes out of the subset
     again = Trainer(fast_config(tmp_path, "data.train_subset=100", "data.test_subset=50", "data.val_fraction=0.2"))
-    assert again.train_loader.dataset.dataset.indices == train_set.indices  # fixed: every run alike
+    assert again.parts.train_loader.dataset.dataset.indices == train_set.indices  # fixed: every run alike
     with pytest.raises(ConfigError, match="data.train_subset=5 cannot be drawn by class from 512 samples"):
         Trainer(fast_config(tmp_path, "data.train_subset=5"))
 
@@ -597,12 +597,12 @@ def test_one_process_at_a_time_trains_in_a_run_folder_and_a_killed_one_does_not_
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunBusyError, match=rf"{run} is in use by process {holder.pid} on \S+ \(training in it\)"):
-            Trainer.resume(run, ["optim.epochs=2"])
+            Trainer.from_checkpoint(run, ["optim.epochs=2"])
         assert main(["train", "--resume", str(run), "optim.epochs=2"]) == 2
         assert files() == before
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    trainer = Trainer.resume(run, ["optim.epochs=2"])  # the killed holder's lock is gone with it
+    trainer = Trainer.from_checkpoint(run, ["optim.epochs=2"])  # the killed holder's lock is gone with it
     trainer.fit()
     assert [r["epoch"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())] == [1, 2]

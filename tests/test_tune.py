@@ -171,7 +171,7 @@ def test_a_trial_stopped_by_a_signal_is_tried_again_with_its_draws(tmp_path, mon
 
     def stop_first(self, record):
         if self.trial.number == 0:
-            self.signals.request("SIGTERM")
+            self.keeper.signals.request("SIGTERM")
 
     monkeypatch.setattr(TrialTrainer, "on_epoch_end", stop_first)
     with pytest.raises(Preempted, match="run the same sakd tune command again"):

@@ -33,9 +33,9 @@ def test_teacher_from_foreign_state_dicts_and_student_init(tmp_path, fmt):
         torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}} if fmt == "nested" else state, path)
     trainer = Trainer(fast_config(tmp_path, *R18, f"distill.teacher.weights={path}", *SAKD, "model.init=teacher"))
     for k, v in state.items():
-        assert torch.equal(trainer.teacher.state_dict()[k], v)
-        assert torch.equal(trainer.model.state_dict()[k], v)
-    assert not trainer.teacher.spiking and trainer.model.spiking
+        assert torch.equal(trainer.parts.teacher.state_dict()[k], v)
+        assert torch.equal(trainer.parts.model.state_dict()[k], v)
+    assert not trainer.parts.teacher.spiking and trainer.parts.model.spiking
 
 
 def test_state_dict_for_another_class_count_names_the_layer(tmp_path):

@@ -35,7 +35,7 @@ class Train(Command):
         if args.resume:
             if args.config:
                 raise SakdError("give --config or --resume, not both (a resumed run keeps its own config)")
-            trainer = trainer_cls.resume(args.resume, args.overrides)
+            trainer = trainer_cls.from_checkpoint(args.resume, args.overrides)
         else:
             if not args.config:
                 raise SakdError(f"{self.usage} needs --config FILE (or --resume RUN); see `sakd configs`")

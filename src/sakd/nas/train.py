@@ -45,14 +45,14 @@ class SupernetTrainer(Trainer):
             raise ConfigError("the supernet starts from scratch; model.init must be null")
         super().__init__(config, **kwargs)
 
-    def _student_step(self) -> nn.Module:
-        return SupernetStep(self.model, self.objective, self.student_taps)
+    def make_step(self) -> nn.Module:
+        return SupernetStep(self.parts.model, self.parts.objective, self.parts.student_taps)
 
-    def _has_idle_parameters(self) -> bool:
+    def has_idle_parameters(self) -> bool:
         return True  # a subnet leaves the deeper blocks and shortcut weights of others unused
 
     def subnets_for(self, epoch: int, step: int) -> list:
-        space, nas = self.model.space, self.cfg.nas
+        space, nas = self.parts.model.space, self.cfg.nas
         rng = random.Random(f"{nas.seed}-{epoch}-{step}")
         if nas.sampling == "uniform":
             return [space.sample(rng)]
@@ -62,7 +62,7 @@ class SupernetTrainer(Trainer):
         self.student_step.archs = self.subnets_for(epoch, step)
 
     def evaluate_splits(self) -> dict:
-        self.model.use(self.model.space.largest())
+        self.parts.model.use(self.parts.model.space.largest())
         return super().evaluate_splits()
 
 

@@ -3,20 +3,25 @@
 SIGTERM or SIGUSR1 (what SLURM and Kubernetes send before a kill) and a first Ctrl-C ask for a
 stop after the current optimiser step, with a checkpoint (exit status 75; 130 for Ctrl-C); a
 second Ctrl-C stops at once. Inside an epoch ``run.checkpoint_every`` writes ``last.pt`` every N
-steps or minutes. The :class:`~sakd.training.trainer.Trainer` asks these two what to do; every
-process of a distributed run takes the same decision at the same step (the trainer agrees on them
-by an all-reduce).
+steps or minutes. The :class:`CheckpointKeeper` of a run asks these two what to do and writes
+``last.pt`` and ``best.pt``; every process of a distributed run takes the same decision at the
+same step (the keeper agrees on them by an all-reduce).
 """
 
 from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
+import torch
 from rich.console import Console
 
+from sakd import runs
 from sakd.errors import Preempted
+from sakd.models.checkpoint import atomic_save
 from sakd.training.config import parse_interval
+from sakd.training.distributed import DistContext, all_reduce_sum, barrier
 
 
 def place_of(epoch: int, step: int) -> str:
@@ -91,3 +96,69 @@ class CheckpointPolicy:
 
     def written(self) -> None:
         self.last_write = time.monotonic()
+
+
+class CheckpointKeeper:
+    """A run's ``last.pt`` and ``best.pt``: writes them (rank 0), says when a mid-epoch one is due,
+    catches the stop signals (:attr:`signals`, a context manager around training) and makes every
+    process of a distributed run agree on both, and says what ``last.pt`` holds when a run stops.
+
+    ``resumed_at``: the (epoch, step) of the checkpoint a resumed run started from."""
+
+    def __init__(self, run_dir: Path, every: str | int | None, console: Console, dist: DistContext,
+                 device: torch.device, log_interval: int, resumed_at: tuple[int, int] | None = None):
+        self.run_dir, self.dist, self.device, self.log_interval = run_dir, dist, device, log_interval
+        self.policy = CheckpointPolicy(every)
+        self.signals = StopSignals(console)
+        self.saved_at = resumed_at  # (epoch, step) of this process's last last.pt, or the one resumed from
+
+    def save(self, name: str, state: dict) -> None:
+        if self.dist.is_main:
+            atomic_save(state, self.run_dir / name)
+        if name == runs.LAST:
+            self.saved_at = (state["epoch"], state["step"])
+        self.policy.written()
+
+    def end_of_epoch(self, state: dict, improved: bool) -> None:
+        """``last.pt`` at an epoch's end, and ``best.pt`` if the epoch improved the selection metric."""
+        self.save(runs.LAST, state)
+        if improved:
+            self.save(runs.BEST, state)
+        barrier(self.dist)
+
+    def mid_epoch(self, step: int, steps: int) -> tuple[bool, bool]:
+        """After optimiser step ``step`` of ``steps``: (write ``last.pt`` now, then stop). Every
+        process decides the same at the same step: a count of steps is the same everywhere; a
+        signal or a time limit is agreed on by an all-reduce, which under torchrun happens every
+        ``run.log_interval`` steps (where the trainer syncs anyway), not every step. The epoch's
+        last step writes the epoch's own checkpoint instead."""
+        if step == steps:
+            return False, False
+        due, late = self.policy.due(step), self.policy.late()
+        stop = self.signals.received is not None
+        if self.dist.enabled:
+            if step % self.log_interval:
+                stop = late = False
+            else:
+                flags = torch.tensor([float(stop), float(late)], dtype=torch.float64, device=self.device)
+                stop, late = (all_reduce_sum(flags, self.dist) > 0).tolist()
+        return stop or due or late, stop
+
+    def stop_requested(self) -> bool:
+        """Whether any process got a stop signal (every process agrees, so all stop together)."""
+        flag = torch.tensor(float(self.signals.received is not None), dtype=torch.float64, device=self.device)
+        return bool(all_reduce_sum(flag, self.dist).item() > 0)
+
+    def stopped(self, at: str, epoch: int, step: int) -> Preempted:
+        """The error that ends a run stopped at ``at`` after its checkpoint."""
+        return self.signals.stop(self.run_dir, at, place_of(epoch, step))
+
+    def kept(self, made_folder: bool, epoch: int) -> str:
+        """What ``last.pt`` holds now, and how to go on from it."""
+        last = self.run_dir / runs.LAST
+        if not last.is_file():
+            again = ("run the same sakd train command again to start it afresh" if made_folder
+                     else f"it resumed from {self.run_dir} and wrote nothing since")
+            return f"no checkpoint was written yet ({last} does not exist): {again}"
+        where = place_of(*(self.saved_at or (epoch, 0)))  # the last write, or the state resumed from
+        return f"{last} holds the run at the end of {where}; continue with: sakd train --resume {self.run_dir}"

@@ -6,23 +6,30 @@ A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one
 steps or minutes inside an epoch; ``best.pt`` is the epoch with the best validation top-1 when
 ``data.val_fraction`` holds some training data out, else the best test top-1 (as the official code).
 
-``Trainer.resume(run_dir)`` continues a run exactly where ``last.pt`` left it, mid-epoch included:
-weights, optimiser, schedule, epoch and step, the epoch's running sums, and the metric history;
-the data order is a function of (seed, epoch) and each sample's augmentation of (seed, epoch,
-index), so the remaining batches are the ones the uninterrupted run would have seen, and the
-random draws of loss terms and neurons are a function of (seed, epoch, step, micro-batch, rank)
-(:mod:`sakd.randomness`), so they are the ones it would have drawn. SIGTERM or
-SIGUSR1 (what SLURM and Kubernetes send before a kill) finish the current step, write ``last.pt``
-and stop with :class:`~sakd.errors.Preempted` (exit status 75); under torchrun every process stops
-at the same step and rank 0 writes the one checkpoint. A first Ctrl-C does the same (exit status
-130); a second one stops at once and says what ``last.pt`` holds.
+``Trainer.from_checkpoint(run_dir)`` continues a run exactly where ``last.pt`` left it, mid-epoch
+included: weights, optimiser, schedule, epoch and step, the epoch's running sums, and the metric
+history; the data order is a function of (seed, epoch) and each sample's augmentation of (seed,
+epoch, index), so the remaining batches are the ones the uninterrupted run would have seen, and
+the random draws of loss terms and neurons are a function of (seed, epoch, step, micro-batch,
+rank) (:mod:`sakd.randomness`), so they are the ones it would have drawn. SIGTERM or SIGUSR1 (what
+SLURM and Kubernetes send before a kill) finish the current step, write ``last.pt`` and stop with
+:class:`~sakd.errors.Preempted` (exit status 75); under torchrun every process stops at the same
+step and rank 0 writes the one checkpoint. A first Ctrl-C does the same (exit status 130); a
+second one stops at once and says what ``last.pt`` holds.
+
+The loop (:meth:`Trainer.fit`, :meth:`Trainer.train_epoch`) reads top to bottom; what it calls is
+owned by named parts: the run's assembled :class:`~sakd.training.assemble.RunParts`
+(``trainer.parts``), an :class:`~sakd.training.epoch_meter.EpochMeter` per epoch, a
+:class:`~sakd.training.resilience.CheckpointKeeper` and a BPTT strategy
+(:mod:`sakd.training.bptt`). A subclass changes a run through the documented hooks
+:meth:`~Trainer.make_step`, :meth:`~Trainer.has_idle_parameters`, :meth:`~Trainer.on_step`,
+:meth:`~Trainer.on_epoch_end` and :meth:`~Trainer.evaluate_splits` (``sakd nas train`` and
+``sakd tune`` do).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
 import time
 from pathlib import Path
 
@@ -37,18 +44,19 @@ from sakd.distill import SAKDLoss
 from sakd.errors import ConfigError, Preempted, TrainingDivergedError
 from sakd.models import FeatureExtractor
 from sakd.models.base import mean_over_time
-from sakd.models.checkpoint import atomic_save, load_weights, payload
+from sakd.models.checkpoint import load_weights, payload
 from sakd.outputs import writable_folder
 from sakd.data.augmentation import mix
 from sakd.randomness import step_draws
 from sakd.training.assemble import RunParts, assemble
+from sakd.training.bptt import bptt_strategy, synchronised
 from sakd.training.config import Config, save_config
-from sakd.training.distributed import all_reduce_sum, barrier, broadcast_object
+from sakd.training.distributed import barrier, broadcast_object
+from sakd.training.epoch_meter import EpochMeter
 from sakd.training.evaluate import evaluate
 from sakd.training.memory import SavedTensors, resolve_memory
-from sakd.training.online import check_online, timestep_by_timestep
-from sakd.training.resilience import CheckpointPolicy, StopSignals, place_of
-from sakd.training.metrics import MetricsLog, topk_correct
+from sakd.training.metrics import MetricsLog
+from sakd.training.resilience import CheckpointKeeper
 from sakd.training.run_folder import Checkpoint, history_summary
 from sakd.training.runtime import autocast, rng_state, set_rng_state, stop_workers
 
@@ -56,49 +64,42 @@ from sakd.training.runtime import autocast, rng_state, set_rng_state, stop_worke
 class Trainer:
     """The training loop over a run's parts: ``Trainer(config)`` assembles them
     (:func:`~sakd.training.assemble.assemble`), ``Trainer(parts)`` takes parts assembled by you
-    (your own data set or student)."""
+    (your own data set or student); ``checkpoint``: a :class:`~sakd.training.run_folder.Checkpoint`
+    to continue (what :meth:`from_checkpoint` loads), in its own run folder."""
 
-    def __init__(self, run: Config | RunParts, *, console: Console | None = None, _state: dict | None = None):
-        handed = isinstance(run, RunParts)
-        if not handed:
-            if _state is None:
+    def __init__(self, run: Config | RunParts, *, console: Console | None = None, checkpoint: Checkpoint | None = None):
+        if not isinstance(run, RunParts):
+            if checkpoint is None:
                 writable_folder(run.run.output_dir, "run.output_dir")  # before any data or model is loaded
             run = assemble(run)
-        self.parts = run
-        self.cfg = cfg = run.config
+        elif checkpoint is None:
+            writable_folder(run.config.run.output_dir, "run.output_dir")
+        self.parts, self.cfg = run, run.config
         self.dist, self.device, self.amp_dtype = run.runtime.dist, run.runtime.device, run.runtime.amp_dtype
         self.console = console or Console(stderr=True, quiet=not self.dist.is_main)
         for note in run.notes:
             self.console.print(note)
-        self.data, self.train_loader, self.eval_loaders = run.data, run.train_loader, run.eval_loaders
-        self.spec, self.model, self.teacher = run.spec, run.model, run.teacher
-        self.objective, self.student_taps, self.teacher_taps = run.objective, run.student_taps, run.teacher_taps
-        self.optimizer, self.scheduler = run.optimizer, run.scheduler
-        self.student_step = self._student_step()
-        self.memory = resolve_memory(cfg.run.memory, self.model)
-        self.bptt = cfg.run.bptt
-        if self.bptt == "sltt":
-            check_online(self.model, cfg.distill.objective_terms())
+        cfg = self.cfg
+        self.student_step = self.make_step()
         self.step_module = self._wrap(self.student_step)
+        self.memory = resolve_memory(cfg.run.memory, run.model)
+        self.bptt = bptt_strategy(cfg.run.bptt, run.model, cfg.distill.objective_terms(), self.teacher_outputs)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         # progress: completed epochs, completed optimiser steps of the current epoch and that
         # epoch's running sums (kept in mid-epoch checkpoints), the history of epoch records, and
         # the selection metric of best.pt
         self.epoch, self.step, self.partial, self.history = 0, 0, {}, []
-        self.selects_on = "val/top1" if "val" in self.eval_loaders else "test/top1"
+        self.selects_on = "val/top1" if "val" in run.eval_loaders else "test/top1"
         self.best = float("-inf")
-        self.signals = StopSignals(self.console)
-        self.checkpoints = CheckpointPolicy(cfg.run.checkpoint_every)
-        self._saved_at: tuple[int, int] | None = None  # (epoch, step) of this process's last last.pt
-        if _state is not None:
-            self._load_state(_state)
-            self.history = list(_state["history"])
-            self.run_dir = Path(_state["path"]).parent
+        if checkpoint is not None:
+            self.load_state(checkpoint.state)
+            self.run_dir = Path(checkpoint.path).parent
         else:
-            if handed:
-                writable_folder(cfg.run.output_dir, "run.output_dir")
             self.run_dir = Path(broadcast_object(str(self._new_run_dir()) if self.dist.is_main else None, self.dist))
-        self.made_folder = _state is None  # a run that fails before its first checkpoint takes its folder away
+        resumed_at = (self.epoch, self.step) if checkpoint is not None else None
+        self.keeper = CheckpointKeeper(self.run_dir, cfg.run.checkpoint_every, self.console, self.dist, self.device,
+                                       cfg.run.log_interval, resumed_at)
+        self.made_folder = checkpoint is None  # a run that fails before its first checkpoint takes its folder away
         self.log, self.lock = None, runs.FolderLock(self.run_dir)
         if self.dist.is_main:
             try:
@@ -109,13 +110,27 @@ class Trainer:
                 self._close(discard=True, quiet=True)  # as if never made: the error is the one line
                 raise
 
-    def _student_step(self) -> nn.Module:
-        return StudentStep(self.model, self.objective, self.student_taps)
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, overrides: list[str] | None = None, **kwargs) -> "Trainer":
+        """Continue the run whose ``last.pt`` is at ``path`` (a run folder or a checkpoint file).
+        Overrides change the stored config, e.g. ``optim.epochs=300`` to train longer."""
+        import os
 
-    def _has_idle_parameters(self) -> bool:
+        checkpoint = Checkpoint.load(path, overrides, training=True)
+        if os.environ.get("RANK", "0") == "0":  # busy: one line before the data and the models are built
+            runs.FolderLock(Path(checkpoint.path).parent).acquire().release()
+        return cls(checkpoint.config, checkpoint=checkpoint, **kwargs)
+
+    # -- hooks a subclass may override ------------------------------------------------------------
+    def make_step(self) -> nn.Module:
+        """The module one micro-batch runs: the student's forward and the objective
+        (:class:`StudentStep`; the supernet's runs several subnets)."""
+        return StudentStep(self.parts.model, self.parts.objective, self.parts.student_taps)
+
+    def has_idle_parameters(self) -> bool:
         """Whether some trainable parameters may get no gradient in a step (DDP must know): the
         parameters of a loss term, in epochs that give it no weight."""
-        return self.objective.idles_parameters(self.cfg.optim.epochs)
+        return self.parts.objective.idles_parameters(self.cfg.optim.epochs)
 
     def on_step(self, epoch: int, step: int) -> None:
         """Called before each optimiser step's first micro-batch (the supernet samples subnets here)."""
@@ -127,116 +142,186 @@ class Trainer:
     def evaluate_splits(self) -> dict[str, dict]:
         """Top-1/top-5, loss and firing rates on each evaluation split (``val`` if any, ``test``)."""
         low = self.cfg.run.low_firing_rate
-        return {name: evaluate(self.model, loader, self.device, self.amp_dtype, self.dist, low)
-                for name, loader in self.eval_loaders.items()}
+        return {name: evaluate(self.parts.model, loader, self.device, self.amp_dtype, self.dist, low)
+                for name, loader in self.parts.eval_loaders.items()}
 
-    def _wrap(self, step: nn.Module) -> nn.Module:
-        """DistributedDataParallel over the student and the objective's transforms, under torchrun."""
-        if self.cfg.run.sync_bn:
-            if self.device.type != "cuda":
-                raise ConfigError("run.sync_bn=true needs CUDA devices (SyncBatchNorm does not run on the CPU)")
-            nn.SyncBatchNorm.convert_sync_batchnorm(step)
-        if not self.dist.enabled:
-            return step
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(step, device_ids=ids, find_unused_parameters=self._has_idle_parameters())
-
-    # -- construction -----------------------------------------------------------------------------
-    @classmethod
-    def resume(cls, path: str | Path, overrides: list[str] | None = None, **kwargs) -> "Trainer":
-        """Continue the run whose ``last.pt`` is at ``path`` (a run folder or a checkpoint file).
-        Overrides change the stored config, e.g. ``optim.epochs=300`` to train longer."""
-        checkpoint = Checkpoint.load(path, overrides, training=True)
-        if os.environ.get("RANK", "0") == "0":  # busy: one line before the data and the models are built
-            runs.FolderLock(Path(checkpoint.path).parent).acquire().release()
-        return cls(checkpoint.config, _state=checkpoint.state, **kwargs)
-
-    def _new_run_dir(self) -> Path:
-        cfg = self.cfg
-        name = cfg.run.name or f"{cfg.data.name}-{cfg.model.name}-{cfg.mode}".replace(":", "_")  # torchvision:resnet18
-        return runs.new_run_folder(cfg.run.output_dir, name)
-
-    # -- state ----------------------------------------------------------------------------------
-    def state(self, partial: dict | None = None) -> dict:
-        """Everything a resume needs; ``partial`` holds the running sums of an unfinished epoch."""
-        return payload(
-            self.spec, self.model, objective=self.objective.state_dict(), optimizer=self.optimizer.state_dict(),
-            scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(), epoch=self.epoch, step=self.step,
-            partial=partial or {}, best=self.best,
-            best_top1=max((r["test/top1"] for r in self.history), default=None),
-            history=self.history, config=self.cfg.to_dict(), rng=rng_state(),
-        )
-
-    def _load_state(self, state: dict) -> None:
-        if state["spec"] != self.spec:
-            raise ConfigError(f"cannot resume: the checkpoint holds {state['spec']}, the config builds {self.spec}")
-        load_weights(self.model, state["model"], state["path"])
-        self.objective.load_state_dict(state["objective"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.step = state["epoch"], state.get("step", 0)
-        # the sums of an unfinished epoch were summed over processes when saved: rank 0 carries them
-        self.partial = state.get("partial", {}) if self.dist.is_main else {}
-        self.best = state.get("best", state.get("best_top1") or float("-inf"))
-        set_rng_state(state["rng"])
-        self._saved_at = (self.epoch, self.step)
-
-    def save(self, name: str, state: dict) -> None:
-        if self.dist.is_main:
-            atomic_save(state, self.run_dir / name)
-        if name == runs.LAST:
-            self._saved_at = (state["epoch"], state["step"])
-        self.checkpoints.written()
-
-    # -- training -----------------------------------------------------------------------------
+    # -- the loop ---------------------------------------------------------------------------------
     def fit(self) -> dict:
         """Train to ``optim.epochs``; returns a summary (best, selected and final accuracy, firing
         rate, time). Raises :class:`~sakd.errors.Preempted` after a checkpoint when SIGTERM/SIGUSR1 arrive."""
-        cfg = self.cfg
-        start = time.perf_counter()
-        if self.epoch >= cfg.optim.epochs:
+        start, epochs = time.perf_counter(), self.cfg.optim.epochs
+        if self.epoch >= epochs:
             self.console.print(f"{self.run_dir}: already trained for {self.epoch} epochs; nothing to do")
         try:
-            with self.signals:
-                while self.epoch < cfg.optim.epochs:
+            with self.keeper.signals:
+                while self.epoch < epochs:
                     record = self.train_epoch()
-                    self.epoch, self.step, self.partial = self.epoch + 1, 0, {}
-                    self.history.append(record)
-                    improved = record[self.selects_on] > self.best
-                    self.best = max(self.best, record[self.selects_on])
-                    if self.dist.is_main:
-                        self.log.log(record)
-                    state = self.state()
-                    self.save(runs.LAST, state)
-                    if improved:
-                        self.save(runs.BEST, state)
-                    barrier(self.dist)
-                    self._print_epoch(record)
-                    self.on_epoch_end(record)
-                    if self._stop_requested() and self.epoch < cfg.optim.epochs:
-                        self._preempted(at="the end of the epoch")
+                    self.end_epoch(record)
+                    if self.keeper.stop_requested() and self.epoch < epochs:
+                        raise self.keeper.stopped("the end of the epoch", self.epoch, self.step)
         except KeyboardInterrupt:  # a second Ctrl-C (or one outside the training loop): at once
-            self.console.print(f"[yellow]stopped at once in epoch {self.epoch + 1}; {self._kept()}", highlight=False)
+            kept = self.keeper.kept(self.made_folder, self.epoch)
+            self.console.print(f"[yellow]stopped at once in epoch {self.epoch + 1}; {kept}", highlight=False)
             self._close(discard=True)
             raise
         except Exception as exc:  # before the first checkpoint: no folder left holding nothing trained
             self._close(discard=not isinstance(exc, Preempted))
             raise
         finally:
-            for loader in (self.train_loader, *self.eval_loaders.values()):
+            for loader in (self.parts.train_loader, *self.parts.eval_loaders.values()):
                 stop_workers(loader)
             self._close(discard=False)
         return self.summary(time.perf_counter() - start)
 
-    def _close(self, discard: bool, quiet: bool = False) -> None:
-        """Close the loggers and let the run folder go; with ``discard``, a folder this run made
-        that holds no checkpoint yet is removed (nothing trained is lost), and said so."""
-        if self.log is not None:
-            self.log.close()  # its trackers (metrics.jsonl is appended to per record)
-        if discard and self.made_folder and self.dist.is_main and runs.discard_unstarted(self.run_dir) and not quiet:
-            self.console.print(f"removed {self.run_dir}: it held no checkpoint yet", highlight=False, soft_wrap=True)
-        self.lock.release()
+    def train_epoch(self) -> dict:
+        """Train the epoch ``self.epoch`` from its step ``self.step`` on; returns its record."""
+        cfg, parts = self.cfg, self.parts
+        epoch, first, accumulate = self.epoch, self.step, cfg.optim.accumulate_steps
+        features = parts.objective.reads_features(epoch)  # a term weighed in this epoch reads the taps
+        mixing = self.mixes(epoch)
+        meter = EpochMeter(self.device, self.partial)
+        sampler = parts.train_loader.batch_sampler
+        sampler.set_epoch(epoch, first)
+        steps = sampler.steps
+        self.step_module.train()
+        with self._progress() as progress:
+            task = progress.add_task(f"{cfg.mode} epoch {epoch + 1}/{cfg.optim.epochs}", total=steps,
+                                     completed=first, info="")
+            for i, (x, y) in enumerate(parts.train_loader):
+                step, micro = divmod(i, accumulate)
+                step += first
+                last_micro = micro == accumulate - 1
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                if micro == 0:
+                    parts.optimizer.zero_grad(set_to_none=True)
+                    self.on_step(epoch, step)
+                with step_draws(cfg.run.seed, epoch, step, micro, self.dist.rank):
+                    target = y
+                    if mixing:  # mixed images and labels; accuracy counts the larger share's label
+                        x, target = mix(x, y, parts.data.num_classes, cfg.data.mixup, cfg.data.cutmix)
+                        y = target.argmax(1)
+                    loss, terms, logits = self.bptt(self.step_loss, self.backward, x, target, epoch, features,
+                                                    last_micro)
+                meter.add(step, loss, terms, logits, y)
+                if not last_micro:
+                    continue
+                self.optimizer_step()
+                self.step = step + 1
+                if self.step % cfg.run.log_interval == 0 or self.step == steps:
+                    self.check_finite(meter, terms, steps)
+                    progress.update(task, completed=self.step, info=f"loss {meter.mean_loss():.4f}")
+                else:
+                    progress.advance(task)
+                write, stop = self.keeper.mid_epoch(self.step, steps)
+                if write:
+                    self.keeper.save(runs.LAST, self.state(meter.summed(self.dist)))
+                    barrier(self.dist)
+                if stop:
+                    raise self.keeper.stopped(f"step {self.step}/{steps}", self.epoch, self.step)
+        record = {"epoch": epoch + 1, "lr": parts.optimizer.param_groups[0]["lr"],
+                  **{f"weight/{k}": w for k, w in parts.objective.weights(epoch).items()},
+                  **EpochMeter.record(meter.summed(self.dist))}
+        return {**record, **self.evaluated(epoch)}
+
+    def end_epoch(self, record: dict) -> None:
+        """The epoch is done: its record kept and logged, ``last.pt`` (and ``best.pt``) written, printed."""
+        self.epoch, self.step, self.partial = self.epoch + 1, 0, {}
+        self.history.append(record)
+        improved = record[self.selects_on] > self.best
+        self.best = max(self.best, record[self.selects_on])
+        if self.dist.is_main:
+            self.log.log(record)
+        self.keeper.end_of_epoch(self.state(), improved)
+        self._print_epoch(record)
+        self.on_epoch_end(record)
+
+    # -- one micro-batch and one optimiser step ---------------------------------------------------
+    def teacher_outputs(self, x, features: bool):
+        """The teacher's logits and (where a term reads them) features, without gradient."""
+        if self.parts.teacher is None:
+            return None, None
+        with autocast(self.device, self.amp_dtype), torch.no_grad():
+            return self.parts.teacher_taps(x) if features else (self.parts.teacher(x), None)
+
+    def step_loss(self, x, y, epoch: int, features: bool, teacher=None):
+        """The loss of one micro-batch (teacher forward without gradient, student step, objective):
+        ``(loss, {term: value}, student logits)``; ``teacher``: its outputs, if already made."""
+        t_logits, t_feats = teacher or self.teacher_outputs(x, features)
+        with autocast(self.device, self.amp_dtype):
+            with SavedTensors(self.student_step, self.memory):  # the student and the transforms
+                return self.step_module(x, y, t_logits, t_feats, features, epoch)
+
+    def backward(self, loss: torch.Tensor, last: bool) -> None:
+        """``loss / run's accumulate_steps`` backpropagated (scaled under fp16); gradients are
+        synchronised across processes on a step's last backward."""
+        with synchronised(self.step_module, self.dist.enabled, last):
+            self.scaler.scale(loss / self.cfg.optim.accumulate_steps).backward()
+
+    def optimizer_step(self) -> None:
+        self.scaler.step(self.parts.optimizer)
+        self.scaler.update()
+        self.parts.scheduler.step()
+
+    def mixes(self, epoch: int) -> bool:
+        """Whether mixup / CutMix mix this epoch's batches."""
+        d = self.cfg.data
+        return (d.mixup > 0 or d.cutmix > 0) and (d.mixup_off_epoch is None or epoch < d.mixup_off_epoch)
+
+    def evaluated(self, epoch: int) -> dict:
+        """The evaluation part of an epoch's record; a network that does not fire is warned of."""
+        record, result = {}, {}
+        for split, result in self.evaluate_splits().items():
+            record.update({f"{split}/{k}": v for k, v in result.items()
+                           if k not in ("samples", "layer_firing_rates", "firing_warning")})
+        if "firing_warning" in result:  # once an epoch, on the last split evaluated (test)
+            self.console.print(f"[yellow]warning[/]: epoch {epoch + 1}: {result['firing_warning']}", highlight=False,
+                               soft_wrap=True)
+        return record
+
+    def check_finite(self, meter: EpochMeter, terms: dict, steps: int) -> None:
+        """Stop every process together when a loss became NaN/Inf, naming the step and the terms."""
+        step = meter.first_bad_step(self.dist)
+        if step is None:
+            return
+        step = steps - 1 if step < 0 else step
+        values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+        kept = self.run_dir / runs.LAST
+        keep = (f"the last good checkpoint is {kept} (epoch {self.epoch})" if kept.exists()
+                else "no epoch had finished, so no checkpoint was written")
+        raise TrainingDivergedError(
+            f"the loss became NaN/Inf in epoch {self.epoch + 1}, step {step + 1}/{steps} "
+            f"(terms at the latest step: {values}); training stopped and {keep}. "
+            "Lower optim.lr or distill.beta (the paper reports such runs as 'unstable')."
+        )
+
+    # -- state ------------------------------------------------------------------------------------
+    def state(self, partial: dict | None = None) -> dict:
+        """Everything a resume needs; ``partial`` holds the running sums of an unfinished epoch."""
+        p = self.parts
+        return payload(
+            p.spec, p.model, objective=p.objective.state_dict(), optimizer=p.optimizer.state_dict(),
+            scheduler=p.scheduler.state_dict(), scaler=self.scaler.state_dict(), epoch=self.epoch, step=self.step,
+            partial=partial or {}, best=self.best,
+            best_top1=max((r["test/top1"] for r in self.history), default=None),
+            history=self.history, config=self.cfg.to_dict(), rng=rng_state(),
+        )
+
+    def load_state(self, state: dict) -> None:
+        """Continue from a checkpoint's state (what :meth:`state` wrote)."""
+        p = self.parts
+        if state["spec"] != p.spec:
+            raise ConfigError(f"cannot resume: the checkpoint holds {state['spec']}, the config builds {p.spec}")
+        load_weights(p.model, state["model"], state["path"])
+        p.objective.load_state_dict(state["objective"])
+        p.optimizer.load_state_dict(state["optimizer"])
+        p.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = state["epoch"], state.get("step", 0)
+        # the sums of an unfinished epoch were summed over processes when saved: rank 0 carries them
+        self.partial = state.get("partial", {}) if self.dist.is_main else {}
+        self.best = state.get("best", state.get("best_top1") or float("-inf"))
+        self.history = list(state["history"])
+        set_rng_state(state["rng"])
 
     def summary(self, wall_time: float) -> dict:
         """Best and final test top-1 (and, with a validation hold-out, the test top-1 of the epoch
@@ -249,182 +334,37 @@ class Trainer:
             "epochs": self.epoch, "wall_time_s": wall_time,
         }
 
-    def _kept(self) -> str:
-        """What ``last.pt`` holds now, and how to go on from it."""
-        last = self.run_dir / runs.LAST
-        if not last.is_file():
-            again = ("run the same sakd train command again to start it afresh" if self.made_folder
-                     else f"it resumed from {self.run_dir} and wrote nothing since")
-            return f"no checkpoint was written yet ({last} does not exist): {again}"
-        where = place_of(*(self._saved_at or (self.epoch, 0)))  # the last write, or the state resumed from
-        return f"{last} holds the run at the end of {where}; continue with: sakd train --resume {self.run_dir}"
+    # -- the run folder and the screen ------------------------------------------------------------
+    def _new_run_dir(self) -> Path:
+        cfg = self.cfg
+        name = cfg.run.name or f"{cfg.data.name}-{cfg.model.name}-{cfg.mode}".replace(":", "_")  # torchvision:resnet18
+        return runs.new_run_folder(cfg.run.output_dir, name)
 
-    def _stop_requested(self) -> bool:
-        """Whether any process got a stop signal (every process agrees, so all stop together)."""
-        flag = torch.tensor(float(self.signals.received is not None), dtype=torch.float64, device=self.device)
-        return bool(all_reduce_sum(flag, self.dist).item() > 0)
+    def _close(self, discard: bool, quiet: bool = False) -> None:
+        """Close the loggers and let the run folder go; with ``discard``, a folder this run made
+        that holds no checkpoint yet is removed (nothing trained is lost), and said so."""
+        if self.log is not None:
+            self.log.close()  # its trackers (metrics.jsonl is appended to per record)
+        if discard and self.made_folder and self.dist.is_main and runs.discard_unstarted(self.run_dir) and not quiet:
+            self.console.print(f"removed {self.run_dir}: it held no checkpoint yet", highlight=False, soft_wrap=True)
+        self.lock.release()
 
-    def _preempted(self, at: str):
-        raise self.signals.stop(self.run_dir, at, place_of(self.epoch, self.step))
-
-    def _between_steps(self, sums: dict, correct: torch.Tensor, n: int, seconds: float, steps: int) -> None:
-        """After an optimiser step: write a mid-epoch checkpoint if one is due or a stop signal
-        came (then stop). Every process takes the same decision at the same step: a count of
-        steps is the same everywhere; a signal or a time limit is agreed on by an all-reduce, which
-        under torchrun happens every ``run.log_interval`` steps (where the trainer syncs anyway),
-        not every step."""
-        if self.step == steps:  # the epoch's end writes its own checkpoint
-            return
-        due, late = self.checkpoints.due(self.step), self.checkpoints.late()
-        stop = self.signals.received is not None
-        if self.dist.enabled:
-            if self.step % self.cfg.run.log_interval:
-                stop = late = False
-            else:
-                flags = torch.tensor([float(stop), float(late)], dtype=torch.float64, device=self.device)
-                stop, late = (all_reduce_sum(flags, self.dist) > 0).tolist()
-        if not (stop or due or late):
-            return
-        keys = sorted(sums)
-        totals = all_reduce_sum(torch.stack([sums[k] for k in keys] + [
-            correct.double(), torch.tensor(float(n), dtype=torch.float64, device=self.device)]), self.dist).tolist()
-        partial = {"sums": dict(zip(keys, totals[:-2])), "correct": int(totals[-2]), "n": int(totals[-1]),
-                   "seconds": seconds}
-        self.save(runs.LAST, self.state(partial))
-        barrier(self.dist)
-        if stop:
-            self._preempted(at=f"step {self.step}/{steps}")
+    def _wrap(self, step: nn.Module) -> nn.Module:
+        """DistributedDataParallel over the student and the objective's transforms, under torchrun."""
+        if self.cfg.run.sync_bn:
+            if self.device.type != "cuda":
+                raise ConfigError("run.sync_bn=true needs CUDA devices (SyncBatchNorm does not run on the CPU)")
+            nn.SyncBatchNorm.convert_sync_batchnorm(step)
+        if not self.dist.enabled:
+            return step
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(step, device_ids=ids, find_unused_parameters=self.has_idle_parameters())
 
     def _progress(self) -> Progress:
         return Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
             console=self.console, disable=not (self.cfg.run.progress and self.console.is_terminal), transient=True,
-        )
-
-    def teacher_outputs(self, x, features: bool):
-        """The teacher's logits and (where a term reads them) features, without gradient."""
-        if self.teacher is None:
-            return None, None
-        with autocast(self.device, self.amp_dtype), torch.no_grad():
-            return self.teacher_taps(x) if features else (self.teacher(x), None)
-
-    def step_loss(self, x, y, epoch: int, features: bool, teacher=None):
-        """The loss of one micro-batch (teacher forward without gradient, student step, objective):
-        ``(loss, {term: value}, student logits)``; ``teacher``: its outputs, if already made."""
-        t_logits, t_feats = teacher or self.teacher_outputs(x, features)
-        with autocast(self.device, self.amp_dtype):
-            with SavedTensors(self.student_step, self.memory):  # the student and the transforms
-                return self.step_module(x, y, t_logits, t_feats, features, epoch)
-
-    def loss_and_backward(self, x, y, epoch: int, features: bool, accumulate: int, last_micro: bool):
-        """One micro-batch's loss, backpropagated (``/ accumulate``); gradients are synchronised
-        across processes on the last micro-batch of a step. ``run.bptt=sltt``: the student runs
-        one timestep at a time, each timestep's objective backpropagated at once
-        (:mod:`sakd.training.online`); the loss and terms returned are their means over T, the
-        logits the mean of the timesteps' logits."""
-        def sync(last: bool):
-            return contextlib.nullcontext() if last or not self.dist.enabled else self.step_module.no_sync()
-
-        if self.bptt == "full":
-            with sync(last_micro):
-                loss, terms, s_logits = self.step_loss(x, y, epoch, features)
-                self.scaler.scale(loss / accumulate).backward()
-            return loss, terms, s_logits
-        t_logits, t_feats = self.teacher_outputs(x, features)
-        def run_step(x_t, feats_t):
-            return self.step_loss(x_t, y, epoch, features, (t_logits, feats_t))
-
-        def backward(loss_t, last: bool):
-            with sync(last_micro and last):
-                self.scaler.scale(loss_t / accumulate).backward()
-
-        return timestep_by_timestep(self.model, x, t_feats, run_step, backward, self.model.timesteps)
-
-    def train_epoch(self) -> dict:
-        """Train the epoch ``self.epoch`` from its step ``self.step`` on; returns its record."""
-        cfg, dev = self.cfg, self.device
-        epoch, accumulate, first = self.epoch, cfg.optim.accumulate_steps, self.step
-        features = self.objective.reads_features(epoch)  # a term weighed in this epoch reads the taps
-        off = cfg.data.mixup_off_epoch
-        mixing = (cfg.data.mixup > 0 or cfg.data.cutmix > 0) and (off is None or epoch < off)
-        self.step_module.train()
-        sampler = self.train_loader.batch_sampler
-        sampler.set_epoch(epoch, first)
-        f64 = dict(dtype=torch.float64, device=dev)
-        sums = {k: torch.tensor(v, **f64) for k, v in self.partial.get("sums", {}).items()}
-        correct = torch.tensor(self.partial.get("correct", 0), dtype=torch.long, device=dev)
-        n, done_s = self.partial.get("n", 0), self.partial.get("seconds", 0.0)
-        bad_step = torch.full((), -1, dtype=torch.long, device=dev)  # first step with a non-finite loss
-        t0 = time.perf_counter()
-        steps = sampler.steps
-        with self._progress() as progress:
-            task = progress.add_task(f"{cfg.mode} epoch {epoch + 1}/{cfg.optim.epochs}", total=steps,
-                                     completed=first, info="")
-            for i, (x, y) in enumerate(self.train_loader):
-                step, micro = divmod(i, accumulate)
-                step += first
-                last_micro = micro == accumulate - 1
-                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                if micro == 0:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.on_step(epoch, step)
-                with step_draws(cfg.run.seed, epoch, step, micro, self.dist.rank):
-                    target = y
-                    if mixing:  # mixed images and labels; accuracy counts the larger share's label
-                        x, target = mix(x, y, self.data.num_classes, cfg.data.mixup, cfg.data.cutmix)
-                        y = target.argmax(1)
-                    loss, terms, s_logits = self.loss_and_backward(x, target, epoch, features, accumulate, last_micro)
-                b = y.shape[0]
-                n += b
-                loss_d = loss.detach()
-                bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss_d), step, bad_step)
-                for k, v in {"loss": loss_d, **terms}.items():
-                    sums[k] = sums.get(k, torch.zeros((), **f64)) + v.double() * b
-                correct += topk_correct(s_logits.detach(), y, ks=(1,))[0]
-                if not last_micro:
-                    continue
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.scheduler.step()
-                self.step = step + 1
-                if self.step % cfg.run.log_interval == 0 or self.step == steps:
-                    self._check_finite(bad_step, terms, steps)
-                    progress.update(task, completed=self.step, info=f"loss {sums['loss'].item() / n:.4f}")
-                else:
-                    progress.advance(task)
-                self._between_steps(sums, correct, n, done_s + time.perf_counter() - t0, steps)
-        train_time = done_s + time.perf_counter() - t0
-        keys = sorted(sums)
-        totals = all_reduce_sum(torch.stack([sums[k] for k in keys] + [
-            correct.double(), torch.tensor(float(n), **f64)]), self.dist)
-        n = totals[-1].item()
-        record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
-        record.update({f"weight/{k}": w for k, w in self.objective.weights(epoch).items()})
-        record.update({f"train/{k}": (totals[j] / n).item() for j, k in enumerate(keys)})
-        record["train/top1"] = 100.0 * totals[-2].item() / n
-        for split, result in self.evaluate_splits().items():
-            record.update({f"{split}/{k}": v for k, v in result.items()
-                           if k not in ("samples", "layer_firing_rates", "firing_warning")})
-        if "firing_warning" in result:  # once an epoch, on the last split evaluated (test)
-            self.console.print(f"[yellow]warning[/]: epoch {epoch + 1}: {result['firing_warning']}", highlight=False,
-                               soft_wrap=True)
-        record["time/train_s"] = train_time
-        record["time/train_samples_per_s"] = n / train_time
-        return record
-
-    def _check_finite(self, bad_step: torch.Tensor, terms: dict, steps: int) -> None:
-        flagged = all_reduce_sum((bad_step >= 0).long(), self.dist)  # every process stops together
-        if flagged.item() == 0:
-            return
-        step = int(bad_step.item()) if bad_step.item() >= 0 else steps - 1
-        values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-        kept = self.run_dir / runs.LAST
-        keep = f"the last good checkpoint is {kept} (epoch {self.epoch})" if kept.exists() else "no epoch had finished, so no checkpoint was written"
-        raise TrainingDivergedError(
-            f"the loss became NaN/Inf in epoch {self.epoch + 1}, step {step + 1}/{steps} "
-            f"(terms at the latest step: {values}); training stopped and {keep}. "
-            "Lower optim.lr or distill.beta (the paper reports such runs as 'unstable')."
         )
 
     def _print_epoch(self, r: dict) -> None:
