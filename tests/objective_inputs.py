@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from sakd.distill import SAKDLoss
+from sakd.distill import Objective
 from sakd.training.config import load_config, packaged_configs
 
 CHANNELS = [4, 6, 8]  # student and teacher channels of three taps
@@ -31,15 +31,15 @@ def recipe_inputs(taps: int):
 
 def recipe_values() -> dict:
     """{recipe: {epoch: {"total": ..., term: ...}}} at epoch 0 and at each schedule point, the
-    objective built as a run builds it (``distill.objective_terms()``)."""
+    objective built as a run builds it (``distill.term_specs()``)."""
     out = {}
     for name in packaged_configs():
         d = load_config(name).distill
         if not (d.beta or d.gamma or d.beta_schedule):
             continue
         torch.manual_seed(0)  # the feature transforms' initialisation
-        loss = SAKDLoss(CHANNELS, CHANNELS, terms=d.objective_terms()).double()
-        points = {p["epoch"] for t in d.objective_terms() for p in t["schedule"]}
+        loss = Objective(d.term_specs(), CHANNELS, CHANNELS).double()
+        points = {epoch for t in d.term_specs() for epoch, _, _ in t.schedule.points}
         values = {}
         for epoch in sorted({0, *points}):
             r = loss(*recipe_inputs(len(CHANNELS)), epoch=epoch)

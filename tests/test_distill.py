@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from sakd.distill import SAKDLoss, soft_kl
+from sakd.distill import SAKDLoss, TermSpec, soft_kl
 from sakd.errors import ConfigError
 from sakd.models import FeatureExtractor, create_model
 
@@ -35,7 +35,7 @@ def test_taps_align_and_transform_maps_every_position(name, level, position):
             assert set(fs.unique().tolist()) <= {0.0, 1.0}  # spikes
             assert (ft >= 0).all()  # ReLU output
     loss = SAKDLoss(s_fx.channels, t_fx.channels, alpha=0, beta=1.0, gamma=0)
-    for transform, fs, ft in zip(loss.transforms, s_feats, t_feats):
+    for transform, fs, ft in zip(loss.terms["feature_kd"].transforms, s_feats, t_feats):
         mapped, target = transform(fs.mean(0), ft)
         assert mapped.shape == target.shape
     loss(s_logits, torch.zeros(2, dtype=torch.long), t_logits, s_feats, t_feats).total.backward()
@@ -49,7 +49,7 @@ def test_feature_kd_is_mse_of_time_averaged_transformed_features():
     loss = SAKDLoss([3], [4], alpha=0, beta=2.0, gamma=0)
     fs = (torch.rand(4, 2, 3, 5, 5) > 0.5).float()  # [T, B, C, H, W] spikes
     ft = torch.randn(2, 4, 5, 5)
-    tf = loss.transforms[0]
+    tf = loss.terms["feature_kd"].transforms[0]
     expected = F.mse_loss(tf.bn(tf.conv(fs.mean(0))), ft)
     out = loss(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), None, [fs], [ft])
     assert torch.allclose(out.total, 2.0 * expected)
@@ -82,7 +82,7 @@ def test_the_objective_detaches_a_teachers_outputs_itself():
     ann = create_model("resnet_tiny", spiking=False, num_classes=10)
     s_fx, t_fx = FeatureExtractor(snn), FeatureExtractor(ann)
     loss = SAKDLoss(s_fx.channels, t_fx.channels, alpha=1, beta=1, gamma=1, tau=2,
-                    terms=[{"name": "fitnet", "weight": 1.0}, {"name": "dkd", "weight": 1.0}])
+                    terms=[TermSpec.of("fitnet", 1.0), TermSpec.of("dkd", 1.0)])
     x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
     t_logits, t_feats = t_fx(x)  # with gradients
     assert t_logits.requires_grad
@@ -96,7 +96,7 @@ def test_zero_coefficients_skip_their_terms():
     loss = SAKDLoss(alpha=1.0, beta=0.0, gamma=0.0)
     out = loss(torch.randn(3, 5), torch.tensor([0, 1, 2]))  # no teacher outputs needed at all
     assert set(out.terms) == {"ce"}
-    assert len(loss.transforms) == 0
+    assert set(loss.terms) == {"ce"}  # feature_kd, weighed 0 at every epoch, is not built
 
 
 @pytest.mark.parametrize("transform", ["none", "norm"])

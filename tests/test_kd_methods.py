@@ -10,7 +10,7 @@ import torch
 
 from conftest import fast_config
 from objective_inputs import RECORD, recipe_values
-from sakd.distill import LOSSES, SAKDLoss, TermInputs
+from sakd.distill import LOSSES, SAKDLoss, TermInputs, TermSpec
 from sakd.distill.terms import build_term
 from sakd.errors import ConfigError
 from sakd.training import Trainer
@@ -161,7 +161,7 @@ def test_terms_take_flat_options_and_name_what_is_wrong(tmp_path):
     with pytest.raises(ConfigError, match="loss term 'dkd' has no option 'temperature'; its options: alpha, beta, tau, warmup"):
         fast_config(tmp_path, "distill.terms=[{name: dkd, temperature: 3}]")
     with pytest.raises(ConfigError, match="loss term 'dkd': needs tau > 0"):
-        SAKDLoss(alpha=1, terms=[{"name": "dkd", "weight": 1, "options": {"tau": 0}}])
+        SAKDLoss(alpha=1, terms=[TermSpec.of("dkd", 1, {"tau": 0})])
     with pytest.raises(ConfigError, match="distill.terms: 'fitnet' reads the teacher's features"):
         Trainer(fast_config(tmp_path, "distill.terms=[{name: fitnet, weight: 1}]"))
     with pytest.raises(ConfigError, match="distill.terms: 'dkd' reads the teacher's logits"):
@@ -172,11 +172,11 @@ def test_old_objective_state_dicts_load():
     """Checkpoints written before the terms were registered kept SAKD's transforms under
     ``transforms.`` and added terms under ``extra.``."""
     torch.manual_seed(0)
-    new = SAKDLoss([2, 3], [4, 5], alpha=1, beta=1, terms=[{"name": "fitnet", "weight": 1}])
+    new = SAKDLoss([2, 3], [4, 5], alpha=1, beta=1, terms=[TermSpec.of("fitnet", 1)])
     old = {k.replace("terms.feature_kd.", "").replace("terms.fitnet.", "extra.fitnet."): v.clone() + 1
            for k, v in new.state_dict().items()}
     new.load_state_dict(old)
-    assert torch.equal(new.transforms[0].conv.weight, old["transforms.0.conv.weight"])
+    assert torch.equal(new.terms["feature_kd"].transforms[0].conv.weight, old["transforms.0.conv.weight"])
     assert torch.equal(new.terms["fitnet"].regressors[0][0].weight, old["extra.fitnet.regressors.0.0.weight"])
 
 
@@ -199,18 +199,16 @@ def test_each_method_trains_one_step(name, tmp_path, teacher_ckpt):
 
 
 def test_weight_schedules_by_hand_and_their_config_errors(tmp_path):
-    from sakd.distill.schedule import WeightSchedule
+    from sakd.distill.schedule import WeightPoint as P, WeightSchedule
 
-    step = WeightSchedule.of(10.0, [{"epoch": 10, "weight": 0.01}])  # the paper's ImageNet β
+    step = WeightSchedule.of(10.0, [P(10, 0.01)])  # the paper's ImageNet β
     assert [step.at(e) for e in (0, 9, 10, 50)] == [10.0, 10.0, 0.01, 0.01]
-    ramp = WeightSchedule.of(0.0, [{"epoch": 4, "weight": 2.0, "ramp": "linear"},
-                                   {"epoch": 6, "weight": 0.0, "ramp": "cosine"}])
+    ramp = WeightSchedule.of(0.0, [P(4, 2.0, "linear"), P(6, 0.0, "cosine")])
     assert [ramp.at(e) for e in range(8)] == [0.0, 0.5, 1.0, 1.5, 2.0, pytest.approx(1.0, abs=1e-15), 0.0, 0.0]
     assert ramp.ever_on and ramp.ever_off(3) and not WeightSchedule.of(1.0).ever_off(5)
-    assert not WeightSchedule.of(0.0, [{"epoch": 3, "weight": 0.0}]).ever_on
+    assert not WeightSchedule.of(0.0, [P(3, 0.0)]).ever_on
     # a term whose weight is 0 at every epoch is not built; one that ramps in is, and is skipped while off
-    loss = SAKDLoss(alpha=1, terms=[{"name": "logit_kd", "weight": 0.0},
-                                    {"name": "timestep_kd", "weight": 0.0, "schedule": [{"epoch": 1, "weight": 1.0}]}])
+    loss = SAKDLoss(alpha=1, terms=[TermSpec.of("logit_kd", 0.0), TermSpec.of("timestep_kd", 0.0, schedule=[P(1, 1.0)])])
     assert list(loss.terms) == ["ce", "timestep_kd"] and loss.weights(0) == {"ce": 1.0, "timestep_kd": 0.0}
     s, y, t = torch.tensor([[1.0, 0.0]]), torch.tensor([0]), torch.tensor([[0.0, 1.0]])
     assert list(loss(s, y, t, epoch=0).terms) == ["ce"] and list(loss(s, y, t, epoch=1).terms) == ["ce", "timestep_kd"]

@@ -227,17 +227,17 @@ def test_a_loss_term_registered_outside_the_package_trains_from_a_config(tmp_pat
 
 
 def test_loss_terms_by_hand_and_their_config_errors(tmp_path):
-    from sakd.distill import SAKDLoss
+    from sakd.distill import SAKDLoss, TermSpec
 
     logits, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])
-    loss = SAKDLoss(alpha=0, terms=[{"name": "ce", "weight": 2.0, "options": {"label_smoothing": 0.0}}])
+    loss = SAKDLoss(alpha=0, terms=[TermSpec.of("ce", 2.0, {"label_smoothing": 0.0})])
     expected = torch.nn.functional.cross_entropy(logits, y)
     out = loss(logits, y)
     assert torch.allclose(out.total, 2 * expected) and torch.allclose(out.terms["ce"], expected)
     with pytest.raises(ConfigError, match=r"'ce' appears twice \(or is already the alpha/beta/gamma term\)"):
-        SAKDLoss(alpha=1, terms=[{"name": "ce", "weight": 1.0}])
+        SAKDLoss(alpha=1, terms=[TermSpec.of("ce", 1.0)])
     with pytest.raises(ConfigError, match="loss term .ce. has no option .smoothing.; its options: label_smoothing"):
-        SAKDLoss(alpha=0, terms=[{"name": "ce", "weight": 1.0, "options": {"smoothing": 0.1}}])
+        SAKDLoss(alpha=0, terms=[TermSpec.of("ce", 1.0, {"smoothing": 0.1})])
     with pytest.raises(ConfigError, match=r"'distill.terms\[0\].name' must be one of .*got 'cee'"):
         fast_config(tmp_path, "distill.terms=[{name: cee}]")
     with pytest.raises(ConfigError, match="distill.terms: 'test_feature_energy' reads the teacher's features"):

@@ -9,7 +9,7 @@ import torch
 
 from conftest import fast_config
 from sakd.cli import main
-from sakd.distill import SAKDLoss
+from sakd.distill import Objective
 from sakd.errors import CheckpointError, ConfigError, DatasetNotFoundError, TrainingDivergedError
 from sakd.training import Trainer, load_config, train
 from sakd.models.checkpoint import load_checkpoint
@@ -117,7 +117,7 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_is_kept(tmp_path, capsys):
 
 def test_nan_loss_stops_with_the_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = fast_config(tmp_path, "optim.epochs=3")
-    real = SAKDLoss.forward
+    real = Objective.forward
     calls = {"n": 0}
 
     def poisoned(self, *args, **kwargs):
@@ -127,7 +127,7 @@ def test_nan_loss_stops_with_the_epoch_and_step_and_keeps_the_last_good_checkpoi
             out.total = out.total * float("nan")
         return out
 
-    monkeypatch.setattr(SAKDLoss, "forward", poisoned)
+    monkeypatch.setattr(Objective, "forward", poisoned)
     trainer = Trainer(cfg)
     with pytest.raises(TrainingDivergedError, match="epoch 2, step 2/8.*last good checkpoint.*epoch 1"):
         trainer.fit()
@@ -249,7 +249,7 @@ def test_teacher_of_another_architecture_when_named(tmp_path):
     cfg = fast_config(tmp_path, f"distill.teacher.weights={teacher['run_dir']}/last.pt", "distill.teacher.name=resnet19",
                       *SAKD, "optim.epochs=1", "data.options={image_size: 8}")
     trainer = Trainer(cfg)
-    assert [(t.conv.in_channels, t.conv.out_channels) for t in trainer.parts.objective.transforms] == [(16, 128), (32, 256), (64, 512)]
+    assert [(t.conv.in_channels, t.conv.out_channels) for t in trainer.parts.objective.terms["feature_kd"].transforms] == [(16, 128), (32, 256), (64, 512)]
     record = trainer.train_epoch()
     assert record["train/feature_kd"] > 0
     with pytest.raises(ConfigError, match="needs the same architecture"):

@@ -8,55 +8,56 @@ come in ``terms``. Every term has a weight schedule (:mod:`sakd.distill.schedule
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from sakd.distill.schedule import WeightSchedule
-from sakd.distill.terms import LOSSES, TermInputs, build_term
+from sakd.distill.schedule import WeightPoint
+from sakd.distill.spec import TermSpec
+from sakd.distill.terms import TermInputs, build_term
 from sakd.errors import ConfigError
 
 
 def shorthand_terms(alpha: float = 1.0, beta: float = 0.0, gamma: float = 0.0, tau: float = 1.0, *,
-                    label_smoothing: float = 0.0, transform: str = "conv", distance: str = "l2", feature_weights: list[float] | None = None,
-                    reduce: str = "sum", beta_schedule=()) -> list[dict]:
+                    label_smoothing: float = 0.0, transform: str = "conv", distance: str = "l2",
+                    feature_weights: list[float] | None = None, reduce: str = "sum",
+                    beta_schedule: Sequence[tuple[int, float]] = ()) -> list[TermSpec]:
     """SAKD's eq. 5 as ordinary terms: α·``ce`` + β·``feature_kd`` + γ·``logit_kd`` (τ its
-    temperature; ``label_smoothing`` ``ce``'s); ``beta_schedule`` (``[{epoch, beta}]``) is ``feature_kd``'s weight schedule in
-    steps. The one place where ``distill.alpha/beta/gamma/tau`` get their meaning."""
+    temperature; ``label_smoothing`` ``ce``'s); ``beta_schedule``, ``(epoch, β)`` pairs, is
+    ``feature_kd``'s weight schedule in steps. The one place where ``distill.alpha/beta/gamma/tau``
+    get their meaning."""
     for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
         if value < 0:
             raise ConfigError(f"distill.{name} must be >= 0, got {value}")
     if tau <= 0:
         raise ConfigError(f"distill.tau must be > 0, got {tau}")
-    steps = [{"epoch": s["epoch"] if isinstance(s, dict) else s.epoch,
-              "weight": s["beta"] if isinstance(s, dict) else s.beta} for s in beta_schedule]
-    return [  # "key": the config key a term comes from, for messages
-        {"name": "ce", "weight": alpha, "schedule": [], "key": "distill.alpha",
-         **({"options": {"label_smoothing": label_smoothing}} if label_smoothing else {})},
-        {"name": "feature_kd", "weight": beta, "schedule": steps, "key": "distill.beta" if beta else "distill.beta_schedule",
-         "options": dict(transform=transform, distance=distance, weights=feature_weights, reduce=reduce)},
-        {"name": "logit_kd", "weight": gamma, "schedule": [], "key": "distill.gamma", "options": {"tau": tau}},
+    steps = [WeightPoint(int(epoch), float(b)) for epoch, b in beta_schedule]
+    features = dict(transform=transform, distance=distance, weights=feature_weights, reduce=reduce)
+    return [
+        TermSpec.of("ce", alpha, {"label_smoothing": label_smoothing} if label_smoothing else {}, key="distill.alpha"),
+        TermSpec.of("feature_kd", beta, features, steps, key="distill.beta" if beta else "distill.beta_schedule"),
+        TermSpec.of("logit_kd", gamma, {"tau": tau}, key="distill.gamma"),
     ]
 
 
-def reads_features(terms: list[dict]) -> bool:
+def reads_features(terms: Sequence[TermSpec]) -> bool:
     """Whether a term of these, weighed at some epoch, reads the feature taps."""
-    return any(LOSSES.get(t["name"]).needs_features and WeightSchedule.of(t["weight"], t.get("schedule") or ()).ever_on
-               for t in terms)
+    return any(t.part.needs_features and t.schedule.ever_on for t in terms)
 
 
 @dataclass
-class LossTerms:
+class ObjectiveValue:
     """The total loss and its (unweighted) terms, detached, for logging."""
 
     total: torch.Tensor
     terms: dict[str, torch.Tensor]
 
 
-class SAKDLoss(nn.Module):
-    """A weighted sum of registered loss terms, each weighed at every epoch by its schedule
-    (:mod:`sakd.distill.schedule`).
+class Objective(nn.Module):
+    """A weighted sum of registered loss terms (:class:`~sakd.distill.spec.TermSpec`), each weighed
+    at every epoch by its schedule (:mod:`sakd.distill.schedule`).
 
     The terms' parameters (SAKD's feature transforms, FitNet's regressors ...) belong to this
     module: optimise them together with the student's and leave them out of the exported student.
@@ -65,36 +66,21 @@ class SAKDLoss(nn.Module):
     epoch is not computed in it.
 
     Args:
+        terms: the terms, in order.
         student_channels, teacher_channels: channels at each tap, in order; give them whenever a
             term reads features at some epoch.
         teacher_head: the teacher's classifier, pooled feature -> logits (for terms that take it).
-        terms: registered loss terms, each ``{"name": ..., "weight": ..., "options": {...},
-            "schedule": [{"epoch": E, "weight": W, "ramp": "step"|"linear"|"cosine"}, ...]}``.
-        **shorthand: SAKD's eq. 5 as keywords (``alpha``, ``beta``, ``gamma``, ``tau``,
-            ``transform``, ``distance``, ``feature_weights``, ``reduce``, ``beta_schedule``: see
-            :func:`shorthand_terms`), whose terms come before ``terms``; used whenever given, or
-            when ``terms`` is not (then the objective is ``ce`` alone). With ``reduce="sum"`` β
-            weighs 33 block taps of ResNet-101 (50 of ResNet-152) 8-12x more than 4 stage taps;
-            ``"mean"`` keeps one β for both.
     """
 
-    def __init__(self, student_channels: list[int] = (), teacher_channels: list[int] = (),
-                 terms: list[dict] | None = None, teacher_head=None, **shorthand):
+    def __init__(self, terms: Sequence[TermSpec], student_channels: Sequence[int] = (),
+                 teacher_channels: Sequence[int] = (), teacher_head=None):
         super().__init__()
-        given = [*(shorthand_terms(**shorthand) if shorthand or terms is None else []), *(terms or [])]
-        self.schedules: dict[str, WeightSchedule] = {}
-        built = []
-        for t in given:
-            try:
-                schedule = WeightSchedule.of(float(t["weight"]), t.get("schedule") or ())
-            except ValueError as exc:
-                raise ConfigError(f"loss term {t['name']!r}: {exc}") from None
-            if not schedule.ever_on:
-                continue
-            if t["name"] in self.schedules:
-                raise ConfigError(f"distill.terms: {t['name']!r} appears twice (or is already the alpha/beta/gamma term)")
-            self.schedules[t["name"]] = schedule
-            built.append(t)
+        built = [t for t in terms if t.schedule.ever_on]
+        names = [t.name for t in built]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"distill.terms: {', '.join(map(repr, twice))} appears twice (or is already the "
+                              "alpha/beta/gamma term)")
         if not built:
             raise ConfigError("no loss term has a weight above zero at any epoch (alpha, beta and gamma are all "
                               "zero and no distill.terms): there is nothing to optimise")
@@ -103,18 +89,10 @@ class SAKDLoss(nn.Module):
                 f"the student has {len(student_channels)} feature taps and the teacher "
                 f"{len(teacher_channels)}; feature distillation pairs them one to one"
             )
-        self.terms = nn.ModuleDict({t["name"]: build_term(t["name"], t.get("options", {}), student_channels,
-                                                          teacher_channels, teacher_head) for t in built})
+        self.schedules = {t.name: t.schedule for t in built}
+        self.terms = nn.ModuleDict({t.name: build_term(t.name, t.options, student_channels, teacher_channels,
+                                                       teacher_head) for t in built})
         self.register_load_state_dict_pre_hook(_from_version_1)
-
-    @property
-    def transforms(self) -> nn.ModuleList:
-        """SAKD's feature transforms (empty without feature KD)."""
-        return self.terms["feature_kd"].transforms if "feature_kd" in self.terms else nn.ModuleList()
-
-    @property
-    def needs_teacher(self) -> bool:
-        return any(t.needs_teacher for t in self.terms.values())
 
     def weights(self, epoch: int) -> dict[str, float]:
         """Every term's weight in the 0-based ``epoch``."""
@@ -139,7 +117,7 @@ class SAKDLoss(nn.Module):
         *,
         timestep_logits: torch.Tensor | None = None,
         epoch: int = 0,
-    ) -> LossTerms:
+    ) -> ObjectiveValue:
         """The objective in the 0-based ``epoch`` (each term at its weight then); ``timestep_logits``
         ``[T, B, K]`` are the student's logits per timestep."""
         if teacher_logits is not None:
@@ -158,7 +136,7 @@ class SAKDLoss(nn.Module):
             value = term(inputs)
             total = total + weight * value
             values[name] = value.detach()
-        return LossTerms(total, values)
+        return ObjectiveValue(total, values)
 
 
 def _from_version_1(module, state_dict, prefix, *args) -> None:
@@ -170,3 +148,14 @@ def _from_version_1(module, state_dict, prefix, *args) -> None:
             state_dict[prefix + "terms.feature_kd." + rest] = state_dict.pop(key)
         elif rest.startswith("extra."):
             state_dict[prefix + "terms." + rest[len("extra."):]] = state_dict.pop(key)
+
+
+def SAKDLoss(student_channels: Sequence[int] = (), teacher_channels: Sequence[int] = (), *,  # noqa: N802
+             terms: Sequence[TermSpec] = (), teacher_head=None, **shorthand) -> Objective:
+    """SAKD's objective (eq. 5) by its weights: an :class:`Objective` of :func:`shorthand_terms`
+    (``alpha``, ``beta``, ``gamma``, ``tau``, ``label_smoothing``, ``transform``, ``distance``,
+    ``feature_weights``, ``reduce``, ``beta_schedule``), followed by ``terms``; with no shorthand
+    and no terms, ``ce`` alone. With ``reduce="sum"`` β weighs 33 block taps of ResNet-101 (50 of
+    ResNet-152) 8-12x more than 4 stage taps; ``"mean"`` keeps one β for both."""
+    paper = shorthand_terms(**shorthand) if shorthand or not terms else []
+    return Objective([*paper, *terms], student_channels, teacher_channels, teacher_head)

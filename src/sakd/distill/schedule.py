@@ -8,15 +8,30 @@ epoch 0): ``step`` (at ``E`` at once, the paper's ImageNet β: 10, then 0.01 fro
     distill:
       terms: [{name: logit_kd, weight: 0, schedule: [{epoch: 5, weight: 1, ramp: linear}]}]
 
-``distill.beta_schedule: [{epoch: E, beta: B}]`` is this with ``step`` points on ``feature_kd``.
+``distill.beta_schedule: [{epoch: E, beta: B}]`` is this with ``step`` points on ``feature_kd``
+(it becomes that schedule when the config is loaded).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
+
+from sakd.fields import limited
 
 RAMPS = ("step", "linear", "cosine")
+
+
+@dataclass
+class WeightPoint:
+    """A point of a term's weight schedule: the weight ``weight`` from ``epoch`` (0-based) on,
+    reached from the point before by ``ramp``."""
+
+    epoch: int = limited(0, ge=0)  # from this epoch (0-based) on
+    weight: float = limited(0.0, ge=0.0)  # the term's weight
+    ramp: Literal["step", "linear", "cosine"] = "step"  # how it gets there from the point before
 
 
 @dataclass(frozen=True)
@@ -27,13 +42,11 @@ class WeightSchedule:
     points: tuple[tuple[int, float, str], ...] = ()  # (epoch, weight, ramp), sorted by epoch
 
     @classmethod
-    def of(cls, weight: float, schedule=()) -> "WeightSchedule":
-        """From a term's weight and its schedule points (mappings or objects with ``epoch``,
-        ``weight`` and optionally ``ramp``); raises ``ValueError`` on a bad point."""
+    def of(cls, weight: float, schedule: Sequence[WeightPoint] = ()) -> "WeightSchedule":
+        """From a term's weight and its schedule's points; raises ``ValueError`` on a bad point."""
         points = []
         for p in schedule:
-            get = p.get if isinstance(p, dict) else lambda k, d=None, p=p: getattr(p, k, d)
-            epoch, value, ramp = int(get("epoch")), float(get("weight")), get("ramp", "step") or "step"
+            epoch, value, ramp = int(p.epoch), float(p.weight), p.ramp
             if epoch < 0 or value < 0 or ramp not in RAMPS:
                 raise ValueError(f"a schedule point needs epoch >= 0, weight >= 0 and ramp in {RAMPS}, "
                                  f"got epoch {epoch}, weight {value}, ramp {ramp!r}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from sakd.distill.schedule import WeightSchedule
-from sakd.distill.terms import LOSSES
 from sakd.errors import ConfigError
 from sakd.models.checkpoint import load_weights
 from sakd.models.registry import ModelSpec
@@ -20,15 +18,16 @@ def check_distillation(distill, model_cfg) -> None:
         if not model_cfg.spiking:
             raise ConfigError("distillation trains a spiking student: set model.spiking=true")
         return
-    for term in distill.objective_terms():
-        part = LOSSES.get(term["name"])
-        if (part.needs_teacher or part.needs_features) and WeightSchedule.of(term["weight"], term["schedule"]).ever_on:
-            raise ConfigError(f"{term['key']}: {term['name']!r} reads the teacher's "
+    specs = distill.term_specs()
+    for term in specs:
+        part = term.part
+        if (part.needs_teacher or part.needs_features) and term.schedule.ever_on:
+            raise ConfigError(f"{term.key}: {term.name!r} reads the teacher's "
                               f"{'features' if part.needs_features else 'logits'}, so it needs a teacher: "
                               "set distill.teacher.weights to an ANN checkpoint or state dict")
     if model_cfg.init == "teacher":
         raise ConfigError("model.init=teacher needs distill.teacher.weights")
-    if distill.alpha == 0 and not any(WeightSchedule.of(t.weight, t.schedule).ever_on for t in distill.terms):
+    if distill.alpha == 0 and not any(t.schedule.ever_on for t in specs if t.key == "distill.terms"):
         raise ConfigError("distill.alpha=0 without a teacher leaves nothing to optimise; set distill.alpha=1")
 
 

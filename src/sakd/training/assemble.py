@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from sakd import plugins
 from sakd.data import DataBundle, open_data
 from sakd.data.holdout import sample_labels, stratified_holdout, stratified_subset, test_split
-from sakd.distill import SAKDLoss
+from sakd.distill import Objective
 from sakd.distill.objective import reads_features
 from sakd.distill.teacher import check_distillation, initialise, load_teacher
 from sakd.errors import ConfigError
@@ -56,11 +56,10 @@ class RunParts:
     eval_loaders: dict[str, DataLoader]
     spec: ModelSpec
     model: nn.Module
-    objective: SAKDLoss
+    objective: Objective
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     teacher: nn.Module | None = None
-    teacher_source: str | None = None
     student_taps: FeatureExtractor | None = None
     teacher_taps: FeatureExtractor | None = None
     notes: list[str] = field(default_factory=list)  # what assembling did that a user should read
@@ -130,14 +129,13 @@ def build_objective(cfg: Config, model: nn.Module, teacher: nn.Module | None):
     """The objective of ``distill`` (every term with its schedule), and the student's and the
     teacher's feature taps where a term weighed at some epoch reads features."""
     d = cfg.distill
-    terms, s_taps, t_taps = d.objective_terms(), None, None
+    terms, s_taps, t_taps = d.term_specs(), None, None
     if reads_features(terms):
         s_taps = FeatureExtractor(model, d.features.level, d.features.position)
         t_taps = FeatureExtractor(teacher, d.features.level, d.features.position)
     head = getattr(teacher, "forward_head", None)
-    objective = SAKDLoss(s_taps.channels if s_taps else (), t_taps.channels if t_taps else (), terms=terms,
-                         teacher_head=head)
-    keys = {t["name"]: t["key"] if t["key"] != "distill.terms" else f"distill.terms {t['name']}" for t in terms}
+    objective = Objective(terms, s_taps.channels if s_taps else (), t_taps.channels if t_taps else (), head)
+    keys = {t.name: t.where for t in terms}
     hard = [keys[name] for name, term in objective.terms.items() if term.hard_labels]  # as built: options count
     if (cfg.data.mixup or cfg.data.cutmix) and cfg.data.mixup_off_epoch != 0 and hard:
         raise ConfigError(f"data.mixup / data.cutmix mix the labels, but {', '.join(hard)} reads each label's class; "
@@ -176,5 +174,5 @@ def assemble(config: Config, *, data: DataBundle | None = None, model: nn.Module
     optimizer = build_optimizer([model, objective], cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, train_loader.batch_sampler.steps)
     return RunParts(cfg, runtime, data, train_loader, eval_loaders, spec, model, objective, optimizer, scheduler,
-                    teacher, source, s_taps, t_taps, notes)
+                    teacher=teacher, student_taps=s_taps, teacher_taps=t_taps, notes=notes)
 

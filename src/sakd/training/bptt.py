@@ -47,7 +47,7 @@ class OneTimestepAtATime:
         return timestep_by_timestep(self.model, x, t_feats, run_step, backward_t, self.model.timesteps)
 
 
-def bptt_strategy(name: str, model: nn.Module, terms: list[dict], teacher_outputs: Callable):
+def bptt_strategy(name: str, model: nn.Module, terms: list, teacher_outputs: Callable):
     """The strategy ``run.bptt`` names, checked once against the model and the objective's terms."""
     if name == "sltt":
         check_online(model, terms)

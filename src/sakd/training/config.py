@@ -27,6 +27,9 @@ from sakd.fields import check_field, limited, one_of
 from sakd.registry import Registered, registries
 from sakd.outputs import write_bytes
 from sakd.neurons import NeuronSpec
+from sakd.distill.objective import shorthand_terms
+from sakd.distill.schedule import WeightPoint
+from sakd.distill.spec import TermSpec
 
 
 def _device(spec: str) -> None:
@@ -140,16 +143,6 @@ class BetaStep:
 
 
 @dataclass
-class WeightPoint:
-    """A point of a term's weight schedule: the weight ``weight`` from ``epoch`` (0-based) on,
-    reached from the point before by ``ramp`` (see :mod:`sakd.distill.schedule`)."""
-
-    epoch: int = limited(0, ge=0)  # from this epoch (0-based) on
-    weight: float = limited(0.0, ge=0.0)  # the term's weight
-    ramp: Literal["step", "linear", "cosine"] = "step"  # how it gets there from the point before
-
-
-@dataclass
 class TermConfig:
     """A registered loss term added to the objective with its weight (``sakd losses`` lists them)
     and an optional weight schedule. Its options go under ``options`` or flat beside ``name``,
@@ -161,14 +154,11 @@ class TermConfig:
     schedule: list[WeightPoint] = field(default_factory=list)  # its weight over the epochs
 
     def __post_init__(self):
-        from sakd.distill.schedule import WeightSchedule
-        from sakd.distill.terms import check_options
+        self.spec()  # checked at load: a registered term, its own options, a sound schedule
 
-        check_options(self.name, self.options)
-        try:
-            WeightSchedule.of(self.weight, self.schedule)
-        except ValueError as exc:
-            raise ConfigError(f"loss term {self.name!r}: {exc}") from None
+    def spec(self) -> TermSpec:
+        """The term as the objective builds it."""
+        return TermSpec.of(self.name, self.weight, self.options, self.schedule)
 
     @classmethod
     def gather(cls, data: dict) -> dict:
@@ -194,23 +184,27 @@ class DistillConfig:
     beta_schedule: list[BetaStep] = field(default_factory=list)  # feature_kd's schedule: from `epoch` on, β = `beta`
     terms: list[TermConfig] = field(default_factory=list)  # further registered loss terms, beside α/β/γ
 
-    def objective_terms(self) -> list[dict]:
-        """Every term of the objective, the shorthand's first: ``{name, weight, options, schedule,
-        key}`` (``key``: where the config sets it; the objective leaves out the terms whose weight
-        is 0 at every epoch)."""
-        from sakd.distill.objective import shorthand_terms
+    def __post_init__(self):
+        self.term_specs()  # checked at load: the shorthand's values, the terms, no term twice
 
+    def term_specs(self) -> list[TermSpec]:
+        """Every term of the objective, the shorthand's first (``beta_schedule`` is ``feature_kd``'s
+        schedule); the objective leaves out the terms whose weight is 0 at every epoch."""
         f = self.features
-        return [*shorthand_terms(self.alpha, self.beta, self.gamma, self.tau, label_smoothing=self.label_smoothing,
-                                 transform=f.transform, distance=f.distance, feature_weights=f.weights,
-                                 reduce=f.reduce, beta_schedule=self.beta_schedule),
-                *({**asdict(t), "key": "distill.terms"} for t in self.terms)]
+        shorthand = shorthand_terms(self.alpha, self.beta, self.gamma, self.tau, label_smoothing=self.label_smoothing,
+                                    transform=f.transform, distance=f.distance, feature_weights=f.weights,
+                                    reduce=f.reduce, beta_schedule=[(s.epoch, s.beta) for s in self.beta_schedule])
+        specs = [*shorthand, *(t.spec() for t in self.terms)]
+        names = [t.name for t in specs if t.schedule.ever_on]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"distill.terms: {', '.join(map(repr, twice))} appears twice (or is already the "
+                              "alpha/beta/gamma term)")
+        return specs
 
     def weights_at(self, epoch: int) -> dict[str, float]:
         """Each term's weight in the 0-based ``epoch`` (0 for the shorthand's terms that are off)."""
-        from sakd.distill.schedule import WeightSchedule
-
-        return {t["name"]: WeightSchedule.of(t["weight"], t["schedule"]).at(epoch) for t in self.objective_terms()}
+        return {t.name: t.schedule.at(epoch) for t in self.term_specs()}
 
 
 @dataclass

@@ -29,14 +29,13 @@ import contextlib
 
 from torch import nn
 
+from sakd.distill.spec import TermSpec
 from sakd.errors import ConfigError
 from sakd.models.base import TwinModel
 from sakd.neurons import SpikeActivation
 
-def check_online(model: nn.Module, terms: list[dict]) -> None:
+def check_online(model: nn.Module, terms: list[TermSpec]) -> None:
     """One line for what SLTT cannot run: a neuron without a single-timestep form, a term across time."""
-    from sakd.distill.terms import LOSSES
-
     layers = [m for m in model.modules() if isinstance(m, SpikeActivation)]
     if not layers:
         raise ConfigError("run.bptt=sltt trains a spiking student; this model has no neurons")
@@ -44,7 +43,7 @@ def check_online(model: nn.Module, terms: list[dict]) -> None:
     if stepless:
         raise ConfigError(f"run.bptt=sltt runs one timestep at a time, but neuron {', '.join(stepless)} has no step(); "
                           "use run.bptt=full")
-    across = [t["name"] for t in terms if getattr(LOSSES.get(t["name"]), "across_time", False)]
+    across = [t.name for t in terms if t.part.across_time]
     if across:
         raise ConfigError(f"run.bptt=sltt computes each timestep's objective alone, but {', '.join(across)} compares "
                           "timesteps with each other; use run.bptt=full, or logit_kd (per timestep under sltt)")

@@ -40,7 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sakd import runs
-from sakd.distill import SAKDLoss
+from sakd.distill import Objective
 from sakd.errors import ConfigError, Preempted, TrainingDivergedError
 from sakd.models import FeatureExtractor
 from sakd.models.base import mean_over_time
@@ -83,7 +83,7 @@ class Trainer:
         self.student_step = self.make_step()
         self.step_module = self._wrap(self.student_step)
         self.memory = resolve_memory(cfg.run.memory, run.model)
-        self.bptt = bptt_strategy(cfg.run.bptt, run.model, cfg.distill.objective_terms(), self.teacher_outputs)
+        self.bptt = bptt_strategy(cfg.run.bptt, run.model, cfg.distill.term_specs(), self.teacher_outputs)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         # progress: completed epochs, completed optimiser steps of the current epoch and that
         # epoch's running sums (kept in mid-epoch checkpoints), the history of epoch records, and
@@ -380,7 +380,7 @@ class StudentStep(nn.Module):
     """The student's forward and the objective in one module, so that DistributedDataParallel
     synchronises the gradients of both (the terms' transforms and regressors train with the student)."""
 
-    def __init__(self, model: nn.Module, objective: SAKDLoss, taps: FeatureExtractor | None):
+    def __init__(self, model: nn.Module, objective: Objective, taps: FeatureExtractor | None):
         super().__init__()
         self.model, self.objective = model, objective
         self._taps = [taps]  # a plain list: the extractor's model is already registered as `model`
