@@ -60,7 +60,9 @@ def on_page_markdown(markdown, page, config, files):
                 return match.group(0)  # within docs/: mkdocs checks it
             new = posixpath.relpath(target, "docs")
         elif target.split("/")[0] == ".." or not (root / target).exists():
-            log.warning(f"Doc file '{page.file.src_uri}' links to '{url}', which is no file or folder of the repository")
+            log.warning(
+                f"Doc file '{page.file.src_uri}' links to '{url}', which is no file or folder of the repository"
+            )
             return match.group(0)
         elif not repo:  # no repository address set: the file's path in the repository, as text
             return f"{text} (`{target}` in the repository)"

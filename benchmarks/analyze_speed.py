@@ -33,7 +33,7 @@ from suite import interleaved, machine  # noqa: E402
 from sakd.analysis.analyze import analyze_checkpoint  # noqa: E402
 from sakd.analysis.energy import OpCounter  # noqa: E402
 from sakd.neurons import FiringRateMonitor  # noqa: E402
-from sakd.evaluation import checkpoint_and_test_data  # noqa: E402
+from sakd.training.evaluate import checkpoint_and_test_data  # noqa: E402
 from sakd.models import checkpoint as ckpt_io  # noqa: E402
 from sakd.models.registry import ModelSpec  # noqa: E402
 from sakd.training import load_config  # noqa: E402
@@ -42,9 +42,16 @@ from sakd.training.runtime import place, resolve_device  # noqa: E402
 
 
 def save_checkpoint(folder: Path, model: str, images: int, size: int, batch: int) -> Path:
-    cfg = load_config("cifar10/resnet19_snn", [f"model.name={model}", "data.name=synthetic", "data.num_workers=0",
-                                               f"data.batch_size={batch}",
-                                               f"data.options={{image_size: {size}, train_size: 10, test_size: {images}}}"])
+    cfg = load_config(
+        "cifar10/resnet19_snn",
+        [
+            f"model.name={model}",
+            "data.name=synthetic",
+            "data.num_workers=0",
+            f"data.batch_size={batch}",
+            f"data.options={{image_size: {size}, train_size: 10, test_size: {images}}}",
+        ],
+    )
     torch.manual_seed(0)
     spec = ModelSpec(name=model, spiking=True, num_classes=10, timesteps=4)
     net = spec.build()
@@ -144,10 +151,13 @@ def main(argv=None) -> int:
         "dense_forward_bound_s": bound, "firing_rate": result["firing_rate"],
         "goal_s": 60.0, "goal_met": analyze_s < 60.0,
     }
-    print(f"{args.model} SNN (T=4), {args.images} images of {args.image_size}x{args.image_size} on {device}: "
-          f"analyze {out['analyze_s']:.1f} s, plain evaluation {out['eval_s']:.1f} s "
-          f"(analyze/eval {out['analyze_over_eval']:.2f}x; counting itself {overhead:.3f}x per batch); dense forward at this machine's matmul rate "
-          f"({flops / 1e9:.0f} GFLOP/s): {bound:.1f} s; goal < 60 s: {'met' if out['goal_met'] else 'missed'}")
+    print(
+        f"{args.model} SNN (T=4), {args.images} images of {args.image_size}x{args.image_size} on {device}: "
+        f"analyze {out['analyze_s']:.1f} s, plain evaluation {out['eval_s']:.1f} s "
+        f"(analyze/eval {out['analyze_over_eval']:.2f}x; counting itself {overhead:.3f}x per batch); "
+        "dense forward at this machine's matmul rate "
+        f"({flops / 1e9:.0f} GFLOP/s): {bound:.1f} s; goal < 60 s: {'met' if out['goal_met'] else 'missed'}"
+    )
     dest = Path(args.out) if args.out else Path(__file__).parent / "results" / f"analyze_speed-{device.type}.json"
     if not args.quick or args.out:
         dest.parent.mkdir(parents=True, exist_ok=True)

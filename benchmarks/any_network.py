@@ -67,12 +67,15 @@ def _vs(gain: dict) -> str:
 
 
 def markdown(rows: dict, settings: dict) -> str:
-    lines = [f"Data: {settings['data']} ({settings['train_subset'] or 'all'} training images, "
-             f"{settings['test_subset'] or 'all'} test, {settings['image_size'] or 'native'} px), T=4, "
-             f"{settings['epochs']} epochs, {settings['seeds']} seeds; last-epoch test top-1 (%), mean ± std. "
-             "SAKD: the paper's CIFAR settings (α=0, β=100, τ=20); SAKD+CE: α=1, β=10, τ=4.", "",
-             "| network | ANN | SNN | SAKD | SAKD - SNN (± s.e.) | SAKD+CE | SAKD+CE - SNN (± s.e.) | SNN firing rate |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Data: {settings['data']} ({settings['train_subset'] or 'all'} training images, "
+        f"{settings['test_subset'] or 'all'} test, {settings['image_size'] or 'native'} px), T=4, "
+        f"{settings['epochs']} epochs, {settings['seeds']} seeds; last-epoch test top-1 (%), mean ± std. "
+        "SAKD: the paper's CIFAR settings (α=0, β=100, τ=20); SAKD+CE: α=1, β=10, τ=4.",
+        "",
+        "| network | ANN | SNN | SAKD | SAKD - SNN (± s.e.) | SAKD+CE | SAKD+CE - SNN (± s.e.) | SNN firing rate |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for model, r in rows.items():
         lines.append(f"| {model} | {pm(r['ann']['last'])} | {pm(r['snn']['last'])} | {pm(r['sakd']['last'])} | "
                      f"{_vs(r['sakd_vs_snn'])} | {pm(r['sakd_ce']['last'])} | {_vs(r['sakd_ce_vs_snn'])} | "
@@ -86,16 +89,22 @@ def study_arguments(doc: str, models: list[str], runs: str, name: str) -> argpar
     parser.add_argument("--models", nargs="+", default=models,
                         help=f"model.name of each network, its model.options after an @ (default: {' '.join(models)})")
     parser.add_argument("--data", default="fashion_mnist")
-    parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist", help="data.root (default: Debian's package)")
+    parser.add_argument(
+        "--root", default="/usr/share/datasets/fashion-mnist", help="data.root (default: Debian's package)"
+    )
     parser.add_argument("--image-size", type=int, default=28, help="images resized to this where the data set takes "
                         "it (0: as they are)")
-    parser.add_argument("--train-subset", type=int, default=None, help="training images (default 4000, --quick 128; 0: all)")
+    parser.add_argument(
+        "--train-subset", type=int, default=None, help="training images (default 4000, --quick 128; 0: all)"
+    )
     parser.add_argument("--test-subset", type=int, default=None, help="test images (default 2000, --quick 128; 0: all)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="training images held out to select the teacher")
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.1, help="training images held out to select the teacher"
+    )
     parser.add_argument("--set", nargs="*", default=[], help="further key=value overrides for every run")
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 128 training and 128 test images")
     parser.add_argument("--runs", default=runs, help="where the training runs go")

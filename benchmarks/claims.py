@@ -27,7 +27,7 @@ Each cell is mean ± std over the seeds of the last and the best test top-1.
     python benchmarks/claims.py --quick         # 1 seed, tiny subsets, 1 epoch: minutes (no verdicts)
     python benchmarks/claims.py --judge benchmarks/results/claims-fashion_mnist.json   # judge a recorded study again
     python benchmarks/claims.py --data cifar100 --root ~/data --model resnet18 --deep resnet101 \\
-        --train-subset 0 --small-subset 5000 --test-subset 0 --epochs 200 --batch 128 --lr 0.1   # the paper's scale, on a GPU
+        --train-subset 0 --small-subset 5000 --test-subset 0 --epochs 200 --batch 128 --lr 0.1  # paper scale, GPU
 
 Writes ``benchmarks/results/claims-<data>.json`` (or ``--out``), a Markdown table beside it and a
 plot of the gap closure; a finished cell is not trained again (resumable).
@@ -137,11 +137,20 @@ def verdicts(rows: dict, chance: float) -> dict[str, dict]:
     m = {k: (v["last"]["mean"] or 0.0) for k, v in rows.items()}  # a diverged cell scores as no accuracy
     untrained = {k for k, v in m.items() if v < 1.5 * chance}
     deep = max(("deep_sakd", "deep_sakd_mean"), key=lambda k: m[k])
-    p = {name: paired(rows[a], rows[b]) for name, a, b in (
-        ("sakd_vs_snn", "sakd", "snn"), ("deep_snn_vs_snn", "deep_snn", "snn"), ("deep_kd_vs_deep_snn", deep, "deep_snn"),
-        ("sakd_vs_logits", "sakd", "logits_only"), ("sakd_vs_features", "sakd", "features_only"),
-        ("conv_vs_none", "sakd", "transform_none"), ("beta_1000_vs_100", "beta_1000", "sakd"),
-        ("init_large", "init_teacher", "sakd"), ("init_small", "small_init_teacher", "small_sakd"))}
+    p = {
+        name: paired(rows[a], rows[b])
+        for name, a, b in (
+            ("sakd_vs_snn", "sakd", "snn"),
+            ("deep_snn_vs_snn", "deep_snn", "snn"),
+            ("deep_kd_vs_deep_snn", deep, "deep_snn"),
+            ("sakd_vs_logits", "sakd", "logits_only"),
+            ("sakd_vs_features", "sakd", "features_only"),
+            ("conv_vs_none", "sakd", "transform_none"),
+            ("beta_1000_vs_100", "beta_1000", "sakd"),
+            ("init_large", "init_teacher", "sakd"),
+            ("init_small", "small_init_teacher", "small_sakd"),
+        )
+    }
     sign = {k: v["sign"] for k, v in p.items()}
 
     def judge(needs: list[str], expected: list[tuple[str, int]], partly_ok: bool = True) -> str:
@@ -168,8 +177,11 @@ def verdicts(rows: dict, chance: float) -> dict[str, dict]:
                 "deep_closure": (m[deep] - m["deep_snn"]) / deep_gap if deep_gap > 0 else float("nan"),
                 "deep_kd_minus_deep_snn": p["deep_kd_vs_deep_snn"],
                 "verdict": judge(["snn", "deep_ann", deep], [("deep_snn_vs_snn", -1), ("deep_kd_vs_deep_snn", 1)])}
-    out["c"] = {"sakd_minus_logits_only": p["sakd_vs_logits"], "sakd_minus_features_only": p["sakd_vs_features"],
-                "verdict": judge(["sakd", "logits_only", "features_only"], [("sakd_vs_logits", 1), ("sakd_vs_features", 1)])}
+    out["c"] = {
+        "sakd_minus_logits_only": p["sakd_vs_logits"],
+        "sakd_minus_features_only": p["sakd_vs_features"],
+        "verdict": judge(["sakd", "logits_only", "features_only"], [("sakd_vs_logits", 1), ("sakd_vs_features", 1)]),
+    }
     out["d"] = {"conv_minus_none": p["conv_vs_none"],
                 "verdict": judge(["sakd", "transform_none"], [("conv_vs_none", 1)])}
     curve = [m["logits_only"], m["beta_1"], m["beta_10"], m["sakd"]]  # β = 0, 1, 10, 100
@@ -183,9 +195,14 @@ def verdicts(rows: dict, chance: float) -> dict[str, dict]:
     return out
 
 
-CLAIMS = {"a": "SAKD closes most of the ANN-SNN gap", "b": "a deep SNN that trains badly alone converges under SAKD (block, after-spike)",
-          "c": "logits + features beat either alone", "d": "conv transform beats none",
-          "e": "β ablation: better up to 100, worse beyond", "f": "teacher init helps on large data, hurts on small"}
+CLAIMS = {
+    "a": "SAKD closes most of the ANN-SNN gap",
+    "b": "a deep SNN that trains badly alone converges under SAKD (block, after-spike)",
+    "c": "logits + features beat either alone",
+    "d": "conv transform beats none",
+    "e": "β ablation: better up to 100, worse beyond",
+    "f": "teacher init helps on large data, hurts on small",
+}
 
 
 def _short(value) -> str:
@@ -199,12 +216,16 @@ def _short(value) -> str:
 
 
 def markdown(rows: dict, claims: dict, settings: dict) -> str:
-    lines = [f"Data: {settings['data']} (train subset {settings['train_subset'] or 'all'}, small {settings['small_subset']}, "
-             f"test {settings['test_subset'] or 'all'}, {settings['image_size']}x{settings['image_size']}), "
-             f"{settings['epochs']} epochs, {settings['seeds']} seeds, T=4, "
-             f"validation hold-out {settings.get('val_fraction') or 'none'}.", "",
-             "| cell | last top-1 | val-selected top-1 | best top-1 (chosen on test) | firing rate |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"Data: {settings['data']} (train subset {settings['train_subset'] or 'all'}, "
+        f"small {settings['small_subset']}, "
+        f"test {settings['test_subset'] or 'all'}, {settings['image_size']}x{settings['image_size']}), "
+        f"{settings['epochs']} epochs, {settings['seeds']} seeds, T=4, "
+        f"validation hold-out {settings.get('val_fraction') or 'none'}.",
+        "",
+        "| cell | last top-1 | val-selected top-1 | best top-1 (chosen on test) | firing rate |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for key, row in rows.items():
         rate = f"{row['firing_rate']['mean']:.3f}" if row["firing_rate"]["mean"] else ""  # ANNs have none
         selected = pm(row["selected"]) if "selected" in row and row["selected"]["mean"] is not None else "-"
@@ -226,7 +247,7 @@ def plot(rows: dict, claims: dict, path: Path) -> None:
     deep = max(("deep_sakd", "deep_sakd_mean"), key=lambda k: rows[k]["last"]["mean"] or 0.0)
     groups = (("thin ResNet", ("ann", "snn", "sakd")), ("deep thin ResNet", ("deep_ann", "deep_snn", deep)))
     colours = ("#4c72b0", "#dd8452", "#55a868")
-    for g, (name, keys) in enumerate(groups):
+    for g, (_name, keys) in enumerate(groups):
         for i, (key, colour) in enumerate(zip(keys, colours)):
             row = rows[key]["last"]
             ax.bar(g * 4 + i, row["mean"] or 0.0, yerr=row["std"], color=colour, capsize=3,
@@ -245,7 +266,9 @@ def plot(rows: dict, claims: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="fashion_mnist")
-    parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist", help="data.root (default: Debian's package)")
+    parser.add_argument(
+        "--root", default="/usr/share/datasets/fashion-mnist", help="data.root (default: Debian's package)"
+    )
     parser.add_argument("--image-size", type=int, default=14, help="images resized to this, for data sets that "
                         "take it (default 14: half of Fashion-MNIST's 28)")
     parser.add_argument("--train-subset", type=int, default=None, help="training images of the large setting "
@@ -276,8 +299,25 @@ def main(argv: list[str] | None = None) -> dict:
             setattr(args, key, size)
     if args.quick:
         args.seeds, args.epochs = 1, 1
-    settings = {k: getattr(args, k) for k in ("data", "root", "image_size", "train_subset", "small_subset", "test_subset",
-                                              "model", "deep", "epochs", "batch", "lr", "seeds", "set", "val_fraction")}
+    settings = {
+        k: getattr(args, k)
+        for k in (
+            "data",
+            "root",
+            "image_size",
+            "train_subset",
+            "small_subset",
+            "test_subset",
+            "model",
+            "deep",
+            "epochs",
+            "batch",
+            "lr",
+            "seeds",
+            "set",
+            "val_fraction",
+        )
+    }
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"claims-{args.data}.json"
     study = Study(out, settings)
     study.save(machine=machine(torch.device("cpu")))
@@ -286,8 +326,12 @@ def main(argv: list[str] | None = None) -> dict:
     for model, data in (("thin", "large"), ("deep", "large"), ("thin", "small")):
         for seed in range(args.seeds):  # the ANN rows; seed 0 teaches
             key = f"ann_{model}_{data}/seed{seed}"
-            cell = study.run(key, load_config(None, base(args, model, data, False) + [f"run.name={key.replace('/', '-')}",
-                                                                                   f"run.seed={seed}"]))
+            cell = study.run(
+                key,
+                load_config(
+                    None, base(args, model, data, False) + [f"run.name={key.replace('/', '-')}", f"run.seed={seed}"]
+                ),
+            )
             if seed == 0:
                 teachers[model, data] = f"{cell['run_dir']}/best.pt"
             if data == "small":

@@ -51,41 +51,78 @@ def methods(bkd_weight: float) -> dict[str, dict]:
     terms = lambda *ts: [f"distill.terms={json.dumps(list(ts))}"]  # noqa: E731
     return {
         "snn": {"label": "SNN, no KD (CE only)", "overrides": []},
-        "sakd": {"label": "SAKD (eq. 5: CE + β·feature KD + γ·logits KD), quickstart weights β=10, γ=1, τ=4",
-                 "overrides": ["distill.beta=10", "distill.gamma=1", "distill.tau=4"]},
-        "logit_kd": {"label": "logits KD (Hinton et al. 2015 = SAKD eq. 7), γ=1, τ=4",
-                     "overrides": ["distill.gamma=1", "distill.tau=4"]},
+        "sakd": {
+            "label": "SAKD (eq. 5: CE + β·feature KD + γ·logits KD), quickstart weights β=10, γ=1, τ=4",
+            "overrides": ["distill.beta=10", "distill.gamma=1", "distill.tau=4"],
+        },
+        "logit_kd": {
+            "label": "logits KD (Hinton et al. 2015 = SAKD eq. 7), γ=1, τ=4",
+            "overrides": ["distill.gamma=1", "distill.tau=4"],
+        },
         "feature_kd": {"label": "feature KD alone (SAKD eq. 8-9), β=10", "overrides": ["distill.beta=10"]},
-        "fitnet": {"label": "FitNet hints (Romero et al. 2015), weight 100, middle tap",
-                   "overrides": terms(term("fitnet", 100))},
-        "at": {"label": "attention transfer (Zagoruyko & Komodakis 2017), weight 1000, p=2",
-               "overrides": terms(term("at", 1000))},
-        "dkd": {"label": "DKD (Zhao et al. 2022), α=1, β=8, τ=4, warm-up 1 epoch",
-                "overrides": terms(term("dkd", 1, alpha=1, beta=8, tau=4, warmup=1))},
-        "bkd": {"label": f"BKD (BKDSNN, Xu et al. 2024) + logits KD: mask 0.15, weight {bkd_weight:.3g} "
-                         "(= 7e-5·C·H·W of the last tap), γ=1, τ=4",
-                "overrides": ["distill.gamma=1", "distill.tau=4"] + terms(term("bkd", bkd_weight))},
-        "timestep_kd": {"label": "per-timestep logits KD (Yu et al. 2025), weight 1, τ=4, uniform",
-                        "overrides": terms(term("timestep_kd", 1, tau=4))},
-        "temporal_sd": {"label": "temporal self-distillation (Yu et al. 2025), weight 1, τ=1, no teacher",
-                        "overrides": terms(term("temporal_sd", 1, tau=1))},
-        "timestep_kd_full": {"label": "Yu et al. 2025 whole: TWCE + 0.2 TWKL + 0.5 TWSD (correct-step ensemble), τ=3",
-                             "overrides": ["distill.alpha=0"] + terms(term("timestep_ce", 1), term("timestep_kd", 0.2, tau=3),
-                                                                       term("temporal_sd", 0.5, tau=3, ensemble="correct"))},
-        "hta_kl": {"label": "HTA-KL (arXiv 2504.20445, AKL weighting), weight 1, τ=4, μ=0.5",
-                   "overrides": terms(term("hta_kl", 1, tau=4, mu=0.5))},
-        "strong2weak": {"label": "Strong2Weak (arXiv 2510.07924), weight 1, τ=2, no teacher",
-                        "overrides": terms(term("strong2weak", 1, tau=2))},
-        "weak2strong": {"label": "Weak2Strong (arXiv 2510.07924), weight 1, τ=2, no teacher",
-                        "overrides": terms(term("weak2strong", 1, tau=2))},
-        "seal_kd": {"label": "SeAl-KD (arXiv 2605.14252): TWCE + 0.6 ELA + 0.15 STA, τ=3",
-                    "overrides": ["distill.alpha=0"] + terms(term("timestep_ce", 1), term("seal_kd", 1, ela=0.6, sta=0.15, tau=3))},
-        "ckdsnn": {"label": "CKDSNN (arXiv 2511.06902): SAMD + NLD, weights 1, τ=2",
-                   "overrides": terms(term("ckdsnn", 1, samd=1, nld=1, tau=2))},
-        "enof": {"label": "EnOF (Guo et al. 2024) output-feature KD, weight 1, τ=4 (no RepAct)",
-                 "overrides": terms(term("enof", 1, tau=4))},
-        "meom": {"label": "MEOM (ICLR 2026): TWCE + 0.5 TMPD + 0.3 TPD, τ=3",
-                 "overrides": ["distill.alpha=0"] + terms(term("timestep_ce", 1), term("meom", 1, tmpd=0.5, tpd=0.3, tau=3))},
+        "fitnet": {
+            "label": "FitNet hints (Romero et al. 2015), weight 100, middle tap",
+            "overrides": terms(term("fitnet", 100)),
+        },
+        "at": {
+            "label": "attention transfer (Zagoruyko & Komodakis 2017), weight 1000, p=2",
+            "overrides": terms(term("at", 1000)),
+        },
+        "dkd": {
+            "label": "DKD (Zhao et al. 2022), α=1, β=8, τ=4, warm-up 1 epoch",
+            "overrides": terms(term("dkd", 1, alpha=1, beta=8, tau=4, warmup=1)),
+        },
+        "bkd": {
+            "label": f"BKD (BKDSNN, Xu et al. 2024) + logits KD: mask 0.15, weight {bkd_weight:.3g} "
+            "(= 7e-5·C·H·W of the last tap), γ=1, τ=4",
+            "overrides": ["distill.gamma=1", "distill.tau=4"] + terms(term("bkd", bkd_weight)),
+        },
+        "timestep_kd": {
+            "label": "per-timestep logits KD (Yu et al. 2025), weight 1, τ=4, uniform",
+            "overrides": terms(term("timestep_kd", 1, tau=4)),
+        },
+        "temporal_sd": {
+            "label": "temporal self-distillation (Yu et al. 2025), weight 1, τ=1, no teacher",
+            "overrides": terms(term("temporal_sd", 1, tau=1)),
+        },
+        "timestep_kd_full": {
+            "label": "Yu et al. 2025 whole: TWCE + 0.2 TWKL + 0.5 TWSD (correct-step ensemble), τ=3",
+            "overrides": ["distill.alpha=0"]
+            + terms(
+                term("timestep_ce", 1),
+                term("timestep_kd", 0.2, tau=3),
+                term("temporal_sd", 0.5, tau=3, ensemble="correct"),
+            ),
+        },
+        "hta_kl": {
+            "label": "HTA-KL (arXiv 2504.20445, AKL weighting), weight 1, τ=4, μ=0.5",
+            "overrides": terms(term("hta_kl", 1, tau=4, mu=0.5)),
+        },
+        "strong2weak": {
+            "label": "Strong2Weak (arXiv 2510.07924), weight 1, τ=2, no teacher",
+            "overrides": terms(term("strong2weak", 1, tau=2)),
+        },
+        "weak2strong": {
+            "label": "Weak2Strong (arXiv 2510.07924), weight 1, τ=2, no teacher",
+            "overrides": terms(term("weak2strong", 1, tau=2)),
+        },
+        "seal_kd": {
+            "label": "SeAl-KD (arXiv 2605.14252): TWCE + 0.6 ELA + 0.15 STA, τ=3",
+            "overrides": ["distill.alpha=0"]
+            + terms(term("timestep_ce", 1), term("seal_kd", 1, ela=0.6, sta=0.15, tau=3)),
+        },
+        "ckdsnn": {
+            "label": "CKDSNN (arXiv 2511.06902): SAMD + NLD, weights 1, τ=2",
+            "overrides": terms(term("ckdsnn", 1, samd=1, nld=1, tau=2)),
+        },
+        "enof": {
+            "label": "EnOF (Guo et al. 2024) output-feature KD, weight 1, τ=4 (no RepAct)",
+            "overrides": terms(term("enof", 1, tau=4)),
+        },
+        "meom": {
+            "label": "MEOM (ICLR 2026): TWCE + 0.5 TMPD + 0.3 TPD, τ=3",
+            "overrides": ["distill.alpha=0"] + terms(term("timestep_ce", 1), term("meom", 1, tmpd=0.5, tpd=0.3, tau=3)),
+        },
     }
 
 
@@ -198,14 +235,21 @@ def tuned_markdown(result: dict) -> str:
         marks = "".join(m for m, d in zip(("†", "‡"), diffs) if d and d["beyond_2se"])
         return f"{pm(stat)}{marks}"
 
-    lines = [f"| method | published defaults: test top-1 at the val-selected epoch | tuned ({result['settings']['trials']} "
-             "trials): the same | tuned: best val top-1 (the selection score) | tuned setting |", "|---|---:|---:|---:|---|"]
-    for key, row in result["methods"].items():
-        default = cell(row["default"]["selected_top1"], row["default"]["vs"]) if "default" in row else "(none published)"
+    lines = [
+        f"| method | published defaults: test top-1 at the val-selected epoch | tuned ({result['settings']['trials']} "
+        "trials): the same | tuned: best val top-1 (the selection score) | tuned setting |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for row in result["methods"].values():
+        default = (
+            cell(row["default"]["selected_top1"], row["default"]["vs"]) if "default" in row else "(none published)"
+        )
         if "tuned" in row:
             tuned = cell(row["tuned"]["selected_top1"], row["tuned"]["vs"])
             best = row["tuned"]["study"]["best"]
-            params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
+            params = ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items()
+            )
             lines.append(f"| {row['label']} | {default} | {tuned} | {best['score']:.2f} | {params} |")
         else:
             lines.append(f"| {row['label']} | {default} | | | |")
@@ -248,7 +292,7 @@ def markdown(result: dict) -> str:
     teacher = result["teacher"]
     lines = ["| method | last top-1 | best top-1 | firing rate | step time vs SNN |", "|---|---:|---:|---:|---:|",
              f"| ANN teacher (seed 0) | {teacher['final_top1']:.2f} | {teacher['best_top1']:.2f} | | |"]
-    for key, row in result["methods"].items():
+    for row in result["methods"].values():
         if "last_top1" not in row:
             continue
         last, best, rate = row["last_top1"], row["best_top1"], row["firing_rate"]
@@ -260,7 +304,9 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=15, help="training epochs of every student (default: the quickstart's)")
+    parser.add_argument(
+        "--epochs", type=int, default=15, help="training epochs of every student (default: the quickstart's)"
+    )
     parser.add_argument("--data", default=None, help="a registered data set (default: the quickstart's digits)")
     parser.add_argument("--root", default=None, help="data.root of that data set")
     parser.add_argument("--model", default=None, help="a registered model (default: the quickstart's resnet_tiny)")
@@ -271,8 +317,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--runs", default="runs/kd_methods", help="where the training runs go")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/kd_methods-<data>.json)")
     parser.add_argument("--tuned", action="store_true", help="tune every method alike on a validation split first")
-    parser.add_argument("--trials", type=int, default=8, help="--tuned: finished trials per method (default: %(default)s)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="--tuned: the validation hold-out (default: %(default)s)")
+    parser.add_argument(
+        "--trials", type=int, default=8, help="--tuned: finished trials per method (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.2, help="--tuned: the validation hold-out (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.repeats = 1, 2, 3
@@ -289,15 +339,19 @@ def main(argv: list[str] | None = None) -> dict:
     scratch = tempfile.TemporaryDirectory()  # run folders of the models built only to measure
     table = methods(7e-5 * last_tap_size(args, scratch.name))
     if args.tuned:
-        table["combination"] = {"label": "best sum: SAKD's feature term + a logit or self-distillation term (tuned only)",
-                                "overrides": None}
+        table["combination"] = {
+            "label": "best sum: SAKD's feature term + a logit or self-distillation term (tuned only)",
+            "overrides": None,
+        }
     unknown = set(args.methods or []) - set(table)
     if unknown:
         parser.error(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(table)}")
     table = {k: v for k, v in table.items() if not args.methods or k in args.methods or k == "snn"}  # snn: the baseline
     study.save(machine=machine(torch.device("cpu")))
 
-    teacher = study.run("teacher", load_config("quickstart/teacher", base_overrides(args) + ["run.name=teacher", "run.seed=0"]))
+    teacher = study.run(
+        "teacher", load_config("quickstart/teacher", base_overrides(args) + ["run.name=teacher", "run.seed=0"])
+    )
     weights = f"{teacher['run_dir']}/best.pt"
     if args.tuned:
         scratch.cleanup()

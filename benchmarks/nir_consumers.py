@@ -183,9 +183,12 @@ def main(argv=None) -> dict:
             if consumer == "sakd":
                 continue
             if row.get("imported") and "error" not in row:
-                print(f"{name} / {consumer}: identical spikes {row['identical_spikes']}, lowest layer agreement "
-                      f"{row['min_layer_agreement']}, output max diff {row['output_max_abs_diff']:.3g}, same prediction "
-                      f"{row['same_prediction']:.3f}", flush=True)
+                print(
+                    f"{name} / {consumer}: identical spikes {row['identical_spikes']}, lowest layer agreement "
+                    f"{row['min_layer_agreement']}, output max diff {row['output_max_abs_diff']:.3g}, same prediction "
+                    f"{row['same_prediction']:.3f}",
+                    flush=True,
+                )
             else:
                 print(f"{name} / {consumer}: {row['error']}", flush=True)
     dest = Path(args.out) if args.out else Path(__file__).parent / "results" / "nir_consumers.json"

@@ -46,7 +46,9 @@ def main(argv=None) -> None:
     q = Path(summaries["output_dir"])
     runs = [str(q / r) for r in ("teacher", "snn", "sakd")]
     record("quickstart", "sakd quickstart", {**summaries, "machine": machine(torch.device("cpu"))})
-    record("compare-quickstart", "sakd compare Q/teacher Q/snn Q/sakd --analyze --json FILE", compare(runs, analyze=True))
+    record(
+        "compare-quickstart", "sakd compare Q/teacher Q/snn Q/sakd --analyze --json FILE", compare(runs, analyze=True)
+    )
     record("analyze-quickstart-sakd", "sakd analyze Q/sakd --json FILE", analyze_checkpoint(runs[2], progress=False))
     data = figure4_data(*runs, images=360)
     record("figure4-quickstart", "sakd visualize --teacher Q/teacher --baseline Q/snn --student Q/sakd --images 360 "

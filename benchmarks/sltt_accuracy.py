@@ -25,21 +25,33 @@ from claims import paired, stats  # noqa: E402
 from study import mean_std, pm  # noqa: E402
 
 SAKD = ["distill.alpha=1", "distill.beta=10", "distill.gamma=1", "distill.tau=4"]
-MODES = {"ann": [], "snn_full": [], "snn_sltt": ["run.bptt=sltt"], "sakd_full": SAKD, "sakd_sltt": [*SAKD, "run.bptt=sltt"]}
+MODES = {
+    "ann": [],
+    "snn_full": [],
+    "snn_sltt": ["run.bptt=sltt"],
+    "sakd_full": SAKD,
+    "sakd_sltt": [*SAKD, "run.bptt=sltt"],
+}
 
 
 def markdown(rows: dict, settings: dict) -> str:
-    lines = [f"Data: {settings['data']} ({settings['train_subset'] or 'all'} training images, "
-             f"{settings['test_subset'] or 'all'} test, {settings['image_size'] or 'native'} px), T=4, "
-             f"{settings['epochs']} epochs, {settings['seeds']} seeds; last-epoch test top-1 (%), mean ± std; "
-             "training time per run (s). SAKD: α=1, β=10, γ=1, τ=4.", "",
-             "| network | ANN | SNN full | SNN SLTT | SLTT - full (± s.e.) | SAKD full | SAKD SLTT | SLTT - full (± s.e.) "
-             "| time full / SLTT (SNN) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Data: {settings['data']} ({settings['train_subset'] or 'all'} training images, "
+        f"{settings['test_subset'] or 'all'} test, {settings['image_size'] or 'native'} px), T=4, "
+        f"{settings['epochs']} epochs, {settings['seeds']} seeds; last-epoch test top-1 (%), mean ± std; "
+        "training time per run (s). SAKD: α=1, β=10, γ=1, τ=4.",
+        "",
+        "| network | ANN | SNN full | SNN SLTT | SLTT - full (± s.e.) | SAKD full | SAKD SLTT | SLTT - full (± s.e.) "
+        "| time full / SLTT (SNN) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for model, r in rows.items():
         t = r["time_s"]
-        lines.append(f"| {model} | {pm(r['ann']['last'])} | {pm(r['snn_full']['last'])} | {pm(r['snn_sltt']['last'])} | "
-                     f"{_vs(r['snn_sltt_vs_full'])} | {pm(r['sakd_full']['last'])} | {pm(r['sakd_sltt']['last'])} | "
-                     f"{_vs(r['sakd_sltt_vs_full'])} | {t['snn_full']['mean']:.1f} / {t['snn_sltt']['mean']:.1f} |")
+        lines.append(
+            f"| {model} | {pm(r['ann']['last'])} | {pm(r['snn_full']['last'])} | {pm(r['snn_sltt']['last'])} | "
+            f"{_vs(r['snn_sltt_vs_full'])} | {pm(r['sakd_full']['last'])} | {pm(r['sakd_sltt']['last'])} | "
+            f"{_vs(r['sakd_sltt_vs_full'])} | {t['snn_full']['mean']:.1f} / {t['snn_sltt']['mean']:.1f} |"
+        )
     return "\n".join(lines)
 
 

@@ -15,7 +15,15 @@ from pathlib import Path
 from sakd.errors import TrainingDivergedError
 from sakd.training import train
 
-KEPT = ("run_dir", "best_top1", "final_top1", "selected_top1", "firing_rate", "wall_time_s")  # what a cell records of a run
+# what a cell records of a run
+KEPT = (
+    "run_dir",
+    "best_top1",
+    "final_top1",
+    "selected_top1",
+    "firing_rate",
+    "wall_time_s",
+)
 
 
 class Study:

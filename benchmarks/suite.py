@@ -73,7 +73,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -383,18 +383,18 @@ def min_phases(step, device: torch.device) -> dict:
     for _ in range(2):
         mark, counts = _Marks(device), {"blocks": 0, "run_again": 0}
 
-        def watched(call):
+        def watched(call, mark=mark, counts=counts):
             mark("backward")
             run_again(call)
             counts["run_again"] += 1
             mark("run again")
 
-        def counted(call, *args):
+        def counted(call, *args, counts=counts):
             counts["blocks"] += 1
             return run_forward(call, *args)
 
-        handles = [step.model.register_forward_pre_hook(lambda *_: mark("before the forward")),
-                   step.model.register_forward_hook(lambda *_: mark("forward"))]
+        handles = [step.model.register_forward_pre_hook(lambda *_, mark=mark: mark("before the forward")),
+                   step.model.register_forward_hook(lambda *_, mark=mark: mark("forward"))]
         recompute.UnitCall.recompute, recompute.UnitCall.run_forward = watched, counted
         try:
             step()
@@ -409,9 +409,13 @@ def min_phases(step, device: torch.device) -> dict:
     return min(rounds, key=lambda r: max(r["peak_mib"].values()))
 
 
-def peak_steps(s: "Setup") -> dict:
-    steps = {"ann_B": s.ann_step("B"), "sakd": s.step(s.student(), True), "sakd_lean": s.step(s.student(), True, "lean"),
-             "sakd_min": s.step(s.student(), True, "min")}
+def peak_steps(s: Setup) -> dict:
+    steps = {
+        "ann_B": s.ann_step("B"),
+        "sakd": s.step(s.student(), True),
+        "sakd_lean": s.step(s.student(), True, "lean"),
+        "sakd_min": s.step(s.student(), True, "min"),
+    }
     if s.sj:
         steps["sakd_spikingjelly"] = s.step(s.student(peer=True), True)
         steps["sakd_spikingjelly_memopt"] = s.step(s.memopt_student(), True)
@@ -430,8 +434,12 @@ def measure_peaks_vs_T(width: float, batch: int, device, spec: NeuronSpec) -> di
     s = Setup(width, batch, device, None, spec)
     out = {mode: {str(t): peak_mib(s.step(s.student(timesteps=t), True, mode), device) for t in TIMESTEPS}
            for mode in MEMORY_MODES_T}
-    out["sltt"] = {str(t): peak_mib(s.step(s.student(timesteps=t), True, "lean", bptt="sltt"), device) for t in TIMESTEPS}
-    out["min_phases"] = {kind: min_phases(s.step(s.student(), kind == "sakd", "min"), device) for kind in ("sakd", "snn")}
+    out["sltt"] = {
+        str(t): peak_mib(s.step(s.student(timesteps=t), True, "lean", bptt="sltt"), device) for t in TIMESTEPS
+    }
+    out["min_phases"] = {
+        kind: min_phases(s.step(s.student(), kind == "sakd", "min"), device) for kind in ("sakd", "snn")
+    }
     return out
 
 
@@ -441,15 +449,22 @@ def bench_peak(width: float, batch: int, device, sj, spec: NeuronSpec, budget_gi
     if device.type != "cuda" and not Path("/proc/self/clear_refs").exists():
         return {"skipped": "the CPU peak needs Linux's /proc/self/clear_refs"}
     batches = (batch, 2 * batch)
-    log(f"width {width}: peak memory at B={batches[0]} and {batches[1]}" + ("" if device.type == "cuda" else " (child process)"))
+    log(
+        f"width {width}: peak memory at B={batches[0]} and {batches[1]}"
+        + ("" if device.type == "cuda" else " (child process)")
+    )
     if device.type == "cuda":
         by_batch = {b: measure_peaks(width, b, device, sj, spec) for b in batches}
         by_t = measure_peaks_vs_T(width, batch, device, spec)
     else:  # one child for both sizes: each step's peak is its own (clear_refs resets the high-water mark)
         job = {"width": width, "batches": batches, "peer": sj is not None,
                "neuron": {"name": spec.name, "reset": spec.reset, "decay": spec.decay}}
-        done = subprocess.run([sys.executable, __file__, "--peak-child", json.dumps(job)], env={**os.environ, **MALLOC_ENV},
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--peak-child", json.dumps(job)],
+            env={**os.environ, **MALLOC_ENV},
+            capture_output=True,
+            text=True,
+        )
         if done.returncode:
             raise RuntimeError(f"peak-memory child failed: {done.stderr.strip().splitlines()[-1:]}")
         measured = json.loads(done.stdout.strip().splitlines()[-1])
@@ -501,12 +516,21 @@ def bench_width(width: float, batch: int, device, sj, spec: NeuronSpec, warmup: 
         "sakd_overhead": sec["sakd"] / sec["snn"],
     }
     key = "peak_mib" if device.type == "cuda" else "saved_mib"
-    out["lean"] = {"memory_measure": key, **{
-        f"{tag}_{what}": value for tag, step in (("bits", "sakd_lean"), ("uint8", "sakd_lean_uint8"))
-        for what, value in (("time_ratio", sec[step] / sec["sakd"]), ("memory_ratio", mem[step][key] / mem["sakd"][key]),
-                            ("vs_ann_B", mem[step][key] / mem["ann_B"][key]))}, "fast_vs_ann_B": mem["sakd"][key] / mem["ann_B"][key],
+    out["lean"] = {
+        "memory_measure": key,
+        **{
+            f"{tag}_{what}": value
+            for tag, step in (("bits", "sakd_lean"), ("uint8", "sakd_lean_uint8"))
+            for what, value in (
+                ("time_ratio", sec[step] / sec["sakd"]),
+                ("memory_ratio", mem[step][key] / mem["sakd"][key]),
+                ("vs_ann_B", mem[step][key] / mem["ann_B"][key]),
+            )
+        },
+        "fast_vs_ann_B": mem["sakd"][key] / mem["ann_B"][key],
         "bits_only_memory_ratio": mem["sakd_lean_bits_only"][key] / mem["sakd"][key],
-        "bits_only_time_ratio": sec["sakd_lean_bits_only"] / sec["sakd"]}
+        "bits_only_time_ratio": sec["sakd_lean_bits_only"] / sec["sakd"],
+    }
     out["sltt_time_ratio"] = sec["sakd_sltt"] / sec["sakd"]  # both run.memory=fast: only run.bptt differs
     out["sltt_lean_time_ratio"] = sec["sakd_sltt_lean"] / sec["sakd"]
     out["min"] = {"memory_measure": key, "time_ratio": sec["sakd_min"] / sec["sakd"],
@@ -653,28 +677,68 @@ def report(result: dict, goals: list | None = None) -> list[list[str]]:
                                  f"{key}: ours {w['memory']['sakd'][key]:.0f} MiB, "
                                  f"SpikingJelly {w['memory']['sakd_spikingjelly'][key]:.0f} MiB", record=goals))
             lean_peer = w["memory"]["sakd_lean"][key] / w["memory"]["sakd_spikingjelly"][key]
-            rows.append(goal_row(f"7 peer memory, lean SAKD step ({tag})", lean_peer, f"{lean_peer:.2f}x", "peer_memory",
-                                 f"{key}: lean {w['memory']['sakd_lean'][key]:.0f} MiB", record=goals))
+            rows.append(
+                goal_row(
+                    f"7 peer memory, lean SAKD step ({tag})",
+                    lean_peer,
+                    f"{lean_peer:.2f}x",
+                    "peer_memory",
+                    f"{key}: lean {w['memory']['sakd_lean'][key]:.0f} MiB",
+                    record=goals,
+                )
+            )
         else:
             rows.append([f"3 peer ({tag})", "n/a", "", "n/a", f"SpikingJelly: {result['spikingjelly_missing']}"])
         lean, mem = w["lean"], w["memory"]
         key = lean["memory_measure"]
-        rows.append(goal_row(f"7 lean SAKD memory / ANN on B ({tag})", lean["bits_vs_ann_B"], f"{lean['bits_vs_ann_B']:.2f}",
-                             "lean_vs_ann", f"{key}: lean {mem['sakd_lean'][key]:.0f} MiB (uint8 "
-                             f"{mem['sakd_lean_uint8'][key]:.0f}), fast {mem['sakd'][key]:.0f} MiB "
-                             f"({lean['fast_vs_ann_B']:.2f}x), ANN on B {mem['ann_B'][key]:.0f} MiB", record=goals))
-        rows.append(goal_row(f"7 lean SAKD step time / fast ({tag})", lean["bits_time_ratio"], f"{lean['bits_time_ratio']:.3f}",
-                             "lean_time", f"uint8 packing {lean['uint8_time_ratio']:.3f}; memory lean/fast "
-                             f"{lean['bits_memory_ratio']:.2f} (uint8 {lean['uint8_memory_ratio']:.2f})", record=goals))
+        rows.append(
+            goal_row(
+                f"7 lean SAKD memory / ANN on B ({tag})",
+                lean["bits_vs_ann_B"],
+                f"{lean['bits_vs_ann_B']:.2f}",
+                "lean_vs_ann",
+                f"{key}: lean {mem['sakd_lean'][key]:.0f} MiB (uint8 "
+                f"{mem['sakd_lean_uint8'][key]:.0f}), fast {mem['sakd'][key]:.0f} MiB "
+                f"({lean['fast_vs_ann_B']:.2f}x), ANN on B {mem['ann_B'][key]:.0f} MiB",
+                record=goals,
+            )
+        )
+        rows.append(
+            goal_row(
+                f"7 lean SAKD step time / fast ({tag})",
+                lean["bits_time_ratio"],
+                f"{lean['bits_time_ratio']:.3f}",
+                "lean_time",
+                f"uint8 packing {lean['uint8_time_ratio']:.3f}; memory lean/fast "
+                f"{lean['bits_memory_ratio']:.2f} (uint8 {lean['uint8_memory_ratio']:.2f})",
+                record=goals,
+            )
+        )
         rows.append([f"7 lean, spikes as bits only ({tag})", f"{lean['bits_only_memory_ratio']:.2f}", "", "",
                      f"memory / fast without making neuron inputs again; time {lean['bits_only_time_ratio']:.3f}"])
         m = w["min"]
-        rows.append(goal_row(f"7 min SAKD step time / fast ({tag})", m["time_ratio"], f"{m['time_ratio']:.3f}", "min_time",
-                             f"{m['memory_measure']}: min {mem['sakd_min'][key]:.0f} MiB, {m['memory_ratio']:.2f}x fast, "
-                             f"{m['vs_ann_B']:.2f}x ANN on B", record=goals))
-        rows.append(goal_row(f"9 SLTT SAKD step time / fast ({tag})", w["sltt_time_ratio"], f"{w['sltt_time_ratio']:.3f}",
-                             "sltt_time", f"T={T} timesteps one at a time, both run.memory=fast; with run.memory=lean "
-                             f"{w['sltt_lean_time_ratio']:.3f}", record=goals))
+        rows.append(
+            goal_row(
+                f"7 min SAKD step time / fast ({tag})",
+                m["time_ratio"],
+                f"{m['time_ratio']:.3f}",
+                "min_time",
+                f"{m['memory_measure']}: min {mem['sakd_min'][key]:.0f} MiB, {m['memory_ratio']:.2f}x fast, "
+                f"{m['vs_ann_B']:.2f}x ANN on B",
+                record=goals,
+            )
+        )
+        rows.append(
+            goal_row(
+                f"9 SLTT SAKD step time / fast ({tag})",
+                w["sltt_time_ratio"],
+                f"{w['sltt_time_ratio']:.3f}",
+                "sltt_time",
+                f"T={T} timesteps one at a time, both run.memory=fast; with run.memory=lean "
+                f"{w['sltt_lean_time_ratio']:.3f}",
+                record=goals,
+            )
+        )
         rows += peak_rows(w["peak"], tag, goals)
         modes = w["modes_vs_T"]
         rows.append([f"9 kept / ANN on B vs T ({tag})", "", "", "",
@@ -685,9 +749,16 @@ def report(result: dict, goals: list | None = None) -> list[list[str]]:
         rows.append([f"5 memory vs T ({tag})", f"{m['slope_mib_per_step']:.1f} MiB/T", "", "",
                      f"{m['measure']} of a SAKD step, MiB: {pts}"])
         ips = w["inference_images_per_s"]
-        rows.append([f"6 inference, T={T} ({tag})", f"{ips['snn']:.0f} img/s", "", "",
-                     f"batch {w['inference_batch']}; ANN {ips['ann']:.0f} img/s"
-                     + (f", SpikingJelly SNN {ips['snn_spikingjelly']:.0f} img/s" if "snn_spikingjelly" in ips else "")])
+        rows.append(
+            [
+                f"6 inference, T={T} ({tag})",
+                f"{ips['snn']:.0f} img/s",
+                "",
+                "",
+                f"batch {w['inference_batch']}; ANN {ips['ann']:.0f} img/s"
+                + (f", SpikingJelly SNN {ips['snn_spikingjelly']:.0f} img/s" if "snn_spikingjelly" in ips else ""),
+            ]
+        )
     n = result["neuron"]
     ms = n["ms"]
     best = ms.get("sakd_compiled", ms["sakd_fused"])
@@ -697,8 +768,15 @@ def report(result: dict, goals: list | None = None) -> list[list[str]]:
                  f"vs the plain PyTorch loop {ms['pytorch_loop'] / best:.2f}x"
                  + (f", vs SpikingJelly {ms['spikingjelly'] / best:.2f}x faster" if "spikingjelly" in ms else "")])
     call = result["neuron_call"]
-    rows.append([f"4 cost of one layer call, {call['shape']}", f"{call['ms'].get('sakd_compiled', call['ms']['sakd_fused']) * 1e3:.0f} us",
-                 "", "", ", ".join(f"{k} {v * 1e3:.0f} us" for k, v in call["ms"].items())])
+    rows.append(
+        [
+            f"4 cost of one layer call, {call['shape']}",
+            f"{call['ms'].get('sakd_compiled', call['ms']['sakd_fused']) * 1e3:.0f} us",
+            "",
+            "",
+            ", ".join(f"{k} {v * 1e3:.0f} us" for k, v in call["ms"].items()),
+        ]
+    )
     return rows
 
 
@@ -708,8 +786,14 @@ def peak_rows(peak: dict, tag: str, goals: list | None = None) -> list[list[str]
         return [[f"8 peak memory ({tag})", "n/a", "", "n/a", peak["skipped"]]]
     b = next(iter(peak["peak_mib"]))
     p, fit = peak["peak_mib"][b], peak["fit"]
-    names = {"ann_B": "ANN on B", "sakd": "fast", "sakd_lean": "lean", "sakd_min": "min", "sakd_spikingjelly": "SpikingJelly",
-             "sakd_spikingjelly_memopt": f"SpikingJelly memopt L{peak.get('memopt_level', '')}"}
+    names = {
+        "ann_B": "ANN on B",
+        "sakd": "fast",
+        "sakd_lean": "lean",
+        "sakd_min": "min",
+        "sakd_spikingjelly": "SpikingJelly",
+        "sakd_spikingjelly_memopt": f"SpikingJelly memopt L{peak.get('memopt_level', '')}",
+    }
     detail = ", ".join(f"{names[k]} {v:.0f}" for k, v in p.items())
     rows = [goal_row(f"8 peak memory lean / ANN on B ({tag})", peak["lean_vs_ann_B"], f"{peak['lean_vs_ann_B']:.2f}",
                      "lean_vs_ann", f"{peak['measure']} at B={b}, MiB: {detail}", record=goals)]
@@ -718,10 +802,26 @@ def peak_rows(peak: dict, tag: str, goals: list | None = None) -> list[list[str]
                              f"{peak['lean_vs_memopt']:.2f}x", "lean_vs_memopt",
                              f"memopt level {peak['memopt_level']}; lean / SpikingJelly default "
                              f"{p['sakd_lean'] / p['sakd_spikingjelly']:.2f}x", record=goals))
-    rows.append(goal_row(f"8 peak memory min / ANN on B ({tag})", peak["min_vs_ann_B"], f"{peak['min_vs_ann_B']:.2f}",
-                         "min_peak_vs_ann_peak", f"{peak['measure']} at B={b}: min {p['sakd_min']:.0f} MiB", record=goals))
-    rows.append(goal_row(f"8 peak memory fast / min ({tag})", peak["fast_vs_min"], f"{peak['fast_vs_min']:.2f}x",
-                         "fast_peak_vs_min_peak", f"fast {p['sakd']:.0f} MiB, min {p['sakd_min']:.0f} MiB", record=goals))
+    rows.append(
+        goal_row(
+            f"8 peak memory min / ANN on B ({tag})",
+            peak["min_vs_ann_B"],
+            f"{peak['min_vs_ann_B']:.2f}",
+            "min_peak_vs_ann_peak",
+            f"{peak['measure']} at B={b}: min {p['sakd_min']:.0f} MiB",
+            record=goals,
+        )
+    )
+    rows.append(
+        goal_row(
+            f"8 peak memory fast / min ({tag})",
+            peak["fast_vs_min"],
+            f"{peak['fast_vs_min']:.2f}x",
+            "fast_peak_vs_min_peak",
+            f"fast {p['sakd']:.0f} MiB, min {p['sakd_min']:.0f} MiB",
+            record=goals,
+        )
+    )
     vs_t = peak["vs_T"]
     rows.append(goal_row(f"9 SLTT peak at T=8 / at T=2 ({tag})", peak["sltt_T8_vs_T2"], f"{peak['sltt_T8_vs_T2']:.3f}",
                          "sltt_peak_T8_vs_T2", "run.bptt=sltt with run.memory=lean: " + ", ".join(
@@ -736,8 +836,15 @@ def peak_rows(peak: dict, tag: str, goals: list | None = None) -> list[list[str]
                  "; ".join(f"{mode} " + ", ".join(f"T={t}: {v:.2f}" for t, v in by.items())
                            for mode, by in vs_t["vs_ann_B"].items())])
     largest = ", ".join(f"{names[k]} {v['largest_batch']}" for k, v in fit.items())
-    rows.append([f"8 largest batch in {peak['budget_gib']:g} GiB ({tag})", f"{fit['sakd_lean']['largest_batch']}", "", "",
-                 f"linear fit of the peaks at B and 2B: {largest}"])
+    rows.append(
+        [
+            f"8 largest batch in {peak['budget_gib']:g} GiB ({tag})",
+            f"{fit['sakd_lean']['largest_batch']}",
+            "",
+            "",
+            f"linear fit of the peaks at B and 2B: {largest}",
+        ]
+    )
     return rows
 
 

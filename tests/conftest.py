@@ -97,7 +97,9 @@ def trio(tmp_path_factory, teacher_ckpt):
 
     out = tmp_path_factory.mktemp("trio")
     snn = train(fast_config(out, "optim.epochs=1", "run.name=snn"))["run_dir"]
-    sakd = train(fast_config(out, "optim.epochs=1", "run.name=sakd", f"distill.teacher.weights={teacher_ckpt}"))["run_dir"]
+    sakd = train(fast_config(out, "optim.epochs=1", "run.name=sakd", f"distill.teacher.weights={teacher_ckpt}"))[
+        "run_dir"
+    ]
     return {"teacher": str(Path(teacher_ckpt).parent), "baseline": snn, "student": sakd}
 
 

@@ -126,7 +126,9 @@ def test_analyze_a_checkpoint_and_its_errors(tmp_path, capsys, trio, teacher_ckp
     assert len(layers) == 10  # resnet_tiny: 9 convolutions and the classifier
     assert layers["conv1"]["input"] == "analog" and layers["layer1.0.conv1"]["input"] == "spikes"
     assert total["snn_acs"] == pytest.approx(sum(r["snn_acs"] for r in layers.values()))
-    assert total["energy_ratio"] == pytest.approx((0.9 * total["snn_acs"] + 4.6 * total["snn_macs"]) / (4.6 * total["ann_macs"]))
+    assert total["energy_ratio"] == pytest.approx(
+        (0.9 * total["snn_acs"] + 4.6 * total["snn_macs"]) / (4.6 * total["ann_macs"])
+    )
     ann = create_model("resnet_tiny", spiking=False, num_classes=10)
     with torch.no_grad(), OpCounter(ann) as dense:
         ann(torch.randn(1, 3, 16, 16))
@@ -135,10 +137,12 @@ def test_analyze_a_checkpoint_and_its_errors(tmp_path, capsys, trio, teacher_ckp
 
     from pathlib import Path
 
-    from sakd.compare import energy_columns
+    from sakd.analysis.run_rows import energy_columns
 
     assert main(["analyze", snn, "--images", "40", "--device", "cpu"]) == 0  # a run folder keeps analysis.json
-    assert energy_columns(Path(snn))["energy_ratio"] == pytest.approx(json.loads((Path(snn) / "analysis.json").read_text())["total"]["energy_ratio"])
+    assert energy_columns(Path(snn))["energy_ratio"] == pytest.approx(
+        json.loads((Path(snn) / "analysis.json").read_text())["total"]["energy_ratio"]
+    )
     stale = json.loads((Path(snn) / "analysis.json").read_text())
     del stale["cache_key"]["counting"]  # an analysis counted by the earlier rule is not shown
     (Path(snn) / "analysis.json").write_text(json.dumps(stale))

@@ -58,7 +58,9 @@ def test_suite_reports_every_figure(tmp_path):
     n = result["neuron"]
     assert n["neuron"] == result["student_neuron"]["name"] == neuron[1]
     assert n["ms"]["relu"] > 0 and set(n["ms"]) == set(result["neuron_call"]["ms"])  # ReLU beside the neuron
-    assert result["neuron_call"]["shape"] == [4, 2, 1, 2, 2] and all(result["neuron_call"]["same_spikes_as_reference"].values())
+    assert result["neuron_call"]["shape"] == [4, 2, 1, 2, 2] and all(
+        result["neuron_call"]["same_spikes_as_reference"].values()
+    )
 
 
 @pytest.mark.parametrize("spec", [NeuronSpec(name="lif"), NeuronSpec(name="plif", reset="soft")], ids=lambda s: s.name)
@@ -135,9 +137,33 @@ def test_claims_quick_runs_every_cell_and_judges_every_claim(tmp_path):
 
     fake_mnist(tmp_path / "data", gz=True, n_train=120, n_test=60)
     out = tmp_path / "claims.json"
-    args = ["--quick", "--root", str(tmp_path / "data"), "--image-size", "8", "--train-subset", "100",
-            "--small-subset", "50", "--test-subset", "50", "--batch", "25", "--val-fraction", "0.2",
-            "--model", "resnet_tiny", "--deep", "resnet_tiny", "--set", "model.timesteps=2", "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    args = [
+        "--quick",
+        "--root",
+        str(tmp_path / "data"),
+        "--image-size",
+        "8",
+        "--train-subset",
+        "100",
+        "--small-subset",
+        "50",
+        "--test-subset",
+        "50",
+        "--batch",
+        "25",
+        "--val-fraction",
+        "0.2",
+        "--model",
+        "resnet_tiny",
+        "--deep",
+        "resnet_tiny",
+        "--set",
+        "model.timesteps=2",
+        "--runs",
+        str(tmp_path / "runs"),
+        "--out",
+        str(out),
+    ]
     result = claims.main(args)
     assert set(result["claims"]) == set("abcdef")
     # one seed: no comparison has a margin, and cells near chance did not train: never a verdict
@@ -160,11 +186,33 @@ def test_any_network_quick_trains_ann_snn_and_sakd_of_a_network_from_elsewhere(t
 
     fake_mnist(tmp_path / "data", gz=True, n_train=60, n_test=30)
     out = tmp_path / "any.json"
-    args = ["--quick", "--models", "python:test_graph_twins:user_net", "--root", str(tmp_path / "data"),
-            "--image-size", "8", "--train-subset", "50", "--test-subset", "30", "--batch", "25", "--val-fraction", "0.2",
-            "--set", "model.timesteps=2", "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    args = [
+        "--quick",
+        "--models",
+        "python:test_graph_twins:user_net",
+        "--root",
+        str(tmp_path / "data"),
+        "--image-size",
+        "8",
+        "--train-subset",
+        "50",
+        "--test-subset",
+        "30",
+        "--batch",
+        "25",
+        "--val-fraction",
+        "0.2",
+        "--set",
+        "model.timesteps=2",
+        "--runs",
+        str(tmp_path / "runs"),
+        "--out",
+        str(out),
+    ]
     result = any_network.main(args)
-    assert sorted(result["cells"]) == [f"python_test_graph_twins_user_net/{m}/seed0" for m in ("ann", "sakd", "sakd_ce", "snn")]
+    assert sorted(result["cells"]) == [
+        f"python_test_graph_twins_user_net/{m}/seed0" for m in ("ann", "sakd", "sakd_ce", "snn")
+    ]
     row = result["rows"]["python:test_graph_twins:user_net"]
     assert row["sakd_vs_snn"]["sign"] == row["sakd_ce_vs_snn"]["sign"] == 0  # one seed: never a verdict
     assert "| python:test_graph_twins:user_net |" in out.with_suffix(".md").read_text()
@@ -269,9 +317,29 @@ def test_sltt_study_quick_trains_full_and_sltt_with_and_without_sakd(tmp_path):
 
     fake_mnist(tmp_path / "data", gz=True, n_train=60, n_test=30)
     out = tmp_path / "sltt.json"
-    result = sltt_accuracy.main(["--quick", "--root", str(tmp_path / "data"), "--image-size", "8", "--train-subset", "50",
-                                 "--test-subset", "30", "--batch", "25", "--val-fraction", "0.2", "--set",
-                                 "model.timesteps=2", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    result = sltt_accuracy.main(
+        [
+            "--quick",
+            "--root",
+            str(tmp_path / "data"),
+            "--image-size",
+            "8",
+            "--train-subset",
+            "50",
+            "--test-subset",
+            "30",
+            "--batch",
+            "25",
+            "--val-fraction",
+            "0.2",
+            "--set",
+            "model.timesteps=2",
+            "--runs",
+            str(tmp_path / "runs"),
+            "--out",
+            str(out),
+        ]
+    )
     assert sorted(result["cells"]) == [f"resnet_tiny/{m}/seed0" for m in
                                        ("ann", "sakd_full", "sakd_sltt", "snn_full", "snn_sltt")]
     row = result["rows"]["resnet_tiny"]

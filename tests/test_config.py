@@ -185,16 +185,30 @@ def test_bad_files_and_places_are_one_line_before_any_work_and_leave_nothing(tmp
         ("eval", str(bad / "text.pt")): "text.pt is not a checkpoint: not a PyTorch file (it begins as text",
         ("eval", str(bad / "truncated.pt")): "truncated.pt: a damaged PyTorch file",
         ("eval", str(bad / "pickled.pt")): "pickled.pt holds Python objects besides tensors and plain data, which "
-                                           "sakd does not load: unpickling them would run code",
+        "sakd does not load: unpickling them would run code",
         ("eval", str(bad / "state_dict.pt")): "state_dict.pt is not a sakd checkpoint",
         ("train", "--config", "quickstart/snn", f"run.output_dir={bad / 'a_file'}"): "run.output_dir",
-        ("train", "--config", "quickstart/snn", f"run.output_dir={bad / 'a_file' / 'runs'}"): "a_file is a file, not a folder",
+        (
+            "train",
+            "--config",
+            "quickstart/snn",
+            f"run.output_dir={bad / 'a_file' / 'runs'}",
+        ): "a_file is a file, not a folder",
         ("eval", student, "--json", str(folder)): "--json",
         ("eval", student, "--json", str(bad / "a_file" / "r.json")): "a_file is a file, not a folder",
         ("report", student, "-o", str(folder)): "is a folder; give a file name",
         ("export", student, "--format", "onnx", "-o", str(bad / "a_file" / "m.onnx")): "a_file is a file",
-        ("visualize", "--teacher", trio["teacher"], "--baseline", trio["baseline"], "--student", student,
-         "-o", str(bad / "a_file" / "fig")): "a_file is a file",
+        (
+            "visualize",
+            "--teacher",
+            trio["teacher"],
+            "--baseline",
+            trio["baseline"],
+            "--student",
+            student,
+            "-o",
+            str(bad / "a_file" / "fig"),
+        ): "a_file is a file",
         ("compare", student, "--json", str(folder)): "is a folder",
         ("quickstart", "--output-dir", str(bad / "a_file")): "--output-dir",
     }
@@ -243,7 +257,10 @@ def test_help_stands_alone_every_key_listed_and_a_recipe_printed_resolved(capsys
     meanings = [line for line in out.splitlines() if line.startswith("    ")]
     assert len(meanings) >= len(listed)  # a meaning under every key
     assert "optim.lr: float = 0.1\n    the peak learning rate" in out
-    assert "model.neuron.name: str = lif\n    the neuron (lif: eq. 1-3) (one of the registered names: `sakd list neurons`)" in out
+    assert (
+        "model.neuron.name: str = lif\n    the neuron (lif: eq. 1-3) (one of the registered names: `sakd list neurons`)"
+        in out
+    )
     assert main(["config", "keys", "distill.terms[]"]) == 0
     assert "distill.terms[].weight: float = 1.0" in capsys.readouterr().out
     assert main(["config", "keys", "optim"]) == 0

@@ -93,8 +93,12 @@ def test_idx_reader_agrees_with_torchvisions(tmp_path):
     from sakd.data.mnist import read_idx
 
     fake_mnist(tmp_path, gz=False)
-    assert torch.equal(read_idx(tmp_path / "train-images-idx3-ubyte"), read_image_file(str(tmp_path / "train-images-idx3-ubyte")))
-    assert torch.equal(read_idx(tmp_path / "t10k-labels-idx1-ubyte").long(), read_label_file(str(tmp_path / "t10k-labels-idx1-ubyte")))
+    assert torch.equal(
+        read_idx(tmp_path / "train-images-idx3-ubyte"), read_image_file(str(tmp_path / "train-images-idx3-ubyte"))
+    )
+    assert torch.equal(
+        read_idx(tmp_path / "t10k-labels-idx1-ubyte").long(), read_label_file(str(tmp_path / "t10k-labels-idx1-ubyte"))
+    )
 
 
 def test_mnist_family_options_and_errors(tmp_path):
@@ -120,7 +124,9 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 def test_real_fashion_mnist_from_the_debian_package():
     bundle = build_dataset("fashion_mnist", root=str(FASHION), augment=False)
     assert len(bundle.train) == 60000 and len(bundle.test) == 10000
-    assert bundle.train.labels.bincount().tolist() == [6000] * 10 and bundle.test.labels.bincount().tolist() == [1000] * 10
+    assert (
+        bundle.train.labels.bincount().tolist() == [6000] * 10 and bundle.test.labels.bincount().tolist() == [1000] * 10
+    )
     assert abs(bundle.train.images.mean().item()) < 0.01 and abs(bundle.train.images.std().item() - 1) < 0.01
 
 
@@ -207,9 +213,19 @@ def test_an_unreadable_image_is_named_before_any_run_folder_or_skipped_with_a_co
     with pytest.raises(BadDataError, match=rf"1 image\(s\) of the train split cannot be read: {bad} \("):
         build_dataset("imagefolder", root=str(tmp_path / "images"))
     runs = tmp_path / "runs"
-    args = ["train", "--config", "quickstart/snn", "data.name=imagefolder", f"data.root={tmp_path / 'images'}",
-            "model.name=resnet_tiny", "optim.epochs=1", f"run.output_dir={runs}", "run.device=cpu", "data.num_workers=0",
-            "data.batch_size=4"]
+    args = [
+        "train",
+        "--config",
+        "quickstart/snn",
+        "data.name=imagefolder",
+        f"data.root={tmp_path / 'images'}",
+        "model.name=resnet_tiny",
+        "optim.epochs=1",
+        f"run.output_dir={runs}",
+        "run.device=cpu",
+        "data.num_workers=0",
+        "data.batch_size=4",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(bad) in err and "data.options.bad_files=skip" in err

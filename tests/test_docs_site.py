@@ -18,8 +18,13 @@ CONFIG = ROOT / "mkdocs.yml"
 
 
 def build(config: Path, site: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site), "-f", str(config)],
-                          check=False, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site), "-f", str(config)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def nav_pages(nav) -> list[str]:
@@ -36,7 +41,10 @@ def test_the_site_builds_strictly(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     site = tmp_path / "site"
     assert "user-guide/" in (site / "index.html").read_text()  # README.md is the home page, its docs/ links are pages
-    assert "<code>benchmarks/results/figure4-quickstart.json</code> in the repository" in (site / "analysis" / "index.html").read_text()
+    assert (
+        "<code>benchmarks/results/figure4-quickstart.json</code> in the repository"
+        in (site / "analysis" / "index.html").read_text()
+    )
     assert (site / "contributing" / "index.html").exists()
 
 
@@ -65,12 +73,18 @@ def test_the_copy_builds(repo, tmp_path):  # so that the failures below are the 
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("link, named", [
-    ("[a page](no-such-page.md)", "no-such-page.md"),
-    ("[an anchor](distillation.md#no-such-section)", "no-such-section"),
-    ("[a result](../benchmarks/results/no-such-file.json)", "no-such-file.json', which is no file or folder of the repository"),
-    ("[a section of the contributing guide](../CONTRIBUTING.md#no-such-part)", "no-such-part"),
-])
+@pytest.mark.parametrize(
+    "link, named",
+    [
+        ("[a page](no-such-page.md)", "no-such-page.md"),
+        ("[an anchor](distillation.md#no-such-section)", "no-such-section"),
+        (
+            "[a result](../benchmarks/results/no-such-file.json)",
+            "no-such-file.json', which is no file or folder of the repository",
+        ),
+        ("[a section of the contributing guide](../CONTRIBUTING.md#no-such-part)", "no-such-part"),
+    ],
+)
 def test_a_broken_link_fails_the_build(repo, tmp_path, link, named):
     """One bad link in docs/data.md: the strict build fails, naming the page and the link."""
     with open(repo / "docs" / "data.md", "a") as page:

@@ -246,7 +246,12 @@ def test_export_command_and_its_errors(trio, tmp_path, capsys, monkeypatch):
     summary = tmp_path / "s.json"
     assert main(["export", student, "--format", "nir", "-o", str(tmp_path / "m.nir"), "--json", str(summary)]) == 0
     s = json.loads(summary.read_text())
-    assert s["read_back"] and s["node_types"]["LIF"] == 7 and s["node_types"]["Conv2d"] == 9 and s["input_shape"] == [1, 3, 16, 16]
+    assert (
+        s["read_back"]
+        and s["node_types"]["LIF"] == 7
+        and s["node_types"]["Conv2d"] == 9
+        and s["input_shape"] == [1, 3, 16, 16]
+    )
     assert main(["export", student, "--format", "onnx", "-o", str(tmp_path / "m.onnx"), "--json", str(summary)]) == 0
     s = json.loads(summary.read_text())
     assert s["onnxruntime_max_abs_diff"] < 1e-5 and s["same_prediction"]
@@ -260,7 +265,10 @@ def test_export_command_and_its_errors(trio, tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as stop:  # argparse's own check, before any work
         main(["export", student, "--format", "nir", "-o", str(tmp_path / "t.nir"), "--input-size", "0", "16"])
     assert stop.value.code == 2 and "argument --input-size: 0 is not positive" in capsys.readouterr().err
-    fails([trio["teacher"], "--format", "nir", "-o", str(tmp_path / "t.nir")], "holds an ANN (resnet_tiny); sakd export takes a spiking checkpoint")
+    fails(
+        [trio["teacher"], "--format", "nir", "-o", str(tmp_path / "t.nir")],
+        "holds an ANN (resnet_tiny); sakd export takes a spiking checkpoint",
+    )
     fails([student, "--format", "tflite", "-o", str(tmp_path / "t.x")], "unknown export format 'tflite'")
     ckpt = torch.load(f"{student}/last.pt", weights_only=True)
     ckpt["spec"]["neuron"]["reset"] = "soft"
@@ -269,6 +277,11 @@ def test_export_command_and_its_errors(trio, tmp_path, capsys, monkeypatch):
     fails([str(tmp_path / "soft.pt"), "--format", "nir", "-o", str(tmp_path / "keep.nir")], "soft reset")
     assert (tmp_path / "keep.nir").read_text() == "an earlier export"
     monkeypatch.setitem(sys.modules, "nir", None)
-    fails([student, "--format", "nir", "-o", str(tmp_path / "x.nir")], 'needs the nir package: pip install "sakd[export]"')
+    fails(
+        [student, "--format", "nir", "-o", str(tmp_path / "x.nir")], 'needs the nir package: pip install "sakd[export]"'
+    )
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    fails([student, "--format", "onnx", "-o", str(tmp_path / "x.onnx")], 'needs onnx and onnxruntime: pip install "sakd[export]"')
+    fails(
+        [student, "--format", "onnx", "-o", str(tmp_path / "x.onnx")],
+        'needs onnx and onnxruntime: pip install "sakd[export]"',
+    )

@@ -153,7 +153,10 @@ def test_the_snn_twin_exports_to_onnx_and_is_counted_by_analyze(twins, tmp_path)
 
     name, _, _, snn = twins
     if name == "torchvision:vgg11_bn":  # its 4096-wide classifier: a 480 MB file; VGG's 1x1 -> 7x7 pool is tested below
-        pytest.skip("VGG-11's ONNX file is 480 MB; test_adaptive_pooling_onnx_cannot_write_is_written_as_matrices covers its pool")
+        pytest.skip(
+            "VGG-11's ONNX file is 480 MB; "
+            "test_adaptive_pooling_onnx_cannot_write_is_written_as_matrices covers its pool"
+        )
     snn = snn.eval()
     summary = export_onnx_file(snn, torch.randn(1, 3, 32, 32), 2, tmp_path / "m.onnx")
     assert summary["onnxruntime_max_abs_diff"] < 1e-4 and summary["same_prediction"]
@@ -208,7 +211,9 @@ class Softmaxed(Gelu):
 
 def test_what_cannot_be_twinned_is_one_line_naming_the_node_and_the_option():
     kw = dict(source="python:mine", spiking=True, timesteps=2, neuron=None)
-    with pytest.raises(ConfigError, match=r"no spiking form: GELU at act; set model.options.activations=\{GELU: spike\}"):
+    with pytest.raises(
+        ConfigError, match=r"no spiking form: GELU at act; set model.options.activations=\{GELU: spike\}"
+    ):
         GraphTwin(Gelu(), **kw)
     twin = GraphTwin(Gelu(), **kw, activations={"GELU": "spike"})
     assert isinstance(twin.act, SpikeActivation)

@@ -107,7 +107,9 @@ def test_attention_transfer_by_hand():
     term = build_term("at", {}, [2], [2])
     assert term(TermInputs(torch.zeros(1, 2), torch.tensor([0]), None, [fs], [ft])).item() == pytest.approx(1.0)
     same = build_term("at", {}, [2], [5])  # no parameters: the channels may differ
-    assert same(TermInputs(torch.zeros(1, 2), torch.tensor([0]), None, [fs], [fs.mean(0).repeat(1, 2, 1, 1)[:, :5]])) == 0
+    assert (
+        same(TermInputs(torch.zeros(1, 2), torch.tensor([0]), None, [fs], [fs.mean(0).repeat(1, 2, 1, 1)[:, :5]])) == 0
+    )
 
 
 def _identity_conv(conv):
@@ -158,7 +160,9 @@ def test_bkd_restores_the_last_tap_and_masks_whole_channels():
 def test_terms_take_flat_options_and_name_what_is_wrong(tmp_path):
     cfg = fast_config(tmp_path, "distill.terms=[{name: dkd, weight: 2, tau: 3, beta: 4}]")
     assert cfg.distill.terms[0].options == {"tau": 3, "beta": 4}
-    with pytest.raises(ConfigError, match="loss term 'dkd' has no option 'temperature'; its options: alpha, beta, tau, warmup"):
+    with pytest.raises(
+        ConfigError, match="loss term 'dkd' has no option 'temperature'; its options: alpha, beta, tau, warmup"
+    ):
         fast_config(tmp_path, "distill.terms=[{name: dkd, temperature: 3}]")
     with pytest.raises(ConfigError, match="loss term 'dkd': needs tau > 0"):
         SAKDLoss(alpha=1, terms=[TermSpec.of("dkd", 1, {"tau": 0})])
@@ -208,14 +212,25 @@ def test_weight_schedules_by_hand_and_their_config_errors(tmp_path):
     assert ramp.ever_on and ramp.ever_off(3) and not WeightSchedule.of(1.0).ever_off(5)
     assert not WeightSchedule.of(0.0, [P(3, 0.0)]).ever_on
     # a term whose weight is 0 at every epoch is not built; one that ramps in is, and is skipped while off
-    loss = SAKDLoss(alpha=1, terms=[TermSpec.of("logit_kd", 0.0), TermSpec.of("timestep_kd", 0.0, schedule=[P(1, 1.0)])])
+    loss = SAKDLoss(
+        alpha=1, terms=[TermSpec.of("logit_kd", 0.0), TermSpec.of("timestep_kd", 0.0, schedule=[P(1, 1.0)])]
+    )
     assert list(loss.terms) == ["ce", "timestep_kd"] and loss.weights(0) == {"ce": 1.0, "timestep_kd": 0.0}
     s, y, t = torch.tensor([[1.0, 0.0]]), torch.tensor([0]), torch.tensor([[0.0, 1.0]])
     assert list(loss(s, y, t, epoch=0).terms) == ["ce"] and list(loss(s, y, t, epoch=1).terms) == ["ce", "timestep_kd"]
     for bad, message in (
-        ("[{name: dkd, schedule: [{epoch: 2, weight: 1}, {epoch: 2, weight: 0}]}]", "loss term 'dkd': the schedule names an epoch twice"),
-        ("[{name: dkd, schedule: [{epoch: 2, weight: -1}]}]", r"'distill.terms\[0\].schedule\[0\].weight' must be >= 0.0"),
-        ("[{name: dkd, schedule: [{epoch: 2, weight: 1, ramp: exp}]}]", r"'distill.terms\[0\].schedule\[0\].ramp' must be one of"),
+        (
+            "[{name: dkd, schedule: [{epoch: 2, weight: 1}, {epoch: 2, weight: 0}]}]",
+            "loss term 'dkd': the schedule names an epoch twice",
+        ),
+        (
+            "[{name: dkd, schedule: [{epoch: 2, weight: -1}]}]",
+            r"'distill.terms\[0\].schedule\[0\].weight' must be >= 0.0",
+        ),
+        (
+            "[{name: dkd, schedule: [{epoch: 2, weight: 1, ramp: exp}]}]",
+            r"'distill.terms\[0\].schedule\[0\].ramp' must be one of",
+        ),
     ):
         with pytest.raises(ConfigError, match=message):
             fast_config(tmp_path, f"distill.terms={bad}")

@@ -13,8 +13,8 @@ LAYERS = {
              "sakd.runs", "sakd.plugins", "sakd.version"],
     "parts": ["sakd.neurons", "sakd.models", "sakd.data", "sakd.distill"],
     "engine": ["sakd.training"],
-    "applications": ["sakd.evaluation", "sakd.compare", "sakd.analysis", "sakd.export", "sakd.nas", "sakd.tuning",
-                     "sakd.cli"],
+    "applications": ["sakd.analysis", "sakd.export", "sakd.nas", "sakd.tuning"],
+    "commands": ["sakd.compare", "sakd.cli"],
     "front door": ["sakd", "sakd.__main__"],
 }
 

@@ -32,7 +32,9 @@ def test_tensorboard_gets_every_number_of_every_epoch(tmp_path):
 
 
 def test_unknown_or_missing_logger_is_one_clear_error(tmp_path, monkeypatch):
-    with pytest.raises(ConfigError, match="config key 'run.loggers' must be one of mlflow, tensorboard, wandb; got 'comet'"):
+    with pytest.raises(
+        ConfigError, match="config key 'run.loggers' must be one of mlflow, tensorboard, wandb; got 'comet'"
+    ):
         fast_config(tmp_path, "run.loggers=[comet]")
     monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # as if not installed
     with pytest.raises(ConfigError, match=r'run.loggers: wandb is not installed; pip install "sakd\[wandb\]"'):
@@ -69,7 +71,9 @@ def test_wandb_gets_the_same_numbers_and_a_resumed_run_continues_it(tmp_path, mo
 
     monkeypatch.setattr(wandb, "init", lambda **kw: inits.append(kw) or Recorder())
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    run_dir = Path(train(fast_config(tmp_path, "model.spiking=false", "optim.epochs=1", "run.loggers=[wandb]"))["run_dir"])
+    run_dir = Path(
+        train(fast_config(tmp_path, "model.spiking=false", "optim.epochs=1", "run.loggers=[wandb]"))["run_dir"]
+    )
     Trainer.from_checkpoint(run_dir, ["optim.epochs=2"]).fit()
     assert [i["id"] for i in inits] == [(run_dir / "wandb-id").read_text().strip()] * 2  # one wandb run
     assert all(i["resume"] == "allow" and i["mode"] == "offline" and i["name"] == run_dir.name for i in inits)
@@ -82,7 +86,9 @@ def test_wandb_gets_the_same_numbers_and_a_resumed_run_continues_it(tmp_path, mo
 def test_wandb_writes_a_real_offline_run(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.delenv("WANDB_MODE", raising=False)  # the default is offline: no network, no login
-    run_dir = Path(train(fast_config(tmp_path, "model.spiking=false", "optim.epochs=1", "run.loggers=[wandb]"))["run_dir"])
+    run_dir = Path(
+        train(fast_config(tmp_path, "model.spiking=false", "optim.epochs=1", "run.loggers=[wandb]"))["run_dir"]
+    )
     run_id = (run_dir / "wandb-id").read_text().strip()
     (folder,) = list((run_dir / "wandb").glob(f"offline-run-*-{run_id}"))
     assert (folder / f"run-{run_id}.wandb").stat().st_size > 0

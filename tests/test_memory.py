@@ -238,10 +238,13 @@ def test_the_trainer_in_lean_and_min_mode_takes_the_same_step(tmp_path, teacher_
                                       "distill.gamma=1", f"run.memory={mode}"))
         x, y = next(iter(trainer.parts.train_loader))
         features = trainer.parts.objective.reads_features(0)
-        assert trainer.parts.objective.weights(0)["feature_kd"] == 10 and features  # the taps and transforms are in the step
+        # the taps and transforms are in the step
+        assert trainer.parts.objective.weights(0)["feature_kd"] == 10 and features
         loss, terms, _ = trainer.step_loss(x, y, 0, features)
         loss.backward()
-        grads[mode] = [p.grad.clone() for p in [*trainer.parts.model.parameters(), *trainer.parts.objective.parameters()]]
+        grads[mode] = [
+            p.grad.clone() for p in [*trainer.parts.model.parameters(), *trainer.parts.objective.parameters()]
+        ]
     assert all(torch.equal(a, b) for a, b in zip(grads["fast"], grads["lean"]))
     assert all(torch.equal(a, b) for a, b in zip(grads["fast"], grads["min"]))
 

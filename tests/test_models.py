@@ -97,9 +97,11 @@ def _recipe_inputs():
     return sorted(seen.items(), key=lambda kv: kv[0])
 
 
-@pytest.mark.parametrize("model, stem, channels, size, options",
-                         [(*k, v) for k, v in _recipe_inputs()] + [("vgg11", "cifar", 3, 32, {}), ("vgg11", "cifar", 2, 56, {})],
-                         ids=lambda v: str(v) if not isinstance(v, dict) else "")
+@pytest.mark.parametrize(
+    "model, stem, channels, size, options",
+    [(*k, v) for k, v in _recipe_inputs()] + [("vgg11", "cifar", 3, 32, {}), ("vgg11", "cifar", 2, 56, {})],
+    ids=lambda v: str(v) if not isinstance(v, dict) else "",
+)
 def test_gradient_reaches_every_position_of_the_last_feature_map(model, stem, channels, size, options):
     torch.manual_seed(0)
     net = create_model(model, spiking=False, num_classes=10, in_channels=channels, stem=stem, **options).eval()

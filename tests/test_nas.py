@@ -50,7 +50,9 @@ def test_sampled_subnet_forward_equals_its_materialised_model(spiking):
     for arch in [net.space.largest(), net.space.smallest()] + [net.space.sample(rng) for _ in range(6)]:
         net.use(arch).eval()
         standalone = net.materialize().eval()
-        assert standalone.spec.name == "resnet_custom" and [len(l) for l in (standalone.layer1, standalone.layer2)] == list(arch.depths)
+        assert standalone.spec.name == "resnet_custom" and [
+            len(layer) for layer in (standalone.layer1, standalone.layer2)
+        ] == list(arch.depths)
         with torch.no_grad():
             assert torch.allclose(net(x), standalone(x), atol=1e-6), arch
 
@@ -175,7 +177,9 @@ def test_tpe_is_told_the_reference_subnet_first(tmp_path, supernet_ckpt, monkeyp
 
     told = []
     real = optuna.study.Study.add_trial
-    monkeypatch.setattr(optuna.study.Study, "add_trial", lambda self, trial: told.append(trial.params) or real(self, trial))
+    monkeypatch.setattr(
+        optuna.study.Study, "add_trial", lambda self, trial: told.append(trial.params) or real(self, trial)
+    )
     search(supernet_ckpt, tmp_path / "tpe.jsonl", strategy="tpe", subnets=2)
     ref = TINY_SPACE["reference"]
     assert told[0] == {"channels1": ref["channels"][0], "depth1": ref["depths"][0],

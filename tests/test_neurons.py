@@ -200,7 +200,7 @@ def test_whole_model_under_bf16_autocast_gives_identical_spikes_and_gradients_on
         spikes = []
         for m in net.modules():
             if isinstance(m, LIF):
-                m.register_forward_hook(lambda mod, i, o: spikes.append(o))
+                m.register_forward_hook(lambda mod, i, o, spikes=spikes: spikes.append(o))
         with torch.autocast(device, dtype=torch.bfloat16):
             logits = net(x)
         torch.nn.functional.cross_entropy(logits.float(), y).backward()

@@ -94,4 +94,6 @@ def test_an_sltt_run_trains_and_what_it_cannot_run_is_one_line(tmp_path, teacher
                                 "distill.gamma=1", "optim.epochs=6", "optim.lr=0.1", "run.name=sltt"))
     assert summary["best_top1"] > 30  # chance is 10%: SAKD's feature and logit terms per timestep
     with pytest.raises(ConfigError, match="temporal_sd compares timesteps with each other"):
-        Trainer(fast_config(tmp_path, "run.bptt=sltt", "run.name=refused", "distill.terms=[{name: temporal_sd, weight: 1}]"))
+        Trainer(
+            fast_config(tmp_path, "run.bptt=sltt", "run.name=refused", "distill.terms=[{name: temporal_sd, weight: 1}]")
+        )

@@ -32,7 +32,9 @@ def test_registry_registers_by_name_lists_descriptions_and_suggests():
     assert parts.names() == ["round_one", "square"] and "square" in parts and len(parts) == 2
     assert parts.describe() == {"round_one": "A round widget.", "square": "A square one."}
     assert parts.get("square") is Square
-    with pytest.raises(ConfigError, match=r"unknown widget 'sqare'. Did you mean 'square'\? Registered: round_one, square"):
+    with pytest.raises(
+        ConfigError, match=r"unknown widget 'sqare'. Did you mean 'square'\? Registered: round_one, square"
+    ):
         parts.get("sqare")
     with pytest.raises(ValueError, match="widget 'square' is already registered"):
         parts.register("square")(Square)

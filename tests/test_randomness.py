@@ -41,7 +41,9 @@ def bkd_config(root, teacher_ckpt, workers):
 
 
 def final_weights(trainer):
-    return [t.clone() for t in [*trainer.parts.model.state_dict().values(), *trainer.parts.objective.state_dict().values()]]
+    return [
+        t.clone() for t in [*trainer.parts.model.state_dict().values(), *trainer.parts.objective.state_dict().values()]
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -135,10 +137,21 @@ def test_what_the_global_generator_would_break_as_contributing_says(tmp_path, mo
     assert "torch's global generator would resume exactly too" in " ".join(contributing.split())
     # two processes under torchrun (the step's generator draws apart on each rank: the first test above)
     record = tmp_path / "draws"
-    args = ["--config", "quickstart/snn", *COMMON, "optim.epochs=1", "data.options.train_size=256",
-            f"run.output_dir={tmp_path / 'ddp'}", "run.name=global", "run.loggers=[]", "distill.beta=0", "distill.gamma=0",
-            f"distill.terms=[{{name: draw_recorder, weight: 1.0, source: global, record: {record}}}]",
-            "--plugin", "sakd_draws"]
+    args = [
+        "--config",
+        "quickstart/snn",
+        *COMMON,
+        "optim.epochs=1",
+        "data.options.train_size=256",
+        f"run.output_dir={tmp_path / 'ddp'}",
+        "run.name=global",
+        "run.loggers=[]",
+        "distill.beta=0",
+        "distill.gamma=0",
+        f"distill.terms=[{{name: draw_recorder, weight: 1.0, source: global, record: {record}}}]",
+        "--plugin",
+        "sakd_draws",
+    ]
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                            f"--master_port={_free_port()}", "-m", "sakd", "train", *args],
                           env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path)},

@@ -20,20 +20,22 @@ MARKED = {
     'pip install -e ".[dev]" && pytest -q': "the install and this very test suite",
     "python benchmarks/kd_methods.py": "a study of minutes; tests/test_benchmarks.py runs its quick form",
     "python benchmarks/kd_methods.py --tuned --trials 4 --epochs 6": "a study of 36 minutes; tests/test_benchmarks.py "
-                                                                      "runs its --tuned form on a tiny budget",
+    "runs its --tuned form on a tiny budget",
     "python benchmarks/claims.py": "a study of an hour; tests/test_benchmarks.py runs its quick form",
-    "python benchmarks/claims.py --quick": "the Fashion-MNIST data package; tests/test_benchmarks.py runs it on its own data",
+    "python benchmarks/claims.py --quick": "the Fashion-MNIST data package; "
+    "tests/test_benchmarks.py runs it on its own data",
     "python benchmarks/suite.py": "a benchmark of minutes; tests/test_benchmarks.py runs each of its figures",
     "python benchmarks/suite.py --quick": "a benchmark; tests/test_benchmarks.py runs each of its figures",
     "python benchmarks/suite.py --neuron plif --reset soft": "a benchmark; tests/test_benchmarks.py runs it",
     "bash benchmarks/cuda_check.sh": "a GPU",
     "sakd train --config quickstart/snn model.name=python:my_pkg.nets:my_cnn": "a package of your own; "
-        "tests/test_graph_twins.py builds, trains and exports python:test_graph_twins:user_net",
-    'sakd train --config quickstart/snn model.name=timm:mobilenetv3_small_050 '
-    '"model.options.activations={Hardswish: spike, Hardsigmoid: keep}"': "a minute of training; tests/test_graph_twins.py "
-        "twins timm:mobilenetv3_small_050 with this mapping and takes a SAKD step with it",
+    "tests/test_graph_twins.py builds, trains and exports python:test_graph_twins:user_net",
+    "sakd train --config quickstart/snn model.name=timm:mobilenetv3_small_050 "
+    '"model.options.activations={Hardswish: spike, Hardsigmoid: keep}"': "a minute of training; "
+    "tests/test_graph_twins.py twins timm:mobilenetv3_small_050 with this mapping and takes a SAKD step with it",
     "python benchmarks/any_network.py": "a study of an hour; tests/test_benchmarks.py runs its quick form",
-    "python benchmarks/any_network.py --quick": "the Fashion-MNIST data package; tests/test_benchmarks.py runs it on its own data",
+    "python benchmarks/any_network.py --quick": "the Fashion-MNIST data package; "
+    "tests/test_benchmarks.py runs it on its own data",
     "apt-get install dataset-fashion-mnist": "root and Debian's package mirror",
     'pip install -e ".[vis]"': "an install (the dev extra has it)",
     'pip install -e ".[export]"': "an install (the dev extra has it)",
@@ -43,7 +45,8 @@ MARKED = {
     "sakd nas search runs/nas-tiny-supernet/last.pt": "the supernet above; tests/test_nas.py",
     "sakd nas plot runs/nas-tiny-supernet/search.jsonl": "the search above; tests/test_nas.py",
 }
-NEEDS_DATA = re.compile(r"cifar10-|cifar10/|imagenet|fashion-mnist|fashion_mnist|torchrun")  # CIFAR, ImageNet, a cluster
+# CIFAR, ImageNet, a cluster
+NEEDS_DATA = re.compile(r"cifar10-|cifar10/|imagenet|fashion-mnist|fashion_mnist|torchrun")
 
 
 def commands() -> list[str]:

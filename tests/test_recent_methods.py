@@ -74,7 +74,11 @@ def test_hta_kl_weighs_forward_and_reverse_kl_by_the_head_and_tail_gaps():
 
     log_q, log_p = F.log_softmax(student / tau, -1), F.log_softmax(t / tau, -1)
     w_f, w_r = (w.detach() for w in head_tail_weights(log_p.exp(), log_q.exp(), mu))
-    fixed = (w_f * (log_p.exp() * (log_p - log_q)).sum(-1) + w_r * (log_q.exp() * (log_q - log_p)).sum(-1)).mean() * tau * tau
+    fixed = (
+        (w_f * (log_p.exp() * (log_p - log_q)).sum(-1) + w_r * (log_q.exp() * (log_q - log_p)).sum(-1)).mean()
+        * tau
+        * tau
+    )
     torch.testing.assert_close(torch.autograd.grad(value, student)[0], torch.autograd.grad(fixed, student)[0])
 
 
@@ -123,18 +127,24 @@ def test_seal_kd_aligns_wrong_timesteps_and_mixes_the_others_by_similarity():
             for j in range(3):
                 if j != i:
                     zj = z[j, b].tolist()
-                    cos = sum(u * v for u, v in zip(zi, zj)) / math.sqrt(sum(u * u for u in zi) * sum(v * v for v in zj))
+                    cos = sum(u * v for u, v in zip(zi, zj)) / math.sqrt(
+                        sum(u * u for u in zi) * sum(v * v for v in zj)
+                    )
                     scores[j] = conf[j][b] * cos
             norm = sum(math.exp(v) for v in scores.values())
             mixed = [sum(math.exp(scores[j]) / norm * z[j, b, k].item() for j in scores) for k in range(5)]
             sta += kl(softmax(mixed, tau), softmax(zi, tau))
     sta = sta / 12 * tau * tau
     inputs = TermInputs(z.mean(0), y, t, student_timestep_logits=z)
-    assert LOSSES.get("seal_kd")(ela=ela_w, sta=sta_w)(inputs).item() == pytest.approx(ela_w * ela + sta_w * sta, rel=1e-10)
+    assert LOSSES.get("seal_kd")(ela=ela_w, sta=sta_w)(inputs).item() == pytest.approx(
+        ela_w * ela + sta_w * sta, rel=1e-10
+    )
     assert LOSSES.get("seal_sta")()(inputs).item() == pytest.approx(sta, rel=1e-10)
     # ELA's gradient: a wrong timestep's wrong-class logit gets none (its slot holds a copy of the true class's)
     zg = z.clone().requires_grad_()
-    (grad,) = torch.autograd.grad(LOSSES.get("seal_kd")(ela=1.0, sta=0.0)(TermInputs(zg.mean(0), y, t, student_timestep_logits=zg)), zg)
+    (grad,) = torch.autograd.grad(
+        LOSSES.get("seal_kd")(ela=1.0, sta=0.0)(TermInputs(zg.mean(0), y, t, student_timestep_logits=zg)), zg
+    )
     wrong = [(i, b, int(z[i, b].argmax())) for i in range(3) for b in range(4) if int(z[i, b].argmax()) != int(y[b])]
     assert wrong and all(grad[i, b, w] == 0 for i, b, w in wrong)
     assert all(grad[i, b, y[b]] != 0 for i, b, _ in wrong)
@@ -286,7 +296,9 @@ def test_meom_masked_teacher_views_per_timestep_and_progressive_prefixes():
         assert term_tau(inputs).item() == pytest.approx(tpd / 4, rel=1e-12)
     # the later prefix is not detached (the authors' code): the last timestep, in no earlier prefix, gets a gradient
     zg = z.clone().requires_grad_()
-    (grad,) = torch.autograd.grad(tpd_term(TermInputs(zg.mean(0), inputs.target, zt, inputs.student_features, [ft], zg)), zg)
+    (grad,) = torch.autograd.grad(
+        tpd_term(TermInputs(zg.mean(0), inputs.target, zt, inputs.student_features, [ft], zg)), zg
+    )
     assert grad[-1].abs().sum() > 0
 
 

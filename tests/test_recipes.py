@@ -2,7 +2,8 @@
 
 Recipes that differ only in numbers (data set, learning rate, epochs, loss weights, a network's
 depth) run the same code: one step runs for each distinct kind (:func:`code_path`), every recipe
-is loaded and validated (``test_config.py``); every depth is built and checked in ``test_models.py``. Weights a recipe names (its teacher's run, a torchvision/timm hub name) are replaced
+is loaded and validated (``test_config.py``); every depth is built and checked in ``test_models.py``.
+Weights a recipe names (its teacher's run, a torchvision/timm hub name) are replaced
 by locally saved ANN state dicts of the same architecture, as a user without internet would do.
 """
 
@@ -94,7 +95,9 @@ def test_the_recipes_cover_the_paper():
             assert {f"{ds}/{m}_ann", f"{ds}/{m}_snn", f"{ds}/{m}_sakd"} <= names
     assert sum(n.startswith("cifar100/ablations/position_") for n in names) == 16  # Table 10
     assert sum(n.startswith("cifar100/ablations/beta_") for n in names) == 7  # Table 8
-    assert sum(n.startswith("imagenet/ablations/") and "torchvision" not in n and "teacher" not in n for n in names) == 18
+    assert (
+        sum(n.startswith("imagenet/ablations/") and "torchvision" not in n and "teacher" not in n for n in names) == 18
+    )
 
 
 @pytest.mark.parametrize("name", sorted(KINDS.values()))
@@ -124,6 +127,8 @@ def test_nas_recipes_run_one_supernet_step(tmp_path, local_weights):
     teacher.fit()
     for name, weights in (("nas/tiny_supernet", f"{teacher.run_dir}/last.pt"),
                           ("nas/cifar100_resnet34_supernet", local_weights("resnet34", "cifar"))):
-        trainer = SupernetTrainer(load_config(name, TINY + [f"run.output_dir={tmp_path}", f"distill.teacher.weights={weights}"]))
+        trainer = SupernetTrainer(
+            load_config(name, TINY + [f"run.output_dir={tmp_path}", f"distill.teacher.weights={weights}"])
+        )
         record = trainer.train_epoch()
         assert record["train/feature_kd"] > 0 and record["train/logit_kd"] >= 0

@@ -137,7 +137,10 @@ def test_report_without_grad_cam_says_why_figure4_is_missing(trio, tmp_path, mon
     assert main(["report", *trio.values(), "-o", str(out), "--images", "40"]) == 0
     page = Page(out.read_text())
     assert "figure4" not in page.ids and 'it needs grad-cam (pip install "sakd[vis]")' in html.unescape(out.read_text())
-    assert main(["report", *trio.values(), "-o", str(out), "--teacher", trio["teacher"], "--baseline", trio["baseline"]]) == 2
+    assert (
+        main(["report", *trio.values(), "-o", str(out), "--teacher", trio["teacher"], "--baseline", trio["baseline"]])
+        == 2
+    )
 
 
 def test_report_errors(trio, tmp_path, capsys):

@@ -74,11 +74,20 @@ def sew_teacher(tmp_path_factory):
     return train(fast_config(tmp_path_factory.mktemp("sew_teacher"), *SMALL, "model.spiking=false"))["run_dir"]
 
 
-@pytest.mark.parametrize("connect", ["IAND"])  # ADD trains in the SEW recipes' tests; every join is checked per block above
+# ADD trains in the SEW recipes' tests; every join is checked per block above
+@pytest.mark.parametrize("connect", ["IAND"])
 def test_sew_sakd_trains_one_step(tmp_path, sew_teacher, connect):
-    summary = train(fast_config(tmp_path, *SMALL, f"model.options={{connect: {connect}}}",
-                                f"distill.teacher.weights={sew_teacher}/last.pt", "model.init=teacher",
-                                "distill.beta=1", "distill.gamma=1"))
+    summary = train(
+        fast_config(
+            tmp_path,
+            *SMALL,
+            f"model.options={{connect: {connect}}}",
+            f"distill.teacher.weights={sew_teacher}/last.pt",
+            "model.init=teacher",
+            "distill.beta=1",
+            "distill.gamma=1",
+        )
+    )
     assert summary["final_top1"] is not None and 0 < summary["firing_rate"] < 1
 
 

@@ -86,7 +86,9 @@ def test_the_twins_share_one_state_dict_and_a_sakd_step_keeps_leans_promise(name
     snn.load_state_dict(ann.state_dict())
     assert [k for k in ann.state_dict()] == [k for k in snn.state_dict()]
     assert not any(isinstance(m, nn.ReLU) for m in snn.modules())
-    assert sum(isinstance(m, nn.ReLU) for m in ann.modules()) == sum(isinstance(m, SpikeActivation) for m in snn.modules())
+    assert sum(isinstance(m, nn.ReLU) for m in ann.modules()) == sum(
+        isinstance(m, SpikeActivation) for m in snn.modules()
+    )
     channels = [p.channels for p in snn.tap_points("stage")]  # the patch splitting's output and the last block
     objective = SAKDLoss(channels, channels, alpha=1, beta=10, gamma=1, tau=4)
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
@@ -141,7 +143,8 @@ def test_a_matmuls_operations_are_its_products_of_two_nonzero_elements():
     with OpCounter(holder) as counter:
         holder.mm(a, b)
     rec = counter.layers["mm"]
-    assert rec.ops == int(((a != 0)[..., :, :, None] & (b != 0)[..., None, :, :]).sum())  # every (i, k, j) by brute force
+    # every (i, k, j) by brute force
+    assert rec.ops == int(((a != 0)[..., :, :, None] & (b != 0)[..., None, :, :]).sum())
     assert rec.dense_macs == 3 * 5 * 7 * 4 and rec.binary
     with OpCounter(holder) as counter:
         holder.mm(b.transpose(1, 2), b)  # neither operand binary: MACs

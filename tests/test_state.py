@@ -57,7 +57,9 @@ def changed(tree: ast.Module, owner: str, names: set[str], attribute: bool) -> l
 
 def mutable_state(source: str, where: str) -> list[str]:
     tree = ast.parse(source, where)
-    found = [f"{where}: global {', '.join(n.names)} (line {n.lineno})" for n in ast.walk(tree) if isinstance(n, ast.Global)]
+    found = [
+        f"{where}: global {', '.join(n.names)} (line {n.lineno})" for n in ast.walk(tree) if isinstance(n, ast.Global)
+    ]
     found += changed(tree, where, top_level_containers(tree.body), attribute=False)
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
         found += changed(tree, f"{where} class {cls.name}", top_level_containers(cls.body), attribute=True)
@@ -65,8 +67,14 @@ def mutable_state(source: str, where: str) -> list[str]:
 
 
 def test_no_module_of_sakd_keeps_mutable_state_at_module_level():
-    found = [f for path in sorted(SRC.rglob("*.py")) for f in mutable_state(path.read_text(), str(path.relative_to(SRC.parent)))]
-    assert not found, "module-level mutable state (make it a run's object or a contextvars.ContextVar):\n" + "\n".join(found)
+    found = [
+        f
+        for path in sorted(SRC.rglob("*.py"))
+        for f in mutable_state(path.read_text(), str(path.relative_to(SRC.parent)))
+    ]
+    assert not found, "module-level mutable state (make it a run's object or a contextvars.ContextVar):\n" + "\n".join(
+        found
+    )
 
 
 def test_the_check_finds_each_kind_of_module_state():

@@ -57,7 +57,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, te
 
     def numbers(run_dir):
         lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-        return [{k: v for k, v in json.loads(l).items() if not k.startswith("time/")} for l in lines]
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in lines]
 
     assert numbers(resumed["run_dir"]) == numbers(full["run_dir"])
 
@@ -73,7 +73,8 @@ def test_ctrl_c_in_the_first_epoch_finishes_the_step_writes_last_pt_and_resumes(
     mixing = ["data.mixup=0.5", "data.cutmix=1.0", "distill.label_smoothing=0.1"]
     full = Trainer(fast_config(tmp_path / "full", *mixing))
     full.fit()
-    before = signal.getsignal(signal.SIGINT)  # Python's own handler (ignored, where a shell started us in the background)
+    # Python's own handler (ignored, where a shell started us in the background)
+    before = signal.getsignal(signal.SIGINT)
     trainer = Trainer(fast_config(tmp_path / "cut", *mixing))
     trainer.on_step = lambda epoch, step: signal.raise_signal(signal.SIGINT) if (epoch, step) == (0, 2) else None
     with pytest.raises(Preempted) as stop:
@@ -85,7 +86,10 @@ def test_ctrl_c_in_the_first_epoch_finishes_the_step_writes_last_pt_and_resumes(
     assert signal.getsignal(signal.SIGINT) is before  # the handler from before training is back
     resumed = Trainer.from_checkpoint(trainer.run_dir)
     resumed.fit()
-    assert all(torch.equal(a, b) for a, b in zip(resumed.parts.model.state_dict().values(), full.parts.model.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(resumed.parts.model.state_dict().values(), full.parts.model.state_dict().values())
+    )
 
 
 def signals_at_step_1(trainer, *names):
@@ -226,9 +230,14 @@ def test_cli_compare_tables_runs(tmp_path, teacher_ckpt, trio, capsys):
 def test_every_term_follows_its_weight_schedule_and_beta_schedule_is_one_case(tmp_path, teacher_ckpt):
     """β's step schedule switches feature KD off mid-training; an added term ramps in linearly
     from weight 0 (not computed while it weighs nothing); the weights are recorded per epoch."""
-    cfg = fast_config(tmp_path, f"distill.teacher.weights={teacher_ckpt}", *SAKD, "optim.epochs=3",
-                      "distill.beta_schedule=[{epoch: 1, beta: 0.5}, {epoch: 2, beta: 0.0}]",
-                      "distill.terms=[{name: timestep_kd, weight: 0, tau: 2, schedule: [{epoch: 2, weight: 1, ramp: linear}]}]")
+    cfg = fast_config(
+        tmp_path,
+        f"distill.teacher.weights={teacher_ckpt}",
+        *SAKD,
+        "optim.epochs=3",
+        "distill.beta_schedule=[{epoch: 1, beta: 0.5}, {epoch: 2, beta: 0.0}]",
+        "distill.terms=[{name: timestep_kd, weight: 0, tau: 2, schedule: [{epoch: 2, weight: 1, ramp: linear}]}]",
+    )
     assert cfg.distill.weights_at(1) == {"ce": 1.0, "feature_kd": 0.5, "logit_kd": 1.0, "timestep_kd": 0.5}
     run = Path(train(cfg)["run_dir"])
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -237,8 +246,12 @@ def test_every_term_follows_its_weight_schedule_and_beta_schedule_is_one_case(tm
     assert ["train/feature_kd" in r for r in records] == [True, True, False]
     assert ["train/timestep_kd" in r for r in records] == [False, True, True]
     assert all("train/logit_kd" in r for r in records)
-    assert records[1]["train/loss"] == pytest.approx(records[1]["train/ce"] + 0.5 * records[1]["train/feature_kd"]
-                                                     + records[1]["train/logit_kd"] + 0.5 * records[1]["train/timestep_kd"])
+    assert records[1]["train/loss"] == pytest.approx(
+        records[1]["train/ce"]
+        + 0.5 * records[1]["train/feature_kd"]
+        + records[1]["train/logit_kd"]
+        + 0.5 * records[1]["train/timestep_kd"]
+    )
 
 
 def test_teacher_of_another_architecture_when_named(tmp_path):
@@ -246,15 +259,31 @@ def test_teacher_of_another_architecture_when_named(tmp_path):
     # transforms map the channels; spatial sizes agree stage by stage
     teacher = train(fast_config(tmp_path, "model.name=resnet19", "model.spiking=false", "optim.epochs=1",
                                 "data.options={image_size: 8}"))
-    cfg = fast_config(tmp_path, f"distill.teacher.weights={teacher['run_dir']}/last.pt", "distill.teacher.name=resnet19",
-                      *SAKD, "optim.epochs=1", "data.options={image_size: 8}")
+    cfg = fast_config(
+        tmp_path,
+        f"distill.teacher.weights={teacher['run_dir']}/last.pt",
+        "distill.teacher.name=resnet19",
+        *SAKD,
+        "optim.epochs=1",
+        "data.options={image_size: 8}",
+    )
     trainer = Trainer(cfg)
-    assert [(t.conv.in_channels, t.conv.out_channels) for t in trainer.parts.objective.terms["feature_kd"].transforms] == [(16, 128), (32, 256), (64, 512)]
+    assert [
+        (t.conv.in_channels, t.conv.out_channels) for t in trainer.parts.objective.terms["feature_kd"].transforms
+    ] == [(16, 128), (32, 256), (64, 512)]
     record = trainer.train_epoch()
     assert record["train/feature_kd"] > 0
     with pytest.raises(ConfigError, match="needs the same architecture"):
-        Trainer(fast_config(tmp_path, f"distill.teacher.weights={teacher['run_dir']}/last.pt",
-                            "distill.teacher.name=resnet19", *SAKD, "model.init=teacher", "data.options={image_size: 8}"))
+        Trainer(
+            fast_config(
+                tmp_path,
+                f"distill.teacher.weights={teacher['run_dir']}/last.pt",
+                "distill.teacher.name=resnet19",
+                *SAKD,
+                "model.init=teacher",
+                "data.options={image_size: 8}",
+            )
+        )
 
 
 def test_validation_hold_out_selects_the_best_checkpoint_without_the_test_set(tmp_path, capsys):
@@ -373,7 +402,9 @@ def test_a_log_line_that_does_not_fit_on_the_disk_is_taken_back(small_disk):
 
 def test_a_teacher_of_another_class_count_is_refused_before_training(tmp_path, teacher_ckpt):
     with pytest.raises(ConfigError, match="the teacher has num_classes=10 but the data set synthetic gives 5"):
-        Trainer(fast_config(tmp_path, "data.options={num_classes: 5}", f"distill.teacher.weights={teacher_ckpt}", *SAKD))
+        Trainer(
+            fast_config(tmp_path, "data.options={num_classes: 5}", f"distill.teacher.weights={teacher_ckpt}", *SAKD)
+        )
     bare = tmp_path / "imagenet_head.pt"
     state = load_checkpoint(teacher_ckpt)["model"]
     state["fc.weight"], state["fc.bias"] = torch.zeros(1000, state["fc.weight"].shape[1]), torch.zeros(1000)
@@ -454,7 +485,9 @@ def test_mixup_and_label_smoothing_train_and_mixup_refuses_dkd(tmp_path, teacher
                                 "optim.epochs=8", "optim.lr=0.1"))
     assert calls == [0.4] * 4 * (512 // 64)  # every step of the first 4 epochs (512 samples, batches of 64), none after
     assert summary["best_top1"] > 40  # chance is 10%
-    with pytest.raises(ConfigError, match="data.mixup / data.cutmix mix the labels, but distill.terms dkd reads each label's class"):
+    with pytest.raises(
+        ConfigError, match="data.mixup / data.cutmix mix the labels, but distill.terms dkd reads each label's class"
+    ):
         train(fast_config(tmp_path, "data.cutmix=1", f"distill.teacher.weights={teacher_ckpt}", "run.name=refused",
                           "distill.terms=[{name: dkd, weight: 1}]"))
 
@@ -539,7 +572,9 @@ def test_eval_reads_an_snn_out_after_each_timestep(tmp_path, capsys):
     result = json.loads(out.read_text())
     by = result["by_timesteps"]
     assert list(by) == ["1", "2", "3"] and "read out after T =" in capsys.readouterr().out
-    assert by["2"]["top1"] == pytest.approx(result["top1"]) and by["2"]["loss"] == pytest.approx(result["loss"], rel=1e-5)
+    assert by["2"]["top1"] == pytest.approx(result["top1"]) and by["2"]["loss"] == pytest.approx(
+        result["loss"], rel=1e-5
+    )
     model, _ = ckpt_io.model_from_checkpoint(ckpt_io.load_checkpoint(run))
     cfg = load_config(Path(run) / "config.yaml")
     from sakd.data import open_data
@@ -562,7 +597,9 @@ def test_eval_reads_an_snn_out_after_each_timestep(tmp_path, capsys):
     # commas as well as spaces, and an override after the numbers stays an override
     assert main(["eval", run, "--timesteps", "1,2", "--json", str(out), "--device", "cpu"]) == 0
     assert list(json.loads(out.read_text())["by_timesteps"]) == ["1", "2"]
-    assert main(["eval", run, "--timesteps", "1", "2", "data.test_subset=30", "--json", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(["eval", run, "--timesteps", "1", "2", "data.test_subset=30", "--json", str(out), "--device", "cpu"]) == 0
+    )
     result = json.loads(out.read_text())
     assert list(result["by_timesteps"]) == ["1", "2"] and result["samples"] == 30
     assert main(["eval", run, "--timesteps", "1,all"]) == 2
@@ -584,16 +621,23 @@ def test_one_process_at_a_time_trains_in_a_run_folder_and_a_killed_one_does_not_
     import subprocess
     import sys
 
-    from sakd.runs import RunBusyError
+    from sakd.training.run_folder import RunBusyError
 
     run = Path(train(fast_config(tmp_path, "optim.epochs=1"))["run_dir"])
     def files():
         return {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
 
     before = files()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from sakd.runs import FolderLock; "
-                               f"FolderLock({str(run)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from sakd.training.run_folder import FolderLock; "
+            f"FolderLock({str(run)!r}).acquire(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunBusyError, match=rf"{run} is in use by process {holder.pid} on \S+ \(training in it\)"):

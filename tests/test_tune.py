@@ -29,7 +29,9 @@ def settings(tmp_path, trials, space=SPACE, **kw) -> TuneSettings:
 def test_a_fixed_list_or_mapping_is_written_as_value():
     space = SearchSpace.from_dict({"terms": {"timestep_kd": {"weight": 1.0, "weighting": {"value": [1, 3]}}}})
     out = space.overrides(optuna.trial.FixedTrial({}), [])
-    assert json.loads(out[0].split("=", 1)[1]) == [{"name": "timestep_kd", "weight": 1.0, "options": {"weighting": [1, 3]}}]
+    assert json.loads(out[0].split("=", 1)[1]) == [
+        {"name": "timestep_kd", "weight": 1.0, "options": {"weighting": [1, 3]}}
+    ]
 
 
 @pytest.mark.parametrize("space, says", [
@@ -50,11 +52,20 @@ def test_a_bad_space_is_one_line_naming_what_is_wrong(space, says):
 
 
 def test_draws_become_overrides_and_combinations_draw_only_the_chosen_terms_options():
-    space = SearchSpace.from_dict({
-        "params": {"distill.beta": {"low": 1, "high": 10}, "optim.lr": [0.05, 0.1], "run.seed": {"low": 0, "high": 9, "step": 1}},
-        "terms": {"logit_kd": {"weight": {"low": 0.1, "high": 1.0}, "tau": 4},
-                  "temporal_sd": {"weight": 0.5, "tau": {"low": 1.0, "high": 2.0}}},
-        "combine": [1, 2]})
+    space = SearchSpace.from_dict(
+        {
+            "params": {
+                "distill.beta": {"low": 1, "high": 10},
+                "optim.lr": [0.05, 0.1],
+                "run.seed": {"low": 0, "high": 9, "step": 1},
+            },
+            "terms": {
+                "logit_kd": {"weight": {"low": 0.1, "high": 1.0}, "tau": 4},
+                "temporal_sd": {"weight": 0.5, "tau": {"low": 1.0, "high": 2.0}},
+            },
+            "combine": [1, 2],
+        }
+    )
     assert space.combinations == [("logit_kd",), ("temporal_sd",), ("logit_kd", "temporal_sd")]
     trial = optuna.trial.FixedTrial({"distill.beta": 3.5, "optim.lr": 0.1, "run.seed": 7, "terms": "logit_kd",
                                      "logit_kd.weight": 0.25})

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 cv2 = pytest.importorskip("cv2")
 
-from sakd.cli import main
-from sakd.models import create_model
+from sakd.cli import main  # noqa: E402  (after the skip: cv2 is grad-cam's)
+from sakd.models import create_model  # noqa: E402
 
 pytest.importorskip("pytorch_grad_cam")
 from sakd.analysis.figure4 import gradcam, mean_correlation  # noqa: E402
@@ -88,7 +88,10 @@ def test_visualize_writes_figure4(trio, tmp_path, capsys):
     assert main(["visualize", *args, "--index", "5", "--taps", "2", "-o", str(tmp_path / "one")]) == 0
     assert len(re.findall(r"<image ", (tmp_path / "one.svg").read_text())) == 3 * 3
     summary = tmp_path / "s.json"
-    assert main(["visualize", *args, "--images", "6", "--no-plot", "--json", str(summary), "-o", str(tmp_path / "no")]) == 0
+    assert (
+        main(["visualize", *args, "--images", "6", "--no-plot", "--json", str(summary), "-o", str(tmp_path / "no")])
+        == 0
+    )
     s = json.loads(summary.read_text())
     assert not (tmp_path / "no.png").exists() and s["indices"] == list(range(6)) and len(s["labels"]) == 6
     assert set(s["predictions"]) == {"teacher", "baseline", "student"} and s["taps"] == ["layer1", "layer2", "layer3"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from sakd.errors import ConfigError
 

@@ -35,7 +35,7 @@ class StepDraws:
     place: tuple | None
     generators: dict[torch.device, torch.Generator] = field(default_factory=dict)
 
-    def states(self) -> "StepDraws":
+    def states(self) -> StepDraws:
         """A copy holding its generators' states now (``run.memory=min`` replays a block from them)."""
         return StepDraws(self.place, {d: g.get_state() for d, g in self.generators.items()})
 

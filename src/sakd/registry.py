@@ -26,7 +26,8 @@ import importlib
 import inspect
 import pkgutil
 import sys
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
+from collections.abc import Callable
 
 from sakd.errors import ConfigError
 

@@ -15,7 +15,7 @@ from sakd import runs
 from sakd.analysis.energy import COUNTING, E_AC_PJ, E_MAC_PJ, OpCounter, as_dict, energy_table
 from sakd.neurons import FiringRateMonitor
 from sakd.errors import ConfigError
-from sakd.evaluation import checkpoint_and_test_data
+from sakd.training.evaluate import checkpoint_and_test_data
 from sakd.models import checkpoint as ckpt_io
 from sakd.outputs import write_bytes
 from sakd.tables import print_table
@@ -131,14 +131,25 @@ def save_analysis(result: dict, run_dir, images: int | None) -> None:
 
 def print_analysis(result: dict, console: Console | None = None) -> None:
     console = console or Console()
-    console.print(f"{result['checkpoint']}: {result['model']} (SNN, T={result['timesteps']}), {result['data']} test split, "
-                  f"{result['images']} images, top-1 {result['top1']:.2f}%, mean firing rate {result['firing_rate']:.4f}")
+    console.print(
+        f"{result['checkpoint']}: {result['model']} (SNN, T={result['timesteps']}), {result['data']} test split, "
+        f"{result['images']} images, top-1 {result['top1']:.2f}%, mean firing rate {result['firing_rate']:.4f}"
+    )
     headers = ["layer", "input", "rate", "SNN ACs", "SNN MACs", "ANN MACs", "energy"]
     rows = []
     for name, row in result["layers"].items():
         ratio = row["snn_energy_pj"] / row["ann_energy_pj"] if row["ann_energy_pj"] else float("nan")
-        rows.append([name, row["input"], f"{row['input_rate']:.4f}", f"{row['snn_acs']:,.0f}", f"{row['snn_macs']:,.0f}",
-                     f"{row['ann_macs']:,.0f}", f"{ratio:.3f}"])
+        rows.append(
+            [
+                name,
+                row["input"],
+                f"{row['input_rate']:.4f}",
+                f"{row['snn_acs']:,.0f}",
+                f"{row['snn_macs']:,.0f}",
+                f"{row['ann_macs']:,.0f}",
+                f"{ratio:.3f}",
+            ]
+        )
     t = result["total"]
     rows.append(["total", "", "", f"{t['snn_acs']:,.0f}", f"{t['snn_macs']:,.0f}", f"{t['ann_macs']:,.0f}",
                  f"{t['energy_ratio']:.3f}"])

@@ -153,7 +153,7 @@ class OpCounter:
                 rec.ops += nonzero * module.out_features
         return hook
 
-    def __enter__(self) -> "OpCounter":
+    def __enter__(self) -> OpCounter:
         self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self._modules.items()]
         return self
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from sakd.errors import ConfigError
-from sakd.evaluation import checkpoint_and_test_data
+from sakd.training.evaluate import checkpoint_and_test_data
 from sakd.models import checkpoint as ckpt_io
 from sakd.models.taps import FeatureExtractor
 from sakd.outputs import written
@@ -35,7 +35,9 @@ def require_grad_cam():
     try:
         import pytorch_grad_cam
     except ImportError:
-        raise ConfigError("GradCAM needs the grad-cam package: pip install \"sakd[vis]\" (or pip install grad-cam)") from None
+        raise ConfigError(
+            'GradCAM needs the grad-cam package: pip install "sakd[vis]" (or pip install grad-cam)'
+        ) from None
     return pytorch_grad_cam
 
 
@@ -101,7 +103,11 @@ def same_architecture(a, b) -> bool:
 def load_trio(teacher, baseline, student, overrides, device) -> tuple[dict, object, object]:
     """The three models (checked: an ANN, two SNNs, one architecture) and the student's test data."""
     state, cfg, data = checkpoint_and_test_data(student, overrides, "visualize")
-    states = {"teacher": ckpt_io.load_checkpoint(teacher), "baseline": ckpt_io.load_checkpoint(baseline), "student": state}
+    states = {
+        "teacher": ckpt_io.load_checkpoint(teacher),
+        "baseline": ckpt_io.load_checkpoint(baseline),
+        "student": state,
+    }
     for role, s in states.items():
         spec = s["spec"]
         if spec.spiking != (role != "teacher"):
@@ -182,7 +188,9 @@ def gradcam(model, x: torch.Tensor, labels: list[int], tap: int) -> np.ndarray:
     frames = x.shape[0] if x.dim() == 5 else (model.timesteps if model.spiking else 1)
     wrapped = FramesAsChannels(model, x.shape[0]) if x.dim() == 5 else model
     inputs = x.transpose(0, 1).flatten(1, 2) if x.dim() == 5 else x
-    with gc.GradCAM(model=wrapped, target_layers=[layer], reshape_transform=time_mean(frames) if frames > 1 else None) as cam:
+    with gc.GradCAM(
+        model=wrapped, target_layers=[layer], reshape_transform=time_mean(frames) if frames > 1 else None
+    ) as cam:
         return cam(input_tensor=inputs, targets=[ClassifierOutputTarget(int(c)) for c in labels])
 
 
@@ -234,7 +242,7 @@ def plot_figure4(fig_data: Figure4Data, out: str | Path) -> list[Path]:
             pred_name = d.class_names[pred] if d.class_names else str(pred)
             row[0].imshow(d.images[n])
             row[0].set_ylabel(f"{title}\npred {pred_name}", fontsize=8)
-            for c, tap in enumerate(d.taps):
+            for c in range(len(d.taps)):
                 row[1 + c].imshow(d.features[role][c][n], cmap="viridis")
             row[-1].imshow(show_cam_on_image(d.images[n].astype(np.float32), d.cams[role][n].astype(np.float32),
                                              use_rgb=True))

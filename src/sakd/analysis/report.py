@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sakd import runs
-from sakd.compare import run_row, usable_runs
+from sakd.analysis.run_rows import run_row, usable_runs
 from sakd.training.run_folder import MODES
 from sakd.version import __version__
 from sakd.errors import ConfigError
@@ -71,7 +71,9 @@ def curves_svg(records: list[dict], title: str) -> str:
     plt = _pyplot()
     epochs = [r["epoch"] for r in records]
     keys = sorted({k for r in records for k in r})
-    losses = [k for k in keys if k.startswith("train/") and k != "train/top1"] + [k for k in ("test/loss", "val/loss") if k in keys]
+    losses = [k for k in keys if k.startswith("train/") and k != "train/top1"] + [
+        k for k in ("test/loss", "val/loss") if k in keys
+    ]
     top1 = [k for k in ("train/top1", "val/top1", "test/top1") if k in keys]
     weights = [k for k in keys if k.startswith("weight/") and len({r.get(k) for r in records}) > 1]  # scheduled ones
     weights += ["beta"] if "beta" in keys else []  # runs recorded before every term had a schedule
@@ -141,9 +143,18 @@ def energy_html(analysis: dict) -> str:
         t = analysis["total"]
         return (f"<p>ANN: {t['ann_macs']:,.0f} MACs per image, {t['ann_energy_pj'] / 1e6:.3f} uJ at E_MAC = "
                 f"{analysis['e_mac_pj']} pJ.</p>")
-    rows = [[name, r["input"], f"{r['input_rate']:.4f}", f"{r['snn_acs']:,.0f}", f"{r['snn_macs']:,.0f}",
-             f"{r['ann_macs']:,.0f}", _fmt(r["snn_energy_pj"] / r["ann_energy_pj"] if r["ann_energy_pj"] else None, ".3f")]
-            for name, r in analysis["layers"].items()]
+    rows = [
+        [
+            name,
+            r["input"],
+            f"{r['input_rate']:.4f}",
+            f"{r['snn_acs']:,.0f}",
+            f"{r['snn_macs']:,.0f}",
+            f"{r['ann_macs']:,.0f}",
+            _fmt(r["snn_energy_pj"] / r["ann_energy_pj"] if r["ann_energy_pj"] else None, ".3f"),
+        ]
+        for name, r in analysis["layers"].items()
+    ]
     t = analysis["total"]
     rows.append(["total", "", "", f"{t['snn_acs']:,.0f}", f"{t['snn_macs']:,.0f}", f"{t['ann_macs']:,.0f}",
                  _fmt(t["energy_ratio"], ".3f")])
@@ -179,7 +190,9 @@ def figure4_html(trio: dict, images: int, device: str) -> str:
     sims = data.similarity()
     rows = [[ROLES[role], *[f"{r:+.3f}" for r in sim["features"].values()], f"{sim['cam']:+.3f}"]
             for role, sim in sims.items()]
-    sources = "".join(f"<li>{html.escape(ROLES[r])}: <code>{html.escape(p)}</code></li>" for r, p in data.checkpoints.items())
+    sources = "".join(
+        f"<li>{html.escape(ROLES[r])}: <code>{html.escape(p)}</code></li>" for r, p in data.checkpoints.items()
+    )
     return (f"<p>Rows: ANN, SNN without KD, SNN with SAKD, on the first {len(data.indices)} test images. Columns: the "
             "input, the channel-mean feature map after the activation at each stage (SNN: spikes averaged over "
             "the timesteps), GradCAM of the true class at the last stage (pytorch-grad-cam; for an SNN the "
@@ -228,11 +241,24 @@ def build_report(run_dirs: list[str], out: str | Path = "report.html", teacher=N
     parts = [f"<h1>sakd report</h1><p class=note>{len(summaries)} run(s); made {datetime.now():%Y-%m-%d %H:%M} by "
              f"sakd {__version__}. Top-1 in %, from metrics.jsonl; SOPs and energy per image from "
              "<code>analysis.json</code> (last checkpoint).</p>"]
-    rows = [[names[s["run"]], s["data"], s["model"], MODES[s["mode"]], _fmt(s["timesteps"], "d"), f"{s['epochs']}/{s['planned_epochs']}",
-             f"{_fmt(s['best_top1'])} (ep. {_fmt(s['best_epoch'], 'd')})", f"{_fmt(s['final_top1'])} (ep. {_fmt(s['final_epoch'], 'd')})",
-             _fmt(s["final_top5"]), _fmt(s["firing_rate"], ".3f"),
-             "-" if s["sops"] is None else f"{s['sops'] / 1e6:,.2f} M", _fmt(s["energy_uj"], ",.2f"),
-             _fmt(s["energy_ratio"], ".3f")] for s in summaries]
+    rows = [
+        [
+            names[s["run"]],
+            s["data"],
+            s["model"],
+            MODES[s["mode"]],
+            _fmt(s["timesteps"], "d"),
+            f"{s['epochs']}/{s['planned_epochs']}",
+            f"{_fmt(s['best_top1'])} (ep. {_fmt(s['best_epoch'], 'd')})",
+            f"{_fmt(s['final_top1'])} (ep. {_fmt(s['final_epoch'], 'd')})",
+            _fmt(s["final_top5"]),
+            _fmt(s["firing_rate"], ".3f"),
+            "-" if s["sops"] is None else f"{s['sops'] / 1e6:,.2f} M",
+            _fmt(s["energy_uj"], ",.2f"),
+            _fmt(s["energy_ratio"], ".3f"),
+        ]
+        for s in summaries
+    ]
     parts.append('<h2 id="summary">Summary</h2>' + _table(
         ["run", "data", "model", "mode", "T", "epochs", "top-1 best", "top-1 last", "top-5 last", "firing rate",
          "SOPs/img", "energy/img (uJ)", "energy vs ANN"], rows, names=4, cls="summary"))
@@ -244,19 +270,27 @@ def build_report(run_dirs: list[str], out: str | Path = "report.html", teacher=N
     for s in summaries:
         run, name = Path(s["run"]), names[s["run"]]
         analysis = analyses[s["run"]]
-        section = [f'<h2 id="run-{e(name)}">{e(name)}: {e(s["model"])} {e(MODES[s["mode"]])} on {e(s["data"])}</h2>',
-                   f"<p class=note><code>{e(str(run))}</code></p>",
-                   f"<p>Best test top-1 {_fmt(s['best_top1'])}% (epoch {_fmt(s['best_epoch'], 'd')}), last "
-                   f"{_fmt(s['final_top1'])}% (epoch {_fmt(s['final_epoch'], 'd')})"
-                   + (f", validation selects epoch {s['selected_epoch']}: {s['selected_top1']:.2f}%" if "selected_top1" in s else "")
-                   + ".</p>",
-                   f'<h3>Training curves</h3><div class="plot curves">{curves_svg(records[s["run"]], name)}</div>']
+        section = [
+            f'<h2 id="run-{e(name)}">{e(name)}: {e(s["model"])} {e(MODES[s["mode"]])} on {e(s["data"])}</h2>',
+            f"<p class=note><code>{e(str(run))}</code></p>",
+            f"<p>Best test top-1 {_fmt(s['best_top1'])}% (epoch {_fmt(s['best_epoch'], 'd')}), last "
+            f"{_fmt(s['final_top1'])}% (epoch {_fmt(s['final_epoch'], 'd')})"
+            + (
+                f", validation selects epoch {s['selected_epoch']}: {s['selected_top1']:.2f}%"
+                if "selected_top1" in s
+                else ""
+            )
+            + ".</p>",
+            f'<h3>Training curves</h3><div class="plot curves">{curves_svg(records[s["run"]], name)}</div>',
+        ]
         if analysis.get("layer_firing_rates"):
             rates = analysis["layer_firing_rates"]
-            section.append(f'<h3>Firing rates per layer</h3><p>Mean {analysis["firing_rate"]:.4f} over all neurons '
-                           f'and timesteps, on {analysis["images"]} test images.</p>'
-                           f'<div class="plot firing">{firing_svg(rates)}</div>'
-                           + _table(["layer", "firing rate"], [[k, f"{v:.4f}"] for k, v in rates.items()], cls="firing"))
+            section.append(
+                f"<h3>Firing rates per layer</h3><p>Mean {analysis['firing_rate']:.4f} over all neurons "
+                f"and timesteps, on {analysis['images']} test images.</p>"
+                f'<div class="plot firing">{firing_svg(rates)}</div>'
+                + _table(["layer", "firing rate"], [[k, f"{v:.4f}"] for k, v in rates.items()], cls="firing")
+            )
         section.append("<h3>Energy</h3>" + energy_html(analysis))
         section.append(f"<h3>Config</h3><details><summary>{e(runs.CONFIG)}</summary>"
                        f"<pre class=config>{e((run / runs.CONFIG).read_text())}</pre></details>")

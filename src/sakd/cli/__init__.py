@@ -56,7 +56,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-FIRST = ("quickstart", "train", "eval", "tune", "analyze", "visualize", "report", "export", "compare", "nas", "list", "configs")
+FIRST = (
+    "quickstart",
+    "train",
+    "eval",
+    "tune",
+    "analyze",
+    "visualize",
+    "report",
+    "export",
+    "compare",
+    "nas",
+    "list",
+    "configs",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,11 +15,17 @@ class Analyze(Command):
 
     def arguments(self, p):
         p.add_argument("checkpoint", help="a spiking checkpoint file (or run folder: its last.pt)")
-        p.add_argument("--images", type=int, default=None, help="the first N test images (default: the whole test split)")
+        p.add_argument(
+            "--images", type=int, default=None, help="the first N test images (default: the whole test split)"
+        )
         p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
         device(p)
-        p.add_argument("--batch-size", type=positive, default=None, help="images per batch (default: the run's eval batch)")
-        p.add_argument("--e-mac", type=float, default=4.6, help="energy of a MAC in pJ (default %(default)s: 45 nm, Horowitz 2014)")
+        p.add_argument(
+            "--batch-size", type=positive, default=None, help="images per batch (default: the run's eval batch)"
+        )
+        p.add_argument(
+            "--e-mac", type=float, default=4.6, help="energy of a MAC in pJ (default %(default)s: 45 nm, Horowitz 2014)"
+        )
         p.add_argument("--e-ac", type=float, default=0.9, help="energy of an accumulate in pJ (default %(default)s)")
         data_overrides(p)
 

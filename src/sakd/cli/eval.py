@@ -49,7 +49,7 @@ class Eval(Command):
         data_overrides(p)
 
     def run(self, args) -> int:
-        from sakd.evaluation import evaluate_checkpoint, print_report
+        from sakd.training.evaluate import evaluate_checkpoint, print_report
 
         timesteps, overrides, positional = None, list(args.overrides), [args.checkpoint] * bool(args.checkpoint)
         if args.timesteps is not None:

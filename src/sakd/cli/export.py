@@ -14,7 +14,9 @@ class Export(Command):
 
     def arguments(self, p):
         p.add_argument("checkpoint", help="a spiking checkpoint file (or run folder: its last.pt)")
-        p.add_argument("--format", required=True, metavar="FORMAT", help="nir or onnx (`sakd list exporters` lists them)")
+        p.add_argument(
+            "--format", required=True, metavar="FORMAT", help="nir or onnx (`sakd list exporters` lists them)"
+        )
         p.add_argument("-o", "--out", required=True, metavar="FILE", help="the file to write")
         p.add_argument("--input-size", type=positive, nargs=2, metavar=("H", "W"),
                        help="input height and width (default: the checkpoint's data set's)")

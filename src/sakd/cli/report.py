@@ -13,9 +13,13 @@ class Report(Command):
         p.add_argument("runs", nargs="+", metavar="RUN_DIR")
         p.add_argument("-o", "--out", default="report.html", help="the HTML file (default: %(default)s)")
         p.add_argument("--teacher", metavar="ANN.pt", help="Figure 4's ANN (default: the ANN among the runs)")
-        p.add_argument("--baseline", metavar="SNN.pt", help="Figure 4's SNN without KD (default: the SNN among the runs)")
+        p.add_argument(
+            "--baseline", metavar="SNN.pt", help="Figure 4's SNN without KD (default: the SNN among the runs)"
+        )
         p.add_argument("--student", metavar="SAKD.pt", help="Figure 4's student (default: the SAKD run among the runs)")
-        p.add_argument("--images", type=positive, default=1000, help="test images for the energy analysis (default: %(default)s)")
+        p.add_argument(
+            "--images", type=positive, default=1000, help="test images for the energy analysis (default: %(default)s)"
+        )
         p.add_argument("--figure-images", type=positive, default=4, help="images in Figure 4 (default: %(default)s)")
         device(p)
 

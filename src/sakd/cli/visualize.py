@@ -15,15 +15,27 @@ class Visualize(Command):
     """the paper's Figure 4: features and GradCAM of ANN, SNN w/o KD and SAKD student"""
 
     def arguments(self, p):
-        p.add_argument("--teacher", required=True, metavar="ANN.pt", help="the ANN teacher's checkpoint (or run folder)")
+        p.add_argument(
+            "--teacher", required=True, metavar="ANN.pt", help="the ANN teacher's checkpoint (or run folder)"
+        )
         p.add_argument("--baseline", required=True, metavar="SNN.pt", help="the SNN trained without KD")
-        p.add_argument("--student", required=True, metavar="SAKD.pt", help="the SNN trained with SAKD (its data set is used)")
+        p.add_argument(
+            "--student", required=True, metavar="SAKD.pt", help="the SNN trained with SAKD (its data set is used)"
+        )
         p.add_argument("--images", type=int, default=None, help="the first N test images (default 4)")
         p.add_argument("--index", type=int, nargs="+", metavar="I", help="these test images instead")
-        p.add_argument("--taps", type=int, nargs="+", metavar="K", help="stage taps shown as feature maps (default: all)")
-        p.add_argument("--cam-tap", type=int, default=None, metavar="K", help="GradCAM's target stage (default: the last)")
-        p.add_argument("-o", "--out", default="figure4", help="output path without suffix: .png and .svg (default: %(default)s)")
-        p.add_argument("--json", metavar="FILE", help="also write predictions and the similarity to the teacher as JSON")
+        p.add_argument(
+            "--taps", type=int, nargs="+", metavar="K", help="stage taps shown as feature maps (default: all)"
+        )
+        p.add_argument(
+            "--cam-tap", type=int, default=None, metavar="K", help="GradCAM's target stage (default: the last)"
+        )
+        p.add_argument(
+            "-o", "--out", default="figure4", help="output path without suffix: .png and .svg (default: %(default)s)"
+        )
+        p.add_argument(
+            "--json", metavar="FILE", help="also write predictions and the similarity to the teacher as JSON"
+        )
         p.add_argument("--no-plot", action="store_true", help="no figure: only the similarity (e.g. over many images)")
         device(p, "cpu")
         data_overrides(p, "of the student")

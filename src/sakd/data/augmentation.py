@@ -50,7 +50,11 @@ def sample_ops(randaugment: list[int] | None, label: str) -> list:
 
 def tensor_ops(random_erasing: float, label: str) -> list:
     """What runs on the normalised tensor."""
-    if isinstance(random_erasing, bool) or not isinstance(random_erasing, (int, float)) or not 0.0 <= random_erasing <= 1.0:
+    if (
+        isinstance(random_erasing, bool)
+        or not isinstance(random_erasing, (int, float))
+        or not 0.0 <= random_erasing <= 1.0
+    ):
         raise ConfigError(f"{label}: random_erasing is a probability in [0, 1], got {random_erasing!r}")
     return [v2.RandomErasing(random_erasing)] if random_erasing else []
 
@@ -74,7 +78,12 @@ def mix(x: torch.Tensor, y: torch.Tensor, num_classes: int, mixup: float, cutmix
         h, w = x.shape[-2:]
         ch, cw = round(h * (1 - lam) ** 0.5), round(w * (1 - lam) ** 0.5)
         cy, cx = draws.randrange(h), draws.randrange(w)
-        top, bottom, left, right = max(cy - ch // 2, 0), min(cy + ch - ch // 2, h), max(cx - cw // 2, 0), min(cx + cw - cw // 2, w)
+        top, bottom, left, right = (
+            max(cy - ch // 2, 0),
+            min(cy + ch - ch // 2, h),
+            max(cx - cw // 2, 0),
+            min(cx + cw - cw // 2, w),
+        )
         mixed = x.clone()
         mixed[..., top:bottom, left:right] = other[..., top:bottom, left:right]
         lam = 1.0 - (bottom - top) * (right - left) / (h * w)  # the area kept, after clipping

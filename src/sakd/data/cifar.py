@@ -54,7 +54,12 @@ def _cifar(name: str, root: str, download: bool, augment: bool, randaugment, ran
         )
     cls = CLASSES[name]
     try:
-        train = cls(root, train=True, download=download, transform=_transforms(name, True, augment, randaugment, random_erasing, crop_padding))
+        train = cls(
+            root,
+            train=True,
+            download=download,
+            transform=_transforms(name, True, augment, randaugment, random_erasing, crop_padding),
+        )
         test = cls(root, train=False, download=download, transform=_transforms(name, False, augment))
     except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
         raise DatasetNotFoundError(f"{name} at {folder} is incomplete or corrupted: {exc}") from None

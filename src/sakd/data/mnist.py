@@ -78,8 +78,10 @@ def _mnist_like(name: str, root: str, download: bool, augment: bool, image_size:
     for split, (images_file, labels_file) in FILES.items():
         images, labels = read_idx(found[images_file]), read_idx(found[labels_file])
         if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
-            raise DatasetNotFoundError(f"{name}: {found[images_file]} holds {tuple(images.shape)} and "
-                                       f"{found[labels_file]} {tuple(labels.shape)}; expected [N, H, W] images and N labels")
+            raise DatasetNotFoundError(
+                f"{name}: {found[images_file]} holds {tuple(images.shape)} and "
+                f"{found[labels_file]} {tuple(labels.shape)}; expected [N, H, W] images and N labels"
+            )
         x = images.unsqueeze(1).float().div_(255.0)
         if image_size != x.shape[-1]:
             x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
@@ -100,7 +102,7 @@ def mnist(root: str, download: bool = False, augment: bool = True, image_size: i
 
 @DATASETS.register("fashion_mnist")
 def fashion_mnist(root: str, download: bool = False, augment: bool = True, image_size: int = 28) -> DataBundle:
-    """Fashion-MNIST clothing images, 28x28 grey, from data.root's idx files (Debian: /usr/share/datasets/fashion-mnist)"""
+    """Fashion-MNIST clothing images, 28x28 grey, data.root's idx files (Debian: /usr/share/datasets/fashion-mnist)"""
     return _mnist_like("fashion_mnist", root, download, augment, image_size)
 
 

@@ -9,7 +9,21 @@ from sakd.distill.terms import LOSSES, LossTerm, TermInputs, soft_kl
 from sakd.distill.transforms import TRANSFORMS, make_transform
 from sakd.registry import import_submodules
 
-__all__ = ["SAKDLoss", "Objective", "ObjectiveValue", "TermSpec", "WeightPoint", "WeightSchedule", "shorthand_terms", "LOSSES", "LossTerm", "TermInputs", "soft_kl", "make_transform",
-           "TRANSFORMS", "DISTANCES"]
+__all__ = [
+    "SAKDLoss",
+    "Objective",
+    "ObjectiveValue",
+    "TermSpec",
+    "WeightPoint",
+    "WeightSchedule",
+    "shorthand_terms",
+    "LOSSES",
+    "LossTerm",
+    "TermInputs",
+    "soft_kl",
+    "make_transform",
+    "TRANSFORMS",
+    "DISTANCES",
+]
 
 import_submodules(__name__, __path__)  # every file registers its parts

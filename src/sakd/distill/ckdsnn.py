@@ -87,7 +87,13 @@ class CKDSNN(LossTerm):
         if not 0 <= clean_weight <= 1:
             raise ValueError(f"clean_weight must be in [0, 1], got {clean_weight}")
         (self.tap,) = pick_taps("ckdsnn", taps, len(student_channels), [-1]) if samd else [None]
-        self.samd, self.nld, self.tau, self.map_tau, self.clean = float(samd), float(nld), float(tau), float(map_tau), float(clean_weight)
+        self.samd, self.nld, self.tau, self.map_tau, self.clean = (
+            float(samd),
+            float(nld),
+            float(tau),
+            float(map_tau),
+            float(clean_weight),
+        )
         self._head = [teacher_head]  # a plain list: the teacher's classifier is not this term's parameter
 
     def forward(self, inputs: TermInputs) -> torch.Tensor:
@@ -97,7 +103,9 @@ class CKDSNN(LossTerm):
             fs, ft = full(inputs.student_features[self.tap]), full(inputs.teacher_features[self.tap])
             check_head_input(self, self._head[0], ft, zt)
             if fs.shape[-2:] != ft.shape[-2:]:
-                raise ConfigError(f"ckdsnn: student map {tuple(fs.shape[-2:])} and teacher map {tuple(ft.shape[-2:])} differ")
+                raise ConfigError(
+                    f"ckdsnn: student map {tuple(fs.shape[-2:])} and teacher map {tuple(ft.shape[-2:])} differ"
+                )
             weights = class_weights(self._head[0], ft.mean((2, 3)), zt.argmax(-1))
             total = total + self.samd * activation_map_kd(fs, ft, weights, self.map_tau)
         if self.nld:

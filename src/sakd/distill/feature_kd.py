@@ -28,15 +28,12 @@ class FeatureKD(LossTerm):
     def __init__(self, student_channels: list[int], teacher_channels: list[int], transform: str = "conv",
                  distance: str = "l2", weights: list[float] | None = None, reduce: str = "sum"):
         super().__init__()
-        if len(student_channels) != len(teacher_channels):
-            raise ConfigError(
-                f"the student has {len(student_channels)} feature taps and the teacher "
-                f"{len(teacher_channels)}; feature distillation pairs them one to one"
-            )
-        if not student_channels:
+        if not student_channels:  # the objective checked that student and teacher have as many taps
             raise ConfigError("feature distillation (beta > 0) needs the channels of each tap")
         self.distance = DISTANCES.get(distance)
-        self.transforms = nn.ModuleList(make_transform(transform, cs, ct) for cs, ct in zip(student_channels, teacher_channels))
+        self.transforms = nn.ModuleList(
+            make_transform(transform, cs, ct) for cs, ct in zip(student_channels, teacher_channels, strict=True)
+        )
         weights = list(weights) if weights else [1.0] * len(self.transforms)
         if len(weights) != len(self.transforms):
             raise ConfigError(

@@ -47,7 +47,7 @@ def progressive_loss(z: torch.Tensor, detach_target: bool, tau: float = 1.0) -> 
 
 @LOSSES.register("meom")
 class ManyEyesOneMind(LossTerm):
-    """MEOM (ICLR 2026): per-timestep masked views of the teacher (TMPD) + prefix-to-prefix progressive distillation (TPD)"""
+    """MEOM (ICLR 2026): per-timestep masked teacher views (TMPD) + prefix-to-prefix progressive distillation (TPD)"""
 
     needs_teacher = True
     needs_features = True
@@ -61,10 +61,18 @@ class ManyEyesOneMind(LossTerm):
             raise ValueError(f"tmpd and tpd weights must be >= 0, got {tmpd}, {tpd}")
         tpd_tau = tau if tpd_tau is None else tpd_tau  # TMPD's τ, as the digests write TPD's softmax_τ
         if tau <= 0 or tpd_tau <= 0 or not 0 <= mix <= 1 or not 0 < keep <= 1:
-            raise ValueError(f"need tau, tpd_tau > 0, mix in [0, 1], keep in (0, 1]; got {tau}, {tpd_tau}, {mix}, {keep}")
+            raise ValueError(
+                f"need tau, tpd_tau > 0, mix in [0, 1], keep in (0, 1]; got {tau}, {tpd_tau}, {mix}, {keep}"
+            )
         self.tpd_tau = float(tpd_tau)
         (self.tap,) = pick_taps("meom", taps, len(teacher_channels), [-1])
-        self.tmpd, self.tpd, self.tau, self.mix, self.detach_target = float(tmpd), float(tpd), float(tau), float(mix), bool(detach_target)
+        self.tmpd, self.tpd, self.tau, self.mix, self.detach_target = (
+            float(tmpd),
+            float(tpd),
+            float(tau),
+            float(mix),
+            bool(detach_target),
+        )
         g = torch.Generator().manual_seed(0)
         masks = (torch.rand(max_timesteps, teacher_channels[self.tap], generator=g) < keep).float()
         self.register_buffer("masks", masks)  # one static mask per timestep, saved with the objective
@@ -76,12 +84,18 @@ class ManyEyesOneMind(LossTerm):
         if self.tmpd:
             steps = z.shape[0]
             if steps > self.masks.shape[0]:
-                raise ValueError(f"meom has masks for {self.masks.shape[0]} timesteps (max_timesteps), the model runs {steps}")
+                raise ValueError(
+                    f"meom has masks for {self.masks.shape[0]} timesteps (max_timesteps), the model runs {steps}"
+                )
             check_head_input(self, self._head[0], inputs.teacher_features[self.tap], inputs.teacher_logits)
             with torch.no_grad():
                 pooled = inputs.teacher_features[self.tap].mean((2, 3))  # [B, C]
-                masked = self._head[0]((pooled.unsqueeze(0) * self.masks[:steps, None, :].to(pooled.dtype)).flatten(0, 1))
-                views = (1 - self.mix) * inputs.teacher_logits + self.mix * masked.view(steps, *inputs.teacher_logits.shape)
+                masked = self._head[0](
+                    (pooled.unsqueeze(0) * self.masks[:steps, None, :].to(pooled.dtype)).flatten(0, 1)
+                )
+                views = (1 - self.mix) * inputs.teacher_logits + self.mix * masked.view(
+                    steps, *inputs.teacher_logits.shape
+                )
             total = total + self.tmpd * soft_kl(z, views, self.tau)
         if self.tpd:
             total = total + self.tpd * progressive_loss(z, self.detach_target, self.tpd_tau)

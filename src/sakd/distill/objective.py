@@ -124,7 +124,9 @@ class Objective(nn.Module):
             teacher_logits = teacher_logits.detach()
         if teacher_feats is not None:
             teacher_feats = [f.detach() for f in teacher_feats]
-        inputs = TermInputs(student_logits, target, teacher_logits, student_feats, teacher_feats, timestep_logits, epoch)
+        inputs = TermInputs(
+            student_logits, target, teacher_logits, student_feats, teacher_feats, timestep_logits, epoch
+        )
         total = student_logits.new_zeros(())
         values: dict[str, torch.Tensor] = {}
         for name, weight in self.weights(epoch).items():

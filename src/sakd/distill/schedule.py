@@ -42,7 +42,7 @@ class WeightSchedule:
     points: tuple[tuple[int, float, str], ...] = ()  # (epoch, weight, ramp), sorted by epoch
 
     @classmethod
-    def of(cls, weight: float, schedule: Sequence[WeightPoint] = ()) -> "WeightSchedule":
+    def of(cls, weight: float, schedule: Sequence[WeightPoint] = ()) -> WeightSchedule:
         """From a term's weight and its schedule's points; raises ``ValueError`` on a bad point."""
         points = []
         for p in schedule:

@@ -78,7 +78,7 @@ def _check_tau(tau: float) -> float:
 
 @LOSSES.register("seal_kd")
 class SelectiveAlignmentKD(LossTerm):
-    """SeAl-KD (arXiv 2605.14252): error-aware logit alignment to the ANN + similarity-aware alignment across timesteps"""
+    """SeAl-KD (arXiv 2605.14252): error-aware logit alignment to the ANN + similarity-aware alignment over time"""
 
     needs_teacher = True
     hard_labels = True
@@ -98,7 +98,7 @@ class SelectiveAlignmentKD(LossTerm):
 
 @LOSSES.register("seal_sta")
 class SimilarityAwareTemporalAlignment(LossTerm):
-    """SeAl-KD's STA alone (arXiv 2605.14252): each timestep learns from a similarity-weighted mix of the others, no teacher"""
+    """SeAl-KD's STA alone (arXiv 2605.14252): each timestep learns a similarity-weighted mix of the rest, no teacher"""
 
     across_time = True
 

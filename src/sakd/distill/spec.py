@@ -26,7 +26,7 @@ class TermSpec:
 
     @classmethod
     def of(cls, name: str, weight: float = 1.0, options: dict | None = None, schedule: Sequence[WeightPoint] = (),
-           key: str = "distill.terms") -> "TermSpec":
+           key: str = "distill.terms") -> TermSpec:
         """A checked spec: the term is registered, its options are its own, its schedule is sound."""
         options = dict(options or {})
         check_options(name, options)

@@ -79,7 +79,9 @@ def initialise(student: nn.Module, init: str, teacher: nn.Module | None, teacher
     else:
         source = load_weight_source(init)
         if source.spec is not None and source.spec.name != student.spec.name:
-            raise ConfigError(f"model.init: {source.description} holds {source.spec.name}, the model is {student.spec.name}")
+            raise ConfigError(
+                f"model.init: {source.description} holds {source.spec.name}, the model is {student.spec.name}"
+            )
         state, description = source.state_dict, source.description
     load_weights(student, state, description)
     n = sum(v.numel() for v in student.state_dict().values())

@@ -33,7 +33,9 @@ class TemporalSelfDistillation(LossTerm):
         if tau <= 0:
             raise ValueError(f"tau must be > 0, got {tau}")
         if ensemble not in ("mean", "correct"):
-            raise ValueError(f"ensemble must be 'mean' (the paper's) or 'correct' (the authors' code), got {ensemble!r}")
+            raise ValueError(
+                f"ensemble must be 'mean' (the paper's) or 'correct' (the authors' code), got {ensemble!r}"
+            )
         self.tau, self.ensemble = float(tau), ensemble
         self.hard_labels = ensemble == "correct"  # reads each label's class (refused with mixup)
 

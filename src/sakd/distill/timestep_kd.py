@@ -22,7 +22,12 @@ def timestep_weights(weighting: str | list[float], steps: int) -> list[float]:
         w = [1.0] * steps
     elif weighting == "linear":
         w = [float(t) for t in range(1, steps + 1)]
-    elif isinstance(weighting, (list, tuple)) and len(weighting) == steps and all(x >= 0 for x in weighting) and sum(weighting) > 0:
+    elif (
+        isinstance(weighting, (list, tuple))
+        and len(weighting) == steps
+        and all(x >= 0 for x in weighting)
+        and sum(weighting) > 0
+    ):
         w = [float(x) for x in weighting]
     else:
         raise ValueError(f"weighting must be 'uniform', 'linear' or {steps} non-negative weights, got {weighting!r}")

@@ -23,7 +23,9 @@ def example_input(checkpoint: Checkpoint, input_size: tuple[int, int] | None) ->
         try:
             data = open_data(d, augment=False, download=False)
         except Exception as exc:
-            raise ConfigError(f"give --input-size H W: the checkpoint's data set cannot be read here to learn it ({exc})") from None
+            raise ConfigError(
+                f"give --input-size H W: the checkpoint's data set cannot be read here to learn it ({exc})"
+            ) from None
         input_size = (data.image_size, data.image_size)
         frames = getattr(data, "frames", None)
     shape = (1, spec.in_channels, *input_size)

@@ -101,16 +101,21 @@ def _module_node(nir, m: nn.Module, node: fx.Node, where: str, dt: float, dtype)
         k, s, p = _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
         size = np.array(_shape(src)[1:])
         if m.ceil_mode and np.any((size + 2 * p - k) % s):
-            raise ConfigError(f"layer {where}: AvgPool2d with ceil_mode on a {tuple(map(int, size))} map keeps a partial "
-                              "window that NIR's AvgPool2d cannot express")
+            raise ConfigError(
+                f"layer {where}: AvgPool2d with ceil_mode on a {tuple(map(int, size))} map keeps a partial "
+                "window that NIR's AvgPool2d cannot express"
+            )
         if np.any(p) and not m.count_include_pad:
             raise ConfigError(f"layer {where}: AvgPool2d excluding padding from the average has no NIR form")
         return nir.AvgPool2d(kernel_size=k, stride=s, padding=p)
     if isinstance(m, nn.AdaptiveAvgPool2d):
         size, out = np.array(_shape(src)[1:]), np.array(_shape(node)[1:])
         if np.any(size % out):
-            raise ConfigError(f"layer {where}: AdaptiveAvgPool2d from {tuple(map(int, size))} to {tuple(map(int, out))} has overlapping "
-                              "bins that NIR's AvgPool2d cannot express (use an input size whose last map divides)")
+            raise ConfigError(
+                f"layer {where}: AdaptiveAvgPool2d from {tuple(map(int, size))} to {tuple(map(int, out))} "
+                "has overlapping "
+                "bins that NIR's AvgPool2d cannot express (use an input size whose last map divides)"
+            )
         k = size // out
         return nir.AvgPool2d(kernel_size=k, stride=k, padding=np.zeros(2, dtype=int))
     raise ConfigError(f"layer {where}: NIR cannot express {type(m).__name__}")
@@ -155,8 +160,9 @@ def to_nir(gm: fx.GraphModule, example: torch.Tensor, dt: float = 1.0):
             sources[node] = [node.name]
         elif node.op == "call_module":
             name = _name(node)
-            nodes[name] = _module_node(nir, gm.get_submodule(node.target), node, str(node.target).removeprefix("model."),
-                                       dt, np_dtype)
+            nodes[name] = _module_node(
+                nir, gm.get_submodule(node.target), node, str(node.target).removeprefix("model."), dt, np_dtype
+            )
             edges += [(s, name) for s in sources[node.args[0]]]
             sources[node] = [name]
         else:
@@ -175,7 +181,9 @@ def write_nir(graph, path: str | Path) -> Path:
     return path
 
 
-@EXPORTERS.register("nir", description="Neuromorphic Intermediate Representation (HDF5), one timestep, BatchNorm folded")
+@EXPORTERS.register(
+    "nir", description="Neuromorphic Intermediate Representation (HDF5), one timestep, BatchNorm folded"
+)
 def export_nir(model, example: torch.Tensor, timesteps: int, out: Path, dt: float = 1.0) -> dict:
     nir = require_nir()
     step = example[0] if example.dim() == 5 else example

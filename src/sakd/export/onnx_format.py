@@ -111,8 +111,16 @@ def export_onnx(gm: nn.Module, example: torch.Tensor, timesteps: int, path: str 
 
     with written(path, "the ONNX file") as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice: it still exports exactly
-        torch.onnx.export(net, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {batch_axis: "batch"}, "logits": {0: "batch"}})
+        torch.onnx.export(
+            net,
+            (example,),
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {batch_axis: "batch"}, "logits": {0: "batch"}},
+        )
         onnx.checker.check_model(onnx.load(str(tmp)))
     return path
 
@@ -130,7 +138,11 @@ def run_onnx(path: str | Path, x: torch.Tensor) -> np.ndarray:
 def export_onnx_file(model, example: torch.Tensor, timesteps: int, out: Path, **unused) -> dict:
     stepwise = has_step_forms(model)  # else the model's own multi-step forward is traced
     export_onnx(step_graph(model) if stepwise else model, example, timesteps, out, unrolled=stepwise)
-    batch = torch.randn(*example.shape[:-4], 2, *example.shape[-3:]) if example.dim() == 5 else torch.randn(2, *example.shape[1:])
+    batch = (
+        torch.randn(*example.shape[:-4], 2, *example.shape[-3:])
+        if example.dim() == 5
+        else torch.randn(2, *example.shape[1:])
+    )
     with torch.no_grad():
         want = model(batch).numpy()
     got = run_onnx(out, batch)

@@ -5,6 +5,15 @@ from sakd.models.registry import MODEL_SOURCES, MODELS, ModelSpec, create_model,
 from sakd.models.taps import FeatureExtractor
 from sakd.registry import import_submodules
 
-__all__ = ["MODELS", "MODEL_SOURCES", "ModelSpec", "create_model", "list_models", "FeatureExtractor", "TapPoint", "TwinModel"]
+__all__ = [
+    "MODELS",
+    "MODEL_SOURCES",
+    "ModelSpec",
+    "create_model",
+    "list_models",
+    "FeatureExtractor",
+    "TapPoint",
+    "TwinModel",
+]
 
 import_submodules(__name__, __path__)  # every file registers its parts

@@ -269,7 +269,7 @@ class Block(nn.Module):
     ``run.memory=min`` runs it again in backward (:meth:`norms`: its BatchNorms, whose running
     statistics the recomputation must leave as they are)."""
 
-    def __init__(self, twin: "GraphTwin", name: str, code, modules: list[str]):
+    def __init__(self, twin: GraphTwin, name: str, code, modules: list[str]):
         super().__init__()
         object.__setattr__(self, "twin", twin)  # not a child: the twin's modules stay the twin's
         self.name, self._code, self._modules_called = name, code, modules
@@ -313,7 +313,9 @@ class GraphTwin(TwinModel):
         stem, body = self._split(graph, shapes)
         self._stem_code, self._body_code = self._code(stem), self._code(self._blocks(body))
         self._shapes = {name: shapes[name] for name in sites if name in shapes}
-        self._feature_info = [f["module"] for f in getattr(net, "feature_info", []) if isinstance(f, dict) and "module" in f]
+        self._feature_info = [
+            f["module"] for f in getattr(net, "feature_info", []) if isinstance(f, dict) and "module" in f
+        ]
 
     @property
     def act(self):
@@ -562,7 +564,7 @@ class GraphTwin(TwinModel):
             sub = fx.Graph()
             env = {a: sub.placeholder(f"in{j}") for j, a in enumerate(inputs)}
             for n in run:
-                env[n] = sub.node_copy(n, lambda a: env[a])
+                env[n] = sub.node_copy(n, env.__getitem__)
             sub.output(tuple(env[n] for n in outputs))
             called = list(dict.fromkeys(n.target for n in run if n.op == "call_module"))
             blocks.append(Block(self, key, self._code(sub), called))
@@ -596,8 +598,6 @@ class GraphTwin(TwinModel):
 
     # -- taps -----------------------------------------------------------------------------------
     def tap_points(self, level: str = "stage") -> list[TapPoint]:
-        if level not in ("stage", "block"):
-            raise ValueError(f"unknown tap level {level!r}; choose 'stage' or 'block'")
         maps = [n for n, s in self._shapes.items() if s is not None and len(s) == 4]
         if not maps:
             raise ConfigError(f"model {self.source} has no activation with feature maps [B, C, H, W] to tap")

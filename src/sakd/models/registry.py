@@ -49,23 +49,13 @@ def create_model(
     if ":" in name:  # a network from a model source, twinned through its graph
         model = _sourced(name, spiking=spiking, num_classes=num_classes, timesteps=timesteps, in_channels=in_channels,
                          neuron=neuron, options=options)
-        model.spec = ModelSpec(name, bool(spiking), int(num_classes), int(timesteps), int(in_channels), stem, neuron,
-                               dict(options))
-        return model
-    builder = MODELS.get(name)
-    try:
-        model = builder(
-            num_classes=int(num_classes),
-            spiking=bool(spiking),
-            timesteps=int(timesteps),
-            in_channels=int(in_channels),
-            stem=stem,
-            neuron=neuron,
-            **options,
-        )
-    except TypeError as exc:
-        given = f" (given: {sorted(options)})" if options else ""
-        raise ConfigError(f"model {name!r}: bad model.options{given}: {exc}") from None
+    else:
+        try:
+            model = MODELS.get(name)(num_classes=int(num_classes), spiking=bool(spiking), timesteps=int(timesteps),
+                                     in_channels=int(in_channels), stem=stem, neuron=neuron, **options)
+        except TypeError as exc:
+            given = f" (given: {sorted(options)})" if options else ""
+            raise ConfigError(f"model {name!r}: bad model.options{given}: {exc}") from None
     model.spec = ModelSpec(name, bool(spiking), int(num_classes), int(timesteps), int(in_channels), stem, neuron,
                            dict(options))
     return model
@@ -78,8 +68,16 @@ def _sourced(name: str, *, spiking, num_classes, timesteps, in_channels, neuron,
     build = MODEL_SOURCES.get(source)
     net = build(rest, num_classes=int(num_classes), in_channels=int(in_channels),
                 **{k: v for k, v in options.items() if k not in OPTIONS})
-    return graph_twin(net, source=name, spiking=bool(spiking), timesteps=int(timesteps), in_channels=int(in_channels),
-                      num_classes=int(num_classes), neuron=neuron, options={k: v for k, v in options.items() if k in OPTIONS})
+    return graph_twin(
+        net,
+        source=name,
+        spiking=bool(spiking),
+        timesteps=int(timesteps),
+        in_channels=int(in_channels),
+        num_classes=int(num_classes),
+        neuron=neuron,
+        options={k: v for k, v in options.items() if k in OPTIONS},
+    )
 
 
 @dataclass(frozen=True)
@@ -101,16 +99,18 @@ class ModelSpec:
         return create_model(self.name, spiking=self.spiking, num_classes=self.num_classes, timesteps=self.timesteps,
                             in_channels=self.in_channels, stem=self.stem, neuron=self.neuron, **self.options)
 
-    def replace(self, **changes) -> "ModelSpec":
+    def replace(self, **changes) -> ModelSpec:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, record: dict) -> "ModelSpec":
+    def from_dict(cls, record: dict) -> ModelSpec:
         """From :meth:`to_dict`'s form (also a version-1 checkpoint's ``arch`` record)."""
         try:
-            return cls(**{**record, "neuron": neuron_spec(record.get("neuron")), "options": dict(record.get("options", {}))})
+            return cls(
+                **{**record, "neuron": neuron_spec(record.get("neuron")), "options": dict(record.get("options", {}))}
+            )
         except TypeError as exc:
             raise CheckpointError(f"a checkpoint's model record {record} is not a model spec: {exc}") from None

@@ -7,7 +7,7 @@ module (``act1``, ``act2``, ...) so each can be tapped and each LIF layer counte
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -152,8 +152,10 @@ class ResNet(TwinModel):
         if output_relu:
             last = getattr(self, self.stages[-1])[-1]
             if type(last) not in (BasicBlock, Bottleneck):
-                raise ConfigError(f"model.options.output_relu: the last block is a {type(last).__name__}, whose output is "
-                                  "not its activation's; RepAct is built for plain ResNet blocks")
+                raise ConfigError(
+                    f"model.options.output_relu: the last block is a {type(last).__name__}, whose output is "
+                    "not its activation's; RepAct is built for plain ResNet blocks"
+                )
             if spiking:
                 setattr(last, next(n for n, m in last.named_children() if m is last.out_act), nn.ReLU())
 

@@ -65,7 +65,9 @@ def python_network(target: str, *, num_classes: int, in_channels: int, **options
         raise ConfigError(f"model python:{target}: {exc}") from None
     accepted = inspect.signature(fn).parameters
     takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
-    given = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels)) if takes_all or k in accepted}
+    given = {
+        k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels)) if takes_all or k in accepted
+    }
     try:
         net = fn(**given, **options)
     except TypeError as exc:

@@ -108,8 +108,17 @@ class Spikformer(SpikingTransformer):
         self.dim = dim
         self.sps = SPS(in_channels, dim, pools, self.act)
         # q, k, v with a bias on CIFAR (the authors' nn.Linear), without on ImageNet (their Conv1d, bias=False)
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, self.act, lambda: self.act(threshold=attention_threshold),
-                                          qkv_bias=stem == "cifar") for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            Block(
+                dim,
+                heads,
+                mlp_ratio,
+                self.act,
+                lambda: self.act(threshold=attention_threshold),
+                qkv_bias=stem == "cifar",
+            )
+            for _ in range(depth)
+        )
         self.head = nn.Linear(dim, num_classes)
         # the authors' init: truncated normal (0.02) and zero bias for their nn.Linear layers: the
         # head, and on CIFAR the token-wise layers too (on ImageNet these are Conv1d/Conv2d layers,

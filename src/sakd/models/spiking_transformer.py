@@ -5,7 +5,7 @@ tokens' mean, tapped at the patch splitting's output and the blocks' ends."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -112,7 +112,5 @@ class SpikingTransformer(TwinModel):
         return list(self.blocks)
 
     def tap_points(self, level: str = "stage") -> list[TapPoint]:
-        if level not in ("stage", "block"):
-            raise ValueError(f"unknown tap level {level!r}; choose 'stage' or 'block'")
         blocks = self.block_taps()
         return [self.sps_tap(), blocks[-1]] if level == "stage" else blocks

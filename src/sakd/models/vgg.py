@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from typing import Callable
+from collections.abc import Callable
 
 from sakd.models.base import TapPoint, TwinModel, init_weights
 from sakd.models.registry import MODELS
@@ -90,8 +90,6 @@ class VGG(TwinModel):
         return [layer for name in self.stage_names for layer in getattr(self, name)][1:]
 
     def tap_points(self, level: str = "stage") -> list[TapPoint]:
-        if level not in ("stage", "block"):
-            raise ValueError(f"unknown tap level {level!r}; choose 'stage' or 'block'")
         points = []
         for name in self.stage_names:
             layers = list(enumerate(getattr(self, name)))

@@ -35,7 +35,7 @@ def plot_results(results: str | Path, out: str | Path | None = None) -> list[Pat
     for ax, key, label in ((axes[0], "channels", "channels"), (axes[1], "depths", "blocks")):
         values = [sorted({r[key][i] for r in rows}) for i in range(stages)]
 
-        def coords(r):  # each stage axis spans its choices evenly; accuracy spans [lo, hi]
+        def coords(r, key=key, values=values):  # each stage axis spans its choices evenly; accuracy spans [lo, hi]
             ys = [(values[i].index(r[key][i]) / max(1, len(values[i]) - 1)) for i in range(stages)]
             return ys + [(r["top1"] - lo) / span]
 

@@ -3,7 +3,8 @@
 Each evaluated subnet is materialised as a standalone model (weights sliced from the supernet),
 its BatchNorm statistics are re-estimated on ``calibration_batches`` training batches, and it is
 evaluated on the test split. The calibration batches are drawn once, without augmentation, and
-every subnet is calibrated on the very same images, so subnets differ only by their weights. Every result goes to a JSONL file as soon as it exists, so a search
+every subnet is calibrated on the very same images, so subnets differ only by their weights. Every
+result goes to a JSONL file as soon as it exists, so a search
 that stops resumes without evaluating anything twice. The space's reference architecture (the
 teacher's own, the paper's red line) is always evaluated first.
 
@@ -84,7 +85,11 @@ class SubnetEvaluator:
         self.space = self.supernet.space
         d = self.cfg.data
         data = open_data(d, augment=False)
-        common = dict(batch_size=d.eval_batch_size or d.batch_size, num_workers=resolve_workers(d.num_workers), collate_fn=data.collate_fn)
+        common = dict(
+            batch_size=d.eval_batch_size or d.batch_size,
+            num_workers=resolve_workers(d.num_workers),
+            collate_fn=data.collate_fn,
+        )
         order = DataLoader(data.train, shuffle=True, generator=torch.Generator().manual_seed(seed), **common)
         self.calibration = [x for x, _ in itertools.islice(order, calibration_batches)]
         self.test = DataLoader(data.test, **common)

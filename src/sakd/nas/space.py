@@ -35,7 +35,7 @@ class Arch:
     depths: tuple[int, ...]
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Arch":
+    def from_dict(cls, d: dict) -> Arch:
         return cls(tuple(int(c) for c in d["channels"]), tuple(int(k) for k in d["depths"]))
 
     def to_dict(self) -> dict:
@@ -51,7 +51,9 @@ class SearchSpace:
             raise ConfigError("a search space needs at least one stage")
         for i, st in enumerate(stages):
             if set(st) != {"channels", "depths"} or not st["channels"] or not st["depths"]:
-                raise ConfigError(f"search-space stage {i + 1} must give non-empty 'channels' and 'depths' lists, got {st}")
+                raise ConfigError(
+                    f"search-space stage {i + 1} must give non-empty 'channels' and 'depths' lists, got {st}"
+                )
             if min(st["depths"]) < 1 or min(st["channels"]) < 1:
                 raise ConfigError(f"search-space stage {i + 1}: channels and depths must be positive")
         self.channels = [sorted(int(c) for c in st["channels"]) for st in stages]
@@ -62,7 +64,7 @@ class SearchSpace:
             raise ConfigError(f"the reference architecture ({self.reference}) is not in the search space")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SearchSpace":
+    def from_dict(cls, d: dict) -> SearchSpace:
         unknown = set(d) - {"stages", "stem_width", "reference"}
         if unknown:
             raise ConfigError(f"unknown search-space key(s) {sorted(unknown)}; known: stages, stem_width, reference")

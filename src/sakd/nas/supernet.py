@@ -79,7 +79,7 @@ class SuperResNet(TwinModel):
         init_weights(self)
         self.subnet = self.space.largest()
 
-    def use(self, arch: Arch) -> "SuperResNet":
+    def use(self, arch: Arch) -> SuperResNet:
         """Run as ``arch`` from now on."""
         self.subnet = self.space.check(arch)
         return self
@@ -99,7 +99,10 @@ class SuperResNet(TwinModel):
     def tap_points(self, level: str = "stage") -> list[TapPoint]:
         if level != "stage":
             raise ConfigError("the supernet's feature taps are its stage ends (distill.features.level=stage)")
-        return [TapPoint(f"layer{i + 1}", act, max(chs)) for i, (act, chs) in enumerate(zip(self.stage_ends, self.space.channels))]
+        return [
+            TapPoint(f"layer{i + 1}", act, max(chs))
+            for i, (act, chs) in enumerate(zip(self.stage_ends, self.space.channels))
+        ]
 
     def materialize(self, arch: Arch | None = None) -> TwinModel:
         """The subnet as a standalone ``resnet_custom`` with weights sliced from the supernet."""
@@ -121,5 +124,5 @@ class SuperResNet(TwinModel):
 
 @MODELS.register()
 def resnet_supernet(*, space: dict | None = None, **kwargs) -> SuperResNet:
-    """one-shot NAS supernet over a search space of BasicBlock ResNets (model.options.space; default: the paper's Table 1)"""
+    """one-shot NAS supernet over BasicBlock ResNets (model.options.space; default: the paper's Table 1 space)"""
     return SuperResNet(space=PAPER_SPACE if space is None else space, **kwargs)

@@ -9,7 +9,21 @@ from sakd.neurons.plif import PLIF
 from sakd.registry import import_submodules
 from sakd.neurons.surrogate import SURROGATES, Surrogate, get_surrogate, spike
 
-__all__ = ["NEURONS", "FiringRateMonitor", "NeuronSpec", "SpikeActivation", "SpikingNeuron", "neuron_spec", "IF", "LIF", "PLIF",
-           "lif_reference", "SURROGATES", "Surrogate", "get_surrogate", "spike"]
+__all__ = [
+    "NEURONS",
+    "FiringRateMonitor",
+    "NeuronSpec",
+    "SpikeActivation",
+    "SpikingNeuron",
+    "neuron_spec",
+    "IF",
+    "LIF",
+    "PLIF",
+    "lif_reference",
+    "SURROGATES",
+    "Surrogate",
+    "get_surrogate",
+    "spike",
+]
 
 import_submodules(__name__, __path__)  # every file registers its parts

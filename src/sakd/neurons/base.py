@@ -73,7 +73,8 @@ class NeuronSpec:
     name: str = limited("lif", choices=Registered("model.neuron.name"))  # the neuron (lif: eq. 1-3)
     decay: float = limited(0.5, ge=0.0, le=1.0)  # the leak λ of eq. 1 (neurons without a leak ignore it)
     threshold: float = limited(1.0, gt=0.0)  # V_th of eq. 2
-    surrogate: str = limited("triangle", choices=Registered("model.neuron.surrogate"))  # the spike's surrogate gradient (triangle: eq. 4)
+    # the spike's surrogate gradient (triangle: eq. 4)
+    surrogate: str = limited("triangle", choices=Registered("model.neuron.surrogate"))
     surrogate_options: dict = field(default_factory=dict)  # its parameters, e.g. {alpha: 2} for sigmoid
     detach_reset: bool = False  # no gradient through the reset (eq. 3's S)
     reset: Literal["hard", "soft"] = "hard"  # hard: V = H(1 - S) (eq. 3); soft: V = H - S·V_th

@@ -44,7 +44,7 @@ class FiringRateMonitor:
 
         return hook
 
-    def __enter__(self) -> "FiringRateMonitor":
+    def __enter__(self) -> FiringRateMonitor:
         self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.layers.items()]
         return self
 

@@ -43,6 +43,12 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def reset(h: torch.Tensor, s: torch.Tensor, threshold: float, soft: bool) -> torch.Tensor:
+    """The membrane after the spike (eq. 3): ``H_t·(1 - S_t)`` (hard reset to 0) or, ``soft``,
+    ``H_t - S_t·V_th``."""
+    return h - s * threshold if soft else h * (1.0 - s)
+
+
 def lif_steps(x: torch.Tensor, decay: float, threshold: float,
               soft: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The charge ``H_t`` (membrane potential before the spike) and spike ``S_t`` of each
@@ -54,7 +60,7 @@ def lif_steps(x: torch.Tensor, decay: float, threshold: float,
         x_t = x[t].to(dtype)
         h = x_t if v is None else x_t + decay * v
         s = (h - threshold >= 0).to(dtype)
-        v = h - s * threshold if soft else h * (1.0 - s)
+        v = reset(h, s, threshold, soft)
         steps.append((h, s))
     return steps
 
@@ -109,7 +115,7 @@ def lif_backward_with_decay(
     grad_decay = torch.zeros((), dtype=grads[0].dtype, device=x.device)
     for t in range(1, len(steps)):
         h, s = steps[t - 1]
-        v = h - s * threshold if soft else h * (1.0 - s)
+        v = reset(h, s, threshold, soft)
         grad_decay = grad_decay + (grads[t] * v).sum()
     return torch.stack(grads).to(x.dtype), grad_decay.to(decay.dtype)
 
@@ -169,7 +175,9 @@ def compiled(fn, key: tuple = ()):
     session or a sweep never reaches Dynamo's per-function recompile limit.
     """
     logging.getLogger("torch.utils.cpp_extension").addFilter(_not_the_cuda_home_notice)  # once: a filter is a set
-    code = fn.__code__.replace(co_name=f"{fn.__name__}_{hashlib.blake2b(repr(key).encode(), digest_size=6).hexdigest()}")
+    code = fn.__code__.replace(
+        co_name=f"{fn.__name__}_{hashlib.blake2b(repr(key).encode(), digest_size=6).hexdigest()}"
+    )
     copy = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
     copy.__qualname__ = code.co_name
     return torch.compile(copy, fullgraph=True, options=_options())

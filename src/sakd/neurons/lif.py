@@ -43,7 +43,7 @@ def lif_step(x_t: torch.Tensor, v: torch.Tensor | None, decay, threshold: float,
         h = decay * v + h
     s = spike(h - threshold, surrogate)
     r = s.detach() if detach_reset else s
-    return s.to(x_t.dtype), (h - r * threshold if soft else h * (1.0 - r))
+    return s.to(x_t.dtype), kernels.reset(h, r, threshold, soft)
 
 
 def lif_reference(

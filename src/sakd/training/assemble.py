@@ -84,7 +84,9 @@ def build_runtime(cfg: Config) -> Runtime:
     return Runtime(dist, device, resolve_amp(cfg.run.amp, device))
 
 
-def build_splits(cfg: Config, data: DataBundle, plain_train: Dataset | None = None) -> tuple[Dataset, dict[str, Dataset]]:
+def build_splits(
+    cfg: Config, data: DataBundle, plain_train: Dataset | None = None
+) -> tuple[Dataset, dict[str, Dataset]]:
     """The training set and the evaluation sets: ``val`` held out of the training set when
     ``data.val_fraction`` > 0 (from ``plain_train``, the training split without augmentation;
     default: the config's data set opened again without it), and ``test`` (``data.test_subset``)."""

@@ -11,7 +11,7 @@ each timestep's objective is backpropagated at once, with no gradient back throu
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

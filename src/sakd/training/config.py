@@ -50,7 +50,9 @@ def parse_interval(spec: str | int | None) -> tuple[str, float] | None:
         return None
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(steps?|min|m|minutes?)?", text)
     if not m or float(m.group(1)) <= 0:
-        raise ConfigError(f"{spec!r} is not an interval; use null (epoch ends only), N steps (e.g. 500) or N minutes (e.g. 30min)")
+        raise ConfigError(
+            f"{spec!r} is not an interval; use null (epoch ends only), N steps (e.g. 500) or N minutes (e.g. 30min)"
+        )
     unit = "min" if (m.group(2) or "steps").startswith("m") else "steps"
     if unit == "steps" and not float(m.group(1)).is_integer():
         raise ConfigError(f"{spec!r}: a number of steps must be whole")
@@ -59,7 +61,8 @@ def parse_interval(spec: str | int | None) -> tuple[str, float] | None:
 
 @dataclass
 class ModelConfig:
-    name: str = limited("resnet19", choices=Registered("model.name"))  # the architecture (or SOURCE:NAME: torchvision:resnet18)
+    # the architecture (or SOURCE:NAME: torchvision:resnet18)
+    name: str = limited("resnet19", choices=Registered("model.name"))
     spiking: bool = True  # true: the SNN twin (student or baseline); false: the ANN twin (a teacher)
     timesteps: int = limited(4, ge=1)  # T: the timesteps an SNN runs per image (event data: frames)
     stem: Literal["cifar", "imagenet"] = "cifar"  # cifar: a 3x3 stem for small images; imagenet: 7x7 and max-pool
@@ -119,15 +122,18 @@ class TeacherConfig:
     # a weight source (see sakd.models.weights): a sakd checkpoint, a torchvision/timm state-dict
     # file, torchvision:NAME or timm:NAME; None = no distillation
     weights: str | None = None
-    name: str | None = limited(None, choices=Registered("distill.teacher.name"))  # the teacher's architecture; None = the student's own
+    # the teacher's architecture; None = the student's own
+    name: str | None = limited(None, choices=Registered("distill.teacher.name"))
 
 
 @dataclass
 class FeaturesConfig:
     level: Literal["stage", "block"] = "stage"  # the taps: each stage's end, or each block's
     position: Literal["before", "after"] = "after"  # before | after the spike (ReLU for the teacher)
-    transform: str = limited("conv", choices=Registered("distill.features.transform"))  # maps a student tap to the teacher's (eq. 8: Conv1x1+BN)
-    distance: str = limited("l2", choices=Registered("distill.features.distance"))  # the distance between tapped features (eq. 9: L2)
+    # maps a student tap to the teacher's (eq. 8: Conv1x1+BN)
+    transform: str = limited("conv", choices=Registered("distill.features.transform"))
+    # the distance between tapped features (eq. 9: L2)
+    distance: str = limited("l2", choices=Registered("distill.features.distance"))
     weights: list[float] = limited(default_factory=list, ge=0.0)  # per tap; empty = 1 for every tap
     # how the taps' distances combine: sum (the paper's eq. 9 over taps and the official code) or
     # mean (the same β for 4 stage taps and for 33-50 block taps of ResNet-101/152)
@@ -297,7 +303,9 @@ def _coerce(value: Any, tp, key: str):
             try:
                 return _coerce(value, a, key)
             except ConfigError as exc:
-                errors.append(str(exc).removeprefix(f"config key '{key}' must be ").split(", got ")[0].split("; got ")[0])
+                errors.append(
+                    str(exc).removeprefix(f"config key '{key}' must be ").split(", got ")[0].split("; got ")[0]
+                )
         raise ConfigError(f"config key '{key}' must be {' or '.join(errors)}, got {value!r}")
     if _is_dataclass_type(tp):
         if not isinstance(value, dict):

@@ -60,8 +60,13 @@ class EpochMeter:
         """The sums over every process (one all-reduce): ``{sums, correct, n, seconds}``, what a
         checkpoint keeps of an unfinished epoch."""
         keys = sorted(self.sums)
-        totals = all_reduce_sum(torch.stack([self.sums[k] for k in keys] + [
-            self.correct.double(), torch.tensor(float(self.n), dtype=torch.float64, device=self.device)]), dist).tolist()
+        totals = all_reduce_sum(
+            torch.stack(
+                [self.sums[k] for k in keys]
+                + [self.correct.double(), torch.tensor(float(self.n), dtype=torch.float64, device=self.device)]
+            ),
+            dist,
+        ).tolist()
         return {"sums": dict(zip(keys, totals[:-2])), "correct": int(totals[-2]), "n": int(totals[-1]),
                 "seconds": self.seconds}
 

@@ -120,7 +120,9 @@ class MlflowLogger(Logger):
     def __init__(self, run_dir: Path, config: dict, done_epochs: int):
         super().__init__(run_dir, config, done_epochs)
         mlflow = _require("mlflow", "mlflow")
-        self.client = mlflow.MlflowClient(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(run_dir.parent / 'mlflow.db').resolve()}")
+        self.client = mlflow.MlflowClient(
+            os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(run_dir.parent / 'mlflow.db').resolve()}"
+        )
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "sakd")
         experiment = self.client.get_experiment_by_name(name)
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)

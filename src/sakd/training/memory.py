@@ -57,7 +57,8 @@ from __future__ import annotations
 import contextvars
 import itertools
 import weakref
-from typing import Callable, Literal
+from typing import Literal
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -67,7 +68,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from sakd.errors import ConfigError
 from sakd.models.base import TwinModel
 from sakd.neurons import SpikeActivation
-from sakd.training.packing import PACKINGS, Packed, dense_order
+from sakd.training.packing import PACKINGS, Packed, dense_order, is_binary
 from sakd.training.recompute import Recomputing
 
 MEMORY_MODES = ("fast", "lean", "min")
@@ -98,7 +99,7 @@ def _version(t: torch.Tensor) -> int:
     return -1 if t.is_inference() else t._version
 
 
-def _emits_binary(layer: nn.Module, output: torch.Tensor, not_binary: "weakref.WeakSet[nn.Module]") -> bool:
+def _emits_binary(layer: nn.Module, output: torch.Tensor, not_binary: weakref.WeakSet[nn.Module]) -> bool:
     """Whether a spiking layer's output may be packed as bits: what its neuron says
     (``binary = True / False``); for a neuron that says nothing, whether this output is exactly
     0/1 (checked every time, until one output is not: a graded neuron may start at 0/1; the layers
@@ -108,7 +109,7 @@ def _emits_binary(layer: nn.Module, output: torch.Tensor, not_binary: "weakref.W
         return bool(declared)
     if layer in not_binary:
         return False
-    if bool(((output == 0) | (output == 1)).all()):
+    if is_binary(output):
         return True
     not_binary.add(layer)
     return False
@@ -224,7 +225,7 @@ class Recomputed:
 
 
 # the SavedTensors open in this context, outermost first (an inner one for the same model defers to it)
-_ACTIVE: contextvars.ContextVar[tuple["SavedTensors", ...]] = contextvars.ContextVar("sakd_saved_tensors", default=())
+_ACTIVE: contextvars.ContextVar[tuple[SavedTensors, ...]] = contextvars.ContextVar("sakd_saved_tensors", default=())
 
 
 class SavedTensors:
@@ -252,7 +253,7 @@ class SavedTensors:
         self._plain: dict[int, tuple[weakref.ref, int]] = {}
         self._packed: dict[int, dict[tuple, Packed]] = {}  # storage -> view -> its packed bits
         self._serial = itertools.count()
-        self._not_binary: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()  # layers once seen not 0/1
+        self._not_binary: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # layers once seen not 0/1
         self._token = None
         self._handles: list = []
         self._hooks = None
@@ -356,7 +357,7 @@ class SavedTensors:
     def _unpack(saved):
         return saved.unpack() if isinstance(saved, (Packed, Recomputed, Kept)) else saved
 
-    def __enter__(self) -> "SavedTensors":
+    def __enter__(self) -> SavedTensors:
         self._inner = any(a.model is self.model for a in _ACTIVE.get())
         if self._inner:  # an outer context for this model decides
             return self

@@ -23,7 +23,9 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[
 class MetricsLog:
     """Append epoch records to ``metrics.jsonl`` and send them to each of ``run.loggers``."""
 
-    def __init__(self, run_dir: Path, history: list[dict], loggers: list[str] = ("tensorboard",), config: dict | None = None):
+    def __init__(
+        self, run_dir: Path, history: list[dict], loggers: list[str] = ("tensorboard",), config: dict | None = None
+    ):
         self.path = Path(run_dir) / runs.METRICS
         # rewrite from the checkpoint's history, so a resumed run has no line of a lost epoch
         write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in history).encode("utf-8"), "the metrics")

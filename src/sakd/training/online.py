@@ -80,7 +80,11 @@ def timestep_by_timestep(model: nn.Module, x, teacher_features, run_step, backwa
     with online(model):
         for t in range(steps):
             x_t = x[t:t + 1] if frames else x
-            feats = [f[t:t + 1] for f in teacher_features] if frames and teacher_features is not None else teacher_features
+            feats = (
+                [f[t : t + 1] for f in teacher_features]
+                if frames and teacher_features is not None
+                else teacher_features
+            )
             loss_t, terms_t, logits_t = run_step(x_t, feats)
             backward(loss_t / steps, t == steps - 1)
             loss = loss + loss_t.detach() / steps

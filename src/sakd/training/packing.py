@@ -16,6 +16,11 @@ PACKINGS = ("bits", "uint8")
 _GATHER = sum(1 << (7 * j) for j in range(1, 9))
 
 
+def is_binary(t: torch.Tensor) -> bool:
+    """Whether every element of ``t`` is exactly 0 or 1 (what may be stored as bits)."""
+    return bool(((t == 0) | (t == 1)).all())
+
+
 def _bytes(flat: torch.Tensor) -> torch.Tensor:
     """The 0/1 elements of ``flat`` as bytes 0/1: through bool, whose bytes are 0/1, since
     PyTorch's CPU kernels convert float to bool 5-10x faster than float to uint8."""

@@ -33,11 +33,11 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from sakd import randomness
-from sakd.training.packing import Packed, dense_order
+from sakd.training.packing import Packed, dense_order, is_binary
 
 
 def _binary(t: torch.Tensor) -> bool:
-    return t.is_floating_point() and t.dim() > 0 and bool(((t == 0) | (t == 1)).all())
+    return t.is_floating_point() and t.dim() > 0 and is_binary(t)
 
 
 class _Input:
@@ -249,7 +249,7 @@ class Recomputing:
         what the calls still held save."""
         return sum(call.nbytes + call.held for call in self.calls)
 
-    def __enter__(self) -> "Recomputing":
+    def __enter__(self) -> Recomputing:
         for unit in self.units:
             unit.forward = self._wrapped(unit)
         return self

@@ -45,7 +45,7 @@ class StopSignals:
         """Ask for a stop as the signal ``name`` would (the first one asked for is kept)."""
         self.received = self.received or name
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         names = [n for n in self.NAMES if hasattr(signal, n)]
         try:
             self._previous = {n: signal.signal(getattr(signal, n), self._on_signal) for n in names}

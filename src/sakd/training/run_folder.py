@@ -5,12 +5,18 @@ Every reader of a run (``sakd eval``, ``analyze``, ``visualize``, ``report``, ``
 the config is parsed once into a :class:`~sakd.training.config.Config` (its plug-ins imported
 first), a run's mode has one vocabulary (:data:`MODES`), and checkpoints of earlier versions load
 (``sakd.models.checkpoint`` reads their header and model record). The file names are
-:mod:`sakd.runs`'.
+:mod:`sakd.runs`'. A run folder is made by :func:`new_run_folder`, held by one process at a time
+(:class:`FolderLock`) and taken away if its run ends before its first checkpoint
+(:func:`discard_unstarted`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shutil
+import socket
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,10 +24,78 @@ from pathlib import Path
 from torch import nn
 
 from sakd import runs
-from sakd.errors import CheckpointError, SakdError
+from sakd.errors import CheckpointError, SakdError, WriteError
 from sakd.models import checkpoint as ckpt_io
 from sakd.models.registry import ModelSpec
 from sakd.training.config import Config, load_yaml, recorded_config
+
+class RunBusyError(SakdError):
+    """Another process is training in the run folder."""
+
+
+class FolderLock:
+    """One process at a time trains in a run folder: an exclusive ``flock`` on ``folder/.lock``,
+    with the holder's pid and host written in it. The OS releases it when the process ends, however
+    it ends (kill -9 too), so a stale file never blocks; a second process gets one line naming the
+    holder. The process that holds it may open the folder again (a notebook, a test). Loader
+    workers forked while it is held share it, so after a kill -9 it lasts until they notice their
+    parent is gone (seconds)."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / runs.LOCK
+        self.fd: int | None = None
+
+    def acquire(self) -> FolderLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise WriteError(f"cannot write the run's lock {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode(errors="replace").split()
+            os.close(fd)
+            if holder[:2] == [str(os.getpid()), socket.gethostname()]:
+                return self  # this very process holds it
+            who = f"process {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
+            raise RunBusyError(f"{self.path.parent} is in use by {who} (training in it); one process at a time per "
+                               "run folder: wait for it to end, or stop it") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        except OSError as exc:
+            os.close(fd)
+            raise WriteError(f"cannot write the run's lock {self.path}: {exc.strerror or exc}") from None
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def discard_unstarted(folder: Path) -> bool:
+    """Remove a run folder that holds no checkpoint (only what a run writes as it starts: its
+    config, an empty metrics file, logger files); True if removed."""
+    folder = Path(folder)
+    if not folder.is_dir() or (folder / runs.LAST).exists() or (folder / runs.BEST).exists():
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return not folder.exists()
+
+
+def new_run_folder(base: str | Path, name: str) -> Path:
+    """A new folder ``base/name`` (``name-2``, ``name-3``, ... if taken: never an earlier run's)."""
+    base = Path(base).expanduser()
+    path, i = base / name, 1
+    while path.exists():
+        i += 1
+        path = base / f"{name}-{i}"
+    path.mkdir(parents=True)
+    return path
+
 
 # a run's mode (Config.mode) and how tables label it
 MODES = {"ann": "ANN", "snn": "SNN", "sakd": "SAKD-SNN"}
@@ -53,7 +127,7 @@ class Checkpoint:
     state: dict = field(repr=False)
 
     @classmethod
-    def load(cls, path: str | Path, overrides: list[str] | None = None, training: bool = False) -> "Checkpoint":
+    def load(cls, path: str | Path, overrides: list[str] | None = None, training: bool = False) -> Checkpoint:
         """A checkpoint file, or a run folder's ``last.pt``; its config as
         :func:`~sakd.training.config.recorded_config` reads it (``training``: to resume it)."""
         state = ckpt_io.load_checkpoint(path)

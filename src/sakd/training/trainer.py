@@ -57,7 +57,7 @@ from sakd.training.evaluate import evaluate
 from sakd.training.memory import SavedTensors, resolve_memory
 from sakd.training.metrics import MetricsLog
 from sakd.training.resilience import CheckpointKeeper
-from sakd.training.run_folder import Checkpoint, history_summary
+from sakd.training.run_folder import Checkpoint, FolderLock, discard_unstarted, history_summary, new_run_folder
 from sakd.training.runtime import autocast, rng_state, set_rng_state, stop_workers
 
 
@@ -100,7 +100,7 @@ class Trainer:
         self.keeper = CheckpointKeeper(self.run_dir, cfg.run.checkpoint_every, self.console, self.dist, self.device,
                                        cfg.run.log_interval, resumed_at)
         self.made_folder = checkpoint is None  # a run that fails before its first checkpoint takes its folder away
-        self.log, self.lock = None, runs.FolderLock(self.run_dir)
+        self.log, self.lock = None, FolderLock(self.run_dir)
         if self.dist.is_main:
             try:
                 self.lock.acquire()  # one process at a time in a run folder
@@ -111,14 +111,14 @@ class Trainer:
                 raise
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, overrides: list[str] | None = None, **kwargs) -> "Trainer":
+    def from_checkpoint(cls, path: str | Path, overrides: list[str] | None = None, **kwargs) -> Trainer:
         """Continue the run whose ``last.pt`` is at ``path`` (a run folder or a checkpoint file).
         Overrides change the stored config, e.g. ``optim.epochs=300`` to train longer."""
         import os
 
         checkpoint = Checkpoint.load(path, overrides, training=True)
         if os.environ.get("RANK", "0") == "0":  # busy: one line before the data and the models are built
-            runs.FolderLock(Path(checkpoint.path).parent).acquire().release()
+            FolderLock(Path(checkpoint.path).parent).acquire().release()
         return cls(checkpoint.config, checkpoint=checkpoint, **kwargs)
 
     # -- hooks a subclass may override ------------------------------------------------------------
@@ -338,14 +338,14 @@ class Trainer:
     def _new_run_dir(self) -> Path:
         cfg = self.cfg
         name = cfg.run.name or f"{cfg.data.name}-{cfg.model.name}-{cfg.mode}".replace(":", "_")  # torchvision:resnet18
-        return runs.new_run_folder(cfg.run.output_dir, name)
+        return new_run_folder(cfg.run.output_dir, name)
 
     def _close(self, discard: bool, quiet: bool = False) -> None:
         """Close the loggers and let the run folder go; with ``discard``, a folder this run made
         that holds no checkpoint yet is removed (nothing trained is lost), and said so."""
         if self.log is not None:
             self.log.close()  # its trackers (metrics.jsonl is appended to per record)
-        if discard and self.made_folder and self.dist.is_main and runs.discard_unstarted(self.run_dir) and not quiet:
+        if discard and self.made_folder and self.dist.is_main and discard_unstarted(self.run_dir) and not quiet:
             self.console.print(f"removed {self.run_dir}: it held no checkpoint yet", highlight=False, soft_wrap=True)
         self.lock.release()
 

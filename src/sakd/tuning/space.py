@@ -15,7 +15,8 @@ A range ``{low, high}`` draws real numbers uniformly (``log: true``: on a log sc
 grid); with a whole-number ``step`` (and whole ``low`` and ``high``: ``{low: 1, high: 8, step: 1}``)
 it draws whole numbers, which integer settings (``run.seed``, dkd's ``warmup``) need. A list draws
 one of its entries (any YAML values); ``{value: V}`` fixes a value that is itself a list or a
-mapping (``taps: {value: [1, 2]}``), which a bare list or mapping would not. With ``combine``, the trial first draws which terms it sums (one
+mapping (``taps: {value: [1, 2]}``), which a bare list or mapping would not. With ``combine``, the
+trial first draws which terms it sums (one
 categorical over every set of the given sizes, named ``terms``) and then only the chosen terms'
 options: the space is conditional, which optuna's TPE handles (define-by-run).
 """
@@ -50,7 +51,7 @@ class Dimension:
     value: Any = None
 
     @classmethod
-    def parse(cls, name: str, spec) -> "Dimension":
+    def parse(cls, name: str, spec) -> Dimension:
         if isinstance(spec, list):
             if not spec:
                 raise ConfigError(f"search space {name}: an empty list of choices")
@@ -105,7 +106,7 @@ class SearchSpace:
     spec: dict = field(default_factory=dict)  # the space as written (a study records it)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "") -> "SearchSpace":
+    def from_dict(cls, data: dict, source: str = "") -> SearchSpace:
         from sakd.distill.terms import LOSSES, check_options
 
         if not isinstance(data, dict) or not data:
@@ -140,7 +141,7 @@ class SearchSpace:
         return cls(params, terms, combinations, source, data)
 
     @classmethod
-    def load(cls, source: str | Path) -> "SearchSpace":
+    def load(cls, source: str | Path) -> SearchSpace:
         """A YAML file, or the name of a packaged space (``sakd/tuning/spaces/<name>.yaml``)."""
         path = Path(source).expanduser()
         if not path.is_file():

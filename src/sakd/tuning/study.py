@@ -240,7 +240,9 @@ def check_settings(s: TuneSettings) -> Config:
                           "pruner cannot judge them (use --pruner none)")
     shorthand = {"distill.gamma": "logit_kd", "distill.beta": "feature_kd"}
     for key, term in shorthand.items():
-        if term in s.space.terms and (getattr(cfg.distill, key.split(".")[1]) or any(d.name == key for d in s.space.params)):
+        if term in s.space.terms and (
+            getattr(cfg.distill, key.split(".")[1]) or any(d.name == key for d in s.space.params)
+        ):
             raise ConfigError(f"the space draws the term {term!r} and {key} weighs it too; draw one of them")
     for chosen in s.space.combinations or [()]:
         trial = trial_config(s, FirstDraws("+".join(chosen) if len(s.space.combinations) > 1 else None))
@@ -297,7 +299,8 @@ def run_trial(s: TuneSettings, trial, console) -> float:
     cfg = trial_config(s, trial)
     trainer = TrialTrainer(cfg, trial, console=console)
     trial.set_user_attr("run_dir", str(trainer.run_dir))
-    trial.set_user_attr("config", (trainer.run_dir / runs.CONFIG).read_text())  # in the storage: any worker writes best.yaml
+    # in the storage: any worker writes best.yaml
+    trial.set_user_attr("config", (trainer.run_dir / runs.CONFIG).read_text())
     trainer.fit()
     score = max(r[SCORE] for r in trainer.history)
     trial.set_user_attr("epochs", len(trainer.history))
@@ -417,8 +420,11 @@ def ask(study, trials: int):
             return None
         again = trial.user_attrs.get("retry_of")
         taken = again is not None and any(
-            t.user_attrs.get("retry_of") == again and t.number < trial.number and t.state != optuna.trial.TrialState.WAITING
-            for t in others)
+            t.user_attrs.get("retry_of") == again
+            and t.number < trial.number
+            and t.state != optuna.trial.TrialState.WAITING
+            for t in others
+        )
         if not taken:
             return trial
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
