@@ -375,7 +375,7 @@ def min_phases(step, device: torch.device) -> dict:
     forward, while a block runs again in backward, or while backward goes through a block between
     those (and through the head and the loss); and how many of its blocks (``blocks``) ran again
     (``run_again``). The least of two steps, after a first."""
-    from sakd.training import recompute
+    from sakd.training.memory import units as recompute
 
     run_again, run_forward = recompute.UnitCall.recompute, recompute.UnitCall.run_forward
     step()

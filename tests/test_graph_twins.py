@@ -385,7 +385,7 @@ def test_timms_norm_and_activation_families_twin_exactly(name, monkeypatch):
     bit (eval and training mode, running statistics too), the SNN twin has its state dict, and a
     SAKD step's lean and min gradients and BatchNorm statistics equal fast's bit for bit."""
     timm = pytest.importorskip("timm")
-    from sakd.training import recompute
+    from sakd.training.memory import units as recompute
     from test_memory import sakd_step_at
 
     torch.manual_seed(0)

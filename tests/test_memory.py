@@ -101,7 +101,7 @@ def test_min_gives_bit_identical_gradients_updates_batchnorm_once_and_keeps_leas
     gradients and running statistics."""
     import copy
 
-    from sakd.training import recompute
+    from sakd.training.memory import units as recompute
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     options, side = MIN_MODELS[name]
@@ -133,7 +133,7 @@ def test_min_keeps_of_each_block_what_lean_keeps_and_holds_only_the_last_blocks(
     BatchNorm's input as a float, every neuron's input current as the recipe that makes it again,
     spikes as bits), whether the block ran again or held it from the forward: only the last blocks
     hold, while together they hold at most what the largest block held."""
-    from sakd.training import recompute
+    from sakd.training.memory import units as recompute
     from sakd.training.memory import Recomputed
 
     forward, again = {}, []
@@ -195,7 +195,7 @@ def test_min_replays_the_random_draws_of_a_unit_and_refuses_a_model_without_unit
     from sakd.errors import ConfigError
     from sakd.randomness import step_draws, step_generator
     from sakd.training.memory import resolve_memory
-    from sakd.training.recompute import Recomputing
+    from sakd.training.memory.units import Recomputing
 
     class Noisy(nn.Module):
         def __init__(self):
@@ -284,11 +284,11 @@ def test_a_spike_tensor_in_reused_memory_is_packed_afresh():
     first, second = (torch.rand(4, 64) < 0.5).float(), (torch.rand(4, 64) < 0.5).float()
     buf, layer = first.clone(), next(m for m in model.modules() if isinstance(m, SpikeActivation))
     with SavedTensors(model, "lean") as saved:
-        saved._record(layer, None, buf)
-        assert torch.equal(saved.pack(buf).unpack(), first)
+        saved.spikes.record(layer, None, buf)
+        assert torch.equal(saved.keep(buf).unpack(), first)
         buf.copy_(second)  # the same memory now holds another layer's spikes
-        saved._record(layer, None, buf)
-        assert torch.equal(saved.pack(buf).unpack(), second)
+        saved.spikes.record(layer, None, buf)
+        assert torch.equal(saved.keep(buf).unpack(), second)
 
 
 def neuron_inputs_kept(model, x, mode, recompute=True):
@@ -297,8 +297,8 @@ def neuron_inputs_kept(model, x, mode, recompute=True):
     live_inputs, plain = set(), []
 
     class Watch(SavedTensors):
-        def pack(self, t):
-            saved = super().pack(t)
+        def keep(self, t):
+            saved = super().keep(t)
             if isinstance(saved, Kept) and t.untyped_storage().data_ptr() in live_inputs:
                 plain.append(t.untyped_storage().data_ptr())
             return saved
@@ -480,7 +480,7 @@ def test_lean_keeps_outputs_of_neurons_that_are_not_binary(neuron):
 def test_only_layers_of_binary_neurons_are_packed():
     import weakref
 
-    from sakd.training.memory import _emits_binary
+    from sakd.training.memory.spikes import emits_binary as _emits_binary
 
     seen = weakref.WeakSet()  # the layers a step saw not binary (each SavedTensors keeps its own)
 

@@ -33,7 +33,19 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from sakd import randomness
-from sakd.training.packing import Packed, dense_order, is_binary
+from sakd.errors import ConfigError
+from sakd.models.base import TwinModel
+from sakd.training.memory.packing import Packed, dense_order, is_binary
+
+
+def recompute_units(model: nn.Module) -> list[nn.Module]:
+    """The units ``run.memory=min`` runs again in backward: those every sakd model in ``model``
+    names (:meth:`~sakd.models.base.TwinModel.recompute_units`)."""
+    units = [u for m in model.modules() if isinstance(m, TwinModel) for u in m.recompute_units()]
+    if not units:
+        raise ConfigError("run.memory=min runs blocks again in backward, but this model names none "
+                          "(TwinModel.recompute_units); use run.memory=lean")
+    return units
 
 
 def _binary(t: torch.Tensor) -> bool:
@@ -139,7 +151,7 @@ class UnitCall:
                 if isinstance(t, nn.Parameter):  # alive anyway
                     return t
                 index, self.count = self.count, self.count + 1
-                self.saved[index] = saving.pack(t)
+                self.saved[index] = saving.keep(t)
                 return (self, index)
 
             with torch.autograd.graph.saved_tensors_hooks(pack, UnitCall.unpack):
@@ -177,7 +189,7 @@ class UnitCall:
 
             def capture(t):  # what saving keeps holds no graph: the recomputation's own is never run
                 if not isinstance(t, nn.Parameter):
-                    captured.append(saving.pack(t))
+                    captured.append(saving.keep(t))
 
             with self.random.replayed(), torch.enable_grad(), torch.autocast(kind, dtype=dtype, enabled=enabled), \
                     torch.autograd.graph.saved_tensors_hooks(capture, lambda _: None):
@@ -195,7 +207,7 @@ class Recomputing:
 
     ``saving``, a function of a unit's modules and the storages not to count (alive anyway: the
     unit's input, its buffers), gives the context a unit's forward and its recomputation run in:
-    its ``pack(t)`` returns what is kept of a saved tensor (an object whose ``unpack()`` gives it
+    its ``keep(t)`` returns what is kept of a saved tensor (an object whose ``unpack()`` gives it
     back), its ``mark_spikes(t)`` names the unit's input as spikes and its ``kept_bytes`` counts
     what it kept: ``run.memory=min`` passes ``lean``'s (:class:`sakd.training.memory.SavedTensors`
     over the unit's modules, counting)."""
