@@ -377,7 +377,7 @@ def min_phases(step, device: torch.device) -> dict:
     (``run_again``). The least of two steps, after a first."""
     from sakd.training.memory import units as recompute
 
-    run_again, run_forward = recompute.UnitCall.recompute, recompute.UnitCall.run_forward
+    run_again, begin = recompute.UnitCall.recompute, recompute.UnitCall.begin
     step()
     rounds = []
     for _ in range(2):
@@ -389,17 +389,17 @@ def min_phases(step, device: torch.device) -> dict:
             counts["run_again"] += 1
             mark("run again")
 
-        def counted(call, *args, counts=counts):
+        def counted(call, args, counts=counts):
             counts["blocks"] += 1
-            return run_forward(call, *args)
+            begin(call, args)
 
         handles = [step.model.register_forward_pre_hook(lambda *_, mark=mark: mark("before the forward")),
                    step.model.register_forward_hook(lambda *_, mark=mark: mark("forward"))]
-        recompute.UnitCall.recompute, recompute.UnitCall.run_forward = watched, counted
+        recompute.UnitCall.recompute, recompute.UnitCall.begin = watched, counted
         try:
             step()
         finally:
-            recompute.UnitCall.recompute, recompute.UnitCall.run_forward = run_again, run_forward
+            recompute.UnitCall.recompute, recompute.UnitCall.begin = run_again, begin
             for h in handles:
                 h.remove()
         mark("backward")

@@ -409,8 +409,8 @@ def test_timms_norm_and_activation_families_twin_exactly(name, monkeypatch):
     snn, teacher, x = snn.double().train(), ann.double().eval(), x.double() * 2
     y = torch.randint(0, 10, (4,))
     calls, again = [], []
-    run_forward, run_again = recompute.UnitCall.run_forward, recompute.UnitCall.recompute
-    monkeypatch.setattr(recompute.UnitCall, "run_forward", lambda call, *a: calls.append(call) or run_forward(call, *a))
+    begin, run_again = recompute.UnitCall.begin, recompute.UnitCall.recompute
+    monkeypatch.setattr(recompute.UnitCall, "begin", lambda call, args: calls.append(call) or begin(call, args))
     monkeypatch.setattr(recompute.UnitCall, "recompute", lambda call: again.append(call) or run_again(call))
     results = {}
     for mode in ("fast", "lean", "min"):

@@ -113,8 +113,8 @@ def test_min_gives_bit_identical_gradients_updates_batchnorm_once_and_keeps_leas
     x = torch.randn(4, 3, side, side, dtype=dtype, device=device) * 2
     y = torch.randint(0, 10, (4,), device=device)
     results, calls, again = {}, [], []
-    run_forward, run_again = recompute.UnitCall.run_forward, recompute.UnitCall.recompute
-    monkeypatch.setattr(recompute.UnitCall, "run_forward", lambda call, *a: calls.append(call) or run_forward(call, *a))
+    begin, run_again = recompute.UnitCall.begin, recompute.UnitCall.recompute
+    monkeypatch.setattr(recompute.UnitCall, "begin", lambda call, args: calls.append(call) or begin(call, args))
     monkeypatch.setattr(recompute.UnitCall, "recompute", lambda call: again.append(call) or run_again(call))
     for mode in ("fast", "lean", "min"):
         model = copy.deepcopy(snn)
@@ -137,18 +137,17 @@ def test_min_keeps_of_each_block_what_lean_keeps_and_holds_only_the_last_blocks(
     from sakd.training.memory import Recomputed
 
     forward, again = {}, []
-    run_forward, run_again = recompute.UnitCall.run_forward, recompute.UnitCall.recompute
+    end, run_again = recompute.UnitCall.end, recompute.UnitCall.recompute
 
-    def holding(call, *args):
-        out = run_forward(call, *args)
+    def holding(call):
+        end(call)
         forward[call] = call.held, dict(call.saved)
-        return out
 
     def watched(call):
         run_again(call)
         again.append((call, dict(call.saved)))
 
-    monkeypatch.setattr(recompute.UnitCall, "run_forward", holding)
+    monkeypatch.setattr(recompute.UnitCall, "end", holding)
     monkeypatch.setattr(recompute.UnitCall, "recompute", watched)
     torch.manual_seed(0)
     model = create_model("resnet19", spiking=True, num_classes=10, timesteps=2)

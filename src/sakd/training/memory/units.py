@@ -139,25 +139,31 @@ class UnitCall:
     def nbytes(self) -> int:
         return sum(i.nbytes for i in self.inputs)
 
-    def run_forward(self, forward, args: tuple):
-        """The forward call itself, holding what its operations save as ``saving`` keeps it (a
-        :meth:`release` later frees it, and backward then runs the unit again)."""
+    def begin(self, args: tuple) -> None:
+        """The forward call starts (a forward pre-hook): until :meth:`end`, what its operations
+        save is held as ``saving`` keeps it (a :meth:`release` later frees it, and backward then
+        runs the unit again)."""
         alive = {a.untyped_storage().data_ptr() for a in args if isinstance(a, torch.Tensor)}  # kept anyway
         alive |= {b.untyped_storage().data_ptr() for b in self.members.buffers()}
-        with self.saving(self.members, alive) as saving:
-            self._mark_spikes(saving, args)
+        self._open = contextlib.ExitStack()
+        saving = self._open.enter_context(self.saving(self.members, alive))
+        self._mark_spikes(saving, args)
 
-            def pack(t):
-                if isinstance(t, nn.Parameter):  # alive anyway
-                    return t
-                index, self.count = self.count, self.count + 1
-                self.saved[index] = saving.keep(t)
-                return (self, index)
+        def keep(t):
+            if isinstance(t, nn.Parameter):  # alive anyway
+                return t
+            index, self.count = self.count, self.count + 1
+            self.saved[index] = saving.keep(t)
+            return (self, index)
 
-            with torch.autograd.graph.saved_tensors_hooks(pack, UnitCall.unpack):
-                out = forward(*args)
-        self.held = saving.kept_bytes
-        return out
+        self._open.enter_context(torch.autograd.graph.saved_tensors_hooks(keep, UnitCall.unpack))
+        self._saving = saving
+
+    def end(self) -> None:
+        """The forward call ended (a forward hook, called even if it raised)."""
+        self._open.close()
+        self.held = self._saving.kept_bytes
+        self._open = self._saving = None
 
     def release(self) -> None:
         """Free what the forward saved: backward runs the unit again to make it."""
@@ -202,8 +208,9 @@ class UnitCall:
 
 
 class Recomputing:
-    """While active, each of ``units`` runs as a :class:`UnitCall` (its ``forward`` replaced on
-    the instance, restored on exit); ``calls`` holds every call of the forward, for counting.
+    """While active, each call of one of ``units`` runs as a :class:`UnitCall` (a forward pre-hook
+    begins it, a forward hook ends it; the hooks go when the context closes); ``calls`` holds every
+    call of the forward, for counting.
 
     ``saving``, a function of a unit's modules and the storages not to count (alive anyway: the
     unit's input, its buffers), gives the context a unit's forward and its recomputation run in:
@@ -218,19 +225,21 @@ class Recomputing:
         self.holding: list[UnitCall] = []  # the last calls, which hold what they saved
         self.largest = (0, 1)  # the most bytes one call of this forward held, and its input's elements
         self.depth = 0  # > 0 while a unit runs forward
+        self._open: list[UnitCall | None] = []  # the calls running now, innermost last (None: not one)
+        self._handles: list = []
 
-    def _wrapped(self, unit: nn.Module):
-        forward = unit.forward
+    def _begin(self, unit: nn.Module):
         members = unit.members() if hasattr(unit, "members") else unit  # a graph twin's block holds no module
 
-        def run(*args):
+        def run(*args):  # the recomputation: the unit's own forward, no hooks, statistics left alone
             norms = [m for m in _norms(unit) if m.training]
             with _running_statistics_kept(norms) if norms else contextlib.nullcontext():
-                return forward(*args)
+                return unit.forward(*args)
 
-        def checkpointed(*args):
+        def begin(module, args):
             if not torch.is_grad_enabled() or self.depth:
-                return forward(*args)
+                self._open.append(None)
+                return
             device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
             call = UnitCall(run, args, self.packing, device, members, self.saving)
             self.calls.append(call)
@@ -238,17 +247,21 @@ class Recomputing:
                 most, elements = self.largest
                 self._hold_at_most(most * (1 - call.elements / max(elements, 1)))
             self.depth += 1
-            try:
-                out = call.run_forward(forward, args)
-            finally:
-                self.depth -= 1
-            self.holding.append(call)
-            if call.held > self.largest[0]:
-                self.largest = (call.held, call.elements)
-            self._hold_at_most(self.largest[0])
-            return out
+            self._open.append(call)
+            call.begin(args)
 
-        return checkpointed
+        return begin
+
+    def _end(self, module, args, output) -> None:
+        call = self._open.pop()
+        if call is None:
+            return
+        self.depth -= 1
+        call.end()
+        self.holding.append(call)
+        if call.held > self.largest[0]:
+            self.largest = (call.held, call.elements)
+        self._hold_at_most(self.largest[0])
 
     def _hold_at_most(self, nbytes: float) -> None:
         """Free the earliest held calls until the rest hold at most ``nbytes``."""
@@ -262,11 +275,13 @@ class Recomputing:
         return sum(call.nbytes + call.held for call in self.calls)
 
     def __enter__(self) -> Recomputing:
-        for unit in self.units:
-            unit.forward = self._wrapped(unit)
+        for unit in self.units:  # begun last among the pre-hooks, ended first among the hooks
+            self._handles += [unit.register_forward_pre_hook(self._begin(unit)),
+                              unit.register_forward_hook(self._end, prepend=True, always_call=True)]
         return self
 
     def __exit__(self, *exc) -> None:
-        for unit in self.units:
-            del unit.forward  # the class's forward again
+        for h in self._handles:
+            h.remove()
+        self._handles, self._open = [], []
         self.calls, self.holding, self.largest = [], [], (0, 1)
