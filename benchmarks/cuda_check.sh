@@ -25,7 +25,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())" \
   || exit 1
 # the tests' limit leaves the suite most of a 10-minute call; each part's log comes back either way
-timeout "${TESTS_TIMEOUT:-180}" python3 -m pytest -q -p no:cacheprovider -k cuda \
+timeout "${TESTS_TIMEOUT:-180}" python3 -m pytest -q -o addopts=-ra -p no:cacheprovider -k cuda \
   tests/test_neurons.py tests/test_memory.py tests/test_plugins.py 2>&1 | tee "$out/cuda-tests.log"
 tests=${PIPESTATUS[0]}
 timeout "${SUITE_TIMEOUT:-360}" python3 benchmarks/suite.py --out "$out/suite-cuda.json" "$@" 2>&1 | tee "$out/suite-cuda.log"

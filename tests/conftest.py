@@ -141,3 +141,12 @@ def small_disk(tmp_path):
     yield mount
     for where in mounted:
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker process gets one of the machine's cores: torch's threads are
+    one per worker, so two workers on two cores do not fight over them (10-70x slower when they do)."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)

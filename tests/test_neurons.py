@@ -237,9 +237,10 @@ def test_lif_rejects_unbatched_input():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the notice only appears without CUDA")
 def test_cpu_machines_do_not_print_the_cuda_home_notice_but_keep_other_warnings(monkeypatch, caplog):
+    monkeypatch.setenv("CUDA_HOME", "/usr/local")
+    kernels.quiet_cuda_home_notice()  # what building a kernel does first (importing cpp_extension logs it too)
     from torch.utils import cpp_extension
 
-    monkeypatch.setenv("CUDA_HOME", "/usr/local")
     with caplog.at_level(logging.WARNING, logger="torch.utils.cpp_extension"):
         assert cpp_extension._find_cuda_home() == "/usr/local"  # the call that logs the notice
         logging.getLogger("torch.utils.cpp_extension").warning("a real warning")

@@ -126,7 +126,7 @@ def test_the_contributing_guide_examples_run():
     from sakd.models import MODELS, create_model
     from sakd.neurons import SURROGATES
 
-    assert len(contributing_examples()) == 6
+    assert len(contributing_examples()) == 7
     assert {"resnet10", "alif", "fast_sigmoid", "cosine", "logit_l2"} <= (set(MODELS) | set(NEURONS) | set(SURROGATES)
                                                                       | set(DISTANCES) | set(LOSSES))
     from sakd.cli import main
@@ -145,6 +145,16 @@ def test_the_contributing_guide_examples_run():
 
     term = LOSSES.get("logit_l2")()
     assert term.needs_teacher and term(TermInputs(torch.ones(2, 3), torch.zeros(2), torch.zeros(2, 3))) == 1.0
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from sakd.export import EXPORTERS
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "m.json"
+        summary = EXPORTERS.get("param_shapes")(snn.eval(), torch.randn(1, 3, 32, 32), 2, out)
+        assert json.loads(out.read_text())["parameters"]["fc.weight"] == [4, 512] and summary["parameters"] > 10
 
 
 @pytest.mark.parametrize("device", DEVICES)

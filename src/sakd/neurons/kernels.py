@@ -140,6 +140,12 @@ def _not_the_cuda_home_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("No CUDA runtime is found")
 
 
+def quiet_cuda_home_notice() -> None:
+    """Leave out torch's CUDA-home notice when CPU kernels are built (called before a kernel is
+    compiled; adding the filter again changes nothing)."""
+    logging.getLogger("torch.utils.cpp_extension").addFilter(_not_the_cuda_home_notice)
+
+
 # Inductor settings of the kernels, where this torch has them:
 # * N is dynamic, so Inductor cannot size the CPU thread split from the shape it first saw (a small
 #   first layer would leave every later, large one single-threaded): let OpenMP split at run time.
@@ -174,7 +180,7 @@ def compiled(fn, key: tuple = ()):
     would specialise, run eagerly), not of every configuration seen in the process, and a test
     session or a sweep never reaches Dynamo's per-function recompile limit.
     """
-    logging.getLogger("torch.utils.cpp_extension").addFilter(_not_the_cuda_home_notice)  # once: a filter is a set
+    quiet_cuda_home_notice()
     code = fn.__code__.replace(
         co_name=f"{fn.__name__}_{hashlib.blake2b(repr(key).encode(), digest_size=6).hexdigest()}"
     )
