@@ -178,6 +178,13 @@ def test_claims_quick_runs_every_cell_and_judges_every_claim(tmp_path):
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs
 
 
+def small_study(tmp_path, out) -> list[str]:
+    """The options of a study's smoke test on the MNIST-style files under tmp_path/data."""
+    return ["--root", str(tmp_path / "data"), "--image-size", "8", "--train-subset", "50", "--test-subset", "30",
+            "--batch", "25", "--val-fraction", "0.2", "--set", "model.timesteps=2", "--runs", str(tmp_path / "runs"),
+            "--out", str(out)]
+
+
 def test_any_network_quick_trains_ann_snn_and_sakd_of_a_network_from_elsewhere(tmp_path):
     """The any-network study's smoke test, on MNIST-style files the test writes and a module of
     the tests (random images: the numbers mean nothing; the recorded study's are in the docs)."""
@@ -186,29 +193,7 @@ def test_any_network_quick_trains_ann_snn_and_sakd_of_a_network_from_elsewhere(t
 
     fake_mnist(tmp_path / "data", gz=True, n_train=60, n_test=30)
     out = tmp_path / "any.json"
-    args = [
-        "--quick",
-        "--models",
-        "python:test_graph_twins:user_net",
-        "--root",
-        str(tmp_path / "data"),
-        "--image-size",
-        "8",
-        "--train-subset",
-        "50",
-        "--test-subset",
-        "30",
-        "--batch",
-        "25",
-        "--val-fraction",
-        "0.2",
-        "--set",
-        "model.timesteps=2",
-        "--runs",
-        str(tmp_path / "runs"),
-        "--out",
-        str(out),
-    ]
+    args = ["--quick", "--models", "python:test_graph_twins:user_net", *small_study(tmp_path, out)]
     result = any_network.main(args)
     assert sorted(result["cells"]) == [
         f"python_test_graph_twins_user_net/{m}/seed0" for m in ("ann", "sakd", "sakd_ce", "snn")
@@ -317,29 +302,7 @@ def test_sltt_study_quick_trains_full_and_sltt_with_and_without_sakd(tmp_path):
 
     fake_mnist(tmp_path / "data", gz=True, n_train=60, n_test=30)
     out = tmp_path / "sltt.json"
-    result = sltt_accuracy.main(
-        [
-            "--quick",
-            "--root",
-            str(tmp_path / "data"),
-            "--image-size",
-            "8",
-            "--train-subset",
-            "50",
-            "--test-subset",
-            "30",
-            "--batch",
-            "25",
-            "--val-fraction",
-            "0.2",
-            "--set",
-            "model.timesteps=2",
-            "--runs",
-            str(tmp_path / "runs"),
-            "--out",
-            str(out),
-        ]
-    )
+    result = sltt_accuracy.main(["--quick", *small_study(tmp_path, out)])
     assert sorted(result["cells"]) == [f"resnet_tiny/{m}/seed0" for m in
                                        ("ann", "sakd_full", "sakd_sltt", "snn_full", "snn_sltt")]
     row = result["rows"]["resnet_tiny"]
