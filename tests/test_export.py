@@ -270,6 +270,13 @@ def test_export_command_and_its_errors(trio, tmp_path, capsys, monkeypatch):
         "holds an ANN (resnet_tiny); sakd export takes a spiking checkpoint",
     )
     fails([student, "--format", "tflite", "-o", str(tmp_path / "t.x")], "unknown export format 'tflite'")
+    # a format's options are its exporter's keyword arguments: --option KEY=VALUE (NIR's --dt is one)
+    assert main(["export", student, "--format", "nir", "-o", str(tmp_path / "o.nir"), "--option", "dt=0.001",
+                 "--json", str(summary)]) == 0
+    assert json.loads(summary.read_text())["dt"] == 0.001
+    capsys.readouterr()
+    fails([student, "--format", "onnx", "-o", str(tmp_path / "o.onnx"), "--dt", "1e-4"],
+          "export format 'onnx' takes no option 'dt'; its options: none")
     ckpt = torch.load(f"{student}/last.pt", weights_only=True)
     ckpt["spec"]["neuron"]["reset"] = "soft"
     torch.save(ckpt, tmp_path / "soft.pt")

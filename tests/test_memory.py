@@ -230,6 +230,40 @@ def test_min_replays_the_random_draws_of_a_unit_and_refuses_a_model_without_unit
         resolve_memory("min", nn.Sequential(nn.Conv2d(1, 1, 1)))
 
 
+def test_min_refuses_a_unit_called_with_keywords_and_an_interrupted_forward_leaves_nothing_behind():
+    """A block called with keyword arguments cannot be run again from its positional inputs: one
+    line, not wrong gradients. A forward stopped inside a block (Ctrl-C, which the always-called
+    hooks do not see) leaves no hook on the model and no saved-tensor hook open once the context
+    closes: a later step on the same thread keeps what fast keeps."""
+    from sakd.errors import ConfigError
+
+    def hooked(model):
+        return [m for m in model.modules() if m._forward_hooks or m._forward_pre_hooks]
+
+    model = create_model("resnet_tiny", spiking=True, num_classes=10, timesteps=2)
+    unit = model.recompute_units()[0]
+    inputs = []
+    handle = unit.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
+    x = torch.randn(2, 3, 16, 16)
+    model(x)
+    handle.remove()
+    with pytest.raises(ConfigError, match="called with keyword arguments"), SavedTensors(model, "min"):
+        unit(x=inputs[0])
+    assert not hooked(model)
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    stop = next(m for m in unit.modules() if isinstance(m, SpikeActivation)).register_forward_hook(interrupt)
+    with pytest.raises(KeyboardInterrupt), SavedTensors(model, "min"):
+        model(x)
+    stop.remove()
+    assert not hooked(model)
+    a = torch.randn(4, requires_grad=True)
+    b = a * a  # saves a: with a saved-tensor hook left open it would be kept in another form
+    assert b.grad_fn._saved_self is a
+
+
 def test_the_trainer_in_lean_and_min_mode_takes_the_same_step(tmp_path, teacher_ckpt):
     grads = {}
     for mode in ("fast", "lean", "min"):

@@ -33,9 +33,11 @@ from sakd.errors import ConfigError
 
 T = TypeVar("T")
 
-# the modules that hold sakd's registries (importing them registers every built-in part)
-HOMES = ("sakd.models", "sakd.data", "sakd.neurons", "sakd.distill", "sakd.training.optim", "sakd.training.loggers",
-         "sakd.export", "sakd.cli.command")
+# the modules that hold sakd's registries (importing them registers every built-in part): those of
+# the parts a config names, and those only ``sakd list`` shows (export formats, commands), which a
+# config never names, so that checking a config imports no command
+HOMES = ("sakd.models", "sakd.data", "sakd.neurons", "sakd.distill", "sakd.training.optim", "sakd.training.loggers")
+LISTED_HOMES = ("sakd.export", "sakd.cli.command")
 
 
 class Registry(Generic[T]):
@@ -122,10 +124,11 @@ def values_at(data, key: str) -> list[str]:
     return [v for item in items for v in (item if isinstance(item, list) else [item]) if isinstance(v, str)]
 
 
-def registries() -> list[Registry]:
-    """Every registry of sakd, its homes imported (so every built-in part is registered)."""
+def registries(listed: bool = False) -> list[Registry]:
+    """The registries of the parts a config names, their homes imported (so every built-in part is
+    registered); ``listed``: every registry ``sakd list`` shows (export formats and commands too)."""
     found: dict[int, Registry] = {}
-    for home in HOMES:
+    for home in (*HOMES, *LISTED_HOMES) if listed else HOMES:
         module = importlib.import_module(home)
         names = getattr(module, "__all__", None) or vars(module)  # in the order the home gives them
         for value in (getattr(module, name) for name in names):

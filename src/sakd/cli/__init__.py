@@ -133,8 +133,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its plug-ins (``--plugin``) are its own (a context of its own), so a
-    Python caller's next command records only the plug-ins it is given."""
-    return contextvars.copy_context().run(_main, argv)
+    Python caller's next command records only the plug-ins it is given. While it runs, the current
+    folder is on ``sys.path`` (a plug-in module there imports, in loader workers too)."""
+    here = os.getcwd()
+    added = here not in sys.path and "" not in sys.path
+    if added:
+        sys.path.append(here)
+    try:
+        return contextvars.copy_context().run(_main, argv)
+    finally:
+        if added and here in sys.path:
+            sys.path.remove(here)
 
 
 def _main(argv: list[str] | None) -> int:

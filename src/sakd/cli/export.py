@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import json
 
+from sakd.errors import ConfigError
 from sakd.cli.command import COMMANDS, Command, positive
 from sakd.outputs import write_text
+
+
+def exporter_option(text: str) -> tuple[str, object]:
+    """``--option KEY=VALUE``: the value read as YAML (numbers, booleans, lists), else as text."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--option {text!r}: write KEY=VALUE")
+    return key, yaml.safe_load(value)
 
 
 @COMMANDS.register("export")
@@ -20,9 +31,11 @@ class Export(Command):
         p.add_argument("-o", "--out", required=True, metavar="FILE", help="the file to write")
         p.add_argument("--input-size", type=positive, nargs=2, metavar=("H", "W"),
                        help="input height and width (default: the checkpoint's data set's)")
-        p.add_argument("--dt", type=float, default=1.0,
-                       help="NIR: the time step of the simulator that will run the graph (default %(default)s; "
-                            "snnTorch's importer uses 1e-4, Norse's 1e-3)")
+        p.add_argument("--dt", type=float, default=None,
+                       help="NIR: the time step of the simulator that will run the graph (default 1; "
+                            "snnTorch's importer uses 1e-4, Norse's 1e-3); = --option dt=DT")
+        p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="an option of the format's exporter (its function's keyword arguments; repeatable)")
         p.add_argument("--json", metavar="FILE", help="also write the export summary as JSON")
 
     def writes(self, args):
@@ -31,7 +44,9 @@ class Export(Command):
     def run(self, args) -> int:
         from sakd.export import export_checkpoint
 
-        options = {"dt": args.dt} if args.format == "nir" else {}
+        options = dict(exporter_option(o) for o in args.option)
+        if args.dt is not None:
+            options["dt"] = args.dt
         summary = export_checkpoint(args.checkpoint, args.format, args.out,
                                     tuple(args.input_size) if args.input_size else None, **options)
         print(json.dumps(summary, indent=2))

@@ -10,7 +10,7 @@ from sakd.registry import Registry, registries
 def kinds() -> dict[str, list[Registry]]:
     """Each ``sakd list`` KIND and the registries it shows, from the registries themselves."""
     out: dict[str, list[Registry]] = {}
-    for registry in registries():
+    for registry in registries(listed=True):
         for kind in registry.listed:
             out.setdefault(kind, []).append(registry)
     return out

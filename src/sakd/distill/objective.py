@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sakd.distill.schedule import WeightPoint
-from sakd.distill.spec import TermSpec
+from sakd.distill.spec import TermSpec, weighed
 from sakd.distill.terms import TermInputs, build_term
 from sakd.errors import ConfigError
 
@@ -75,12 +75,7 @@ class Objective(nn.Module):
     def __init__(self, terms: Sequence[TermSpec], student_channels: Sequence[int] = (),
                  teacher_channels: Sequence[int] = (), teacher_head=None):
         super().__init__()
-        built = [t for t in terms if t.schedule.ever_on]
-        names = [t.name for t in built]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ConfigError(f"distill.terms: {', '.join(map(repr, twice))} appears twice (or is already the "
-                              "alpha/beta/gamma term)")
+        built = weighed(terms)
         if not built:
             raise ConfigError("no loss term has a weight above zero at any epoch (alpha, beta and gamma are all "
                               "zero and no distill.terms): there is nothing to optimise")

@@ -49,3 +49,15 @@ class TermSpec:
     def where(self) -> str:
         """Where a config sets it, for a message: ``distill.beta``, ``distill.terms dkd``."""
         return self.key if self.key != "distill.terms" else f"distill.terms {self.name}"
+
+
+def weighed(terms: Sequence[TermSpec]) -> list[TermSpec]:
+    """The terms weighed at some epoch (the objective builds those), each name once: a name given
+    twice (in ``distill.terms`` and as the α/β/γ shorthand, or twice in the list) is one line."""
+    on = [t for t in terms if t.schedule.ever_on]
+    names = [t.name for t in on]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"distill.terms: {', '.join(map(repr, twice))} appears twice (or is already the "
+                          "alpha/beta/gamma term)")
+    return on

@@ -3,6 +3,7 @@ registered format (:data:`~sakd.export.registry.EXPORTERS`), written whole or no
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
@@ -36,6 +37,12 @@ def export_checkpoint(path, fmt: str, out: str | Path, input_size: tuple[int, in
     """Export a spiking checkpoint's student to ``out`` in format ``fmt`` (``options``: the
     format's own, e.g. NIR's ``dt``); returns a summary."""
     exporter = EXPORTERS.get(fmt)
+    takes = inspect.signature(exporter).parameters
+    extra = sorted(k for k in options if k not in takes)
+    if extra and not any(p.kind is p.VAR_KEYWORD for p in takes.values()):
+        known = [k for k in takes if k not in ("model", "example", "timesteps", "out")]
+        raise ConfigError(f"export format {fmt!r} takes no option {', '.join(map(repr, extra))}; its options: "
+                          f"{', '.join(known) or 'none'}")
     checkpoint = Checkpoint.load(path)
     spec = checkpoint.spec
     if not spec.spiking:

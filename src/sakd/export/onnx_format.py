@@ -135,7 +135,7 @@ def run_onnx(path: str | Path, x: torch.Tensor) -> np.ndarray:
 
 
 @EXPORTERS.register("onnx", description="ONNX, the T timesteps unrolled, logits averaged, checked with onnxruntime")
-def export_onnx_file(model, example: torch.Tensor, timesteps: int, out: Path, **unused) -> dict:
+def export_onnx_file(model, example: torch.Tensor, timesteps: int, out: Path) -> dict:
     stepwise = has_step_forms(model)  # else the model's own multi-step forward is traced
     export_onnx(step_graph(model) if stepwise else model, example, timesteps, out, unrolled=stepwise)
     batch = (

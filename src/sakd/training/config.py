@@ -29,7 +29,7 @@ from sakd.outputs import write_bytes
 from sakd.neurons import NeuronSpec
 from sakd.distill.objective import shorthand_terms
 from sakd.distill.schedule import WeightPoint
-from sakd.distill.spec import TermSpec
+from sakd.distill.spec import TermSpec, weighed
 
 
 def _device(spec: str) -> None:
@@ -195,17 +195,14 @@ class DistillConfig:
 
     def term_specs(self) -> list[TermSpec]:
         """Every term of the objective, the shorthand's first (``beta_schedule`` is ``feature_kd``'s
-        schedule); the objective leaves out the terms whose weight is 0 at every epoch."""
+        schedule); the objective leaves out the terms whose weight is 0 at every epoch. Made from
+        the fields, so a config changed in Python gives its new terms; checked when it is loaded."""
         f = self.features
         shorthand = shorthand_terms(self.alpha, self.beta, self.gamma, self.tau, label_smoothing=self.label_smoothing,
                                     transform=f.transform, distance=f.distance, feature_weights=f.weights,
                                     reduce=f.reduce, beta_schedule=[(s.epoch, s.beta) for s in self.beta_schedule])
         specs = [*shorthand, *(t.spec() for t in self.terms)]
-        names = [t.name for t in specs if t.schedule.ever_on]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ConfigError(f"distill.terms: {', '.join(map(repr, twice))} appears twice (or is already the "
-                              "alpha/beta/gamma term)")
+        weighed(specs)  # no term twice
         return specs
 
     def weights_at(self, epoch: int) -> dict[str, float]:

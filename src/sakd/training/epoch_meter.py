@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from sakd.training.distributed import DistContext, all_reduce_sum
+from sakd.training.distributed import DistContext, all_reduce_min, all_reduce_sum
 from sakd.training.metrics import topk_correct
 
 
@@ -49,12 +49,11 @@ class EpochMeter:
         return self.sums["loss"].item() / self.n
 
     def first_bad_step(self, dist: DistContext) -> int | None:
-        """A step whose loss was not finite, on any process (every process gets the same answer;
-        the last step where the flag came from another process); None if every loss was finite."""
-        flagged = all_reduce_sum((self.bad_step >= 0).long(), dist)
-        if flagged.item() == 0:
-            return None
-        return int(self.bad_step.item()) if self.bad_step.item() >= 0 else -1
+        """The first step whose loss was not finite on any process (every process gets the same
+        answer, one all-reduce); None if every loss was finite."""
+        never = torch.iinfo(torch.long).max
+        first = all_reduce_min(torch.where(self.bad_step >= 0, self.bad_step, never), dist)
+        return None if first.item() == never else int(first.item())
 
     def summed(self, dist: DistContext) -> dict:
         """The sums over every process (one all-reduce): ``{sums, correct, n, seconds}``, what a
@@ -71,11 +70,9 @@ class EpochMeter:
                 "seconds": self.seconds}
 
     @staticmethod
-    def record(summed: dict) -> dict:
-        """The epoch record's training part, from :meth:`summed`."""
+    def record(summed: dict) -> tuple[dict, dict]:
+        """The epoch record's training part and its timing, from :meth:`summed`."""
         n, seconds = float(summed["n"]), summed["seconds"]
-        out = {f"train/{k}": v / n for k, v in summed["sums"].items()}
-        out["train/top1"] = 100.0 * summed["correct"] / n
-        out["time/train_s"] = seconds
-        out["time/train_samples_per_s"] = n / seconds
-        return out
+        train = {f"train/{k}": v / n for k, v in summed["sums"].items()}
+        train["train/top1"] = 100.0 * summed["correct"] / n
+        return train, {"time/train_s": seconds, "time/train_samples_per_s": n / seconds}

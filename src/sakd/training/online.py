@@ -68,11 +68,13 @@ def online(model: nn.Module):
             m.online, m.state = False, None
 
 
-def timestep_by_timestep(model: nn.Module, x, teacher_features, run_step, backward, steps: int):
+def timestep_by_timestep(model: nn.Module, x, teacher_features, run_step, backward, steps: int, sync=None):
     """One step of SLTT: for t = 0..T-1, ``run_step(x_t, teacher_features_t)`` (a static image at
     every timestep, event frames one each; the teacher's features of frame t on event data) gives
-    ``(loss_t, terms_t, logits_t)``, and ``backward(loss_t / T, last)`` backpropagates it at once.
-    Returns the means over T of the losses and terms and of the timesteps' logits."""
+    ``(loss_t, terms_t, logits_t)``, and ``backward(loss_t / T, last)`` backpropagates it at once;
+    both inside ``sync(last)`` (DistributedDataParallel's: gradients synchronised on the last
+    timestep only, the forward included, as DDP decides in the forward). Returns the means over T
+    of the losses and terms and of the timesteps' logits."""
     import torch
 
     frames = x.dim() == 5
@@ -85,8 +87,10 @@ def timestep_by_timestep(model: nn.Module, x, teacher_features, run_step, backwa
                 if frames and teacher_features is not None
                 else teacher_features
             )
-            loss_t, terms_t, logits_t = run_step(x_t, feats)
-            backward(loss_t / steps, t == steps - 1)
+            last = t == steps - 1
+            with sync(last) if sync is not None else contextlib.nullcontext():
+                loss_t, terms_t, logits_t = run_step(x_t, feats)
+                backward(loss_t / steps, last)
             loss = loss + loss_t.detach() / steps
             terms = {k: terms.get(k, 0.0) + v / steps for k, v in terms_t.items()}
             logits.append(logits_t.detach())

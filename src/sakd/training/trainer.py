@@ -30,6 +30,7 @@ owned by named parts: the run's assembled :class:`~sakd.training.assemble.RunPar
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -114,8 +115,6 @@ class Trainer:
     def from_checkpoint(cls, path: str | Path, overrides: list[str] | None = None, **kwargs) -> Trainer:
         """Continue the run whose ``last.pt`` is at ``path`` (a run folder or a checkpoint file).
         Overrides change the stored config, e.g. ``optim.epochs=300`` to train longer."""
-        import os
-
         checkpoint = Checkpoint.load(path, overrides, training=True)
         if os.environ.get("RANK", "0") == "0":  # busy: one line before the data and the models are built
             FolderLock(Path(checkpoint.path).parent).acquire().release()
@@ -200,8 +199,8 @@ class Trainer:
                     if mixing:  # mixed images and labels; accuracy counts the larger share's label
                         x, target = mix(x, y, parts.data.num_classes, cfg.data.mixup, cfg.data.cutmix)
                         y = target.argmax(1)
-                    loss, terms, logits = self.bptt(self.step_loss, self.backward, x, target, epoch, features,
-                                                    last_micro)
+                    loss, terms, logits = self.bptt(self.step_loss, self.backward, self.synchronised, x, target,
+                                                    epoch, features, last_micro)
                 meter.add(step, loss, terms, logits, y)
                 if not last_micro:
                     continue
@@ -218,10 +217,10 @@ class Trainer:
                     barrier(self.dist)
                 if stop:
                     raise self.keeper.stopped(f"step {self.step}/{steps}", self.epoch, self.step)
-        record = {"epoch": epoch + 1, "lr": parts.optimizer.param_groups[0]["lr"],
-                  **{f"weight/{k}": w for k, w in parts.objective.weights(epoch).items()},
-                  **EpochMeter.record(meter.summed(self.dist))}
-        return {**record, **self.evaluated(epoch)}
+        train, timing = EpochMeter.record(meter.summed(self.dist))
+        return {"epoch": epoch + 1, "lr": parts.optimizer.param_groups[0]["lr"],
+                **{f"weight/{k}": w for k, w in parts.objective.weights(epoch).items()},
+                **train, **self.evaluated(epoch), **timing}
 
     def end_epoch(self, record: dict) -> None:
         """The epoch is done: its record kept and logged, ``last.pt`` (and ``best.pt``) written, printed."""
@@ -251,11 +250,14 @@ class Trainer:
             with SavedTensors(self.student_step, self.memory):  # the student and the transforms
                 return self.step_module(x, y, t_logits, t_feats, features, epoch)
 
-    def backward(self, loss: torch.Tensor, last: bool) -> None:
-        """``loss / run's accumulate_steps`` backpropagated (scaled under fp16); gradients are
-        synchronised across processes on a step's last backward."""
-        with synchronised(self.step_module, self.dist.enabled, last):
-            self.scaler.scale(loss / self.cfg.optim.accumulate_steps).backward()
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss / optim.accumulate_steps`` backpropagated (scaled under fp16)."""
+        self.scaler.scale(loss / self.cfg.optim.accumulate_steps).backward()
+
+    def synchronised(self, last: bool):
+        """Around a micro-batch's forward and backward: DistributedDataParallel synchronises the
+        gradients only where ``last`` (a step's last backward)."""
+        return synchronised(self.step_module, self.dist.enabled, last)
 
     def optimizer_step(self) -> None:
         self.scaler.step(self.parts.optimizer)
@@ -283,7 +285,6 @@ class Trainer:
         step = meter.first_bad_step(self.dist)
         if step is None:
             return
-        step = steps - 1 if step < 0 else step
         values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
         kept = self.run_dir / runs.LAST
         keep = (f"the last good checkpoint is {kept} (epoch {self.epoch})" if kept.exists()

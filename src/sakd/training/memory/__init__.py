@@ -12,8 +12,11 @@
 :class:`~sakd.training.memory.saved.SavedTensors` composes them around a step's forward, and
 counts the bytes kept (:mod:`~sakd.training.memory.counting`). Every mode gives ``fast``'s
 gradients and BatchNorm statistics bit for bit (``tests/test_memory.py``); what each costs and
-saves is measured in ``benchmarks/suite.py`` (docs/speed-and-memory.md). A new strategy is a
-module here with ``hooks(model)``, ``lean_form(t)`` and ``clear()``, composed in ``SavedTensors``.
+saves is measured in ``benchmarks/suite.py`` (docs/speed-and-memory.md). A strategy that keeps a
+saved tensor in another form (spikes, recipes) is a module here with ``hooks(model)`` (what it
+records in the forward), ``lean_form(t)`` (what it keeps of ``t``, or None) and ``clear()``,
+composed in ``SavedTensors.lean_form``; ``min``'s blocks (``Recomputing``) and the byte count
+(``ByteCount``) are the two other parts ``SavedTensors`` holds.
 """
 
 from torch import nn

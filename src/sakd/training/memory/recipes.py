@@ -131,7 +131,7 @@ class OutputRecipes:
             args.append(a)
         self.outputs.record(output, Recipe(module, args, output, next(self._serial)))
 
-    def recipe_of(self, t: torch.Tensor) -> Recomputed | None:
+    def lean_form(self, t: torch.Tensor) -> Recomputed | None:
         """``t`` as the recipe of the recorded output it is a view of (same dtype), else None."""
         found = self.outputs.get(t)
         if found is None or found[0].dtype != t.dtype:

@@ -79,7 +79,7 @@ class SavedTensors:
             packed = self.spikes.lean_form(t)
             if packed is not None:
                 return packed
-        return self.recipes.recipe_of(t) if self.recipes is not None else None
+        return self.recipes.lean_form(t) if self.recipes is not None else None
 
     def mark_spikes(self, t: torch.Tensor) -> None:
         """Take ``t`` for spikes, as if a binary spiking layer had made it (``min``: a unit's input)."""

@@ -27,6 +27,7 @@ A saved tensor is dropped once backward has used it; a second backward through t
 from __future__ import annotations
 
 import contextlib
+import contextvars
 
 import torch
 from torch import nn
@@ -129,6 +130,7 @@ class UnitCall:
         self.inputs = [_Input(a, packing) for a in args]
         self.elements = sum(a.numel() for a in args if isinstance(a, torch.Tensor))
         self.random = _RandomState(device)
+        self.context = contextvars.copy_context()  # the forward's: backward may run on another thread
         kind = device.type
         self.autocast = (kind, torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind))
         self.count = 0  # tensors saved in the forward
@@ -185,6 +187,10 @@ class UnitCall:
         return call.saved.pop(index).unpack()
 
     def recompute(self) -> None:
+        """Run the unit again (in the forward's context: backward may run on autograd's device thread)."""
+        self.context.copy().run(self._recompute)
+
+    def _recompute(self) -> None:
         """Run the unit again and keep what its operations save, through ``saving`` (``lean``:
         spikes as bits, BatchNorm outputs and residual sums as what makes them again)."""
         captured: list = []
@@ -236,10 +242,14 @@ class Recomputing:
             with _running_statistics_kept(norms) if norms else contextlib.nullcontext():
                 return unit.forward(*args)
 
-        def begin(module, args):
+        def begin(module, args, kwargs):
             if not torch.is_grad_enabled() or self.depth:
                 self._open.append(None)
                 return
+            if kwargs:
+                self._open.append(None)
+                raise ConfigError(f"run.memory=min runs {type(unit).__name__} again from its positional inputs, but it "
+                                  f"was called with keyword arguments ({', '.join(kwargs)}); use run.memory=lean")
             device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
             call = UnitCall(run, args, self.packing, device, members, self.saving)
             self.calls.append(call)
@@ -276,11 +286,14 @@ class Recomputing:
 
     def __enter__(self) -> Recomputing:
         for unit in self.units:  # begun last among the pre-hooks, ended first among the hooks
-            self._handles += [unit.register_forward_pre_hook(self._begin(unit)),
+            self._handles += [unit.register_forward_pre_hook(self._begin(unit), with_kwargs=True),
                               unit.register_forward_hook(self._end, prepend=True, always_call=True)]
         return self
 
     def __exit__(self, *exc) -> None:
+        for call in reversed(self._open):  # a forward stopped inside a unit (Ctrl-C): its contexts closed
+            if call is not None:
+                call.end()
         for h in self._handles:
             h.remove()
         self._handles, self._open = [], []
