@@ -119,7 +119,7 @@ def test_dataset_shapes_split_counts_and_cache(tmp_path, monkeypatch):
     def no_decoding(*a, **k):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr("sakd.data.dvs_cifar10.read_events", no_decoding)
+    monkeypatch.setattr("sakd.data.event_frames.read_events", no_decoding)
     assert torch.equal(data.train[0][0], x)
 
 

@@ -12,6 +12,11 @@ Readers:
   ``y' = 127 - x``, ``p' = 1 - p``, so frames look the same as from the converted releases.
 * :func:`read_event_array`: pre-converted ``.npz`` (keys t, x, y, p, as SpikingJelly writes) or
   ``.npy`` structured arrays with fields t, x, y, p (as tonic uses).
+* :func:`read_atis_bin`: the ATIS ``.bin`` files of N-MNIST and N-Caltech101 (Orchard et al. 2015):
+  5 bytes per event, ``x``, ``y``, ``p << 7 | t[22:16]``, ``t[15:8]``, ``t[7:0]``. A record with
+  ``y = 240`` marks a timestamp overflow: it adds 2^13 us to its own and every later timestamp and
+  is dropped, as the release's MATLAB reader and tonic do (SpikingJelly's ``load_ATIS_bin`` keeps
+  such records as events).
 
 Real recordings can hold timestamps that step backwards. Like SpikingJelly and tonic, the readers
 keep every event in file order (and warn once per file); splitting by event count uses that
@@ -105,7 +110,32 @@ def warn_if_unordered(path: Path, t: np.ndarray) -> None:
                       RuntimeWarning, stacklevel=3)
 
 
-READERS = {".aedat": read_aedat2_cifar10dvs, ".npz": read_event_array, ".npy": read_event_array}
+OVERFLOW_Y = 240  # an ATIS record with this y marks a timestamp overflow
+OVERFLOW_US = 1 << 13  # what each overflow adds to the timestamps from it on
+
+
+def read_atis_bin(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise EventFileError(f"cannot read event file {path}: {exc}") from None
+    if len(raw) % 5:
+        raise EventFileError(f"{path}: {len(raw)} bytes is not a whole number of 5-byte ATIS events (truncated or "
+                             "corrupt)")
+    data = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 5).astype(np.int64)
+    x, y = data[:, 0], data[:, 1]
+    p = data[:, 2] >> 7
+    t = ((data[:, 2] & 127) << 16) | (data[:, 3] << 8) | data[:, 4]
+    overflow = y == OVERFLOW_Y
+    t = t + np.cumsum(overflow) * OVERFLOW_US
+    keep = ~overflow
+    warn_if_unordered(path, t[keep])
+    return {"t": t[keep], "x": x[keep], "y": y[keep], "p": p[keep]}
+
+
+READERS = {".aedat": read_aedat2_cifar10dvs, ".npz": read_event_array, ".npy": read_event_array,
+           ".bin": read_atis_bin}
 
 
 def read_events(path: str | Path) -> dict[str, np.ndarray]:

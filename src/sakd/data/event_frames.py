@@ -1,0 +1,130 @@
+"""Event streams as frames, for every event data set: :class:`EventFrames` integrates each stream
+into T frames of two polarity channels (:func:`~sakd.data.events.events_to_frames`, SpikingJelly's
+split), resizes them to ``image_size`` and caches them on disk as ``.npy``, keyed by the options,
+so only the first epoch decodes events; :func:`framed_bundle` makes a data set's
+:class:`~sakd.data.registry.DataBundle` from its files.
+
+Samples are ``[T, 2, H, W]``; batches come time-first, ``[T, B, 2, H, W]``, the layout the spiking
+models take (one frame per timestep). An ANN twin reads the same batch as T images and averages
+its logits over them (see :mod:`sakd.models.base`), so teacher and student see the same data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import Dataset, default_collate
+from torchvision.transforms import v2
+
+from sakd.data.events import READERS, SPLITS, EventFileError, events_to_frames, read_events
+from sakd.data.registry import DataBundle
+from sakd.errors import ConfigError, DatasetNotFoundError
+
+CACHE_VERSION = 2  # 2: SpikingJelly's frame split (remainder in the last frame)
+
+
+def file_number(path: Path) -> tuple:
+    """A sort key: the last number in the file's name, then the name."""
+    digits = re.findall(r"\d+", path.stem)
+    return (int(digits[-1]) if digits else -1, path.name)
+
+
+def event_files(folder: Path, what: str) -> list[Path]:
+    """The event files of one class folder, sorted by their number; none is an error naming it."""
+    files = sorted((p for p in folder.iterdir() if p.suffix in READERS), key=file_number)
+    if not files:
+        raise DatasetNotFoundError(f"{what} class folder {folder} holds no event files ({sorted(READERS)})")
+    return files
+
+
+class EventFrames(Dataset):
+    """Framed event streams with an on-disk cache of the resized frames."""
+
+    def __init__(self, items, root: Path, cache_dir: Path, frames: int, split_by: str, image_size: int,
+                 sensor: tuple[int, int], transform=None):
+        self.items, self.root, self.cache_dir = items, root, cache_dir
+        self.frames, self.split_by, self.image_size, self.transform = frames, split_by, image_size, transform
+        self.sensor = sensor  # (height, width) of the camera
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def cache_path(self, path: Path) -> Path:
+        return self.cache_dir / path.relative_to(self.root).with_suffix(".npy")
+
+    def load_frames(self, path: Path) -> torch.Tensor:
+        cached = self.cache_path(path)
+        if cached.is_file():
+            frames = self._read_cache(cached)
+            if frames is not None:
+                return frames
+        events = read_events(path)
+        try:
+            frames = torch.from_numpy(events_to_frames(events, self.frames, self.split_by, *self.sensor))
+        except EventFileError as exc:  # events outside the sensor: the file is named
+            raise EventFileError(f"{path}: {exc}") from None
+        if (self.image_size, self.image_size) != self.sensor:
+            frames = F.interpolate(frames, size=(self.image_size, self.image_size), mode="bilinear",
+                                   align_corners=False, antialias=True)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".npy.tmp")  # atomic: workers may race
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, frames.numpy())
+        os.replace(tmp, cached)
+        return frames
+
+    def _read_cache(self, cached: Path) -> torch.Tensor | None:
+        """The cached frames, or None (and a warning) if the file is truncated, corrupt or of
+        another shape: the caller decodes the events again and rewrites it."""
+        expected = (self.frames, 2, self.image_size, self.image_size)
+        try:
+            array = np.load(cached, allow_pickle=False)
+            if array.shape == expected and array.dtype == np.float32 and np.isfinite(array).all():
+                return torch.from_numpy(array)
+            problem = f"holds {array.dtype} {array.shape}, expected float32 {expected}"
+        except (OSError, ValueError, EOFError) as exc:
+            problem = f"is unreadable ({exc})"
+        warnings.warn(f"frame cache {cached} {problem}; decoding the events again", RuntimeWarning, stacklevel=3)
+        return None
+
+    def __getitem__(self, i):
+        path, label = self.items[i]
+        x = self.load_frames(path)
+        return (self.transform(x) if self.transform else x), label
+
+
+def time_first_collate(batch):
+    """Stack ``[T, C, H, W]`` samples into ``[T, B, C, H, W]``."""
+    x, y = default_collate(batch)
+    return x.transpose(0, 1).contiguous(), y
+
+
+def framed_bundle(train_items, test_items, *, root: Path, num_classes: int, sensor: tuple[int, int], frames: int,
+                  split_by: str, image_size: int, crop_padding: int, augment: bool,
+                  cache_dir: str | None) -> DataBundle:
+    """The data set of framed event files (``(path, label)`` lists): frames cached under
+    ``root/.sakd_frames`` (or ``cache_dir``) by their options; training adds a random crop
+    (``crop_padding`` pixels of padding, the same crop for every frame of a sample)."""
+    if split_by not in SPLITS:
+        raise ConfigError(f"data.options.split_by must be one of {SPLITS}, got {split_by!r}")
+    if frames < 1:
+        raise ConfigError(f"data.options.frames must be at least 1, got {frames}")
+    if image_size < 1:
+        raise ConfigError(f"data.options.image_size must be at least 1, got {image_size}")
+    cache = (Path(cache_dir).expanduser() if cache_dir
+             else root / ".sakd_frames" / f"v{CACHE_VERSION}" / f"T{frames}-{split_by}-{image_size}px")
+    crop = v2.RandomCrop(image_size, padding=crop_padding) if augment and crop_padding else None
+    common = dict(root=root, cache_dir=cache, frames=frames, split_by=split_by, image_size=image_size, sensor=sensor)
+    return DataBundle(
+        train=EventFrames(train_items, transform=crop, **common),
+        test=EventFrames(test_items, **common),
+        num_classes=num_classes, in_channels=2, image_size=image_size, frames=frames,
+        collate_fn=time_first_collate,
+    )

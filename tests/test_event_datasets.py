@@ -1,0 +1,138 @@
+"""N-MNIST and N-Caltech101: ATIS .bin files written in the release's format and layout, read,
+framed and trained through the user's code path (no download)."""
+
+import numpy as np
+import pytest
+import torch
+
+from sakd.data import build_dataset
+from sakd.data.events import EventFileError, events_to_frames, read_atis_bin
+from sakd.errors import DatasetNotFoundError
+
+
+def write_atis(path, t, x, y, p, overflow_after=()):
+    """Write events as an ATIS .bin file: 5 bytes each (x, y, p<<7 | t[22:16], t[15:8], t[7:0]);
+    an overflow record (y = 240) after each index of ``overflow_after``. ``t`` is what the file
+    holds (23 bits), before the overflows' 2^13 us."""
+    rows = []
+    for i, (ti, xi, yi, pi) in enumerate(zip(t, x, y, p)):
+        rows.append([xi, yi, (pi << 7) | ((ti >> 16) & 127), (ti >> 8) & 255, ti & 255])
+        if i in overflow_after:
+            rows.append([0, 240, 0, 0, 0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(np.asarray(rows, dtype=np.uint8).tobytes())
+
+
+def random_events(rng, n, label, width, height):
+    t = np.sort(rng.integers(0, 300_000, n))
+    x = np.clip(rng.normal(width * (label + 1) / 12, 3, n), 0, width - 1).astype(int)  # the class moves the blob
+    y = np.clip(rng.normal(height / 2, 4, n), 0, height - 1).astype(int)
+    return t, x, y, rng.integers(0, 2, n)
+
+
+def make_n_mnist(root, per_class=3, n=200):
+    rng = np.random.default_rng(0)
+    for split, count in (("Train", per_class), ("Test", 1)):
+        for label in range(10):
+            for i in range(count):
+                write_atis(root / split / str(label) / f"{i:05d}.bin", *random_events(rng, n, label, 34, 34))
+
+
+def test_an_atis_file_reads_by_hand_and_an_overflow_moves_the_later_timestamps():
+    t = [5, 70_000, 8_388_607, 12]  # 8388607: the largest 23-bit timestamp
+    x, y, p = [0, 33, 17, 239], [0, 33, 5, 179], [1, 0, 1, 0]
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "a.bin"
+        write_atis(path, t, x, y, p, overflow_after=(1,))
+        with pytest.warns(RuntimeWarning, match="step backwards"):  # 12 after the overflow: 8204 < 8388607 + 8192
+            events = read_atis_bin(path)
+        assert events["t"].tolist() == [5, 70_000, 8_388_607 + 8192, 12 + 8192]  # the marker itself is dropped
+        assert events["x"].tolist() == x and events["y"].tolist() == y and events["p"].tolist() == p
+        path.write_bytes(path.read_bytes()[:-2])
+        with pytest.raises(EventFileError, match=r"a\.bin: .* not a whole number of 5-byte ATIS events"):
+            read_atis_bin(path)
+
+
+def test_atis_files_read_as_spikingjellys_reader_reads_them(tmp_path):
+    """The peer: SpikingJelly 2.0's load_ATIS_bin on the same file (no overflow record, which it
+    does not handle)."""
+    utils = pytest.importorskip("spikingjelly.datasets.utils")
+    rng = np.random.default_rng(1)
+    write_atis(tmp_path / "b.bin", *random_events(rng, 500, 3, 34, 34))
+    ours, theirs = read_atis_bin(tmp_path / "b.bin"), utils.load_ATIS_bin(str(tmp_path / "b.bin"))
+    assert all(np.array_equal(ours[k], theirs[k].astype(np.int64)) for k in ("t", "x", "y", "p"))
+
+
+def test_n_mnist_reads_the_release_layout_frames_by_hand_counts_and_caches(tmp_path, monkeypatch):
+    make_n_mnist(tmp_path)
+    data = build_dataset("n_mnist", root=str(tmp_path), augment=False, frames=4)
+    assert (len(data.train), len(data.test), data.num_classes, data.in_channels, data.frames) == (30, 10, 10, 2, 4)
+    x, label = data.train[4]  # digit 1's second recording
+    assert x.shape == (4, 2, 34, 34) and label == 1
+    events = read_atis_bin(tmp_path / "Train" / "1" / "00001.bin")
+    assert torch.equal(x, torch.from_numpy(events_to_frames(events, 4, "number", 34, 34)))
+    assert x.sum() == 200  # every event counted once (50 per frame)
+    assert [int(x[f].sum()) for f in range(4)] == [50, 50, 50, 50]
+
+    def no_decoding(path):
+        raise AssertionError("read from the cache, not decoded again")
+
+    monkeypatch.setattr("sakd.data.event_frames.read_events", no_decoding)
+    assert torch.equal(build_dataset("n_mnist", root=str(tmp_path), augment=False, frames=4).train[4][0], x)
+    with pytest.raises(DatasetNotFoundError, match="expected .*/Train/<digit>/\\*.bin"):
+        build_dataset("n_mnist", root=str(tmp_path / "nowhere"))
+
+
+def test_n_caltech101_has_a_fixed_stratified_seeded_split_and_names_a_bad_file(tmp_path):
+    rng = np.random.default_rng(2)
+    classes = ("accordion", "airplanes", "anchor")
+    for label, c in enumerate(classes):
+        for i in range(6):
+            events = random_events(rng, 100, label, 240, 180)
+            write_atis(tmp_path / "Caltech101" / c / f"image_{i + 1:04d}.bin", *events)
+    a = build_dataset("n_caltech101", root=str(tmp_path), augment=False, image_size=24)
+    b = build_dataset("n_caltech101", root=str(tmp_path / "Caltech101"), augment=False, image_size=24)
+    assert a.num_classes == 3 and [p.name for p, _ in a.test.items] == [p.name for p, _ in b.test.items]
+    assert [label for _, label in a.test.items] == [0, 1, 2]  # a fifth of 6, rounded, per class
+    assert not {p for p, _ in a.test.items} & {p for p, _ in a.train.items} and len(a.train) == 15
+    x, _ = a.train[0]
+    assert x.shape == (4, 2, 24, 24) and x.sum() > 0
+    bad = a.train.items[0][0]
+    write_atis(bad, [1], [250], [3], [1])  # x = 250 is outside the 240-pixel-wide sensor
+    c = build_dataset("n_caltech101", root=str(tmp_path), augment=False, image_size=24, cache_dir=str(tmp_path / "c"))
+    with pytest.raises(EventFileError, match=f"{bad}: events fall outside a 240x180 sensor"):
+        c.train[0]
+
+
+def test_the_quickstart_trains_on_n_mnist_from_the_cli_and_resumes_exactly(tmp_path):
+    """`sakd train --config quickstart/snn data.name=n_mnist data.root=DIR` trains as the digits do
+    (the frames' channels and size come from the data set); a run stopped after its first epoch and
+    resumed from the CLI records what the uninterrupted run records."""
+    import json
+
+    from sakd.cli import main
+    from sakd.training import Trainer, load_config
+
+    make_n_mnist(tmp_path / "nmnist", per_class=4, n=300)
+    overrides = ["data.name=n_mnist", f"data.root={tmp_path / 'nmnist'}", "data.batch_size=10", "run.device=cpu",
+                 f"run.output_dir={tmp_path / 'runs'}", "optim.epochs=2", "run.progress=false"]
+    assert main(["train", "--config", "quickstart/snn", *overrides, "run.name=straight"]) == 0
+
+    class StopsAfterOneEpoch(Trainer):
+        def on_epoch_end(self, record):
+            raise KeyboardInterrupt  # after the epoch's checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        StopsAfterOneEpoch(load_config("quickstart/snn", [*overrides, "run.name=stopped"])).fit()
+    assert main(["train", "--resume", str(tmp_path / "runs" / "stopped")]) == 0
+
+    def numbers(run):
+        lines = (tmp_path / "runs" / run / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in lines]
+
+    assert [r["epoch"] for r in numbers("straight")] == [1, 2]
+    assert all(0 <= r["test/top1"] <= 100 and r["test/firing_rate"] >= 0 for r in numbers("straight"))
+    assert numbers("stopped") == numbers("straight")
