@@ -136,3 +136,36 @@ def test_the_quickstart_trains_on_n_mnist_from_the_cli_and_resumes_exactly(tmp_p
     assert [r["epoch"] for r in numbers("straight")] == [1, 2]
     assert all(0 <= r["test/top1"] <= 100 and r["test/firing_rate"] >= 0 for r in numbers("straight"))
     assert numbers("stopped") == numbers("straight")
+
+
+def write_gesture(path, t_ms, x, y, p):
+    """One recording as tonic's DVS-Gesture release holds it: [N, 4] of x, y, p, t in ms."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.stack([x, y, p, t_ms], axis=1).astype(np.float64))
+
+
+def test_dvs_gesture_reads_tonics_release_layout_in_microseconds_and_frames_by_hand(tmp_path, monkeypatch):
+    from sakd.data.dvs_gesture import CLASSES, read_gesture_npy
+
+    rng = np.random.default_rng(3)
+    for split, users in (("ibmGestureTrain", (1, 2)), ("ibmGestureTest", (24,))):
+        for user in users:
+            for label in range(len(CLASSES)):
+                t, x, y, p = random_events(rng, 160, label % 10, 128, 128)
+                write_gesture(tmp_path / split / f"user{user:02d}_fluorescent" / f"{label}.npy", t / 1000, x, y, p)
+    path = tmp_path / "ibmGestureTrain" / "user01_fluorescent" / "3.npy"
+    events, raw = read_gesture_npy(path), np.load(path)
+    assert events["t"].tolist() == np.rint(raw[:, 3] * 1000).astype(int).tolist()  # ms -> us, as tonic does
+    assert events["x"].tolist() == raw[:, 0].astype(int).tolist() and events["p"].tolist() == raw[:, 2].tolist()
+    data = build_dataset("dvs_gesture", root=str(tmp_path), augment=False, frames=16)
+    assert (len(data.train), len(data.test), data.num_classes, data.frames) == (22, 11, 11, 16)
+    x, label = next((data.train[i] for i, (p, _) in enumerate(data.train.items) if p == path))
+    assert label == 3 and x.shape == (16, 2, 128, 128)
+    assert torch.equal(x, torch.from_numpy(events_to_frames(events, 16, "number", 128, 128)))
+    assert [int(x[f].sum()) for f in range(16)] == [10] * 16  # 160 events, 10 a frame
+    np.save(tmp_path / "ibmGestureTest" / "user24_fluorescent" / "12.npy", np.zeros((1, 4)))
+    with pytest.raises(DatasetNotFoundError, match="12.npy: a DVS-Gesture recording is named by its label"):
+        build_dataset("dvs_gesture", root=str(tmp_path))
+    np.save(path, np.zeros((5, 3)))
+    with pytest.raises(EventFileError, match="expected an array \\[N, 4\\] of x, y, p, t"):
+        read_gesture_npy(path)

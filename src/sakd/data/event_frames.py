@@ -48,8 +48,9 @@ class EventFrames(Dataset):
     """Framed event streams with an on-disk cache of the resized frames."""
 
     def __init__(self, items, root: Path, cache_dir: Path, frames: int, split_by: str, image_size: int,
-                 sensor: tuple[int, int], transform=None):
+                 sensor: tuple[int, int], transform=None, reader=None):
         self.items, self.root, self.cache_dir = items, root, cache_dir
+        self.reader = reader if reader is not None else read_events  # a data set's own, else by file type
         self.frames, self.split_by, self.image_size, self.transform = frames, split_by, image_size, transform
         self.sensor = sensor  # (height, width) of the camera
 
@@ -65,7 +66,7 @@ class EventFrames(Dataset):
             frames = self._read_cache(cached)
             if frames is not None:
                 return frames
-        events = read_events(path)
+        events = self.reader(path)
         try:
             frames = torch.from_numpy(events_to_frames(events, self.frames, self.split_by, *self.sensor))
         except EventFileError as exc:  # events outside the sensor: the file is named
@@ -107,11 +108,11 @@ def time_first_collate(batch):
 
 
 def framed_bundle(train_items, test_items, *, root: Path, num_classes: int, sensor: tuple[int, int], frames: int,
-                  split_by: str, image_size: int, crop_padding: int, augment: bool,
-                  cache_dir: str | None) -> DataBundle:
-    """The data set of framed event files (``(path, label)`` lists): frames cached under
-    ``root/.sakd_frames`` (or ``cache_dir``) by their options; training adds a random crop
-    (``crop_padding`` pixels of padding, the same crop for every frame of a sample)."""
+                  split_by: str, image_size: int, crop_padding: int, augment: bool, cache_dir: str | None,
+                  reader=None) -> DataBundle:
+    """The data set of framed event files (``(path, label)`` lists, read by ``reader``): frames
+    cached under ``root/.sakd_frames`` (or ``cache_dir``) by their options; training adds a random
+    crop (``crop_padding`` pixels of padding, the same crop for every frame of a sample)."""
     if split_by not in SPLITS:
         raise ConfigError(f"data.options.split_by must be one of {SPLITS}, got {split_by!r}")
     if frames < 1:
@@ -121,7 +122,8 @@ def framed_bundle(train_items, test_items, *, root: Path, num_classes: int, sens
     cache = (Path(cache_dir).expanduser() if cache_dir
              else root / ".sakd_frames" / f"v{CACHE_VERSION}" / f"T{frames}-{split_by}-{image_size}px")
     crop = v2.RandomCrop(image_size, padding=crop_padding) if augment and crop_padding else None
-    common = dict(root=root, cache_dir=cache, frames=frames, split_by=split_by, image_size=image_size, sensor=sensor)
+    common = dict(root=root, cache_dir=cache, frames=frames, split_by=split_by, image_size=image_size, sensor=sensor,
+                  reader=reader)
     return DataBundle(
         train=EventFrames(train_items, transform=crop, **common),
         test=EventFrames(test_items, **common),
