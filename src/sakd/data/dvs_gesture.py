@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sakd.data.event_frames import framed_bundle
-from sakd.data.events import EventFileError, warn_if_unordered
+from sakd.data.events import EventFileError, load_array, warn_if_unordered
 from sakd.data.registry import DATASETS, DataBundle
 from sakd.errors import DatasetNotFoundError
 
@@ -32,10 +32,7 @@ SPLITS = {"train": "ibmGestureTrain", "test": "ibmGestureTest"}
 def read_gesture_npy(path: str | Path) -> dict[str, np.ndarray]:
     """One recording of tonic's release: ``[N, 4]`` (x, y, p, t in ms) -> events with t in us."""
     path = Path(path)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise EventFileError(f"cannot read event file {path}: {exc}") from None
+    array = load_array(path)
     if array.ndim != 2 or array.shape[1] != 4:
         raise EventFileError(f"{path}: expected an array [N, 4] of x, y, p, t (tonic's DVS-Gesture release), got "
                              f"shape {array.shape}")

@@ -79,12 +79,17 @@ def read_aedat2_cifar10dvs(path: str | Path, size: int = 128) -> dict[str, np.nd
     }
 
 
-def read_event_array(path: str | Path) -> dict[str, np.ndarray]:
-    path = Path(path)
+def load_array(path: Path):
+    """``np.load`` of an event file (no pickles); one that cannot be read is an error naming it."""
     try:
-        obj = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except Exception as exc:
         raise EventFileError(f"cannot read event file {path}: {exc}") from None
+
+
+def read_event_array(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    obj = load_array(path)
     if isinstance(obj, np.lib.npyio.NpzFile):
         names, get = set(obj.files), obj.__getitem__
     elif obj.dtype.names:
