@@ -169,3 +169,30 @@ def test_dvs_gesture_reads_tonics_release_layout_in_microseconds_and_frames_by_h
     np.save(path, np.zeros((5, 3)))
     with pytest.raises(EventFileError, match="expected an array \\[N, 4\\] of x, y, p, t"):
         read_gesture_npy(path)
+
+
+def test_frame_augmentations_treat_every_frame_alike_and_repeat_under_the_samples_seed(tmp_path):
+    """flip / rotation / erasing (NDA's) act on all T frames of a sample with one draw, from the
+    sample's seeded generator (what SeededSamples opens per (seed, epoch, index)): the same seed
+    gives the same augmented sample, so a resumed run sees what the uninterrupted one saw."""
+    from sakd.data.seeded import seeded
+    from sakd.errors import ConfigError
+
+    make_n_mnist(tmp_path, per_class=1)
+    plain = build_dataset("n_mnist", root=str(tmp_path), augment=False).train[3][0]
+    flipped = build_dataset("n_mnist", root=str(tmp_path), crop_padding=0, flip=1.0).train[3][0]
+    assert torch.equal(flipped, plain.flip(-1))  # every frame mirrored, counts kept
+    data = build_dataset("n_mnist", root=str(tmp_path), rotation=30.0, erasing=1.0)
+    with seeded(11):
+        a = data.train[3][0]
+    with seeded(11):
+        b = data.train[3][0]
+    with seeded(12):
+        c = data.train[3][0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    with seeded(3):
+        cut = build_dataset("n_mnist", root=str(tmp_path), crop_padding=0, erasing=1.0).train[3][0]
+    changed = (cut != plain).any(0).any(0)  # the pixels the cutout took
+    assert changed.any() and (cut[:, :, changed] == 0).all()  # zero in every frame and polarity alike
+    with pytest.raises(ConfigError, match=r"data.options.flip must lie in \[0, 1\], got 2"):
+        build_dataset("n_mnist", root=str(tmp_path), flip=2)

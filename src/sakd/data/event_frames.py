@@ -109,10 +109,14 @@ def time_first_collate(batch):
 
 def framed_bundle(train_items, test_items, *, root: Path, num_classes: int, sensor: tuple[int, int], frames: int,
                   split_by: str, image_size: int, crop_padding: int, augment: bool, cache_dir: str | None,
-                  reader=None) -> DataBundle:
+                  reader=None, flip: float = 0.0, rotation: float = 0.0, erasing: float = 0.0) -> DataBundle:
     """The data set of framed event files (``(path, label)`` lists, read by ``reader``): frames
-    cached under ``root/.sakd_frames`` (or ``cache_dir``) by their options; training adds a random
-    crop (``crop_padding`` pixels of padding, the same crop for every frame of a sample)."""
+    cached under ``root/.sakd_frames`` (or ``cache_dir``) by their options. Training augments the
+    frames of a sample alike (one draw for all of them, from the sample's seeded generator, so a
+    resumed run draws the same): a random crop (``crop_padding`` pixels of padding), and, as the
+    event-data papers do (NDA, Li et al. 2022), a horizontal flip at odds ``flip``, a rotation by
+    up to ``rotation`` degrees either way and a random erasing (cutout) at odds ``erasing``; all
+    three are off unless a data.options turns them on (a flip changes what a gesture means)."""
     if split_by not in SPLITS:
         raise ConfigError(f"data.options.split_by must be one of {SPLITS}, got {split_by!r}")
     if frames < 1:
@@ -121,7 +125,14 @@ def framed_bundle(train_items, test_items, *, root: Path, num_classes: int, sens
         raise ConfigError(f"data.options.image_size must be at least 1, got {image_size}")
     cache = (Path(cache_dir).expanduser() if cache_dir
              else root / ".sakd_frames" / f"v{CACHE_VERSION}" / f"T{frames}-{split_by}-{image_size}px")
-    crop = v2.RandomCrop(image_size, padding=crop_padding) if augment and crop_padding else None
+    for name, value, top in (("flip", flip, 1.0), ("erasing", erasing, 1.0), ("rotation", rotation, 180.0)):
+        if not 0 <= value <= top:
+            raise ConfigError(f"data.options.{name} must lie in [0, {top:g}], got {value}")
+    steps = [v2.RandomCrop(image_size, padding=crop_padding)] if crop_padding else []
+    steps += [v2.RandomHorizontalFlip(flip)] if flip else []
+    steps += [v2.RandomRotation(rotation)] if rotation else []
+    steps += [v2.RandomErasing(erasing)] if erasing else []
+    crop = v2.Compose(steps) if augment and steps else None
     common = dict(root=root, cache_dir=cache, frames=frames, split_by=split_by, image_size=image_size, sensor=sensor,
                   reader=reader)
     return DataBundle(

@@ -33,10 +33,34 @@ def split_items(root: Path, split: str) -> list[tuple[Path, int]]:
 
 
 @DATASETS.register("n_mnist")
-def n_mnist(root: str, download: bool = False, augment: bool = True, frames: int = 4, split_by: str = "number",
-            image_size: int = 34, crop_padding: int = 2, cache_dir: str | None = None) -> DataBundle:
+def n_mnist(
+    root: str,
+    download: bool = False,
+    augment: bool = True,
+    frames: int = 4,
+    split_by: str = "number",
+    image_size: int = 34,
+    crop_padding: int = 2,
+    cache_dir: str | None = None,
+    flip: float = 0.0,
+    rotation: float = 0.0,
+    erasing: float = 0.0,
+) -> DataBundle:
     """N-MNIST events (Train/ and Test/ ATIS .bin files) as T frames, 34x34, cached; the release's split"""
     base = Path(root).expanduser()
-    return framed_bundle(split_items(base, "Train"), split_items(base, "Test"), root=base, num_classes=len(CLASSES),
-                         sensor=SENSOR, frames=frames, split_by=split_by, image_size=image_size,
-                         crop_padding=crop_padding, augment=augment, cache_dir=cache_dir)
+    return framed_bundle(
+        split_items(base, "Train"),
+        split_items(base, "Test"),
+        root=base,
+        num_classes=len(CLASSES),
+        sensor=SENSOR,
+        frames=frames,
+        split_by=split_by,
+        image_size=image_size,
+        crop_padding=crop_padding,
+        augment=augment,
+        cache_dir=cache_dir,
+        flip=flip,
+        rotation=rotation,
+        erasing=erasing,
+    )
