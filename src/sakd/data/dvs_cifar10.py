@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sakd.data.event_frames import event_files, framed_bundle
-from sakd.data.registry import DATASETS, DataBundle
+from sakd.data.event_frames import EventItems, event_dataset, event_files
+from sakd.data.registry import DATASETS
 from sakd.errors import DatasetNotFoundError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -49,35 +49,7 @@ def split_files(found: dict[str, list[Path]]) -> tuple[list, list]:
 
 
 @DATASETS.register("dvs_cifar10")
-def dvs_cifar10(
-    root: str,
-    download: bool = False,
-    augment: bool = True,
-    frames: int = 4,
-    split_by: str = "number",
-    image_size: int = 48,
-    crop_padding: int = 4,
-    cache_dir: str | None = None,
-    flip: float = 0.0,
-    rotation: float = 0.0,
-    erasing: float = 0.0,
-) -> DataBundle:
+@event_dataset(sensor=(SENSOR, SENSOR), image_size=48, crop_padding=4)
+def dvs_cifar10(root: Path) -> EventItems:
     """CIFAR10-DVS events (AEDAT 2.0 or npz/npy) as T frames, 48x48, cached; 9:1 split"""
-    base = Path(root).expanduser()
-    train_items, test_items = split_files(discover(base))
-    return framed_bundle(
-        train_items,
-        test_items,
-        root=base,
-        num_classes=len(CLASSES),
-        sensor=(SENSOR, SENSOR),
-        frames=frames,
-        split_by=split_by,
-        image_size=image_size,
-        crop_padding=crop_padding,
-        augment=augment,
-        cache_dir=cache_dir,
-        flip=flip,
-        rotation=rotation,
-        erasing=erasing,
-    )
+    return EventItems(*split_files(discover(root)), len(CLASSES))

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sakd.data.event_frames import framed_bundle
+from sakd.data.event_frames import EventItems, event_dataset
 from sakd.data.events import EventFileError, load_array, warn_if_unordered
-from sakd.data.registry import DATASETS, DataBundle
+from sakd.data.registry import DATASETS
 from sakd.errors import DatasetNotFoundError
 
 CLASSES = ("hand clap", "right hand wave", "left hand wave", "right arm clockwise", "right arm counter-clockwise",
@@ -60,35 +60,7 @@ def split_items(root: Path, split: str) -> list[tuple[Path, int]]:
 
 
 @DATASETS.register("dvs_gesture")
-def dvs_gesture(
-    root: str,
-    download: bool = False,
-    augment: bool = True,
-    frames: int = 16,
-    split_by: str = "number",
-    image_size: int = 128,
-    crop_padding: int = 4,
-    cache_dir: str | None = None,
-    flip: float = 0.0,
-    rotation: float = 0.0,
-    erasing: float = 0.0,
-) -> DataBundle:
+@event_dataset(sensor=SENSOR, image_size=128, crop_padding=4, frames=16, reader=read_gesture_npy)
+def dvs_gesture(root: Path) -> EventItems:
     """IBM DVS128 Gesture (tonic's ibmGestureTrain/ and ibmGestureTest/ .npy) as T frames, 128x128, cached"""
-    base = Path(root).expanduser()
-    return framed_bundle(
-        split_items(base, "train"),
-        split_items(base, "test"),
-        root=base,
-        num_classes=len(CLASSES),
-        sensor=SENSOR,
-        frames=frames,
-        split_by=split_by,
-        image_size=image_size,
-        crop_padding=crop_padding,
-        augment=augment,
-        cache_dir=cache_dir,
-        reader=read_gesture_npy,
-        flip=flip,
-        rotation=rotation,
-        erasing=erasing,
-    )
+    return EventItems(split_items(root, "train"), split_items(root, "test"), len(CLASSES))

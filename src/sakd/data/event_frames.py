@@ -7,15 +7,21 @@ so only the first epoch decodes events; :func:`framed_bundle` makes a data set's
 Samples are ``[T, 2, H, W]``; batches come time-first, ``[T, B, 2, H, W]``, the layout the spiking
 models take (one frame per timestep). An ANN twin reads the same batch as T images and averages
 its logits over them (see :mod:`sakd.models.base`), so teacher and student see the same data.
+A data set is one function from its root to its labelled recordings, made a builder by
+:func:`event_dataset` (the framing options every event data set takes).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import re
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -141,3 +147,41 @@ def framed_bundle(train_items, test_items, *, root: Path, num_classes: int, sens
         num_classes=num_classes, in_channels=2, image_size=image_size, frames=frames,
         collate_fn=time_first_collate,
     )
+
+
+@dataclass(frozen=True)
+class EventItems:
+    """An event data set's recordings: ``(path, label)`` lists and the number of classes."""
+
+    train: list
+    test: list
+    num_classes: int
+
+
+def event_dataset(*, sensor: tuple[int, int], image_size: int, crop_padding: int, frames: int = 4,
+                  reader: Callable | None = None):
+    """Decorator: a function ``root -> EventItems`` (where a data set's labelled recordings are)
+    becomes its builder, ``(root, download=False, augment=True, **options)``, taking the options
+    every event data set takes (``data.options``: ``frames``, ``split_by``, ``image_size``,
+    ``crop_padding``, ``cache_dir``, ``flip``, ``rotation``, ``erasing``; see
+    :func:`framed_bundle`), with this data set's defaults and its sensor (and reader)."""
+    defaults = dict(frames=frames, split_by="number", image_size=image_size, crop_padding=crop_padding,
+                    cache_dir=None, flip=0.0, rotation=0.0, erasing=0.0)
+
+    def make(find: Callable[[Path], EventItems]):
+        @functools.wraps(find)
+        def build(root: str, download: bool = False, augment: bool = True, **options) -> DataBundle:
+            base = Path(root).expanduser()
+            items = find(base)
+            return framed_bundle(items.train, items.test, root=base, num_classes=items.num_classes, sensor=sensor,
+                                 augment=augment, reader=reader, **{**defaults, **options})
+
+        given = [inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str),
+                 inspect.Parameter("download", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False),
+                 inspect.Parameter("augment", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=True)]
+        options = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in defaults.items()]
+        # the options build_dataset checks a config's data.options against
+        build.__signature__ = inspect.Signature(given + options, return_annotation=DataBundle)
+        return build
+
+    return make

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sakd.data.event_frames import event_files, framed_bundle
-from sakd.data.registry import DATASETS, DataBundle
+from sakd.data.event_frames import EventItems, event_dataset, event_files
+from sakd.data.registry import DATASETS
 from sakd.errors import DatasetNotFoundError
 
 SENSOR = (180, 240)  # (height, width), as SpikingJelly frames it
@@ -52,36 +52,8 @@ def split_items(folders: list[Path]) -> tuple[list, list]:
 
 
 @DATASETS.register("n_caltech101")
-def n_caltech101(
-    root: str,
-    download: bool = False,
-    augment: bool = True,
-    frames: int = 4,
-    split_by: str = "number",
-    image_size: int = 48,
-    crop_padding: int = 4,
-    cache_dir: str | None = None,
-    flip: float = 0.0,
-    rotation: float = 0.0,
-    erasing: float = 0.0,
-) -> DataBundle:
+@event_dataset(sensor=SENSOR, image_size=48, crop_padding=4)
+def n_caltech101(root: Path) -> EventItems:
     """N-Caltech101 events (<class>/*.bin ATIS files) as T frames, 48x48, cached; a fixed seeded 80/20 split"""
-    base = Path(root).expanduser()
-    folders = class_folders(base)
-    train, test = split_items(folders)
-    return framed_bundle(
-        train,
-        test,
-        root=base,
-        num_classes=len(folders),
-        sensor=SENSOR,
-        frames=frames,
-        split_by=split_by,
-        image_size=image_size,
-        crop_padding=crop_padding,
-        augment=augment,
-        cache_dir=cache_dir,
-        flip=flip,
-        rotation=rotation,
-        erasing=erasing,
-    )
+    folders = class_folders(root)
+    return EventItems(*split_items(folders), len(folders))

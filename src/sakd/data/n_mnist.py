@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sakd.data.event_frames import event_files, framed_bundle
-from sakd.data.registry import DATASETS, DataBundle
+from sakd.data.event_frames import EventItems, event_dataset, event_files
+from sakd.data.registry import DATASETS
 from sakd.errors import DatasetNotFoundError
 
 CLASSES = tuple(str(d) for d in range(10))
@@ -33,34 +33,7 @@ def split_items(root: Path, split: str) -> list[tuple[Path, int]]:
 
 
 @DATASETS.register("n_mnist")
-def n_mnist(
-    root: str,
-    download: bool = False,
-    augment: bool = True,
-    frames: int = 4,
-    split_by: str = "number",
-    image_size: int = 34,
-    crop_padding: int = 2,
-    cache_dir: str | None = None,
-    flip: float = 0.0,
-    rotation: float = 0.0,
-    erasing: float = 0.0,
-) -> DataBundle:
+@event_dataset(sensor=SENSOR, image_size=34, crop_padding=2)
+def n_mnist(root: Path) -> EventItems:
     """N-MNIST events (Train/ and Test/ ATIS .bin files) as T frames, 34x34, cached; the release's split"""
-    base = Path(root).expanduser()
-    return framed_bundle(
-        split_items(base, "Train"),
-        split_items(base, "Test"),
-        root=base,
-        num_classes=len(CLASSES),
-        sensor=SENSOR,
-        frames=frames,
-        split_by=split_by,
-        image_size=image_size,
-        crop_padding=crop_padding,
-        augment=augment,
-        cache_dir=cache_dir,
-        flip=flip,
-        rotation=rotation,
-        erasing=erasing,
-    )
+    return EventItems(split_items(root, "Train"), split_items(root, "Test"), len(CLASSES))
