@@ -134,6 +134,17 @@ def test_analyze_a_checkpoint_and_its_errors(tmp_path, capsys, trio, teacher_ckp
         ann(torch.randn(1, 3, 16, 16))
     assert total["ann_macs"] == sum(rec.dense_macs for rec in dense.layers.values())
     assert "energy per image" in capsys.readouterr().out
+    memory = result["energy_model"]  # beside it, the default model that counts memory traffic
+    assert memory["model"] == "lemaire" and len(memory["layers"]) == 10 + 7  # and the 7 spiking layers
+    by_layer = sum(r["snn"]["total_pj"] for r in memory["layers"].values())
+    assert memory["total"]["snn_energy_pj"] == pytest.approx(by_layer)
+    assert main(["analyze", f"{snn}/last.pt", "--images", "8", "--json", str(out), "--energy-model", "flat_memory",
+                 "--energy-option", "e_byte=2"]) == 0
+    flat = json.loads(out.read_text())["energy_model"]
+    assert flat["options"] == {"e_mac": 4.6, "e_ac": 0.9, "e_byte": 2.0} and "with memory (flat_memory)" in (
+        capsys.readouterr().out)
+    assert main(["analyze", f"{snn}/last.pt", "--energy-model", "lemaire", "--energy-option", "e_byte=2"]) == 2
+    assert "energy model 'lemaire' takes no option 'e_byte'" in capsys.readouterr().err
 
     from pathlib import Path
 

@@ -87,6 +87,11 @@ def test_report_of_three_runs(trio, tmp_path, capsys):
             assert row[12] == f"{analysis['total']['energy_ratio']:.3f}"
     energy = page.table("energy")
     assert len(energy) == 2 and energy[0][-1][0] == "total" and len(energy[0]) == 1 + 10 + 1  # resnet_tiny: 10 layers
+    memory = page.table("memory")  # beside it, the default energy model that counts memory traffic
+    assert len(memory) == 2 and [r[0] for r in memory[0][1:]] == [
+        "ops", "addressing", "weights", "inputs", "potentials", "outputs", "total"]
+    student = json.loads((Path(run_dirs[2]) / runs.ANALYSIS).read_text())["energy_model"]
+    assert student["model"] == "lemaire" and memory[1][-1][1] == f"{student['total']['snn_energy_pj'] / 1e6:.3f}"
     firing = page.table("firing")
     assert len(firing) == 2 and all(len(t) == 1 + 7 for t in firing)  # 7 spiking layers
     assert len(page.table("similarity")[0]) == 3  # header, SNN w/o KD, SNN with SAKD

@@ -37,7 +37,7 @@ T = TypeVar("T")
 # the parts a config names, and those only ``sakd list`` shows (export formats, commands), which a
 # config never names, so that checking a config imports no command
 HOMES = ("sakd.models", "sakd.data", "sakd.neurons", "sakd.distill", "sakd.training.optim", "sakd.training.loggers")
-LISTED_HOMES = ("sakd.export", "sakd.cli.command")
+LISTED_HOMES = ("sakd.export", "sakd.analysis.energy_models", "sakd.cli.command")
 
 
 class Registry(Generic[T]):

@@ -13,6 +13,8 @@ from torch.utils.data import DataLoader, Subset, default_collate
 
 from sakd import runs
 from sakd.analysis.energy import COUNTING, E_AC_PJ, E_MAC_PJ, OpCounter, as_dict, energy_table
+from sakd.analysis.energy_models import estimate
+from sakd.analysis.energy_models.registry import COMPONENTS
 from sakd.neurons import FiringRateMonitor
 from sakd.errors import ConfigError
 from sakd.training.evaluate import checkpoint_and_test_data
@@ -21,19 +23,27 @@ from sakd.outputs import write_bytes
 from sakd.tables import print_table
 from sakd.training.runtime import place, resolve_device, resolve_workers
 
+ENERGY_MODEL = "lemaire"  # the memory-aware model shown beside the operations-only figure by default
+
 
 def analyze_checkpoint(path, images: int | None = None, overrides: list[str] | None = None, device: str = "auto",
                        e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ, batch_size: int | None = None,
-                       progress: bool = True) -> dict:
-    """Counts and energy of a spiking checkpoint on the first ``images`` test images (all if None)."""
+                       progress: bool = True, energy_model: str = ENERGY_MODEL,
+                       energy_options: dict | None = None) -> dict:
+    """Counts and energy of a spiking checkpoint on the first ``images`` test images (all if None):
+    the operations-only figure (``e_mac``, ``e_ac``) and, beside it, ``energy_model``'s
+    (:mod:`sakd.analysis.energy_models`, with ``energy_options``)."""
     state, cfg, data = checkpoint_and_test_data(path, overrides, "analyze")
     spec = state["spec"]
     if not spec.spiking:
         raise ConfigError(f"{state['path']} holds an ANN ({spec.name}); sakd analyze measures a spiking model")
-    return _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress)
+    estimate(energy_model, {}, {}, {}, 1, energy_options)  # an unknown model or option fails before counting
+    return _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress, energy_model,
+                    energy_options)
 
 
-def _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress) -> dict:
+def _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress, energy_model=ENERGY_MODEL,
+             energy_options=None) -> dict:
     spec = state["spec"]
     test = data.test
     if images is not None:
@@ -57,6 +67,7 @@ def _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress
             seen += len(y)
             if seen == len(y):  # the ANN twin once, on the first batch
                 ann_layers, ann_images = dense_counts(spec, x, dev, cfg.run.channels_last)
+    memory = estimate(energy_model, snn_ops.layers, snn_ops.neurons, ann_layers, seen, energy_options, ann_images)
     for rec in ann_layers.values():  # the first batch's counts, scaled to the images the SNN saw
         rec.dense_macs = round(rec.dense_macs * seen / ann_images)
         rec.padded_macs = round(rec.padded_macs * seen / ann_images)
@@ -64,7 +75,7 @@ def _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress
     warning = rates.silence(cfg.run.low_firing_rate)
     return {"checkpoint": state["path"], "model": spec.name, "timesteps": spec.timesteps, "data": cfg.data.name,
             "images": seen, "top1": 100.0 * correct / seen, "firing_rate": rates.mean_rate(),
-            "layer_firing_rates": rates.rates(), **table, "counts": as_dict(snn_ops.layers),
+            "layer_firing_rates": rates.rates(), **table, "energy_model": memory, "counts": as_dict(snn_ops.layers),
             **({"firing_warning": warning} if warning else {})}
 
 
@@ -119,7 +130,7 @@ def cache_key(run_dir, images: int | None) -> dict | None:
         return None
     stat = path.stat()
     return {"checkpoint_bytes": stat.st_size, "checkpoint_mtime_ns": stat.st_mtime_ns, "images": images,
-            "counting": COUNTING}  # an analysis counted by an earlier rule is made again
+            "counting": COUNTING, "energy_model": ENERGY_MODEL}  # one counted by an earlier rule is made again
 
 
 def save_analysis(result: dict, run_dir, images: int | None) -> None:
@@ -163,6 +174,27 @@ def print_analysis(result: dict, console: Console | None = None) -> None:
         console.print(f"the ANN twin on one frame: {t['ann_macs_per_frame']:,.0f} MACs, "
                       f"{t['ann_energy_per_frame_pj'] / 1e6:.3f} uJ")
     console.print(f"counted: {result['counting']}; with padding the ANN has {t['ann_padded_macs']:,.0f} MACs per image")
+    print_energy_model(result["energy_model"], console)
     if "firing_warning" in result:
-        console.print(f"[yellow]warning[/]: {result['firing_warning']}; the energy ratio above is of a network that "
+        console.print(f"[yellow]warning[/]: {result['firing_warning']}; the energy ratios above are of a network that "
                       "does not fire, not of a working SNN", highlight=False, soft_wrap=True)
+
+
+def print_energy_model(memory: dict, console: Console) -> None:
+    """The memory-aware figure: per image, energy by component, SNN against ANN."""
+    t = memory["total"]
+    rows = []
+    for component in COMPONENTS:
+        snn, ann = t["snn"]["pj"].get(component), t["ann"]["pj"].get(component)
+        if snn is None and ann is None:
+            continue
+        moved = [t[side]["bytes"].get(component) for side in ("snn", "ann")]
+        rows.append([component, *(f"{v / 1e6:.3f}" if v is not None else "-" for v in (snn, ann)),
+                     *(f"{v / 1e3:,.1f}" if v is not None else "-" for v in moved)])
+    rows.append(["total", f"{t['snn_energy_pj'] / 1e6:.3f}", f"{t['ann_energy_pj'] / 1e6:.3f}", "", ""])
+    print_table(console, ["component", "SNN uJ", "ANN uJ", "SNN kB moved", "ANN kB moved"], rows, left={"component"},
+                key="component", title=f"per image, energy model {memory['model']!r}: {memory['description']}")
+    ratio = "-" if t["energy_ratio"] is None else f"{t['energy_ratio']:.3f}"
+    console.print(f"with memory ({memory['model']}): SNN {t['snn_energy_pj'] / 1e6:.3f} uJ, ANN "
+                  f"{t['ann_energy_pj'] / 1e6:.3f} uJ per image (SNN/ANN {ratio}); assumes: {memory['assumes']}",
+                  highlight=False, soft_wrap=True)

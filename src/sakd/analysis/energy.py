@@ -33,6 +33,11 @@ What is counted, exactly, over the images given (no sampling, no firing-rate app
 Energy uses the 45 nm figures the field quotes from Horowitz (2014), "Computing's energy problem
 (and what we can do about it)", ISSCC: E_MAC = 4.6 pJ and E_AC = 0.9 pJ for 32-bit floats (both
 options). ``SNN energy = E_MAC · MACs + E_AC · ACs``, ``ANN energy = E_MAC · MACs_ANN``.
+
+The counter also keeps what the energy models that count memory traffic need
+(:mod:`sakd.analysis.energy_models`): per ``Conv2d``/``Linear`` its output elements, bias, parameter
+count, the size of one sample's input and output (one timestep) and the samples it ran on; per
+spiking layer (:class:`NeuronOps`) its neuron-timesteps, spikes and whether it leaks.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sakd.models.base import MatMul, Mul
+from sakd.neurons import SpikingNeuron
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
@@ -61,10 +67,29 @@ class LayerOps:
     nonzero: int = 0  # nonzero input elements
     inputs: int = 0  # input elements
     binary: bool = True  # every input seen was 0/1
+    samples: int = 0  # the first dimension of its inputs, summed: images (x timesteps where it runs per timestep)
+    outputs: int = 0  # output elements
+    bias: bool = False
+    params: int = 0  # weights and bias
+    input_size: int = 0  # elements of one sample's input (one timestep)
+    output_size: int = 0  # elements of one sample's output (one timestep)
+    kernel_outputs: int = 0  # a convolution's output channels x kernel area (0 for a linear layer)
 
     @property
     def input_rate(self) -> float:
         return self.nonzero / self.inputs if self.inputs else 0.0
+
+
+@dataclass
+class NeuronOps:
+    """One spiking layer's counts, summed over every call and image seen."""
+
+    calls: int = 0
+    neuron_steps: int = 0  # neurons x timesteps x images: membrane updates
+    spikes: int = 0
+    size: int = 0  # neurons of one sample (one timestep)
+    timesteps: int = 0
+    leaky: bool = True  # a leak multiplies the membrane every timestep (False: integrate-and-fire, decay 1)
 
 
 def _conv_uses(x: torch.Tensor, conv: nn.Conv2d, binary: bool) -> int:
@@ -89,7 +114,12 @@ class OpCounter:
 
     def __init__(self, model: nn.Module):
         self.layers: dict[str, LayerOps] = {}
+        self.neurons: dict[str, NeuronOps] = {}
         self._modules = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, MatMul, Mul))}
+        self._neurons: dict[str, nn.Module] = {}
+        for name, module in model.named_modules():  # parents first: a neuron inside a neuron is its part
+            if isinstance(module, SpikingNeuron) and not any(name.startswith(f"{p}.") for p in self._neurons):
+                self._neurons[name] = module
         self._handles: list = []
         self._dense: dict[tuple, int] = {}  # (layer, input shape of one sample) -> its dense weight uses
 
@@ -142,8 +172,15 @@ class OpCounter:
             rec.inputs += x.numel()
             rec.nonzero += nonzero
             rec.binary = binary
+            rec.samples += x.shape[0] if x.dim() > 1 else 1
+            rec.outputs += output.numel()
+            rec.bias = module.bias is not None
+            rec.params = sum(p.numel() for p in module.parameters(recurse=False))
+            one = slice(0, 1) if x.dim() > 1 else slice(None)
+            rec.input_size, rec.output_size = x[one].numel(), output[one].numel()
             if isinstance(module, nn.Conv2d):
                 per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+                rec.kernel_outputs = module.out_channels * module.kernel_size[0] * module.kernel_size[1]
                 rec.padded_macs += output.numel() * per_output
                 rec.dense_macs += self._dense_uses(name, x, module)
                 rec.ops += _conv_uses(x, module, binary)
@@ -153,8 +190,22 @@ class OpCounter:
                 rec.ops += nonzero * module.out_features
         return hook
 
+    def _neuron_hook(self, name: str):
+        def hook(module, inputs, output):
+            rec = self.neurons.setdefault(name, NeuronOps())
+            out = output.detach()
+            rec.calls += 1
+            rec.neuron_steps += out.numel()
+            rec.spikes += int(out.count_nonzero().item())
+            rec.timesteps = out.shape[0]
+            rec.size = out[:1, :1].numel()  # [T, B, ...]: one sample, one timestep
+            decay = getattr(module, "decay", None)  # LIF's λ; a neuron that does not say is taken to leak
+            rec.leaky = decay is None or float(torch.as_tensor(decay).detach().float().mean()) != 1.0
+        return hook
+
     def __enter__(self) -> OpCounter:
         self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self._modules.items()]
+        self._handles += [m.register_forward_hook(self._neuron_hook(n)) for n, m in self._neurons.items()]
         return self
 
     def __exit__(self, *exc) -> None:

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sakd import runs
+from sakd.analysis.energy_models.registry import COMPONENTS
 from sakd.analysis.run_rows import run_row, usable_runs
 from sakd.training.run_folder import MODES
 from sakd.version import __version__
@@ -165,7 +166,23 @@ def energy_html(analysis: dict) -> str:
             "(the directly encoded image). BatchNorm, neuron updates, residual additions and pooling are not "
             "counted.</p>"
             + _table(["layer", "input", "input rate", "SNN ACs", "SNN MACs", "ANN MACs", "energy SNN/ANN"], rows,
-                     cls="energy"))
+                     cls="energy")
+            + memory_html(analysis.get("energy_model")))
+
+
+def memory_html(memory: dict | None) -> str:
+    """The memory-aware figure beside the operations-only one: energy by component, SNN and ANN."""
+    if not memory:
+        return ""
+    e, t = html.escape, memory["total"]
+    rows = [[c, *(_fmt(None if c not in t[side]["pj"] else t[side]["pj"][c] / 1e6, ".3f") for side in ("snn", "ann"))]
+            for c in COMPONENTS if c in t["snn"]["pj"] or c in t["ann"]["pj"]]
+    rows.append(["total", f"{t['snn_energy_pj'] / 1e6:.3f}", f"{t['ann_energy_pj'] / 1e6:.3f}"])
+    return (f"<p>Counting memory traffic too (energy model <code>{e(memory['model'])}</code>: "
+            f"{e(memory['description'])}), per image: SNN {t['snn_energy_pj'] / 1e6:.3f} uJ, ANN twin "
+            f"{t['ann_energy_pj'] / 1e6:.3f} uJ, ratio {_fmt(t['energy_ratio'], '.3f')}. Assumes: "
+            f"{e(memory['assumes'])}. Source: {e(memory['source'])}.</p>"
+            + _table(["component", "SNN uJ", "ANN uJ"], rows, cls="memory"))
 
 
 def find_trio(summaries: list[dict]) -> dict | None:

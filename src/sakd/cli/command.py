@@ -64,6 +64,21 @@ def positive(text: str) -> int:
     return value
 
 
+def key_value(flag: str):
+    """An argparse type for ``FLAG KEY=VALUE`` (a part's option): ``(key, value)``, the value read
+    as YAML (numbers, booleans, lists), else as text."""
+
+    def parse(text: str) -> tuple[str, object]:
+        import yaml
+
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"{flag} {text!r}: write KEY=VALUE")
+        return key, yaml.safe_load(value)
+
+    return parse
+
+
 def data_overrides(parser: argparse.ArgumentParser, what: str = "the checkpoint was trained on") -> None:
     """The ``data.key=value`` overrides of a command that reads a run's data."""
     parser.add_argument("overrides", nargs="*", metavar="data.key=value",

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import json
 
-from sakd.errors import ConfigError
-from sakd.cli.command import COMMANDS, Command, positive
+from sakd.cli.command import COMMANDS, Command, key_value, positive
 from sakd.outputs import write_text
-
-
-def exporter_option(text: str) -> tuple[str, object]:
-    """``--option KEY=VALUE``: the value read as YAML (numbers, booleans, lists), else as text."""
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"--option {text!r}: write KEY=VALUE")
-    return key, yaml.safe_load(value)
 
 
 @COMMANDS.register("export")
@@ -34,7 +23,7 @@ class Export(Command):
         p.add_argument("--dt", type=float, default=None,
                        help="NIR: the time step of the simulator that will run the graph (default 1; "
                             "snnTorch's importer uses 1e-4, Norse's 1e-3); = --option dt=DT")
-        p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+        p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", type=key_value("--option"),
                        help="an option of the format's exporter (its function's keyword arguments; repeatable)")
         p.add_argument("--json", metavar="FILE", help="also write the export summary as JSON")
 
@@ -44,7 +33,7 @@ class Export(Command):
     def run(self, args) -> int:
         from sakd.export import export_checkpoint
 
-        options = dict(exporter_option(o) for o in args.option)
+        options = dict(args.option)
         if args.dt is not None:
             options["dt"] = args.dt
         summary = export_checkpoint(args.checkpoint, args.format, args.out,
