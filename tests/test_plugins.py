@@ -126,7 +126,7 @@ def test_the_contributing_guide_examples_run():
     from sakd.models import MODELS, create_model
     from sakd.neurons import SURROGATES
 
-    assert len(contributing_examples()) == 7
+    assert len(contributing_examples()) == 8
     assert {"resnet10", "alif", "fast_sigmoid", "cosine", "logit_l2"} <= (set(MODELS) | set(NEURONS) | set(SURROGATES)
                                                                       | set(DISTANCES) | set(LOSSES))
     from sakd.cli import main
@@ -155,6 +155,14 @@ def test_the_contributing_guide_examples_run():
         out = Path(folder) / "m.json"
         summary = EXPORTERS.get("param_shapes")(snn.eval(), torch.randn(1, 3, 32, 32), 2, out)
         assert json.loads(out.read_text())["parameters"]["fc.weight"] == [4, 512] and summary["parameters"] > 10
+    from sakd.analysis.energy import OpCounter
+    from sakd.analysis.energy_models import estimate
+
+    with torch.no_grad(), OpCounter(snn) as counted:
+        snn(torch.randn(2, 3, 32, 32))
+    fc = counted.layers["fc"]  # the classifier: 4 x 512 weights and 4 biases, read once per sample and timestep
+    priced = estimate("stationary_weights", counted.layers, counted.neurons, {}, 2, {"e_byte": 1.0})
+    assert priced["layers"]["fc"]["snn"]["bytes"]["weights"] == (4 * 512 + 4) * fc.samples / 2 * 4
 
 
 @pytest.mark.parametrize("device", DEVICES)
