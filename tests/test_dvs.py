@@ -88,6 +88,21 @@ def test_frames_follow_spikingjellys_split_hand_computed():
     assert g[0].sum() == 5 and g[1, 0, 1, 2] == 1
 
 
+def test_frames_equal_spikingjellys_integration_by_number_and_by_time():
+    """SpikingJelly 2.0's ``integrate_events_by_fixed_frames_number`` on the same events (sorted
+    timestamps, every time window holding events, which its time split needs): equal frames. sakd
+    follows it, remainder in the last frame (tonic's ``ToFrame`` drops what does not fill a frame)."""
+    utils = pytest.importorskip("spikingjelly.datasets.utils")
+    rng = np.random.default_rng(0)
+    n, h, w = 5003, 6, 9  # 5003 = 7 x 714 + 5: a remainder for the last frame
+    ev = {"t": np.sort(rng.integers(0, 100_000, n)), "x": rng.integers(0, w, n), "y": rng.integers(0, h, n),
+          "p": rng.integers(0, 2, n)}
+    for split in ("number", "time"):
+        theirs = utils.integrate_events_by_fixed_frames_number(ev, split, 7, h, w)
+        ours = events_to_frames(ev, 7, split, height=h, width=w)
+        assert ours.shape == theirs.shape and np.array_equal(ours, theirs) and ours.sum() == n
+
+
 def test_backward_timestamps_keep_every_event_and_warn_once(tmp_path):
     t, x, y, p = [10, 20, 15, 30, 25, 40], [1, 2, 3, 4, 5, 6], [7, 7, 7, 7, 7, 7], [0, 1, 0, 1, 0, 1]
     write_aedat2(tmp_path / "back.aedat", t, x, y, p)

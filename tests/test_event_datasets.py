@@ -1,4 +1,4 @@
-"""N-MNIST and N-Caltech101: ATIS .bin files written in the release's format and layout, read,
+"""N-MNIST, N-Caltech101 and DVS-Gesture: files written in each release's format and layout, read,
 framed and trained through the user's code path (no download)."""
 
 import numpy as np
@@ -87,12 +87,7 @@ def test_n_mnist_reads_the_release_layout_frames_by_hand_counts_and_caches(tmp_p
 
 
 def test_n_caltech101_has_a_fixed_stratified_seeded_split_and_names_a_bad_file(tmp_path):
-    rng = np.random.default_rng(2)
-    classes = ("accordion", "airplanes", "anchor")
-    for label, c in enumerate(classes):
-        for i in range(6):
-            events = random_events(rng, 100, label, 240, 180)
-            write_atis(tmp_path / "Caltech101" / c / f"image_{i + 1:04d}.bin", *events)
+    make_n_caltech101(tmp_path)
     a = build_dataset("n_caltech101", root=str(tmp_path), augment=False, image_size=24)
     b = build_dataset("n_caltech101", root=str(tmp_path / "Caltech101"), augment=False, image_size=24)
     assert a.num_classes == 3 and [p.name for p, _ in a.test.items] == [p.name for p, _ in b.test.items]
@@ -107,7 +102,30 @@ def test_n_caltech101_has_a_fixed_stratified_seeded_split_and_names_a_bad_file(t
         c.train[0]
 
 
-def test_the_quickstart_trains_on_n_mnist_from_the_cli_and_resumes_exactly(tmp_path):
+def make_n_caltech101(root, per_class=6, classes=("accordion", "airplanes", "anchor")):
+    rng = np.random.default_rng(2)
+    for label, c in enumerate(classes):
+        for i in range(per_class):
+            write_atis(root / "Caltech101" / c / f"image_{i + 1:04d}.bin", *random_events(rng, 100, label, 240, 180))
+
+
+def make_dvs_gesture(root, users=((1, 2), (24,)), n=160):
+    from sakd.data.dvs_gesture import CLASSES
+
+    rng = np.random.default_rng(3)
+    for split, ids in zip(("ibmGestureTrain", "ibmGestureTest"), users):
+        for user in ids:
+            for label in range(len(CLASSES)):
+                t, x, y, p = random_events(rng, n, label % 10, 128, 128)
+                write_gesture(root / split / f"user{user:02d}_fluorescent" / f"{label}.npy", t / 1000, x, y, p)
+
+
+@pytest.mark.parametrize("name, make, options", [
+    ("n_mnist", lambda root: make_n_mnist(root, per_class=4, n=300), []),
+    ("n_caltech101", make_n_caltech101, ["data.options.image_size=24"]),
+    ("dvs_gesture", make_dvs_gesture, ["data.options.image_size=24", "data.options.frames=4"]),
+])
+def test_the_quickstart_trains_on_each_event_data_set_from_the_cli_and_resumes_exactly(tmp_path, name, make, options):
     """`sakd train --config quickstart/snn data.name=n_mnist data.root=DIR` trains as the digits do
     (the frames' channels and size come from the data set); a run stopped after its first epoch and
     resumed from the CLI records what the uninterrupted run records."""
@@ -116,9 +134,9 @@ def test_the_quickstart_trains_on_n_mnist_from_the_cli_and_resumes_exactly(tmp_p
     from sakd.cli import main
     from sakd.training import Trainer, load_config
 
-    make_n_mnist(tmp_path / "nmnist", per_class=4, n=300)
-    overrides = ["data.name=n_mnist", f"data.root={tmp_path / 'nmnist'}", "data.batch_size=10", "run.device=cpu",
-                 f"run.output_dir={tmp_path / 'runs'}", "optim.epochs=2", "run.progress=false"]
+    make(tmp_path / name)
+    overrides = [f"data.name={name}", f"data.root={tmp_path / name}", "data.batch_size=10", "run.device=cpu",
+                 f"run.output_dir={tmp_path / 'runs'}", "optim.epochs=2", "run.progress=false", *options]
     assert main(["train", "--config", "quickstart/snn", *overrides, "run.name=straight"]) == 0
 
     class StopsAfterOneEpoch(Trainer):
@@ -145,14 +163,9 @@ def write_gesture(path, t_ms, x, y, p):
 
 
 def test_dvs_gesture_reads_tonics_release_layout_in_microseconds_and_frames_by_hand(tmp_path, monkeypatch):
-    from sakd.data.dvs_gesture import CLASSES, read_gesture_npy
+    from sakd.data.dvs_gesture import read_gesture_npy
 
-    rng = np.random.default_rng(3)
-    for split, users in (("ibmGestureTrain", (1, 2)), ("ibmGestureTest", (24,))):
-        for user in users:
-            for label in range(len(CLASSES)):
-                t, x, y, p = random_events(rng, 160, label % 10, 128, 128)
-                write_gesture(tmp_path / split / f"user{user:02d}_fluorescent" / f"{label}.npy", t / 1000, x, y, p)
+    make_dvs_gesture(tmp_path)
     path = tmp_path / "ibmGestureTrain" / "user01_fluorescent" / "3.npy"
     events, raw = read_gesture_npy(path), np.load(path)
     assert events["t"].tolist() == np.rint(raw[:, 3] * 1000).astype(int).tolist()  # ms -> us, as tonic does
