@@ -78,7 +78,8 @@ def test_snn_output_is_mean_of_per_timestep_logits(name):
 
 # every registered model at the input size of the recipes that use it
 DATA_SIZES = {"cifar10": (3, 32), "cifar100": (3, 32), "imagenet": (3, 224), "dvs_cifar10": (2, 48),
-              "digits": (1, 16), "synthetic": (3, 16)}
+              "dvs_gesture": (2, 128), "n_caltech101": (2, 48), "n_mnist": (2, 34), "digits": (1, 16),
+              "synthetic": (3, 16)}
 
 
 def _recipe_inputs():
