@@ -117,7 +117,8 @@ def main(argv=None) -> None:
     else:
         runs = Path(quickstart(tempfile.mkdtemp(prefix="sakd-energy-"), None, [])["output_dir"])
     rows = quickstart_rows(runs) + [resnet19_row(args.images)]
-    result = {"command": "python benchmarks/energy.py", "models": {m: ENERGY_MODELS.describe()[m]
+    result = {"command": " ".join(["python benchmarks/energy.py", *(argv if argv is not None else sys.argv[1:])]),
+              "models": {m: ENERGY_MODELS.describe()[m]
                                                                     for m in model_names()},
               "rows": rows, "machine": machine(torch.device("cpu")), "seconds": time.perf_counter() - start}
     (RESULTS / "energy.json").write_text(json.dumps(result, indent=2))

@@ -88,6 +88,28 @@ def test_lemaire_and_flat_memory_by_hand():
     assert (o["snn_energy_pj"], o["ann_energy_pj"]) == pytest.approx((t["snn_energy_pj"], t["ann_energy_pj"]))
 
 
+def test_a_silent_layer_costs_its_bias_only_and_a_graded_input_is_priced_dense():
+    """Lemaire: a layer whose spike input is all zeros reads nothing and adds only its bias; a
+    layer of an SNN whose input is not spikes (here 2 and 3 among zeros) is priced as a dense one,
+    every weight use, zeros included, as the ANN's (SpikingJelly's reading)."""
+    from sakd.analysis.energy import LayerOps
+
+    silent = LayerOps("linear", calls=1, dense_macs=4000 * 2, ops=0, nonzero=0, inputs=4000, binary=True, samples=1,
+                      outputs=2, bias=True, params=8002, input_size=4000, output_size=2)
+    m = estimate("lemaire", {"fc": silent}, {}, {}, images=1)["layers"]["fc"]["snn"]
+    assert m["pj"] == pytest.approx({"ops": 0.1 * 2, "inputs": 0, "potentials": 0,
+                                     "weights": 2 * 4 * sram_pj_per_byte(8002 * 4), "addressing": 0})
+    fc = nn.Linear(4, 3)
+    with torch.no_grad(), OpCounter(fc) as counted:
+        fc(torch.tensor([[2.0, 0, 0, 0], [0, 0, 0, 3]]))
+    graded = counted.layers[""]
+    assert not graded.binary and graded.ops == 2 * 3 and graded.dense_macs == 8 * 3
+    for name in ("lemaire", "flat_memory"):
+        priced = estimate(name, {"fc": graded}, {}, {"fc": graded}, images=2)["layers"]["fc"]
+        assert priced["snn"] == priced["ann"] or name == "lemaire"  # the ANN also writes its outputs
+        assert priced["snn"]["bytes"]["weights"] == (24 + 6) * 4 / 2  # every weight use and the bias, per image
+
+
 def test_sram_cost_interpolates_horowitzs_points_and_options_are_checked():
     assert [sram_pj_per_byte(s) for s in (0, 4096, 8192, 32768, 1 << 20, 1 << 30)] == pytest.approx(
         [0, 1.25, 2.5, 5, 25, 25])
@@ -95,8 +117,12 @@ def test_sram_cost_interpolates_horowitzs_points_and_options_are_checked():
     assert {"ops", "flat_memory", "lemaire"} <= set(ENERGY_MODELS.names())
     with pytest.raises(ConfigError, match="takes no option 'e_byte'; its options: e_add=0.1, e_mul=3.1, fifo=1000"):
         estimate("lemaire", {}, {}, {}, 1, {"e_byte": 1})
-    with pytest.raises(ConfigError, match="option fifo must be a number"):
-        estimate("lemaire", {}, {}, {}, 1, {"fifo": "big"})
+    for bad in ("big", 1.5, 0, float("inf")):
+        with pytest.raises(ConfigError, match="option fifo must be a whole number >= 1"):
+            estimate("lemaire", {}, {}, {}, 1, {"fifo": bad})
+    with pytest.raises(ConfigError, match="option e_add must be a finite number >= 0, got nan"):
+        estimate("lemaire", {}, {}, {}, 1, {"e_add": float("nan")})
+    assert estimate("lemaire", {}, {}, {}, 1, {"fifo": 64.0})["options"]["fifo"] == 64
     with pytest.raises(ConfigError, match="unknown energy model 'lemair'.*Did you mean 'lemaire'"):
         estimate("lemair", {}, {}, {}, 1)
 
@@ -141,6 +167,7 @@ def test_lemaire_equals_spikingjellys_profiler_on_the_same_spikes():
 
     ours, theirs, ann = _peer_nets(kernel=1, padding=0)
     x = torch.rand(1, 2, 5, 5) * 2
+    x[x < 0.5] = 0  # an image layer with zeros among its inputs: priced dense on both sides
     xt = x.unsqueeze(0).repeat(4, 1, 1, 1, 1)  # [T, B, ...]: the image at every timestep
     with torch.no_grad(), OpCounter(ours) as snn:
         out = ours(xt)

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Subset, default_collate
 from sakd import runs
 from sakd.analysis.energy import COUNTING, E_AC_PJ, E_MAC_PJ, OpCounter, as_dict, energy_table
 from sakd.analysis.energy_models import estimate
-from sakd.analysis.energy_models.registry import COMPONENTS
+from sakd.analysis.energy_models.registry import COMPONENTS, model_named
 from sakd.neurons import FiringRateMonitor
 from sakd.errors import ConfigError
 from sakd.training.evaluate import checkpoint_and_test_data
@@ -33,11 +33,11 @@ def analyze_checkpoint(path, images: int | None = None, overrides: list[str] | N
     """Counts and energy of a spiking checkpoint on the first ``images`` test images (all if None):
     the operations-only figure (``e_mac``, ``e_ac``) and, beside it, ``energy_model``'s
     (:mod:`sakd.analysis.energy_models`, with ``energy_options``)."""
+    model_named(energy_model, energy_options)  # an unknown model or option fails before anything is read
     state, cfg, data = checkpoint_and_test_data(path, overrides, "analyze")
     spec = state["spec"]
     if not spec.spiking:
         raise ConfigError(f"{state['path']} holds an ANN ({spec.name}); sakd analyze measures a spiking model")
-    estimate(energy_model, {}, {}, {}, 1, energy_options)  # an unknown model or option fails before counting
     return _analyze(state, cfg, data, images, device, e_mac, e_ac, batch_size, progress, energy_model,
                     energy_options)
 

@@ -49,7 +49,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sakd.models.base import MatMul, Mul
-from sakd.neurons import SpikingNeuron
+from sakd.neurons import spiking_layers
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
@@ -84,11 +84,9 @@ class LayerOps:
 class NeuronOps:
     """One spiking layer's counts, summed over every call and image seen."""
 
-    calls: int = 0
     neuron_steps: int = 0  # neurons x timesteps x images: membrane updates
     spikes: int = 0
     size: int = 0  # neurons of one sample (one timestep)
-    timesteps: int = 0
     leaky: bool = True  # a leak multiplies the membrane every timestep (False: integrate-and-fire, decay 1)
 
 
@@ -116,10 +114,7 @@ class OpCounter:
         self.layers: dict[str, LayerOps] = {}
         self.neurons: dict[str, NeuronOps] = {}
         self._modules = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, MatMul, Mul))}
-        self._neurons: dict[str, nn.Module] = {}
-        for name, module in model.named_modules():  # parents first: a neuron inside a neuron is its part
-            if isinstance(module, SpikingNeuron) and not any(name.startswith(f"{p}.") for p in self._neurons):
-                self._neurons[name] = module
+        self._neurons = spiking_layers(model)
         self._handles: list = []
         self._dense: dict[tuple, int] = {}  # (layer, input shape of one sample) -> its dense weight uses
 
@@ -194,10 +189,8 @@ class OpCounter:
         def hook(module, inputs, output):
             rec = self.neurons.setdefault(name, NeuronOps())
             out = output.detach()
-            rec.calls += 1
             rec.neuron_steps += out.numel()
             rec.spikes += int(out.count_nonzero().item())
-            rec.timesteps = out.shape[0]
             rec.size = out[:1, :1].numel()  # [T, B, ...]: one sample, one timestep
             decay = getattr(module, "decay", None)  # LIF's λ; a neuron that does not say is taken to leak
             rec.leaky = decay is None or float(torch.as_tensor(decay).detach().float().mean()) != 1.0
@@ -214,6 +207,14 @@ class OpCounter:
         self._handles = []
 
 
+def synaptic_ops(rec: LayerOps, spiking: bool) -> tuple[int, int]:
+    """A layer's ``(accumulates, multiply-accumulates)`` by sakd's one rule: the SNN's weight uses
+    driven by nonzero inputs (accumulates where the input is spikes), the ANN's every weight use."""
+    if not spiking:
+        return 0, rec.dense_macs
+    return (rec.ops, 0) if rec.binary else (0, rec.ops)
+
+
 COUNTING = ("weight uses of real input elements on both sides, zero padding left out: the SNN's "
             "driven by nonzero inputs, the ANN's by every input")
 
@@ -226,7 +227,7 @@ def energy_table(snn_layers: dict[str, LayerOps], ann_layers: dict[str, LayerOps
     rows, total = {}, {"snn_acs": 0.0, "snn_macs": 0.0, "ann_macs": 0.0, "ann_padded_macs": 0.0}
     for name, rec in snn_layers.items():
         ann = ann_layers.get(name)
-        acs, macs = (rec.ops, 0) if rec.binary else (0, rec.ops)
+        acs, macs = synaptic_ops(rec, spiking=True)
         row = {"kind": rec.kind, "input": "spikes" if rec.binary else "analog", "input_rate": rec.input_rate,
                "snn_acs": acs / images, "snn_macs": macs / images, "ann_macs": (ann.dense_macs if ann else 0) / images,
                "ann_padded_macs": (ann.padded_macs if ann else 0) / images}

@@ -27,9 +27,9 @@ class Analyze(Command):
             "--e-mac", type=float, default=4.6, help="energy of a MAC in pJ (default %(default)s: 45 nm, Horowitz 2014)"
         )
         p.add_argument("--e-ac", type=float, default=0.9, help="energy of an accumulate in pJ (default %(default)s)")
-        p.add_argument("--energy-model", default="lemaire", metavar="NAME",
+        p.add_argument("--energy-model", default=None, metavar="NAME",
                        help="the energy model that counts memory traffic, shown beside the operations-only figure "
-                            "(default %(default)s; `sakd list energy-models` lists them)")
+                            "(default lemaire; `sakd list energy-models` lists them)")
         p.add_argument("--energy-option", action="append", default=[], metavar="KEY=VALUE",
                        type=key_value("--energy-option"),
                        help="an option of the energy model (its constructor's keyword arguments; repeatable)")
@@ -40,10 +40,11 @@ class Analyze(Command):
         from sakd.analysis.energy import E_AC_PJ, E_MAC_PJ
 
         result = analyze_checkpoint(args.checkpoint, args.images, args.overrides, device=args.device, e_mac=args.e_mac,
-                                    e_ac=args.e_ac, batch_size=args.batch_size, energy_model=args.energy_model,
+                                    e_ac=args.e_ac, batch_size=args.batch_size,
+                                    energy_model=args.energy_model or ENERGY_MODEL,
                                     energy_options=dict(args.energy_option))
         print_analysis(result)
-        defaults = (args.e_mac, args.e_ac, args.energy_model, args.energy_option) == (
+        defaults = (args.e_mac, args.e_ac, args.energy_model or ENERGY_MODEL, args.energy_option) == (
             E_MAC_PJ, E_AC_PJ, ENERGY_MODEL, [])
         if Path(args.checkpoint).is_dir() and not args.overrides and defaults:
             save_analysis({**result, "spiking": True}, args.checkpoint, args.images)  # for compare and report

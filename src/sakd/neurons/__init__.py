@@ -3,7 +3,7 @@ gradients, what every neuron shares (base class, registry, settings, time-folded
 firing-rate monitor that counts the spikes of any of them."""
 
 from sakd.neurons.base import NEURONS, NeuronSpec, SpikeActivation, SpikingNeuron, neuron_spec
-from sakd.neurons.firing import FiringRateMonitor
+from sakd.neurons.firing import FiringRateMonitor, spiking_layers
 from sakd.neurons.lif import IF, LIF, lif_reference
 from sakd.neurons.plif import PLIF
 from sakd.registry import import_submodules
@@ -12,6 +12,7 @@ from sakd.neurons.surrogate import SURROGATES, Surrogate, get_surrogate, spike
 __all__ = [
     "NEURONS",
     "FiringRateMonitor",
+    "spiking_layers",
     "NeuronSpec",
     "SpikeActivation",
     "SpikingNeuron",

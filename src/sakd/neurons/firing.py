@@ -10,6 +10,16 @@ from sakd.neurons.base import SpikingNeuron
 LOW_RATE = 0.01  # a mean firing rate below this is warned of (run.low_firing_rate)
 
 
+def spiking_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The spiking layers of ``model`` by name (any :class:`SpikingNeuron`; a neuron inside a neuron
+    is its part, not a layer of its own)."""
+    layers: dict[str, nn.Module] = {}
+    for name, module in model.named_modules():  # parents come first
+        if isinstance(module, SpikingNeuron) and not any(name.startswith(f"{p}.") for p in layers):
+            layers[name] = module
+    return layers
+
+
 class FiringRateMonitor:
     """Count spikes of every spiking layer (any :class:`SpikingNeuron`) while active (a context manager).
 
@@ -18,10 +28,7 @@ class FiringRateMonitor:
     """
 
     def __init__(self, model: nn.Module):
-        self.layers: dict[str, nn.Module] = {}
-        for name, module in model.named_modules():  # parents come first: a neuron inside a neuron is its part
-            if isinstance(module, SpikingNeuron) and not any(name.startswith(f"{p}.") for p in self.layers):
-                self.layers[name] = module
+        self.layers: dict[str, nn.Module] = spiking_layers(model)
         self._handles: list = []
         self.reset()
 

@@ -9,10 +9,11 @@ code): per synaptic layer (``Conv2d``, ``Linear``)
   synapse it reaches reads its weight and reads and writes the target's membrane potential (in a
   memory of one sample's outputs), and costs one accumulate and one addressing addition; a
   convolution locates a spike's first output with two multiply-adds;
-* **non-spike input** (the ANN, and an SNN's directly encoded image): each weight use reads its
-  weight and (convolution) its input, one MAC; addressing adds once per input and output element
-  (and, convolution, per filter weight of a sample); an ANN writes each output once (an SNN's
-  such layer feeds its neurons instead);
+* **non-spike input** (the ANN, and an SNN's layers fed by a directly encoded image, graded
+  inputs or average-pooled spikes), priced dense: every weight use, zeros included, reads its
+  weight and (convolution; a linear layer reads each input once) its input, one MAC; addressing
+  adds once per input and output element (and, convolution, per filter weight of a sample); an
+  ANN writes each output once (an SNN's such layer feeds its neurons instead);
 * a bias is one read and one addition per output;
 * per spiking layer and timestep: each neuron's membrane is read and written once, a leaky neuron
   multiplies once (LIF; integrate-and-fire does not), each spike costs an addition (the reset) and
@@ -28,27 +29,31 @@ sample's: a layer's weights and bias, one sample's input, one sample's outputs f
 Where sakd differs from SpikingJelly's reading, it counts exactly what happened: a spike reaches
 the synapses its receptive fields hold (fewer at a border, ``ceil(k / stride)^2`` of a strided
 convolution's positions), where SpikingJelly takes ``k^2`` for the memory traffic and
-``ceil(k / s)^2`` for the accumulates; zero padding costs nothing on either side. Spiking
-transformers' products of two activations (``MatMul``, ``Mul``) are counted as operations only.
+``ceil(k / s)^2`` for the accumulates; zero padding costs nothing on either side; memories are
+sized, and a layer's per-filter addressing counted, per sample (SpikingJelly sizes them by the
+tensor a call sees, a batch and, in multi-step mode, all T); an ANN layer is always priced dense
+(SpikingJelly would price one whose input happens to be 0/1 as events). sakd's SNNs convolve a
+directly encoded image once and feed the same currents at every timestep: the layer is counted
+once, and keeping its output for T timesteps is not charged (SpikingJelly's template would run it
+T times). Spiking transformers' products of two activations (``MatMul``, ``Mul``) are counted as
+operations only.
 """
 
 from __future__ import annotations
 
 from sakd.analysis.energy import LayerOps, NeuronOps
-from sakd.analysis.energy_models.operations import synaptic_ops
-from sakd.analysis.energy_models.registry import ENERGY_MODELS, WORD_BYTES, EnergyModel, Ledger
+from sakd.analysis.energy_models.registry import ENERGY_MODELS, WORD_BYTES, EnergyModel, Ledger, dense_or_events
 
 KIB = 1024.0
 SRAM_PJ_PER_BYTE = ((0.0, 0.0), (8 * KIB, 10.0 / 4), (32 * KIB, 20.0 / 4), (1024 * KIB, 100.0 / 4))
 
 
 def sram_pj_per_byte(size: float) -> float:
-    """The energy of a one-byte access to a memory of ``size`` bytes (linear between the points)."""
-    size = min(max(size, SRAM_PJ_PER_BYTE[0][0]), SRAM_PJ_PER_BYTE[-1][0])
-    for (x0, y0), (x1, y1) in zip(SRAM_PJ_PER_BYTE, SRAM_PJ_PER_BYTE[1:]):
-        if size <= x1:
-            return y0 + (y1 - y0) * (size - x0) / (x1 - x0)
-    raise AssertionError("unreachable: size is clipped to the last point")
+    """The energy of a one-byte access to a memory of ``size`` bytes (linear between the points,
+    held above the last)."""
+    (x0, y0), (x1, y1) = next((a, b) for a, b in zip(SRAM_PJ_PER_BYTE, SRAM_PJ_PER_BYTE[1:])
+                              if size <= b[0] or b is SRAM_PJ_PER_BYTE[-1])
+    return y0 + (y1 - y0) * (min(max(size, x0), x1) - x0) / (x1 - x0)
 
 
 @ENERGY_MODELS.register("lemaire")
@@ -62,7 +67,8 @@ class Lemaire(EnergyModel):
                "synaptic event (SNN) or weight use (ANN) reads its weight, in the SNN at every timestep; the "
                "membrane lives in memory: every synaptic event reads and writes its target's potential, and "
                "each neuron's is read and written once more per timestep for its update; spikes travel "
-               "through FIFOs of 'fifo' words; an ANN reads each input per use and writes each output once")
+               "through FIFOs of 'fifo' words; an ANN's convolution reads each input per use, its linear layer "
+               "once, and it writes each output once")
 
     def __init__(self, e_add: float = 0.1, e_mul: float = 3.1, fifo: int = 1000):
         self.e_add, self.e_mul, self.fifo = e_add, e_mul, fifo
@@ -72,20 +78,20 @@ class Lemaire(EnergyModel):
         ledger.add(component, nbytes * sram_pj_per_byte(memory_words * WORD_BYTES), nbytes)
 
     def synapses(self, rec: LayerOps, spiking: bool) -> Ledger:
-        acs, macs = synaptic_ops(rec, spiking)
+        acs, macs = dense_or_events(rec, spiking)
         ledger = Ledger()
         bias = rec.outputs if rec.bias else 0
         ledger.add("ops", self.e_add * (acs + bias) + (self.e_mul + self.e_add) * macs)
         if rec.kind not in ("conv", "linear"):
             return ledger
-        if acs:  # event-driven
+        if spiking and rec.binary:  # event-driven (a silent layer costs its bias only)
             ledger.add("addressing", self.e_add * acs + (self.e_mul + self.e_add) * (
                 2 * rec.nonzero if rec.kind == "conv" else 0))
             self._access(ledger, "inputs", rec.nonzero, self.fifo)
             self._access(ledger, "potentials", 2 * acs, rec.output_size)
         else:
-            per_sample = rec.kernel_outputs * rec.samples
-            ledger.add("addressing", self.e_add * (rec.inputs + rec.outputs + per_sample))
+            filter_addresses = rec.kernel_outputs * rec.samples
+            ledger.add("addressing", self.e_add * (rec.inputs + rec.outputs + filter_addresses))
             self._access(ledger, "inputs", macs if rec.kind == "conv" else rec.inputs, rec.input_size)
             if not spiking:  # an ANN writes its outputs; an SNN's such layer feeds its neurons' membranes
                 self._access(ledger, "outputs", rec.outputs, rec.output_size)

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-from sakd.analysis.energy import E_AC_PJ, E_MAC_PJ, LayerOps, NeuronOps
+from sakd.analysis.energy import E_AC_PJ, E_MAC_PJ, LayerOps, NeuronOps, synaptic_ops
 from sakd.analysis.energy_models.registry import ENERGY_MODELS, EnergyModel, Ledger
-
-
-def synaptic_ops(rec: LayerOps, spiking: bool) -> tuple[int, int]:
-    """A layer's ``(accumulates, multiply-accumulates)`` by sakd's one rule: the SNN's weight uses
-    driven by nonzero inputs (accumulates where the input is spikes), the ANN's every weight use."""
-    if not spiking:
-        return 0, rec.dense_macs
-    return (rec.ops, 0) if rec.binary else (0, rec.ops)
 
 
 @ENERGY_MODELS.register("ops")

@@ -24,6 +24,7 @@ or activations read), ``potentials`` (membrane potentials read and written) and 
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 
 from sakd.analysis.energy import LayerOps, NeuronOps
@@ -43,12 +44,12 @@ class Ledger:
     """One layer's energy (pJ) and memory traffic (bytes), by component."""
 
     pj: dict[str, float] = field(default_factory=dict)
-    bytes: dict[str, int] = field(default_factory=dict)
+    moved: dict[str, int] = field(default_factory=dict)  # bytes
 
     def add(self, component: str, pj: float, nbytes: int = 0) -> Ledger:
         self.pj[component] = self.pj.get(component, 0.0) + pj
         if nbytes or component in MEMORY:
-            self.bytes[component] = self.bytes.get(component, 0) + nbytes
+            self.moved[component] = self.moved.get(component, 0) + nbytes
         return self
 
     def total(self) -> float:
@@ -71,6 +72,14 @@ class EnergyModel:
         return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
 
 
+def dense_or_events(rec: LayerOps, spiking: bool) -> tuple[int, int]:
+    """What a model that counts memory prices, ``(accumulates, multiply-accumulates)``: where an
+    SNN's input is spikes, the weight uses its spikes drive (events; none for a silent layer);
+    everywhere else, as a dense layer works, every weight use, zeros included, as the ANN's
+    (SpikingJelly's reading; zero padding left out on both sides)."""
+    return (rec.ops, 0) if spiking and rec.binary else (0, rec.dense_macs)
+
+
 def model_named(name: str, options: dict | None = None) -> EnergyModel:
     """The registered model ``name`` with ``options``; an option it does not take, or one of the
     wrong type, is one line naming it and the options it takes."""
@@ -83,24 +92,25 @@ def model_named(name: str, options: dict | None = None) -> EnergyModel:
                           f"{', '.join(f'{k}={p.default}' for k, p in takes.items()) or 'none'}")
     for key, value in options.items():
         default = takes[key].default
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"energy model {name!r}: option {key} must be a number >= 0, got {value!r}")
-            options[key] = type(default)(value) if isinstance(default, float) or value == int(value) else value
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if isinstance(default, int) and not (number and value == int(value) and value > 0):
+            raise ConfigError(f"energy model {name!r}: option {key} must be a whole number >= 1, got {value!r}")
+        if isinstance(default, float) and not (number and value >= 0):
+            raise ConfigError(f"energy model {name!r}: option {key} must be a finite number >= 0, got {value!r}")
+        options[key] = type(default)(value)
     return cls(**options)
 
 
 def _per_image(ledger: Ledger, images: int) -> dict:
-    return {"pj": {k: v / images for k, v in ledger.pj.items()}, "bytes": {k: v / images for k, v in
-                                                                             ledger.bytes.items()},
-            "total_pj": ledger.total() / images}
+    return {"pj": {k: v / images for k, v in ledger.pj.items()},
+            "bytes": {k: v / images for k, v in ledger.moved.items()}, "total_pj": ledger.total() / images}
 
 
 def _sum(ledgers) -> Ledger:
     out = Ledger()
     for ledger in ledgers:
         for k, v in ledger.pj.items():
-            out.add(k, v, ledger.bytes.get(k, 0))
+            out.add(k, v, ledger.moved.get(k, 0))
     return out
 
 
