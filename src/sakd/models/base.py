@@ -99,11 +99,11 @@ class TwinModel(nn.Module):
 
     # -- construction helpers -------------------------------------------------------------
     def act(self, **overrides) -> nn.Module:
-        """A fresh activation: ReLU for the ANN, the configured spiking neuron for the SNN
-        (``overrides``: settings of this one neuron, e.g. ``threshold=0.5``)."""
-        if self.spiking:
-            return SpikeActivation(self._timesteps, replace(self.neuron, **overrides) if overrides else self.neuron)
-        return nn.ReLU(inplace=False)
+        """A fresh activation: the configured spiking neuron for the SNN, ReLU (or the neuron's own
+        ANN form: QCFS's quantised clip) for the ANN (``overrides``: settings of this one neuron,
+        e.g. ``threshold=0.5``)."""
+        neuron = replace(self.neuron, **overrides) if overrides else self.neuron
+        return SpikeActivation(self._timesteps, neuron) if self.spiking else neuron.ann_activation()
 
     # -- time ---------------------------------------------------------------------------------
     @property

@@ -307,9 +307,11 @@ class GraphTwin(TwinModel):
         self._adopt(graph_module, names)
         self._sites = sites  # site name -> its module path before renaming (its "home")
         shapes = self._probe(graph, in_channels, image_size, num_classes)  # on the ANN's activations
-        if self.spiking:
-            for name in sites:
+        for name in sites:  # the SNN's neurons; the ANN keeps its own activations unless the neuron has an ANN form
+            if self.spiking:
                 self.set_submodule(name, SpikeActivation(self._timesteps, self.neuron))
+            elif self.neuron.build().ann_twin() is not None:
+                self.set_submodule(name, self.neuron.ann_activation())
         stem, body = self._split(graph, shapes)
         self._stem_code, self._body_code = self._code(stem), self._code(self._blocks(body))
         self._shapes = {name: shapes[name] for name in sites if name in shapes}

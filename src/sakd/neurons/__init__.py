@@ -1,8 +1,8 @@
-"""Spiking neurons as registered parts: LIF (the paper's, eq. 1-3), IF and PLIF, their surrogate
+"""Spiking neurons as registered parts: LIF (the paper's, eq. 1-3), IF, PLIF and QCFS, their surrogate
 gradients, what every neuron shares (base class, registry, settings, time-folded layer) and the
 firing-rate monitor that counts the spikes of any of them."""
 
-from sakd.neurons.base import NEURONS, NeuronSpec, SpikeActivation, SpikingNeuron, neuron_spec
+from sakd.neurons.base import NEURONS, ActivationSite, NeuronSpec, SpikeActivation, SpikingNeuron, neuron_spec
 from sakd.neurons.firing import FiringRateMonitor, spiking_layers
 from sakd.neurons.lif import IF, LIF, lif_reference
 from sakd.neurons.plif import PLIF
@@ -14,6 +14,7 @@ __all__ = [
     "FiringRateMonitor",
     "spiking_layers",
     "NeuronSpec",
+    "ActivationSite",
     "SpikeActivation",
     "SpikingNeuron",
     "neuron_spec",

@@ -50,6 +50,11 @@ class SpikingNeuron(nn.Module):
     def has_step(self) -> bool:
         return type(self).step is not SpikingNeuron.step
 
+    def ann_twin(self) -> nn.Module | None:
+        """The ANN twin's activation where this neuron sits (QCFS's quantised clip, with its
+        parameters under the same names), or ``None``: a ReLU."""
+        return None
+
     def nir_node(self, shape: tuple[int, ...], dt: float, dtype):
         """A NIR node (``nir.LIF``, ``nir.IF``, ...) for a layer of ``shape`` (without the batch),
         for a consumer stepping with ``dt``, parameters in the numpy ``dtype``; ``None``: this
@@ -82,6 +87,12 @@ class NeuronSpec:
     backend: Literal["auto", "compiled", "fused", "reference"] = "auto"
     options: dict = field(default_factory=dict)  # a neuron's own further constructor arguments
 
+    def ann_activation(self) -> nn.Module:
+        """The ANN twin's activation where the SNN twin has this neuron: ``nn.ReLU``, or the
+        neuron's own ANN form held by an :class:`ActivationSite` (QCFS's)."""
+        ann = self.build().ann_twin()
+        return nn.ReLU(inplace=False) if ann is None else ActivationSite(ann)
+
     def build(self) -> SpikingNeuron:
         cls = NEURONS.get(self.name)
         takes = inspect.signature(cls).parameters
@@ -104,6 +115,19 @@ def neuron_spec(neuron: NeuronSpec | dict | None) -> NeuronSpec:
     if unknown:
         raise ConfigError(f"unknown neuron setting(s) {sorted(unknown)}; known: {sorted(known)}")
     return NeuronSpec(**neuron)
+
+
+class ActivationSite(nn.Module):
+    """The ANN twin's activation where the SNN's neuron has parameters (QCFS's threshold): held as
+    ``neuron``, as :class:`SpikeActivation` holds the neuron, so both twins' state dicts have the
+    same keys and weights copy either way."""
+
+    def __init__(self, activation: nn.Module):
+        super().__init__()
+        self.neuron = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.neuron(x)
 
 
 class SpikeActivation(nn.Module):

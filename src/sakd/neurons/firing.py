@@ -40,6 +40,8 @@ class FiringRateMonitor:
     def _hook(self, name: str):
         def hook(module, inputs, output):
             out = output.detach()
+            if not module.binary:  # graded spikes (QCFS's are worth θ): the rate counts the nonzero outputs
+                out = out != 0
             # per-sample float32 sums (exact for spike counts below 2^24) then a float64 total: one fast pass
             # (float32 also for bf16/fp16 spikes, whose own sums would round)
             s = (out.sum(dim=tuple(range(1, out.dim())), dtype=torch.float32) if out.dim() > 1 else out).sum(
