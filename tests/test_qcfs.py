@@ -81,3 +81,105 @@ def test_the_firing_rate_of_graded_spikes_counts_the_neurons_that_fire():
         neuron(X.expand(4, 1, -1).contiguous())
     # 0.75 fires twice, 1.9 and 2.5 four times, 0.3 once, 1.0 twice, 0.25 once: 14 of 32
     assert monitor.rates()["0"] == pytest.approx(14 / 32)
+
+
+def _peer_pair(timesteps: int):
+    """A small ReLU CNN (no BatchNorm: SpikingJelly folds it, which rounds otherwise) as sakd's
+    graph twins: the ANN and its SNN with QCFS neurons from 0 (SpikingJelly's plain IF)."""
+    from sakd.models.graph_twin import GraphTwin
+    from sakd.neurons import NeuronSpec
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+    twin = dict(source="peer", timesteps=timesteps, in_channels=3, num_classes=10, image_size=8)
+    ann = GraphTwin(net, spiking=False, neuron=None, **twin).eval()
+    snn = GraphTwin(net, spiking=True, neuron=NeuronSpec(name="qcfs", backend="fused", options={"start": 0.0}),
+                    **twin).eval()
+    return net.eval(), ann, snn
+
+
+@pytest.mark.parametrize("mode", ["max", "99.9%"])
+def test_max_and_percentile_conversion_equal_spikingjellys_converter(mode):
+    """SpikingJelly 2.0's ``ann2snn.Converter`` with ``RateCodingRecipe`` (one calibration batch,
+    so its running scale is the batch's own): the same thresholds and, over T = 16 timesteps, the
+    same mean logits."""
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based import ann2snn, functional
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from sakd.training.conversion import convert_model
+
+    net, ann, snn = _peer_pair(16)
+    x = torch.rand(32, 3, 8, 8) * 2
+    loader = DataLoader(TensorDataset(x, torch.zeros(32)), batch_size=32)
+    thresholds = convert_model(ann, snn, loader, None if mode == "max" else 99.9)
+    recipe = ann2snn.RateCodingRecipe(dataloader=loader, mode=mode)
+    theirs = ann2snn.Converter(recipe=recipe, device="cpu").convert(net).eval()
+    scales = [float(m.scale) for name, m in theirs.named_modules() if name.endswith("scaler1")]  # x λ after IF
+    assert sorted(thresholds.values()) == sorted(scales)
+    functional.reset_net(theirs)
+    with torch.no_grad():
+        expected = sum(theirs(x) for _ in range(16)) / 16
+        assert torch.allclose(snn(x), expected, atol=1e-6)  # the same spikes; the sums' order rounds
+
+
+def test_a_qcfs_ann_converts_as_it_is_and_a_relu_ann_by_its_activations_from_the_cli(tmp_path, capsys):
+    """`sakd convert` writes an SNN checkpoint that `sakd eval` reads; the hand case: a ReLU site
+    whose largest output is 3 gets threshold 3. Bad input is one line, exit 2."""
+    import json
+
+    from sakd.cli import main
+    from conftest import fast_config
+    from sakd.training import train
+
+    relu = train(fast_config(tmp_path, "model.spiking=false", "optim.epochs=1", "run.name=relu"))["run_dir"]
+    qcfs = train(fast_config(tmp_path, "model.spiking=false", "optim.epochs=1", "run.name=qcfs",
+                             "model.neuron={name: qcfs, options: {levels: 4, theta: 2.0}}"))["run_dir"]
+    out = tmp_path / "max.pt"
+    assert main(["convert", relu, "--method", "max", "--timesteps", "8", "-o", str(out), "--images", "16",
+                 "--json", str(tmp_path / "max.json")]) == 0
+    done = json.loads((tmp_path / "max.json").read_text())
+    assert done["start"] == 0.0 and done["calibration"] == {"images": 16} and len(done["thresholds"]) == 7
+    assert main(["eval", str(out)]) == 0 and "T=8" in capsys.readouterr().out
+    assert main(["convert", qcfs, "--method", "qcfs", "--timesteps", "4", "-o", str(tmp_path / "q.pt")]) == 0
+    ann_state = torch.load(f"{qcfs}/last.pt", weights_only=False)["model"]
+    snn_state = torch.load(tmp_path / "q.pt", weights_only=False)["model"]
+    assert all(torch.equal(ann_state[k], snn_state[k]) for k in ann_state)  # the QCFS ANN is its SNN's weights
+    # conversion-initialised SAKD: the converted SNN as the student's start, the QCFS ANN as its teacher;
+    # what the student starts from is kept in the run's checkpoints
+    student = train(fast_config(tmp_path, "optim.epochs=1", "run.name=student", f"model.init={tmp_path / 'q.pt'}",
+                                f"distill.teacher.weights={qcfs}/last.pt", "distill.gamma=1.0",
+                                "model.neuron={name: qcfs, options: {levels: 4, theta: 2.0}}"))["run_dir"]
+    start = torch.load(f"{student}/last.pt", weights_only=False)["initialised"]
+    assert start["conversion"]["method"] == "qcfs" and start["start"] == 0.5
+    assert start["thresholds"] == torch.load(tmp_path / "q.pt", weights_only=False)["conversion"]["thresholds"]
+    for args, said in [([relu, "--method", "qcfs"], "is a ReLU ANN"), ([qcfs, "--method", "max"], "with --method qcfs"),
+                       ([str(out), "--method", "max"], "holds an SNN"), ([relu, "--method", "max", "--images", "99999"],
+                                                                          "--images must lie in")]:
+        assert main(["convert", *args, "--timesteps", "4", "-o", str(tmp_path / "x.pt")]) == 2
+        assert said in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+    with pytest.raises(SystemExit) as stop:
+        main(["convert", relu, "--method", "max", "--timesteps", "0", "-o", str(tmp_path / "x.pt")])
+    assert stop.value.code == 2 and "--timesteps: 0 is not positive" in capsys.readouterr().err
+
+
+def test_a_sites_threshold_is_its_largest_output_by_hand():
+    from sakd.training.conversion import calibrate
+
+    net = nn.Sequential(nn.Linear(2, 2, bias=False), nn.ReLU())
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, -1.0]]))
+    batches = [(torch.tensor([[3.0, 1.0], [-2.0, -0.5]]), None), (torch.tensor([[1.0, -1.0]]), None)]
+    # ReLU outputs: [3, 0], [0, 0.5], [1, 1]: the largest is 3; their 50th percentile (6 values, zeros
+    # included: 0, 0, 0.5, 1, 1, 3) interpolates 0.5 and 1 halfway
+    assert calibrate(net, ["1"], batches, None) == {"1": 3.0}
+    assert calibrate(net, ["1"], batches, 50.0) == {"1": 0.75}
+
+
+def test_a_percentile_past_torch_quantiles_size_limit_is_torch_quantiles_formula():
+    from sakd.training.conversion import quantile
+
+    values = torch.rand(1001, dtype=torch.float64)
+    for q in (0.0, 0.5, 0.999, 1.0):
+        assert quantile(values, q, limit=10) == pytest.approx(float(torch.quantile(values, q)), abs=1e-15)

@@ -3,6 +3,7 @@ that it fits the student and the data, and copying its weights into the student 
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from sakd.errors import ConfigError
@@ -68,9 +69,12 @@ def shared_layout(model: nn.Module) -> tuple:
     return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items() if not k.startswith(neurons))
 
 
-def initialise(student: nn.Module, init: str, teacher: nn.Module | None, teacher_source: str | None) -> str:
+def initialise(student: nn.Module, init: str, teacher: nn.Module | None,
+               teacher_source: str | None) -> tuple[str, dict]:
     """Copy ``model.init``'s weights into the student strictly: ``teacher`` (A.2) or a weight
-    source. Returns a line saying what was copied."""
+    source. Returns a line saying what was copied, and what the student starts from (its
+    source; for neurons with a learned threshold θ, QCFS's, each θ and the initial membrane; a
+    converted checkpoint's conversion record), which the run's checkpoints keep."""
     if init == "teacher":
         if shared_layout(teacher) != shared_layout(student):
             raise ConfigError(f"model.init=teacher copies the teacher's weights and needs the same architecture; "
@@ -85,4 +89,16 @@ def initialise(student: nn.Module, init: str, teacher: nn.Module | None, teacher
         state, description = source.state_dict, source.description
     load_weights(student, state, description)
     n = sum(v.numel() for v in student.state_dict().values())
-    return f"initialised the student from {description}: all {len(state)} tensors ({n:,} values) copied strictly"
+    record: dict = {"from": description}
+    if init != "teacher" and source.conversion:
+        record["conversion"] = source.conversion
+    learned = {name: m for name, m in student.named_modules()
+               if isinstance(m, SpikingNeuron) and isinstance(getattr(m, "theta", None), torch.Tensor)}
+    thresholds = {name.removesuffix(".neuron"): float(m.theta.detach()) for name, m in learned.items()}  # by site
+    line = f"initialised the student from {description}: all {len(state)} tensors ({n:,} values) copied strictly"
+    if thresholds:
+        starts = {getattr(m, "start", None) for m in learned.values()}
+        record |= {"thresholds": thresholds, "start": starts.pop() if len(starts) == 1 else sorted(starts)}
+        line += (f"; its {len(thresholds)} spiking layers start from thresholds {min(thresholds.values()):.4g} to "
+                 f"{max(thresholds.values()):.4g}, membranes from {record['start']} of them")
+    return line, record

@@ -27,6 +27,7 @@ class WeightSource:
     state_dict: dict
     description: str
     spec: ModelSpec | None = None  # what the weights belong to (sakd checkpoints only)
+    conversion: dict | None = None  # a converted SNN checkpoint's record (sakd convert)
 
 
 def load_weight_source(source: str) -> WeightSource:
@@ -47,7 +48,7 @@ def load_weight_source(source: str) -> WeightSource:
         raise CheckpointError(f"cannot read weights {path}: {exc}") from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         ckpt = as_checkpoint(obj, path)
-        return WeightSource(ckpt["model"], str(path), ckpt["spec"])
+        return WeightSource(ckpt["model"], str(path), ckpt["spec"], ckpt.get("conversion"))
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

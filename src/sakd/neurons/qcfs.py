@@ -9,9 +9,10 @@ an integrate-and-fire SNN with (nearly) its accuracy at a few timesteps.
 * The SNN twin's neuron (:class:`QCFS`, ``model.neuron.name=qcfs``): integrate-and-fire with soft
   reset, threshold ``θ`` and the membrane starting at ``θ/2``, each spike worth ``θ``: for a
   constant input and ``T = L`` timesteps its mean output is the activation's, exactly. It runs as
-  ``θ · IF(x/θ)`` with threshold 1, the half-threshold start added to the first timestep's input
-  (the same recursion), on sakd's LIF kernels (λ = 1, soft reset), so the converted network trains
-  on with surrogate gradients (conversion-initialised distillation), ``θ`` included. ``start``
+  ``θ · IF(x · (1/θ))`` with threshold 1 (scaled as SpikingJelly's converter scales: the same
+  spikes), the half-threshold start added to the first timestep's input (the same recursion), on
+  sakd's LIF kernels (λ = 1, soft reset), so the converted network trains on with surrogate
+  gradients (conversion-initialised distillation), ``θ`` included. ``start``
   sets the initial membrane as a fraction of ``θ`` (0.5, QCFS's; 0 is the rate-coding
   converters' plain IF, SpikingJelly's default).
 
@@ -86,12 +87,12 @@ class QCFS(SpikingNeuron):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
             raise ValueError(f"QCFS expects input shaped [T, B, ...], got shape {tuple(x.shape)}")
-        u = x / self.theta
+        u = x * torch.reciprocal(self.theta)  # as SpikingJelly's converter scales (x · (1/θ)): the same spikes
         u = torch.cat([u[:1] + self.start, u[1:]])  # the membrane starts at start·θ (θ/2: QCFS's shift)
         return self.integrate(u) * self.theta
 
     def step(self, x: torch.Tensor, state):
-        u = x / self.theta + (self.start if state is None else 0.0)
+        u = x * torch.reciprocal(self.theta) + (self.start if state is None else 0.0)
         s, v = self.integrate.step(u, state)
         return s * self.theta, v
 

@@ -63,6 +63,7 @@ class RunParts:
     student_taps: FeatureExtractor | None = None
     teacher_taps: FeatureExtractor | None = None
     notes: list[str] = field(default_factory=list)  # what assembling did that a user should read
+    initialised: dict | None = None  # what model.init gave the student (kept in every checkpoint)
 
 
 def checked(config: Config) -> Config:
@@ -164,17 +165,18 @@ def assemble(config: Config, *, data: DataBundle | None = None, model: nn.Module
     place_on = (runtime.device, cfg.run.channels_last)
     model = place(model if model is not None else spec.build(), *place_on)
     check_distillation(cfg.distill, cfg.model)
-    teacher = source = None
+    teacher = source = initialised = None
     notes = []
     if cfg.distill.teacher.weights:
         teacher, source = load_teacher(cfg.distill.teacher, spec, cfg.data.name)
         teacher = place(teacher, *place_on)
     if cfg.model.init:
-        notes.append(initialise(model, cfg.model.init, teacher, source))
+        note, initialised = initialise(model, cfg.model.init, teacher, source)
+        notes.append(note)
     objective, s_taps, t_taps = build_objective(cfg, model, teacher)
     place(objective, *place_on)
     optimizer = build_optimizer([model, objective], cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, train_loader.batch_sampler.steps)
     return RunParts(cfg, runtime, data, train_loader, eval_loaders, spec, model, objective, optimizer, scheduler,
-                    teacher=teacher, student_taps=s_taps, teacher_taps=t_taps, notes=notes)
+                    teacher=teacher, student_taps=s_taps, teacher_taps=t_taps, notes=notes, initialised=initialised)
 

@@ -305,6 +305,7 @@ class Trainer:
             partial=partial or {}, best=self.best,
             best_top1=max((r["test/top1"] for r in self.history), default=None),
             history=self.history, config=self.cfg.to_dict(), rng=rng_state(),
+            **({"initialised": p.initialised} if p.initialised else {}),
         )
 
     def load_state(self, state: dict) -> None:
