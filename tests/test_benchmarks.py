@@ -330,3 +330,20 @@ def test_kd_methods_tuned_gives_every_method_the_same_trials_then_seeds_its_best
     assert (tmp_path / "kd.md").read_text().startswith("| method |") and (tmp_path / "kd.png").stat().st_size > 0
     cells = dict(result["cells"])
     assert kd_methods.main(args)["cells"] == cells  # every cell recorded: nothing trains again
+
+
+def test_conversion_study_quick_converts_trains_and_names_a_leader_at_each_t(tmp_path):
+    """The conversion table's smoke test (digits, 1 seed, T = 1 and 2, one epoch, 200 images: the
+    numbers mean nothing; the recorded study's are in the docs); a second call trains nothing."""
+    import conversion
+
+    args = ["--quick", "--out", str(tmp_path / "c.json"), "--runs", str(tmp_path / "runs")]
+    result = conversion.main(args)
+    methods = ("qcfs", "max", "snn", "sakd", "qcfs_sakd")
+    assert {f"{m}/T{t}/seed0" for m in methods for t in (1, 2)} <= set(result["cells"])
+    assert set(result["leaders"]) == {"1", "2"} and not any(v["beyond_spread"] for v in result["leaders"].values())
+    assert result["pairs"]["2"]["sakd - qcfs"]["sign"] == 0  # one seed: never beyond the spread
+    assert (tmp_path / "c.png").is_file() and "| QCFS conversion -> SAKD |" in (tmp_path / "c.md").read_text()
+    start = torch.load(result["cells"]["qcfs/T2/seed0"]["run_dir"], weights_only=False)["conversion"]
+    assert start["method"] == "qcfs" and start["timesteps"] == 2
+    assert conversion.main(args)["cells"] == result["cells"]  # resumed: every cell was in the file
