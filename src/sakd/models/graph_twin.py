@@ -310,8 +310,8 @@ class GraphTwin(TwinModel):
         for name in sites:  # the SNN's neurons; the ANN keeps its own activations unless the neuron has an ANN form
             if self.spiking:
                 self.set_submodule(name, SpikeActivation(self._timesteps, self.neuron))
-            elif self.neuron.build().ann_twin() is not None:
-                self.set_submodule(name, self.neuron.ann_activation())
+            elif not isinstance(ann := self.neuron.ann_activation(), nn.ReLU):
+                self.set_submodule(name, ann)
         stem, body = self._split(graph, shapes)
         self._stem_code, self._body_code = self._code(stem), self._code(self._blocks(body))
         self._shapes = {name: shapes[name] for name in sites if name in shapes}

@@ -88,7 +88,8 @@ class QCFS(SpikingNeuron):
         if x.dim() < 2:
             raise ValueError(f"QCFS expects input shaped [T, B, ...], got shape {tuple(x.shape)}")
         u = x * torch.reciprocal(self.theta)  # as SpikingJelly's converter scales (x · (1/θ)): the same spikes
-        u = torch.cat([u[:1] + self.start, u[1:]])  # the membrane starts at start·θ (θ/2: QCFS's shift)
+        if self.start:  # the membrane starts at start·θ (θ/2: QCFS's shift)
+            u = torch.cat([u[:1] + self.start, u[1:]])
         return self.integrate(u) * self.theta
 
     def step(self, x: torch.Tensor, state):
