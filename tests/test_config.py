@@ -266,7 +266,7 @@ def test_help_stands_alone_every_key_listed_and_a_recipe_printed_resolved(capsys
     assert main(["config", "keys", "optim"]) == 0
     assert all(line.startswith(("optim.", "    ")) for line in capsys.readouterr().out.splitlines())
     assert main(["config", "keys", "optimizer"]) == 2
-    assert "no config key or section 'optimizer'; the sections: data, distill" in capsys.readouterr().err
+    assert "no config key or section 'optimizer'; the sections: convert, data, distill" in capsys.readouterr().err
 
     assert main(["configs", "quickstart/snn", "optim.lr=0.3"]) == 0
     assert yaml.safe_load(capsys.readouterr().out) == load_config("quickstart/snn", ["optim.lr=0.3"]).to_dict()

@@ -166,6 +166,29 @@ def test_the_transformers_policy_runs_on_training_images_only(tmp_path):
             build_dataset("imagefolder", root=str(tmp_path), random_erasing=bad)
 
 
+def test_qcfs_policy_autoaugment_then_cutout_on_cifar_training_images():
+    """autoaugment: cifar10 (torchvision's learned CIFAR-10 policy after the crop and flip) and
+    cutout: 16 (a 16x16 square of zeros on the normalised tensor, clipped at the border); the test
+    split gets neither; bad values are one line."""
+    from sakd.data.augmentation import Cutout
+    from sakd.data.cifar import _transforms
+
+    train = [type(t).__name__ for t in _transforms("cifar10", True, True, autoaugment="cifar10", cutout=16).transforms]
+    assert train == ["ToImage", "RandomCrop", "RandomHorizontalFlip", "AutoAugment", "ToDtype", "Normalize", "Cutout"]
+    assert "AutoAugment" not in [type(t).__name__ for t in _transforms("cifar10", False, True).transforms]
+    ones = torch.ones(3, 32, 32)
+    torch.manual_seed(0)
+    holes = [Cutout(16)(ones) == 0 for _ in range(200)]
+    for hole in holes:
+        assert hole.all(0).sum() == hole.any(0).sum()  # the same square in every channel
+        rows, cols = hole[0].any(1).sum().item(), hole[0].any(0).sum().item()
+        assert hole[0].sum() == rows * cols and 8 <= rows <= 16 and 8 <= cols <= 16  # a rectangle, clipped
+    assert any(h[0].sum() == 256 for h in holes) and any(h[0].sum() < 256 for h in holes)
+    for bad, message in ((dict(autoaugment="cifar"), "autoaugment must be one of"), (dict(cutout=-1), "cutout is a")):
+        with pytest.raises(ConfigError, match=message):
+            build_dataset("cifar10", root=str(Path("/nowhere")), **bad)
+
+
 def test_mixup_mixes_images_and_one_hot_labels_by_one_drawn_lambda():
     from sakd.data.augmentation import mix
     from sakd.randomness import step_draws

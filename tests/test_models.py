@@ -132,6 +132,29 @@ def test_vgg11_is_tets_vggsnn_on_dvs_frames():
     assert maps[0].shape[-2:] == (3, 3)  # 48 -> 24 -> 12 -> 6 -> 3: four pools
 
 
+def test_vgg16_is_qcfs_layout_torchvisions_vgg16_bn_layers_with_average_pools():
+    """QCFS's VGG-16 (Models/VGG.py): torchvision's vgg16_bn convolutions (with bias) and BatchNorms in
+    its order, 2x2 average pools where it max-pools, and a 512 -> 4096 -> 4096 -> K classifier whose
+    hidden layers have neurons (a 32x32 image leaves a 1x1 map)."""
+    from torchvision.models import vgg16_bn
+
+    with torch.device("meta"):
+        ours = create_model("vgg16", spiking=True, num_classes=10, timesteps=2, neuron={"name": "qcfs"})
+        theirs = vgg16_bn(num_classes=10)
+    layers = lambda net, kinds: [(type(m).__name__, tuple(p.shape for p in m.parameters()))  # noqa: E731
+                                 for m in net.modules() if isinstance(m, kinds)]
+    kinds = (torch.nn.Conv2d, torch.nn.BatchNorm2d)
+    assert layers(ours, kinds) == layers(theirs.features, kinds) and len(layers(ours, kinds)) == 26
+    pools = [m for m in ours.modules() if isinstance(m, torch.nn.AvgPool2d)]
+    assert len(pools) == 1 and pools[0].kernel_size == 2  # one module, run at the end of each of the 5 stages
+    assert [tuple(m.weight.shape) for m in ours.modules() if isinstance(m, torch.nn.Linear)] == [
+        (4096, 512), (4096, 4096), (10, 4096)]
+    assert [type(m).__name__ for m in ours.hidden] == ["Linear", "SpikeActivation", "Identity"] * 2
+    snn = create_model("vgg16", spiking=True, num_classes=10, timesteps=2, neuron={"name": "qcfs"}, dropout=0.1)
+    assert snn(torch.randn(2, 3, 32, 32)).shape == (2, 10) and len(snn.tap_points("block")) == 13
+    assert sum(isinstance(m, torch.nn.Dropout) for m in snn.modules()) == 15  # after every neuron, as QCFS's
+
+
 def test_frame_count_must_match_timesteps():
     snn = create_model("resnet_tiny", spiking=True, num_classes=5, timesteps=4)
     with pytest.raises(ValueError, match="5 frames but the model runs 4 timesteps"):

@@ -162,6 +162,19 @@ def test_a_qcfs_ann_converts_as_it_is_and_a_relu_ann_by_its_activations_from_the
     with pytest.raises(SystemExit) as stop:
         main(["convert", relu, "--method", "max", "--timesteps", "0", "-o", str(tmp_path / "x.pt")])
     assert stop.value.code == 2 and "--timesteps: 0 is not positive" in capsys.readouterr().err
+    # a conversion recipe (the CIFAR ones' form): model.init the ANN, model.timesteps T, its convert
+    # section; key=value overrides; written to RUN_DIR/snn-T<T>.pt; `sakd train` refuses it
+    recipe = tmp_path / "convert.yaml"
+    recipe.write_text(f"model: {{spiking: true, timesteps: 4, init: {qcfs}/last.pt}}\nconvert: {{method: qcfs}}\n"
+                      f"run: {{name: conv, output_dir: {tmp_path}}}\n")
+    assert main(["convert", "--config", str(recipe), "model.timesteps=2"]) == 0
+    made = torch.load(tmp_path / "conv" / "snn-T2.pt", weights_only=False)
+    assert made["conversion"]["method"] == "qcfs" and made["spec"]["timesteps"] == 2
+    assert all(torch.equal(ann_state[k], made["model"][k]) for k in ann_state)
+    assert main(["train", "--config", str(recipe)]) == 2 and "is a conversion recipe" in capsys.readouterr().err
+    for extra, said in [(["convert.method=null"], "sets no convert.method"), (["model.init=null"], "model.init must"),
+                        (["convert.images=0"], "convert.images")]:
+        assert main(["convert", "--config", str(recipe), *extra]) == 2 and said in capsys.readouterr().err
 
 
 def test_a_sites_threshold_is_its_largest_output_by_hand():

@@ -20,7 +20,9 @@ from sakd.models import create_model
 from sakd.training import Trainer, load_config
 from sakd.training.config import packaged_configs
 
-RECIPES = [c for c in packaged_configs() if not c.startswith(("presets/", "quickstart/", "nas/"))]
+# training recipes (a conversion recipe, convert.method set, is `sakd convert`'s: tests/test_qcfs.py)
+RECIPES = [c for c in packaged_configs()
+           if not c.startswith(("presets/", "quickstart/", "nas/")) and not load_config(c).convert.method]
 
 
 @functools.cache
@@ -81,12 +83,14 @@ TINY = [
 def local_weights(tmp_path_factory):
     cache, folder = {}, tmp_path_factory.mktemp("weights")
 
-    def get(name: str, stem: str) -> str:
-        if (name, stem) not in cache:
-            path = folder / f"{name}-{stem}.pth"
-            torch.save(create_model(name, spiking=False, num_classes=10, stem=stem).state_dict(), path)
-            cache[name, stem] = str(path)
-        return cache[name, stem]
+    def get(name: str, stem: str, neuron=None) -> str:
+        """An ANN's weights (with the neuron's own parameters, QCFS's thresholds, where it has some)."""
+        key = (name, stem, repr(neuron))
+        if key not in cache:
+            path = folder / f"{name}-{stem}-{len(cache)}.pth"
+            torch.save(create_model(name, spiking=False, num_classes=10, stem=stem, neuron=neuron).state_dict(), path)
+            cache[key] = str(path)
+        return cache[key]
 
     return get
 
@@ -109,9 +113,9 @@ def test_recipe_runs_one_step(name, tmp_path, local_weights):
     extra = [f"run.output_dir={tmp_path}"]
     if cfg.distill.teacher.weights:
         arch = cfg.distill.teacher.name or cfg.model.name
-        extra.append(f"distill.teacher.weights={local_weights(arch, cfg.model.stem)}")
+        extra.append(f"distill.teacher.weights={local_weights(arch, cfg.model.stem, cfg.model.neuron)}")
     if cfg.model.init and cfg.model.init != "teacher":
-        extra.append(f"model.init={local_weights(cfg.model.name, cfg.model.stem)}")
+        extra.append(f"model.init={local_weights(cfg.model.name, cfg.model.stem, cfg.model.neuron)}")
     trainer = Trainer(load_config(name, TINY + extra))
     before = {k: v.clone() for k, v in trainer.parts.model.state_dict().items()}
     record = trainer.train_epoch()

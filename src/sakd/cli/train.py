@@ -39,7 +39,11 @@ class Train(Command):
         else:
             if not args.config:
                 raise SakdError(f"{self.usage} needs --config FILE (or --resume RUN); see `sakd configs`")
-            trainer = trainer_cls(load_config(args.config, args.overrides))
+            cfg = load_config(args.config, args.overrides)
+            if cfg.convert.method:
+                raise SakdError(f"{args.config} is a conversion recipe (convert.method={cfg.convert.method}): run "
+                                f"`sakd convert --config {args.config}`")
+            trainer = trainer_cls(cfg)
         trainer.console.print(f"run folder: {trainer.run_dir}")
         print(json.dumps(trainer.fit(), indent=2))
         return 0

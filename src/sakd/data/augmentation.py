@@ -12,6 +12,11 @@ options), mixup per batch (``data.mixup``), through torchvision's transforms.
   function of (seed, epoch, sample), as every other augmentation.
 * ``random_erasing: p`` (``data.options``): ``RandomErasing(p)`` on the normalised tensor (timm's
   ``reprob``; torchvision erases with zeros, timm's default ``remode=const`` too).
+* ``autoaugment: cifar10 | imagenet | svhn`` (``data.options``): torchvision's ``AutoAugment`` with
+  that learned policy (Cubuk et al. 2019) on the image after the crop and flip; ``cutout: n``: a
+  square of side ``n`` pixels set to 0 on the normalised tensor (DeVries & Taylor 2017: its centre
+  anywhere on the image, the square clipped at the border). QCFS's CIFAR recipe uses both
+  (``CIFAR10Policy`` and ``Cutout(1, 16)``), as much of the conversion literature does.
 * ``data.mixup: α`` (> 0): each training micro-batch becomes ``λ x + (1 - λ) x[perm]`` with one
   ``λ ~ Beta(α, α)`` per micro-batch (timm's ``mode=batch``) and its labels the same mixture of
   one-hot vectors; ``data.cutmix: α``: CutMix (a box of the other images pasted in, λ its
@@ -48,7 +53,40 @@ def sample_ops(randaugment: list[int] | None, label: str) -> list:
             for _ in range(ops)]
 
 
-def tensor_ops(random_erasing: float, label: str) -> list:
+AUTOAUGMENT = {"cifar10": v2.AutoAugmentPolicy.CIFAR10, "imagenet": v2.AutoAugmentPolicy.IMAGENET,
+               "svhn": v2.AutoAugmentPolicy.SVHN}
+
+
+def policy_ops(autoaugment: str | None, label: str) -> list:
+    """AutoAugment's learned policy on the image (uint8), after the crop and flip."""
+    if autoaugment is None:
+        return []
+    if autoaugment not in AUTOAUGMENT:
+        raise ConfigError(f"{label}: autoaugment must be one of {sorted(AUTOAUGMENT)} (a learned policy), "
+                          f"got {autoaugment!r}")
+    return [v2.AutoAugment(AUTOAUGMENT[autoaugment])]
+
+
+class Cutout(v2.Transform):
+    """A ``length`` x ``length`` square of zeros, centred on a pixel drawn uniformly (torch's
+    generator), clipped at the border: DeVries & Taylor's Cutout with one hole."""
+
+    def __init__(self, length: int):
+        super().__init__()
+        self.length = length
+
+    def transform(self, inpt, params):
+        if not isinstance(inpt, torch.Tensor) or not inpt.is_floating_point():
+            return inpt  # labels and anything else pass through
+        h, w = inpt.shape[-2:]
+        cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+        half = self.length // 2
+        out = inpt.clone()
+        out[..., max(cy - half, 0):min(cy + half, h), max(cx - half, 0):min(cx + half, w)] = 0
+        return out
+
+
+def tensor_ops(random_erasing: float, label: str, cutout: int = 0) -> list:
     """What runs on the normalised tensor."""
     if (
         isinstance(random_erasing, bool)
@@ -56,7 +94,9 @@ def tensor_ops(random_erasing: float, label: str) -> list:
         or not 0.0 <= random_erasing <= 1.0
     ):
         raise ConfigError(f"{label}: random_erasing is a probability in [0, 1], got {random_erasing!r}")
-    return [v2.RandomErasing(random_erasing)] if random_erasing else []
+    if isinstance(cutout, bool) or not isinstance(cutout, int) or cutout < 0:
+        raise ConfigError(f"{label}: cutout is a square's side in pixels (a whole number >= 0), got {cutout!r}")
+    return ([v2.RandomErasing(random_erasing)] if random_erasing else []) + ([Cutout(cutout)] if cutout else [])
 
 
 def mix(x: torch.Tensor, y: torch.Tensor, num_classes: int, mixup: float, cutmix: float = 0.0

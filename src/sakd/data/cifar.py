@@ -2,7 +2,8 @@
 
 Train: random crop 32 with 4-pixel padding, horizontal flip, normalisation. Test: normalisation.
 Options (``data.options``): ``randaugment: [N, M]`` and ``random_erasing: p``, the spiking
-transformers' policy (:mod:`sakd.data.augmentation`); ``crop_padding`` (default 4; 0: no random
+transformers' policy; ``autoaugment: cifar10`` and ``cutout: 16``, QCFS's (all in
+:mod:`sakd.data.augmentation`); ``crop_padding`` (default 4; 0: no random
 crop, the flip only, as the spiking transformers' authors train).
 ``download`` is off by default: point ``data.root`` at a folder holding ``cifar-10-batches-py``
 (or ``cifar-100-python``), or set ``data.download=true`` on a machine with internet.
@@ -16,7 +17,7 @@ import torch
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from sakd.data.augmentation import sample_ops, tensor_ops
+from sakd.data.augmentation import policy_ops, sample_ops, tensor_ops
 from sakd.data.registry import DATASETS, DataBundle
 from sakd.errors import ConfigError, DatasetNotFoundError
 
@@ -29,9 +30,10 @@ CLASSES = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}
 
 
 def _transforms(name: str, train: bool, augment: bool, randaugment=None, random_erasing: float = 0.0,
-                crop_padding: int = 4):
+                crop_padding: int = 4, autoaugment: str | None = None, cutout: int = 0):
     mean, std = STATS[name]
-    policy, erase = sample_ops(randaugment, name), tensor_ops(random_erasing, name)
+    policy = sample_ops(randaugment, name) + policy_ops(autoaugment, name)
+    erase = tensor_ops(random_erasing, name, cutout)
     ops = [v2.ToImage()]
     if train and augment:
         crop = [v2.RandomCrop(32, padding=crop_padding)] if crop_padding else []
@@ -41,8 +43,9 @@ def _transforms(name: str, train: bool, augment: bool, randaugment=None, random_
 
 
 def _cifar(name: str, root: str, download: bool, augment: bool, randaugment, random_erasing,
-           crop_padding) -> DataBundle:
-    sample_ops(randaugment, name), tensor_ops(random_erasing, name)  # bad options before a missing folder
+           crop_padding, autoaugment, cutout) -> DataBundle:
+    # bad options before a missing folder
+    sample_ops(randaugment, name), policy_ops(autoaugment, name), tensor_ops(random_erasing, name, cutout)
     if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
         raise ConfigError(f"{name}: crop_padding must be a whole number >= 0, got {crop_padding!r}")
     folder = Path(root).expanduser() / FOLDERS[name]
@@ -58,7 +61,8 @@ def _cifar(name: str, root: str, download: bool, augment: bool, randaugment, ran
             root,
             train=True,
             download=download,
-            transform=_transforms(name, True, augment, randaugment, random_erasing, crop_padding),
+            transform=_transforms(name, True, augment, randaugment, random_erasing, crop_padding, autoaugment,
+                                  cutout),
         )
         test = cls(root, train=False, download=download, transform=_transforms(name, False, augment))
     except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
@@ -68,13 +72,16 @@ def _cifar(name: str, root: str, download: bool, augment: bool, randaugment, ran
 
 @DATASETS.register("cifar10")
 def cifar10(root: str, download: bool = False, augment: bool = True, randaugment: list | None = None,
-               random_erasing: float = 0.0, crop_padding: int = 4) -> DataBundle:
+            random_erasing: float = 0.0, crop_padding: int = 4, autoaugment: str | None = None,
+            cutout: int = 0) -> DataBundle:
     """CIFAR-10 from data.root/cifar-10-batches-py (torchvision); crop 32 pad 4, flip"""
-    return _cifar("cifar10", root, download, augment, randaugment, random_erasing, crop_padding)
+    return _cifar("cifar10", root, download, augment, randaugment, random_erasing, crop_padding, autoaugment, cutout)
 
 
 @DATASETS.register("cifar100")
 def cifar100(root: str, download: bool = False, augment: bool = True, randaugment: list | None = None,
-                random_erasing: float = 0.0, crop_padding: int = 4) -> DataBundle:
+             random_erasing: float = 0.0, crop_padding: int = 4, autoaugment: str | None = None,
+             cutout: int = 0) -> DataBundle:
     """CIFAR-100 from data.root/cifar-100-python (torchvision); crop 32 pad 4, flip"""
-    return _cifar("cifar100", root, download, augment, randaugment, random_erasing, crop_padding)
+    return _cifar("cifar100", root, download, augment, randaugment, random_erasing, crop_padding, autoaugment,
+                  cutout)

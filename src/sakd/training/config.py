@@ -223,6 +223,19 @@ class NasConfig:
 
 
 @dataclass
+class ConvertConfig:
+    """A conversion recipe (``sakd convert --config``): the ANN checkpoint is ``model.init``, the SNN
+    runs ``model.timesteps``; ``sakd train`` refuses a config that sets ``method``."""
+
+    # qcfs (an ANN trained with model.neuron.name=qcfs, its thresholds as they are) | max | percentile
+    # (a ReLU ANN, each activation's largest output, or that percentile, over the calibration images)
+    method: Literal["qcfs", "max", "percentile"] | None = None
+    images: int = limited(256, ge=1)  # calibration images from the training split (max, percentile)
+    percentile: float = limited(99.9, gt=0.0, le=100.0)  # for method percentile
+    start: float | None = limited(None, ge=0.0, lt=1.0)  # initial membrane / threshold; null: 0.5 qcfs, else 0
+
+
+@dataclass
 class RunConfig:
     name: str | None = None  # run folder under output_dir; None = derived from the config
     output_dir: str = "runs"  # the folder run folders are made in
@@ -262,6 +275,7 @@ class Config:
     distill: DistillConfig = field(default_factory=DistillConfig)
     run: RunConfig = field(default_factory=RunConfig)
     nas: NasConfig = field(default_factory=NasConfig)
+    convert: ConvertConfig = field(default_factory=ConvertConfig)
 
     @property
     def mode(self) -> str:
