@@ -142,6 +142,19 @@ def test_a_qcfs_ann_converts_as_it_is_and_a_relu_ann_by_its_activations_from_the
     done = json.loads((tmp_path / "max.json").read_text())
     assert done["start"] == 0.0 and done["calibration"] == {"images": 16} and len(done["thresholds"]) == 7
     assert main(["eval", str(out)]) == 0 and "T=8" in capsys.readouterr().out
+    # per channel: one threshold per channel, the largest of them the layer's; the checkpoint reads back
+    assert main(["convert", relu, "--method", "max", "--per-channel", "--timesteps", "8", "-o",
+                 str(tmp_path / "ch.pt"), "--images", "16", "--json", str(tmp_path / "ch.json")]) == 0
+    channels = json.loads((tmp_path / "ch.json").read_text())["thresholds"]
+    for site, theta in channels.items():
+        assert len(theta) > 1 and max(theta) == pytest.approx(done["thresholds"][site], rel=1e-6)
+    assert main(["eval", str(tmp_path / "ch.pt")]) == 0 and "T=8" in capsys.readouterr().out
+    tuned = train(fast_config(tmp_path, "optim.epochs=1", "run.name=tuned", f"model.init={tmp_path / 'ch.pt'}",
+                              "model.timesteps=8", "model.neuron={name: qcfs, options: {theta: 1.0, start: 0.0}}"))
+    thetas = {k: v for k, v in torch.load(f"{tuned['run_dir']}/last.pt", weights_only=False)["model"].items()
+              if k.endswith("theta")}
+    start = torch.load(tmp_path / "ch.pt", weights_only=False)["model"]
+    assert all(v.shape == start[k].shape and v.numel() > 1 and not torch.equal(v, start[k]) for k, v in thetas.items())
     assert main(["convert", qcfs, "--method", "qcfs", "--timesteps", "4", "-o", str(tmp_path / "q.pt")]) == 0
     ann_state = torch.load(f"{qcfs}/last.pt", weights_only=False)["model"]
     snn_state = torch.load(tmp_path / "q.pt", weights_only=False)["model"]
@@ -156,7 +169,8 @@ def test_a_qcfs_ann_converts_as_it_is_and_a_relu_ann_by_its_activations_from_the
     assert start["thresholds"] == torch.load(tmp_path / "q.pt", weights_only=False)["conversion"]["thresholds"]
     for args, said in [([relu, "--method", "qcfs"], "is a ReLU ANN"), ([qcfs, "--method", "max"], "with --method qcfs"),
                        ([str(out), "--method", "max"], "holds an SNN"), ([relu, "--method", "max", "--images", "99999"],
-                                                                          "--images must lie in")]:
+                                                                          "--images must lie in"),
+                       ([qcfs, "--method", "qcfs", "--per-channel"], "a QCFS ANN's are learned")]:
         assert main(["convert", *args, "--timesteps", "4", "-o", str(tmp_path / "x.pt")]) == 2
         assert said in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
     with pytest.raises(SystemExit) as stop:
@@ -188,6 +202,35 @@ def test_a_sites_threshold_is_its_largest_output_by_hand():
     # included: 0, 0, 0.5, 1, 1, 3) interpolates 0.5 and 1 halfway
     assert calibrate(net, ["1"], batches, None) == {"1": 3.0}
     assert calibrate(net, ["1"], batches, 50.0) == {"1": 0.75}
+    # per channel: channel 0's outputs 3, 0, 1; channel 1's 0, 0.5, 1 (median 0.5)
+    assert calibrate(net, ["1"], batches, None, per_channel=True)["1"].tolist() == [3.0, 1.0]
+    assert calibrate(net, ["1"], batches, 50.0, per_channel=True)["1"].tolist() == [1.0, 0.5]
+    with torch.no_grad():
+        net[0].weight[1] = 0.0  # a channel that never fires takes its layer's scale
+    assert calibrate(net, ["1"], batches, None, per_channel=True)["1"].tolist() == [3.0, 3.0]
+
+
+def test_per_channel_thresholds_by_hand_and_loaded_into_a_scalar_threshold_in_place():
+    """θ = [1, 2] over the channels of [T, B, C, H, W]: constant inputs at half of each channel's θ
+    give that input exactly at T = 2 (membrane from θ/2); the ANN twin clips each channel at its own
+    θ; a module built with a scalar θ takes a loaded per-channel one without a new parameter."""
+    neuron = QCFS(levels=2)
+    neuron.load_state_dict({"theta": torch.tensor([1.0, 2.0])})
+    x = torch.tensor([0.5, 1.0]).reshape(1, 1, 2, 1, 1).expand(2, 3, 2, 4, 4)
+    assert torch.equal(neuron(x).mean(0), x[0])
+    state, steps = None, []
+    for t in range(2):
+        out, state = neuron.step(x[t], state)
+        steps.append(out)
+    assert torch.equal(torch.stack(steps), neuron(x))
+    ann = neuron.ann_twin()
+    assert torch.equal(ann(torch.tensor([[5.0, 5.0]])), torch.tensor([[1.0, 2.0]]))
+    held = QCFSActivation()
+    before = held.theta
+    held.load_state_dict({"theta": torch.tensor([1.0, 2.0])})
+    assert held.theta is before and held.theta.shape == (2,)
+    with pytest.raises(ValueError, match="2 per-channel thresholds do not fit"):
+        neuron(torch.ones(2, 1, 3))
 
 
 def test_a_percentile_past_torch_quantiles_size_limit_is_torch_quantiles_formula():

@@ -39,6 +39,8 @@ class Convert(Command):
         p.add_argument("--start", type=float, default=None,
                        help="the initial membrane as a fraction of the threshold (default: 0.5 for qcfs, 0 "
                             "otherwise, SpikingJelly's)")
+        p.add_argument("--per-channel", action="store_true", default=None,
+                       help="max / percentile: one threshold per channel of each activation (default: per layer)")
         p.add_argument("--json", metavar="FILE", help="also write what was done as JSON")
 
     def writes(self, args):
@@ -46,7 +48,8 @@ class Convert(Command):
 
     def settings(self, args) -> dict:
         """What to convert, how, and where to: the flags, over the recipe where one is given."""
-        flags = {k: getattr(args, k) for k in ("method", "timesteps", "out", "images", "percentile", "start")}
+        flags = {k: getattr(args, k) for k in ("method", "timesteps", "out", "images", "percentile", "start",
+                                                "per_channel")}
         if not args.config:
             if args.overrides:
                 raise ConfigError(f"overrides {args.overrides} need a recipe (--config)")
@@ -65,6 +68,7 @@ class Convert(Command):
         name = cfg.run.name or f"{cfg.data.name}-{cfg.model.name}-convert".replace(":", "_")
         recipe = {"method": cfg.convert.method, "timesteps": cfg.model.timesteps, "images": cfg.convert.images,
                   "percentile": cfg.convert.percentile, "start": cfg.convert.start,
+                  "per_channel": cfg.convert.per_channel,
                   "out": str(Path(cfg.run.output_dir) / name / f"snn-T{flags['timesteps'] or cfg.model.timesteps}.pt")}
         return {"checkpoint": cfg.model.init, **recipe, **{k: v for k, v in flags.items() if v is not None}}
 

@@ -94,11 +94,13 @@ def initialise(student: nn.Module, init: str, teacher: nn.Module | None,
         record["conversion"] = source.conversion
     learned = {name: m for name, m in student.named_modules()
                if isinstance(m, SpikingNeuron) and isinstance(getattr(m, "theta", None), torch.Tensor)}
-    thresholds = {name.removesuffix(".neuron"): float(m.theta.detach()) for name, m in learned.items()}  # by site
+    # by site: a number, or one per channel
+    thresholds = {name.removesuffix(".neuron"): m.theta.detach().tolist() for name, m in learned.items()}
     line = f"initialised the student from {description}: all {len(state)} tensors ({n:,} values) copied strictly"
     if thresholds:
         starts = {getattr(m, "start", None) for m in learned.values()}
         record |= {"thresholds": thresholds, "start": starts.pop() if len(starts) == 1 else sorted(starts)}
-        line += (f"; its {len(thresholds)} spiking layers start from thresholds {min(thresholds.values()):.4g} to "
-                 f"{max(thresholds.values()):.4g}, membranes from {record['start']} of them")
+        every = [v for m in learned.values() for v in m.theta.detach().flatten().tolist()]
+        line += (f"; its {len(thresholds)} spiking layers start from thresholds {min(every):.4g} to "
+                 f"{max(every):.4g}, membranes from {record['start']} of them")
     return line, record

@@ -90,17 +90,19 @@ def payload(spec: ModelSpec, model: nn.Module, **rest) -> dict:
 def load_weights(model: nn.Module, state_dict: dict, source: str) -> None:
     """``load_state_dict(strict=True)`` with an error that says what does not fit. Parameters that
     belong to spiking neurons (PLIF's leak) and that the source lacks (an ANN has no neurons) keep
-    their current values; everything else must match exactly."""
+    their current values; everything else must match exactly, but for what a module declares
+    ``resizable`` (QCFS's thresholds, a scalar or one per channel), which takes the loaded shape."""
     own = model.state_dict()
     neuron_keys = {f"{name}.{k}" for name, m in model.named_modules() if isinstance(m, SpikingNeuron)
                    for k in m.state_dict()}
     state_dict = {**{k: own[k] for k in neuron_keys if k not in state_dict}, **state_dict}
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
+    resizable = {f"{name}.{p}".lstrip(".") for name, m in model.named_modules() for p in getattr(m, "resizable", ())}
     shapes = [
         f"{k}: {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
         for k, v in own.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape) and k not in resizable
     ]
     if missing or unexpected or shapes:
         parts = []

@@ -16,6 +16,9 @@ an integrate-and-fire SNN with (nearly) its accuracy at a few timesteps.
   sets the initial membrane as a fraction of ``θ`` (0.5, QCFS's; 0 is the rate-coding
   converters' plain IF, SpikingJelly's default).
 
+``θ`` is a scalar per layer, or one per channel (a converted ReLU network's ``--per-channel``
+thresholds: a tensor ``[C]`` over the channel axis, dim 1 of ``[B, C, ...]``); a module takes the
+shape of the ``θ`` it loads (:attr:`resizable`, in place, so an optimiser's reference stays valid).
 ``θ`` is a parameter of both twins under the same name (the ANN's activation is held as
 ``neuron`` by :class:`~sakd.neurons.base.ActivationSite`), so weights and thresholds copy either
 way: a trained QCFS ANN *is* its converted SNN's weights.
@@ -49,7 +52,29 @@ def _theta(theta: float) -> nn.Parameter:
     return nn.Parameter(torch.tensor(float(theta)))
 
 
-class QCFSActivation(nn.Module):
+def over_channels(theta: torch.Tensor, x: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """``θ`` shaped to broadcast over ``x``: a scalar as it is, one per channel along ``channel_dim``."""
+    if theta.dim() == 0:
+        return theta
+    if x.dim() <= channel_dim or x.shape[channel_dim] != theta.numel():
+        raise ValueError(f"{theta.numel()} per-channel thresholds do not fit input shaped {tuple(x.shape)}")
+    return theta.reshape(-1, *[1] * (x.dim() - channel_dim - 1))
+
+
+class Thresholded(nn.Module):
+    """A module with a threshold ``θ`` that takes the shape of the ``θ`` it loads (a scalar or one
+    per channel), in place: the parameter object stays the one an optimiser holds."""
+
+    resizable = ("theta",)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        stored = state_dict.get(prefix + "theta")
+        if stored is not None and stored.shape != self.theta.shape:
+            self.theta.data = torch.empty(stored.shape, dtype=self.theta.dtype, device=self.theta.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class QCFSActivation(Thresholded):
     """The ANN side of a QCFS twin: ``θ · floor(clamp(x/θ, 0, 1) · L + 0.5) / L``."""
 
     def __init__(self, levels: int = 8, theta: float = 8.0):
@@ -60,15 +85,16 @@ class QCFSActivation(nn.Module):
         self.theta = _theta(theta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        clipped = torch.clamp(x / self.theta, 0.0, 1.0)
-        return _FloorThrough.apply(clipped * self.levels + 0.5) / self.levels * self.theta
+        theta = over_channels(self.theta, x, 1)
+        clipped = torch.clamp(x / theta, 0.0, 1.0)
+        return _FloorThrough.apply(clipped * self.levels + 0.5) / self.levels * theta
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}"
 
 
 @NEURONS.register("qcfs")
-class QCFS(SpikingNeuron):
+class QCFS(Thresholded, SpikingNeuron):
     """Integrate-and-fire, soft reset, threshold θ learned per layer, membrane from θ/2: QCFS's converted SNN (Bu et al. 2022)"""  # noqa: E501
 
     binary = False  # a spike is worth θ
@@ -87,18 +113,22 @@ class QCFS(SpikingNeuron):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
             raise ValueError(f"QCFS expects input shaped [T, B, ...], got shape {tuple(x.shape)}")
-        u = x * torch.reciprocal(self.theta)  # as SpikingJelly's converter scales (x · (1/θ)): the same spikes
+        theta = over_channels(self.theta, x, 2)  # [T, B, C, ...]
+        u = x * torch.reciprocal(theta)  # as SpikingJelly's converter scales (x · (1/θ)): the same spikes
         if self.start:  # the membrane starts at start·θ (θ/2: QCFS's shift)
             u = torch.cat([u[:1] + self.start, u[1:]])
-        return self.integrate(u) * self.theta
+        return self.integrate(u) * theta
 
     def step(self, x: torch.Tensor, state):
-        u = x * torch.reciprocal(self.theta) + (self.start if state is None else 0.0)
+        theta = over_channels(self.theta, x, 1)  # [B, C, ...]
+        u = x * torch.reciprocal(theta) + (self.start if state is None else 0.0)
         s, v = self.integrate.step(u, state)
-        return s * self.theta, v
+        return s * theta, v
 
     def ann_twin(self) -> nn.Module:
-        return QCFSActivation(self.levels, float(self.theta.detach()))
+        twin = QCFSActivation(self.levels)
+        twin.load_state_dict({"theta": self.theta.detach()})  # θ, its shape too
+        return twin
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, start={self.start}"

@@ -233,6 +233,7 @@ class ConvertConfig:
     images: int = limited(256, ge=1)  # calibration images from the training split (max, percentile)
     percentile: float = limited(99.9, gt=0.0, le=100.0)  # for method percentile
     start: float | None = limited(None, ge=0.0, lt=1.0)  # initial membrane / threshold; null: 0.5 qcfs, else 0
+    per_channel: bool = False  # max / percentile: one threshold per channel of each activation, not per layer
 
 
 @dataclass

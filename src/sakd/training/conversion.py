@@ -16,8 +16,10 @@ convolution would give. Methods:
   as SpikingJelly computes it (Rueckauer et al. 2017's robust normalisation).
 
 For ``max`` and ``percentile`` the membrane starts at 0 (SpikingJelly's ``IFNode``), or at
-``start``·θ. The images are the first ``images`` of the training split in a fixed shuffled order
-(seed 0), without augmentation.
+``start``·θ. ``per_channel``: one θ per channel of each site (the channel's largest output or
+percentile; channel-wise normalisation, Kim et al. 2020's Spiking-YOLO), a channel that never fired
+taking its layer's; sites whose outputs are ``[B, C, H, W]`` or ``[B, F]``. The images are the
+first ``images`` of the training split in a fixed shuffled order (seed 0), without augmentation.
 """
 
 from __future__ import annotations
@@ -47,15 +49,24 @@ def _sites(snn: torch.nn.Module) -> list[str]:
 
 
 @torch.no_grad()
-def calibrate(ann: torch.nn.Module, sites: list[str], loader, percentile: float | None) -> dict[str, float]:
+def calibrate(ann: torch.nn.Module, sites: list[str], loader, percentile: float | None,
+              per_channel: bool = False) -> dict[str, torch.Tensor]:
     """Each site's scale: the largest output (``percentile`` None) or that percentile of all its
-    outputs over the loader's images."""
+    outputs over the loader's images; ``per_channel``: one per channel (dim 1), a channel that
+    never fired taking its site's scale."""
     seen: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
 
     def keep(name):
         def hook(module, inputs, output):
             out = output.detach().float()
-            seen[name].append(out.amax().reshape(1) if percentile is None else out.flatten())
+            if per_channel:
+                if out.dim() not in (2, 4):
+                    raise ConfigError(f"--per-channel: activation {name}'s outputs are shaped {tuple(out.shape)}; "
+                                      "per-channel scales take [B, C, H, W] or [B, F] (convert it per layer)")
+                out = out.transpose(0, 1).flatten(1)  # [C, values]
+                seen[name].append(out.amax(1, keepdim=True) if percentile is None else out)
+            else:
+                seen[name].append(out.amax().reshape(1) if percentile is None else out.flatten())
         return hook
 
     handles = [ann.get_submodule(s).register_forward_hook(keep(s)) for s in sites]
@@ -65,8 +76,17 @@ def calibrate(ann: torch.nn.Module, sites: list[str], loader, percentile: float 
     finally:
         for h in handles:
             h.remove()
-    return {name: float(torch.cat(parts).max() if percentile is None else quantile(torch.cat(parts), percentile / 100))
-            for name, parts in seen.items()}
+    scales = {}
+    for name, parts in seen.items():
+        values = torch.cat(parts, dim=-1)
+        if not per_channel:
+            scales[name] = values.max() if percentile is None else quantile(values, percentile / 100)
+            continue
+        per = [v.max() if percentile is None else quantile(v, percentile / 100) for v in values]
+        per = torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in per])
+        whole = values.max() if percentile is None else quantile(values.flatten(), percentile / 100)
+        scales[name] = torch.where(per > 0, per, torch.as_tensor(whole, dtype=torch.float64))
+    return scales
 
 
 def quantile(values: torch.Tensor, q: float, limit: int = 1 << 24) -> torch.Tensor:
@@ -82,25 +102,26 @@ def quantile(values: torch.Tensor, q: float, limit: int = 1 << 24) -> torch.Tens
 
 
 def convert_model(ann: torch.nn.Module, snn: torch.nn.Module, loader=None, percentile: float | None = None,
-                  source: str = "the ANN") -> dict[str, float]:
+                  source: str = "the ANN", per_channel: bool = False) -> dict[str, float | list[float]]:
     """Give ``snn`` (a twin of ``ann`` with QCFS neurons) the ANN's weights and, with a ``loader``
     of calibration images, each site's scale as its threshold (the largest output, or the
-    ``percentile``); without, the thresholds the weights hold (a QCFS ANN's). The thresholds by site."""
+    ``percentile``; one per channel with ``per_channel``); without, the thresholds the weights hold
+    (a QCFS ANN's). The thresholds by site."""
     sites = _sites(snn)
     ckpt_io.load_weights(snn, ann.state_dict(), source)
     if loader is not None:
-        scales = calibrate(ann.eval(), sites, loader, percentile)
-        silent = [s for s, v in scales.items() if not v > 0]
+        scales = calibrate(ann.eval(), sites, loader, percentile, per_channel)
+        silent = [s for s, v in scales.items() if not (v > 0).all()]
         if silent:
             raise ConfigError(f"activation(s) {', '.join(silent[:3])} never fired on the calibration images: no scale")
-        with torch.no_grad():
-            for name, scale in scales.items():
-                snn.get_submodule(name).neuron.theta.fill_(scale)
-    return {s: float(snn.get_submodule(s).neuron.theta.detach()) for s in sites}
+        for name, scale in scales.items():
+            theta = snn.get_submodule(name).neuron.theta
+            theta.data = scale.to(theta.dtype).clone()
+    return {s: snn.get_submodule(s).neuron.theta.detach().tolist() for s in sites}
 
 
 def convert(path, method: str, timesteps: int, out, images: int = 256, percentile: float = 99.9,
-            start: float | None = None, batch_size: int = 64) -> dict:
+            start: float | None = None, per_channel: bool = False, batch_size: int = 64) -> dict:
     """Convert the ANN checkpoint at ``path`` by ``method`` into an SNN checkpoint at ``timesteps``,
     written to ``out``; returns what it did (the thresholds per site)."""
     if method not in METHODS:
@@ -117,6 +138,9 @@ def convert(path, method: str, timesteps: int, out, images: int = 256, percentil
                           "train it with model.neuron.name=qcfs, or convert it with --method max or percentile")
     if method != "qcfs" and qcfs:
         raise ConfigError(f"{ckpt.path} was trained with QCFS activations: convert it with --method qcfs")
+    if per_channel and method == "qcfs":
+        raise ConfigError("--per-channel calibrates a ReLU ANN's thresholds (--method max or percentile); a QCFS "
+                          "ANN's are learned, one per layer")
     if not 0 < percentile <= 100:
         raise ConfigError(f"--percentile must lie in (0, 100], got {percentile}")
     ann = ckpt.model().eval()
@@ -138,8 +162,10 @@ def convert(path, method: str, timesteps: int, out, images: int = 256, percentil
             raise ConfigError(f"--images must lie in 1..{len(data.train)} (the training split), got {images}")
         order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))[:images].tolist()
         loader = DataLoader(Subset(data.train, order), batch_size=batch_size, collate_fn=data.collate_fn)
-        calibration = {"images": images, **({"percentile": percentile} if method == "percentile" else {})}
-    thresholds = convert_model(ann, snn, loader, percentile if method == "percentile" else None, ckpt.path)
+        calibration = {"images": images, **({"percentile": percentile} if method == "percentile" else {}),
+                       **({"per_channel": True} if per_channel else {})}
+    thresholds = convert_model(ann, snn, loader, percentile if method == "percentile" else None, ckpt.path,
+                               per_channel)
     record = {"method": method, "source": ckpt.path, "timesteps": timesteps,
               "start": snn.get_submodule(sites[0]).neuron.start if sites else None,
               "thresholds": thresholds, **({"calibration": calibration} if calibration else {})}
