@@ -151,7 +151,10 @@ def test_vgg16_is_qcfs_layout_torchvisions_vgg16_bn_layers_with_average_pools():
         (4096, 512), (4096, 4096), (10, 4096)]
     assert [type(m).__name__ for m in ours.hidden] == ["Linear", "SpikeActivation", "Identity"] * 2
     snn = create_model("vgg16", spiking=True, num_classes=10, timesteps=2, neuron={"name": "qcfs"}, dropout=0.1)
+    maps = []
+    snn.grid.register_forward_hook(lambda m, i, o: maps.append(i[0].shape[-2:]))
     assert snn(torch.randn(2, 3, 32, 32)).shape == (2, 10) and len(snn.tap_points("block")) == 13
+    assert maps == [(1, 1)]  # 32 -> 16 -> 8 -> 4 -> 2 -> 1: five pools, the classifier reads the 1x1 map as QCFS's
     assert sum(isinstance(m, torch.nn.Dropout) for m in snn.modules()) == 15  # after every neuron, as QCFS's
 
 

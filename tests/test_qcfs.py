@@ -149,6 +149,10 @@ def test_a_qcfs_ann_converts_as_it_is_and_a_relu_ann_by_its_activations_from_the
     for site, theta in channels.items():
         assert len(theta) > 1 and max(theta) == pytest.approx(done["thresholds"][site], rel=1e-6)
     assert main(["eval", str(tmp_path / "ch.pt")]) == 0 and "T=8" in capsys.readouterr().out
+    assert main(["convert", relu, "--method", "percentile", "--per-channel", "--timesteps", "4", "-o",
+                 str(tmp_path / "pc.pt"), "--images", "16"]) == 0
+    shown = json.loads(capsys.readouterr().out)["thresholds"]  # per channel: each site's range on the screen
+    assert all(v["min"] <= v["max"] <= max(channels[k]) and v["channels"] == len(channels[k]) for k, v in shown.items())
     tuned = train(fast_config(tmp_path, "optim.epochs=1", "run.name=tuned", f"model.init={tmp_path / 'ch.pt'}",
                               "model.timesteps=8", "model.neuron={name: qcfs, options: {theta: 1.0, start: 0.0}}"))
     thetas = {k: v for k, v in torch.load(f"{tuned['run_dir']}/last.pt", weights_only=False)["model"].items()
@@ -187,8 +191,39 @@ def test_a_qcfs_ann_converts_as_it_is_and_a_relu_ann_by_its_activations_from_the
     assert all(torch.equal(ann_state[k], made["model"][k]) for k in ann_state)
     assert main(["train", "--config", str(recipe)]) == 2 and "is a conversion recipe" in capsys.readouterr().err
     for extra, said in [(["convert.method=null"], "sets no convert.method"), (["model.init=null"], "model.init must"),
-                        (["convert.images=0"], "convert.images")]:
+                        (["convert.images=0"], "convert.images"), (["data.root=x"], "reads only model.init"),
+                        ([str(out)], "give a checkpoint or --config, not both")]:
         assert main(["convert", "--config", str(recipe), *extra]) == 2 and said in capsys.readouterr().err
+    # a recipe's per_channel, and a flag that turns it off again
+    recipe.write_text(f"model: {{spiking: true, timesteps: 2, init: {relu}/last.pt}}\n"
+                      "convert: {method: max, per_channel: true, images: 8}\n"
+                      f"run: {{name: ch, output_dir: {tmp_path}}}\n")
+    assert main(["convert", "--config", str(recipe)]) == 0
+    assert all(isinstance(v, list) for v in torch.load(tmp_path / "ch" / "snn-T2.pt", weights_only=False)
+               ["conversion"]["thresholds"].values())
+    assert main(["convert", "--config", str(recipe), "--no-per-channel", "-o", str(tmp_path / "layer.pt")]) == 0
+    assert all(isinstance(v, float) for v in torch.load(tmp_path / "layer.pt", weights_only=False)
+               ["conversion"]["thresholds"].values())
+
+
+def test_the_packaged_conversion_recipes_chain_ann_convert_sakd():
+    """Each CIFAR QCFS recipe family: the conversion reads its ANN recipe's best.pt at T=4 into its
+    run folder, and the SAKD recipe starts from that file with the ANN as its teacher."""
+    import argparse
+
+    from sakd.cli.convert import Convert
+    from sakd.training import load_config
+
+    names = [f"{d}/{m}_qcfs" for d in ("cifar10", "cifar100") for m in ("vgg16", "resnet18")]
+    for name in names:
+        ann, sakd = load_config(f"{name}_ann"), load_config(f"{name}_sakd")
+        args = argparse.Namespace(config=f"{name}_convert", checkpoint=None, overrides=[], method=None, timesteps=None,
+                                  out=None, images=None, percentile=None, start=None, per_channel=None)
+        todo = Convert().settings(args)
+        best = f"{ann.run.output_dir}/{ann.run.name}/best.pt"
+        assert todo["checkpoint"] == best and todo["method"] == "qcfs" and todo["timesteps"] == 4
+        assert sakd.model.init == todo["out"] and sakd.distill.teacher.weights == best
+        assert sakd.model.neuron == ann.model.neuron and not ann.model.spiking and sakd.model.spiking
 
 
 def test_a_sites_threshold_is_its_largest_output_by_hand():
@@ -208,6 +243,11 @@ def test_a_sites_threshold_is_its_largest_output_by_hand():
     with torch.no_grad():
         net[0].weight[1] = 0.0  # a channel that never fires takes its layer's scale
     assert calibrate(net, ["1"], batches, None, per_channel=True)["1"].tolist() == [3.0, 3.0]
+    # a channel that fires on fewer than the percentile's share of values: its largest output, not 0
+    with torch.no_grad():
+        net[0].weight[1] = torch.tensor([0.0, -1.0])
+    assert calibrate(net, ["1"], [(torch.tensor([[1.0, 0.0]] * 9 + [[2.0, -4.0]]), None)], 50.0,
+                     per_channel=True)["1"].tolist() == [1.0, 4.0]
 
 
 def test_per_channel_thresholds_by_hand_and_loaded_into_a_scalar_threshold_in_place():
@@ -225,6 +265,11 @@ def test_per_channel_thresholds_by_hand_and_loaded_into_a_scalar_threshold_in_pl
     assert torch.equal(torch.stack(steps), neuron(x))
     ann = neuron.ann_twin()
     assert torch.equal(ann(torch.tensor([[5.0, 5.0]])), torch.tensor([[1.0, 2.0]]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the input's dtype, as a scalar θ keeps it
+        assert neuron(x.bfloat16()).dtype == torch.bfloat16 and ann(torch.ones(1, 2).bfloat16()).dtype == torch.bfloat16
+    scalar = QCFS()
+    scalar.load_state_dict({"theta": torch.tensor([3.0])})  # the authors' [1]-shaped θ: a scalar, as torch loads it
+    assert scalar.theta.shape == () and scalar.theta.item() == 3.0
     held = QCFSActivation()
     before = held.theta
     held.load_state_dict({"theta": torch.tensor([1.0, 2.0])})

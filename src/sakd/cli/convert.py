@@ -4,6 +4,7 @@ flags or from a conversion recipe (``--config``: its ``convert`` section, ``mode
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from sakd.errors import ConfigError
 from sakd.outputs import writable, write_text
 
 DEFAULTS = {"images": 256, "percentile": 99.9}
+# what a conversion reads of its recipe (the rest, the data and the network, come from the checkpoint)
+READ = ("model.init", "model.timesteps", "convert.", "run.name", "run.output_dir")
 
 
 @COMMANDS.register("convert")
@@ -39,7 +42,7 @@ class Convert(Command):
         p.add_argument("--start", type=float, default=None,
                        help="the initial membrane as a fraction of the threshold (default: 0.5 for qcfs, 0 "
                             "otherwise, SpikingJelly's)")
-        p.add_argument("--per-channel", action="store_true", default=None,
+        p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None,
                        help="max / percentile: one threshold per channel of each activation (default: per layer)")
         p.add_argument("--json", metavar="FILE", help="also write what was done as JSON")
 
@@ -55,11 +58,19 @@ class Convert(Command):
                 raise ConfigError(f"overrides {args.overrides} need a recipe (--config)")
             missing = [f"--{k}" for k in ("method", "timesteps") if flags[k] is None] + ([] if args.out else ["-o"])
             if args.checkpoint is None or missing:
-                raise ConfigError(f"sakd convert needs CHECKPOINT {' '.join(missing)} (or --config RECIPE)".strip())
+                raise ConfigError(f"sakd convert needs {' '.join(['CHECKPOINT', *missing])} (or --config RECIPE)")
             return {"checkpoint": args.checkpoint, **{k: v for k, v in flags.items() if v is not None}}
         from sakd.training import load_config
 
-        cfg = load_config(args.config, ([args.checkpoint] if args.checkpoint else []) + args.overrides)
+        overrides = ([args.checkpoint] if args.checkpoint else []) + args.overrides
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"give a checkpoint or --config, not both: {args.config} names its checkpoint as "
+                                  f"model.init (override it with model.init={item})")
+            if not item.split("=", 1)[0].strip().startswith(READ):
+                raise ConfigError(f"override {item!r}: a conversion reads only {', '.join(READ)}* of its recipe; "
+                                  "the data and the network are the checkpoint's")
+        cfg = load_config(args.config, overrides)
         if cfg.convert.method is None and args.method is None:
             raise ConfigError(f"{args.config} is not a conversion recipe: it sets no convert.method")
         if not cfg.model.init or cfg.model.init == "teacher":
@@ -79,7 +90,10 @@ class Convert(Command):
         if args.config and not args.out:  # the recipe's output, checked as -o is
             writable(todo["out"], "the converted checkpoint")
         summary = convert(todo.pop("checkpoint"), todo.pop("method"), todo.pop("timesteps"), todo.pop("out"), **todo)
-        print(json.dumps(summary, indent=2))
+        shown = {**summary, "thresholds": {  # per channel: each site's range (every one: --json and the checkpoint)
+            site: v if not isinstance(v, list) else {"channels": len(v), "min": min(v), "max": max(v)}
+            for site, v in summary["thresholds"].items()}}
+        print(json.dumps(shown, indent=2))
         if args.json:
             write_text(args.json, json.dumps(summary, indent=2), "--json")
         return 0

@@ -13,10 +13,12 @@ options), mixup per batch (``data.mixup``), through torchvision's transforms.
 * ``random_erasing: p`` (``data.options``): ``RandomErasing(p)`` on the normalised tensor (timm's
   ``reprob``; torchvision erases with zeros, timm's default ``remode=const`` too).
 * ``autoaugment: cifar10 | imagenet | svhn`` (``data.options``): torchvision's ``AutoAugment`` with
-  that learned policy (Cubuk et al. 2019) on the image after the crop and flip; ``cutout: n``: a
-  square of side ``n`` pixels set to 0 on the normalised tensor (DeVries & Taylor 2017: its centre
-  anywhere on the image, the square clipped at the border). QCFS's CIFAR recipe uses both
-  (``CIFAR10Policy`` and ``Cutout(1, 16)``), as much of the conversion literature does.
+  that learned policy (Cubuk et al. 2019) on the image after the crop and flip, what it uncovers
+  filled grey (128); ``cutout: n``: a square of side ``n`` pixels set to 0 on the normalised
+  tensor (DeVries & Taylor 2017: its centre anywhere on the image, the square clipped at the
+  border). QCFS's CIFAR recipe uses both, as much of the conversion literature does; its
+  ``CIFAR10Policy`` (DeepVoltaire's implementation of the same policy, grey fill too) rotates one
+  way only and gives one sub-policy another probability, so the draws are torchvision's, not its.
 * ``data.mixup: α`` (> 0): each training micro-batch becomes ``λ x + (1 - λ) x[perm]`` with one
   ``λ ~ Beta(α, α)`` per micro-batch (timm's ``mode=batch``) and its labels the same mixture of
   one-hot vectors; ``data.cutmix: α``: CutMix (a box of the other images pasted in, λ its
@@ -64,26 +66,27 @@ def policy_ops(autoaugment: str | None, label: str) -> list:
     if autoaugment not in AUTOAUGMENT:
         raise ConfigError(f"{label}: autoaugment must be one of {sorted(AUTOAUGMENT)} (a learned policy), "
                           f"got {autoaugment!r}")
-    return [v2.AutoAugment(AUTOAUGMENT[autoaugment])]
+    return [v2.AutoAugment(AUTOAUGMENT[autoaugment], fill=128)]
 
 
-class Cutout(v2.Transform):
-    """A ``length`` x ``length`` square of zeros, centred on a pixel drawn uniformly (torch's
-    generator), clipped at the border: DeVries & Taylor's Cutout with one hole."""
+class Cutout:
+    """A ``length`` x ``length`` square of zeros on an image tensor ``[..., H, W]``, centred on a
+    pixel drawn uniformly (torch's generator), clipped at the border: DeVries & Taylor's Cutout
+    with one hole (QCFS's ``Cutout(n_holes=1, length=16)``)."""
 
     def __init__(self, length: int):
-        super().__init__()
         self.length = length
 
-    def transform(self, inpt, params):
-        if not isinstance(inpt, torch.Tensor) or not inpt.is_floating_point():
-            return inpt  # labels and anything else pass through
-        h, w = inpt.shape[-2:]
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
         cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
         half = self.length // 2
-        out = inpt.clone()
+        out = image.clone()
         out[..., max(cy - half, 0):min(cy + half, h), max(cx - half, 0):min(cx + half, w)] = 0
         return out
+
+    def __repr__(self) -> str:
+        return f"Cutout(length={self.length})"
 
 
 def tensor_ops(random_erasing: float, label: str, cutout: int = 0) -> list:

@@ -102,7 +102,8 @@ def load_weights(model: nn.Module, state_dict: dict, source: str) -> None:
     shapes = [
         f"{k}: {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
         for k, v in own.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape) and k not in resizable
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+        and not (k in resizable and state_dict[k].dim() <= 1)  # QCFS's θ: a scalar, or one per channel
     ]
     if missing or unexpected or shapes:
         parts = []

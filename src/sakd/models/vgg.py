@@ -99,6 +99,10 @@ class VGG(TwinModel):
         self.fc = nn.Linear(width, num_classes)
         self.num_features = cin
         init_weights(self)
+        if hidden:  # QCFS's VGG: linear biases from 0
+            for m in (*self.hidden, self.fc):
+                if isinstance(m, nn.Linear):
+                    nn.init.zeros_(m.bias)
 
     def forward_stem(self, x):
         first = self.stage1[0]

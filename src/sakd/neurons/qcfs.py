@@ -58,18 +58,20 @@ def over_channels(theta: torch.Tensor, x: torch.Tensor, channel_dim: int) -> tor
         return theta
     if x.dim() <= channel_dim or x.shape[channel_dim] != theta.numel():
         raise ValueError(f"{theta.numel()} per-channel thresholds do not fit input shaped {tuple(x.shape)}")
-    return theta.reshape(-1, *[1] * (x.dim() - channel_dim - 1))
+    # in the input's dtype, as a scalar θ leaves it (bf16 under autocast)
+    return theta.reshape(-1, *[1] * (x.dim() - channel_dim - 1)).to(x.dtype)
 
 
 class Thresholded(nn.Module):
     """A module with a threshold ``θ`` that takes the shape of the ``θ`` it loads (a scalar or one
-    per channel), in place: the parameter object stays the one an optimiser holds."""
+    per channel, ``[C]``), in place: the parameter object stays the one an optimiser holds. A
+    one-element ``[1]`` (the authors' code's) loads into a scalar, as torch loads it."""
 
     resizable = ("theta",)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         stored = state_dict.get(prefix + "theta")
-        if stored is not None and stored.shape != self.theta.shape:
+        if stored is not None and stored.shape != self.theta.shape and (stored.dim() == 0 or stored.numel() > 1):
             self.theta.data = torch.empty(stored.shape, dtype=self.theta.dtype, device=self.theta.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

@@ -30,7 +30,7 @@ from sakd.distill.teacher import check_distillation, initialise, load_teacher
 from sakd.errors import ConfigError
 from sakd.models import FeatureExtractor
 from sakd.models.registry import ModelSpec
-from sakd.training.config import Config, config_from_dict
+from sakd.training.config import Config, config_from_dict, not_a_conversion
 from sakd.training.distributed import DistContext, init_distributed
 from sakd.training.optim import build_optimizer, build_scheduler
 from sakd.training.runtime import make_loaders, place, resolve_amp, resolve_device, seed_everything
@@ -152,6 +152,7 @@ def assemble(config: Config, *, data: DataBundle | None = None, model: nn.Module
     own student: a model of :func:`~sakd.models.create_model`, whose spec the checkpoints record)
     and ``runtime`` replace what the config would build."""
     cfg = checked(config)
+    not_a_conversion(cfg)
     runtime = runtime or build_runtime(cfg)
     seed_everything(cfg.run.seed)
     own_data = data is not None  # a validation hold-out then comes from its training split as it is

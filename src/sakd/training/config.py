@@ -236,6 +236,13 @@ class ConvertConfig:
     per_channel: bool = False  # max / percentile: one threshold per channel of each activation, not per layer
 
 
+def not_a_conversion(cfg: Config, what: str = "this config") -> None:
+    """Training refuses a conversion recipe (its ``convert.method`` set): `sakd convert` runs it."""
+    if cfg.convert.method:
+        raise ConfigError(f"{what} is a conversion recipe (convert.method={cfg.convert.method}): run it with "
+                          "`sakd convert --config`, not training")
+
+
 @dataclass
 class RunConfig:
     name: str | None = None  # run folder under output_dir; None = derived from the config

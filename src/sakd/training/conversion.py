@@ -17,9 +17,10 @@ convolution would give. Methods:
 
 For ``max`` and ``percentile`` the membrane starts at 0 (SpikingJelly's ``IFNode``), or at
 ``start``·θ. ``per_channel``: one θ per channel of each site (the channel's largest output or
-percentile; channel-wise normalisation, Kim et al. 2020's Spiking-YOLO), a channel that never fired
-taking its layer's; sites whose outputs are ``[B, C, H, W]`` or ``[B, F]``. The images are the
-first ``images`` of the training split in a fixed shuffled order (seed 0), without augmentation.
+percentile; channel-wise normalisation, Kim et al. 2020's Spiking-YOLO), a channel whose percentile
+is 0 taking its largest output, one that never fired its layer's θ; sites whose outputs are
+``[B, C, H, W]`` or ``[B, F]``. The images are the first ``images`` of the training split in a
+fixed shuffled order (seed 0), without augmentation.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def _sites(snn: torch.nn.Module) -> list[str]:
 def calibrate(ann: torch.nn.Module, sites: list[str], loader, percentile: float | None,
               per_channel: bool = False) -> dict[str, torch.Tensor]:
     """Each site's scale: the largest output (``percentile`` None) or that percentile of all its
-    outputs over the loader's images; ``per_channel``: one per channel (dim 1), a channel that
-    never fired taking its site's scale."""
+    outputs over the loader's images; ``per_channel``: one per channel (dim 1), a channel whose
+    percentile is 0 taking its largest output, one that never fired its site's scale."""
     seen: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
 
     def keep(name):
@@ -82,10 +83,11 @@ def calibrate(ann: torch.nn.Module, sites: list[str], loader, percentile: float 
         if not per_channel:
             scales[name] = values.max() if percentile is None else quantile(values, percentile / 100)
             continue
-        per = [v.max() if percentile is None else quantile(v, percentile / 100) for v in values]
-        per = torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in per])
+        most = values.max(1).values.double()
+        per = most if percentile is None else torch.stack([quantile(v, percentile / 100).double() for v in values])
+        per = torch.where(per > 0, per, most)  # a channel that seldom fires: its largest output
         whole = values.max() if percentile is None else quantile(values.flatten(), percentile / 100)
-        scales[name] = torch.where(per > 0, per, torch.as_tensor(whole, dtype=torch.float64))
+        scales[name] = torch.where(per > 0, per, torch.as_tensor(whole, dtype=torch.float64))  # one that never did
     return scales
 
 

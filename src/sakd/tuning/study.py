@@ -225,8 +225,10 @@ def check_settings(s: TuneSettings) -> Config:
     """The base config, refused where a study could not be scored without the test set, or where
     a trial's config would be refused (each sum of terms the space draws, checked before any trial)."""
     from sakd.distill.teacher import check_distillation
+    from sakd.training.config import not_a_conversion
 
     cfg = load_config(s.config, s.overrides)
+    not_a_conversion(cfg, str(s.config))
     if not cfg.data.val_fraction:
         raise ConfigError("sakd tune scores each trial on a validation hold-out, never the test set: "
                           "set data.val_fraction (e.g. data.val_fraction=0.1)")
