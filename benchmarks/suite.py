@@ -249,7 +249,7 @@ class Setup:
         """One SGD step of the plain SNN (cross-entropy) or of the SAKD student (CIFAR preset:
         tau=20, alpha=0, gamma=1, beta=100, stage taps before the spike, conv transform, L2), with
         ``run.memory`` ``memory`` and ``run.bptt`` ``bptt`` (sltt: one timestep at a time)."""
-        taps = FeatureExtractor(model, "stage", "before") if sakd else None
+        taps = FeatureExtractor(model, "stage", "before", time_mean=True) if sakd else None
         t_taps = FeatureExtractor(self.teacher, "stage", "before") if sakd else None
         objective = SAKDLoss(taps.channels if sakd else (), t_taps.channels if sakd else (),
                              alpha=0.0 if sakd else 1.0, beta=100.0 if sakd else 0.0,

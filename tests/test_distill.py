@@ -152,3 +152,55 @@ def test_feature_kd_reduce_mean_divides_the_sum_by_the_taps():
     mean = SAKDLoss([4] * 3, [4] * 3, reduce="mean", **kw)(*args).total
     by_hand = sum(F.mse_loss(a.mean(0), b) for a, b in zip(fs, ft))
     assert torch.allclose(total, by_hand) and torch.allclose(mean, by_hand / 3)
+
+
+@pytest.mark.parametrize("name, position, exact", [("resnet_tiny", "before", True), ("vgg11", "after", True),
+                                                   ("resnet_tiny", "after", False)])
+def test_time_mean_taps_give_the_mean_and_its_gradient_joined_at_the_layer(name, position, exact):
+    """time_mean taps: each feature is f.mean(0) as its layer runs, and the gradients are those of
+    full taps averaged by the loss: bit for bit where the tapped tensor feeds one layer besides the
+    tap (a neuron's input; VGG's spikes), to the rounding of the sum's order where it feeds two (a
+    ResNet block's output spikes: the next block and its shortcut)."""
+    torch.manual_seed(0)
+    size = 16 if name == "resnet_tiny" else 32
+    model = create_model(name, spiking=True, num_classes=5, timesteps=3).double().train()
+    x = torch.randn(4, 3, size, size, dtype=torch.float64) * 3
+    grads, maps = [], []
+    for time_mean in (False, True):
+        taps = FeatureExtractor(model, "block", position, time_mean=time_mean)
+        model.zero_grad()
+        logits, feats = taps(x)
+        feats = [f.mean(0) if f.dim() == 5 else f for f in feats]
+        loss = logits.square().sum() + sum((f * torch.linspace(-1, 1, f.numel()).view_as(f)).sum() for f in feats)
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        maps.append([f.detach() for f in feats])
+        taps.remove()
+    assert all(torch.equal(a, b) for a, b in zip(*maps)) and maps[1][0].dim() == 4
+    for full, mean in zip(*grads):
+        assert torch.equal(full, mean) if exact else torch.allclose(full, mean, rtol=1e-10, atol=1e-12)
+
+
+def test_a_time_mean_taps_gradient_reaches_its_tensor_with_or_without_another_path():
+    from sakd.models.taps import tap_mean
+
+    w = torch.ones(6, 2, requires_grad=True)
+    tap_mean(w * 2, 3).sum().backward()  # read by the tap alone: the mean's 1/3 is the whole gradient
+    assert torch.equal(w.grad, torch.full((6, 2), 2 / 3))
+    w.grad = None
+    tap_mean(w, 3).sum().backward()  # a leaf
+    assert torch.equal(w.grad, torch.full((6, 2), 1 / 3))
+    w.grad = None
+    f = w * 2
+    (tap_mean(f, 3).sum() + f.sum()).backward()  # with another path: the mean's 1/3 joins the layer's 1
+    assert torch.equal(w.grad, torch.full((6, 2), 2 * (1 + 1 / 3)))
+
+
+def test_a_run_taps_time_means_unless_a_term_reads_features_at_every_timestep(tmp_path, teacher_ckpt):
+    from conftest import fast_config
+    from sakd.training.assemble import assemble
+
+    sakd = assemble(fast_config(tmp_path, f"distill.teacher.weights={teacher_ckpt}", "distill.beta=10"))
+    ckdsnn = assemble(fast_config(tmp_path, f"distill.teacher.weights={teacher_ckpt}",
+                                  "distill.terms=[{name: ckdsnn, samd: 1.0, nld: 0.0}]"))
+    assert sakd.student_taps.time_mean and not ckdsnn.student_taps.time_mean

@@ -50,8 +50,9 @@ def sakd_step(model, teacher, objective, x, y, mode, packing):
 
 
 def sakd_step_at(model, teacher, objective, x, y, mode, level, packing="bits"):
-    """:func:`sakd_step` with the features tapped at ``level``."""
-    s_fx, t_fx = FeatureExtractor(model, level), FeatureExtractor(teacher, level)
+    """:func:`sakd_step` with the features tapped at ``level`` (the student's as their time means,
+    as a run whose terms read only those taps them)."""
+    s_fx, t_fx = FeatureExtractor(model, level, time_mean=True), FeatureExtractor(teacher, level)
     for p in [*model.parameters(), *objective.parameters()]:
         p.grad = None
     with torch.no_grad():

@@ -31,6 +31,7 @@ class AttentionTransfer(LossTerm):
 
     needs_teacher = True
     needs_features = True
+    feature_timesteps = False  # the student's features through time_mean only
 
     def __init__(self, student_channels: list[int], teacher_channels: list[int], p: float = 2.0,
                  taps: list[int] | None = None):

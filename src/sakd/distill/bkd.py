@@ -32,6 +32,7 @@ class BlurredKD(LossTerm):
 
     needs_teacher = True
     needs_features = True
+    feature_timesteps = False  # the student's features through time_mean only
 
     def __init__(self, student_channels: list[int], teacher_channels: list[int], mask_ratio: float = 0.15,
                  rescale_teacher: bool = True, taps: list[int] | None = None):

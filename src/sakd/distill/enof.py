@@ -32,6 +32,7 @@ class OutputFeatureKD(LossTerm):
 
     needs_teacher = True
     needs_features = True
+    feature_timesteps = False  # the student's features through time_mean only
 
     def __init__(self, student_channels: list[int], teacher_channels: list[int], teacher_head, tau: float = 4.0,
                  taps: list[int] | None = None):

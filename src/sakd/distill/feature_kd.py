@@ -24,6 +24,7 @@ class FeatureKD(LossTerm):
 
     needs_teacher = True
     needs_features = True
+    feature_timesteps = False  # the student's features through time_mean only
 
     def __init__(self, student_channels: list[int], teacher_channels: list[int], transform: str = "conv",
                  distance: str = "l2", weights: list[float] | None = None, reduce: str = "sum"):

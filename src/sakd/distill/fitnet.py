@@ -28,6 +28,7 @@ class FitNet(LossTerm):
 
     needs_teacher = True
     needs_features = True
+    feature_timesteps = False  # the student's features through time_mean only
 
     def __init__(self, student_channels: list[int], teacher_channels: list[int], taps: list[int] | None = None):
         super().__init__()

@@ -51,6 +51,7 @@ class ManyEyesOneMind(LossTerm):
 
     needs_teacher = True
     needs_features = True
+    feature_timesteps = False  # the student's features through time_mean only
     across_time = True
 
     def __init__(self, student_channels: list[int], teacher_channels: list[int], teacher_head, tmpd: float = 0.5,

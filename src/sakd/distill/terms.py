@@ -68,6 +68,9 @@ class LossTerm(nn.Module):
     needs_features: bool = False
     hard_labels: bool = False  # reads the label's class, not a distribution (refused with data.mixup)
     across_time: bool = False  # compares timesteps with each other (refused with run.bptt=sltt)
+    # reads the student's features at every timestep; False: only through their mean over time
+    # (time_mean), so the taps can hand over that mean, taken as each layer runs (sakd.models.taps)
+    feature_timesteps: bool = True
 
     def forward(self, inputs: TermInputs) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

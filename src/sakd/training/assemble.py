@@ -134,7 +134,10 @@ def build_objective(cfg: Config, model: nn.Module, teacher: nn.Module | None):
     d = cfg.distill
     terms, s_taps, t_taps = d.term_specs(), None, None
     if reads_features(terms):
-        s_taps = FeatureExtractor(model, d.features.level, d.features.position)
+        # every term that reads features reads the student's through their mean over time: the
+        # taps take that mean as each layer runs (no [T, B, ...] tap outlives its layer)
+        mean_only = not any(t.part.needs_features and t.part.feature_timesteps for t in terms if t.schedule.ever_on)
+        s_taps = FeatureExtractor(model, d.features.level, d.features.position, time_mean=mean_only)
         t_taps = FeatureExtractor(teacher, d.features.level, d.features.position)
     head = getattr(teacher, "forward_head", None)
     objective = Objective(terms, s_taps.channels if s_taps else (), t_taps.channels if t_taps else (), head)
