@@ -19,7 +19,7 @@ candidates, median over repeats), so that a noisy machine slows all candidates a
 7. lean memory    ``run.memory: lean`` (spikes saved as bits, or as bytes; neuron inputs made again
                   in backward): the SAKD step's memory against the fast step's and against the
                   ANN step on B images (goal <= 2.5x), and its time against the fast step's
-                  (goal <= 1.15x); with ``recompute=False`` (bits only) for the breakdown.
+                  (goal <= 1.10x); with ``recompute=False`` (bits only) for the breakdown.
 8. peak memory    the true peak a step adds (CUDA: the allocator's peak; CPU, Linux: the resident
                   set's high-water mark in a child process whose malloc returns every large block
                   at once) of the ANN step on B, our fast and lean SAKD steps, SpikingJelly's
@@ -29,8 +29,8 @@ candidates, median over repeats), so that a noisy machine slows all candidates a
                   2B; peak(B) is linear in B, so the largest batch that fits a budget
                   (``--budget-gib``, default 16) follows. Goal: lean <= 0.8x memopt. ``run.memory:
                   min`` (blocks kept as their input spikes, run again in backward): its peak
-                  <= 1.5x the ANN step's on B (``min_peak_vs_ann_peak``), >= 6x below fast's
-                  (``fast_peak_vs_min_peak``), its step <= 1.3x fast's time (``min_time``, fig. 7);
+                  <= 1.0x the ANN step's on B (``min_peak_vs_ann_peak``), >= 8x below fast's
+                  (``fast_peak_vs_min_peak``), its step <= 1.15x fast's time (``min_time``, fig. 7);
                   and where its step peaks (before the student's forward, in it, while a block runs
                   again in backward, backward between), for the SAKD step and the plain SNN step,
                   with how many blocks ran again.
@@ -39,6 +39,13 @@ candidates, median over repeats), so that a noisy machine slows all candidates a
                   (one timestep at a time, lean) at each T: goal T=8 within 1.10x of T=2
                   (``sltt_peak_T8_vs_T2``), its step time at T=4 <= 1.1x fast's (``sltt_time``: both
                   ``run.memory: fast``, so that only ``run.bptt`` differs; with lean beside it).
+10. networks      beside ResNet-19 (full mode; ``--networks``): torchvision's ResNet-18 through the
+                  graph twin, a Spikformer (the CIFAR recipe's 4-384 at half width, 4-192) and an
+                  unseen plain 6-conv network through ``python:`` (:func:`plain_cnn`), each at
+                  32x32, T=4: the limit ratio (goal <= 1.10), the lean and min SAKD steps' time
+                  (<= 1.10x, <= 1.15x fast's) and peaks (min <= 1.0x the ANN step's on B, fast
+                  >= 8x min; true peaks as figure 8), min's peak at T = 1, 4, 8, and the largest
+                  min batch within the budget (linear fit of B and 2B).
 
 Memory (figures 3, 5, 7) is what a training step keeps for its backward pass (every distinct tensor storage saved
 by autograd, parameters excluded: the part of peak memory that grows with T and batch and that
@@ -87,8 +94,8 @@ from sakd.training.runtime import place
 from sakd.training.trainer import StudentStep
 
 GOALS = {"limit_ratio": 1.10, "sakd_overhead": 1.20, "peer_speedup": 1.3, "peer_memory": 0.8,
-         "lean_vs_ann": 2.5, "lean_time": 1.15, "lean_vs_memopt": 0.8,
-         "min_peak_vs_ann_peak": 1.5, "fast_peak_vs_min_peak": 6.0, "min_time": 1.3,
+         "lean_vs_ann": 2.5, "lean_time": 1.10, "lean_vs_memopt": 0.8,
+         "min_peak_vs_ann_peak": 1.0, "fast_peak_vs_min_peak": 8.0, "min_time": 1.15,
          "sltt_peak_T8_vs_T2": 1.10, "sltt_time": 1.1}
 HIGHER_IS_BETTER = {"peer_speedup", "fast_peak_vs_min_peak"}
 MEMORY_MODES_T = ("fast", "lean", "min")  # figure 9: memory of each mode at T = 1, 2, 4, 8
@@ -145,6 +152,32 @@ def resnet19(width: float, spiking: bool, timesteps: int = T, num_classes: int =
     return create_model("resnet_custom", spiking=spiking, num_classes=num_classes, timesteps=timesteps,
                         depths=[3, 3, 2], widths=w, stem_width=w[0], head_hidden=max(1, round(256 * width)),
                         neuron=neuron)
+
+
+def plain_cnn(num_classes: int = 10, in_channels: int = 3) -> torch.nn.Module:
+    """An unseen plain network for figure 10's graph-twin row: six 3x3 conv -> BN -> ReLU layers
+    (64, 64 | 128, 128 | 256, 256), a 2x2 max-pool after each pair, average pool, one linear layer."""
+    layers, cin = [], in_channels
+    for i, cout in enumerate((64, 64, 128, 128, 256, 256)):
+        layers += [torch.nn.Conv2d(cin, cout, 3, padding=1, bias=False), torch.nn.BatchNorm2d(cout), torch.nn.ReLU()]
+        if i % 2:
+            layers.append(torch.nn.MaxPool2d(2))
+        cin = cout
+    head = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(cin, num_classes)]
+    return torch.nn.Sequential(*layers, *head)
+
+
+# figure 10's networks beside ResNet-19, each at 32x32: (model.name, model.options)
+NETWORKS = {
+    "torchvision_resnet18": ("torchvision:resnet18", {}),  # torchvision's, twinned through its graph
+    "spikformer_4_192": ("spikformer", {"depth": 4, "dim": 192, "heads": 8}),  # the CIFAR recipe's 4-384 at half width
+    "plain_cnn": ("python:suite:plain_cnn", {}),  # an unseen network through `python:`
+}
+
+
+def network(key: str, spiking: bool, timesteps: int = T, neuron: NeuronSpec | None = None):
+    name, options = NETWORKS[key]
+    return create_model(name, spiking=spiking, num_classes=10, timesteps=timesteps, neuron=neuron, **options)
 
 
 def spikingjelly():
@@ -212,7 +245,8 @@ def on_spikingjelly(model, sj, spec: NeuronSpec):
 class Setup:
     """Models, data and one training step per candidate for one width on one device."""
 
-    def __init__(self, width: float, batch: int, device: torch.device, sj, spec: NeuronSpec):
+    def __init__(self, width: float, batch: int, device: torch.device, sj, spec: NeuronSpec,
+                 network_key: str | None = None):
         torch.manual_seed(0)
         self.device, self.batch, self.sj, self.spec = device, batch, sj, spec
         self.x = torch.randn(batch, 3, 32, 32, device=device)
@@ -220,11 +254,14 @@ class Setup:
         self.x_ann = self.x.repeat(T, 1, 1, 1)  # the T·B images of the convolution limit
         self.y_ann = self.y.repeat(T)
         self.width = width
-        self.ann = place(resnet19(width, False), device, True)
-        self.teacher = place(resnet19(width, False), device, True).eval().requires_grad_(False)
+        # ResNet-19 at ``width``, or one of figure 10's networks
+        self.build = (lambda spiking, t=T, neuron=None: network(network_key, spiking, t, neuron)) if network_key \
+            else (lambda spiking, t=T, neuron=None: resnet19(width, spiking, t, neuron=neuron))
+        self.ann = place(self.build(False), device, True)
+        self.teacher = place(self.build(False), device, True).eval().requires_grad_(False)
 
     def student(self, peer: bool = False, timesteps: int = T):
-        model = resnet19(self.width, True, timesteps, neuron=self.spec)
+        model = self.build(True, timesteps, self.spec)
         if peer:
             on_spikingjelly(model, self.sj, self.spec)
             model.reset_peer = self.sj[0].reset_net  # SpikingJelly's nodes keep their membranes
@@ -443,6 +480,67 @@ def measure_peaks_vs_T(width: float, batch: int, device, spec: NeuronSpec) -> di
     out["min_phases"] = {
         kind: min_phases(s.step(s.student(), kind == "sakd", "min"), device) for kind in ("sakd", "snn")
     }
+    return out
+
+
+def measure_network_peaks(key: str, batch: int, device, spec: NeuronSpec) -> dict:
+    """Figure 10's peaks, in this process: the ANN step and the fast, lean and min SAKD steps at B;
+    the ANN and min steps at 2B (the largest batch's fit); min at T = 1 and 8."""
+    s, s2 = Setup(1.0, batch, device, None, spec, key), Setup(1.0, 2 * batch, device, None, spec, key)
+    modes = {"sakd": "fast", "sakd_lean": "lean", "sakd_min": "min"} if has_blocks(s) else {"sakd": "fast",
+                                                                                           "sakd_lean": "lean"}
+    least = "sakd_min" if "sakd_min" in modes else "sakd_lean"  # the least-memory mode the network has
+    out = {"B": {"ann_B": peak_mib(s.ann_step("B"), device),
+                 **{name: peak_mib(s.step(s.student(), True, mode), device) for name, mode in modes.items()}},
+           "2B": {"ann_B": peak_mib(s2.ann_step("B"), device),
+                  least: peak_mib(s2.step(s2.student(), True, modes[least]), device)},
+           "least": least}
+    out["least_T"] = {str(t): peak_mib(s.step(s.student(timesteps=t), True, modes[least]), device) for t in (1, 8)}
+    out["least_T"][str(T)] = out["B"][least]
+    return out
+
+
+def has_blocks(s: Setup) -> bool:
+    """Whether the network names blocks that ``run.memory=min`` can run again (a plain network has none)."""
+    return bool(s.student().recompute_units())
+
+
+def bench_network(key: str, batch: int, device, spec: NeuronSpec, warmup: int, repeats: int, budget_gib: float,
+                  log) -> dict:
+    """Figure 10: for another network, its limit ratio, the SAKD step's time in each memory mode
+    and its peaks (ANN on B, fast, lean, min; min's growth from T=1 to 8; the largest min batch
+    within ``budget_gib``)."""
+    s = Setup(1.0, batch, device, None, spec, key)
+    steps = {"ann_TxB": s.ann_step(), "snn": s.step(s.student(), False), "sakd": s.step(s.student(), True),
+             "sakd_lean": s.step(s.student(), True, "lean")}
+    if has_blocks(s):
+        steps["sakd_min"] = s.step(s.student(), True, "min")
+    log(f"{key}: timing {', '.join(steps)} (batch {batch}, T={T}, {repeats} rounds)")
+    sec = interleaved(steps, device, warmup, repeats)
+    out = {"network": key, "model": NETWORKS[key][0], "options": NETWORKS[key][1], "batch": batch, "timesteps": T,
+           "step_s": sec, "limit_ratio": sec["snn"] / sec["ann_TxB"], "lean_time": sec["sakd_lean"] / sec["sakd"]}
+    if "sakd_min" in sec:
+        out["min_time"] = sec["sakd_min"] / sec["sakd"]
+    log(f"{key}: peak memory" + ("" if device.type == "cuda" else " (child process)"))
+    if device.type == "cuda":
+        peaks = measure_network_peaks(key, batch, device, spec)
+    else:
+        job = {"network": key, "batch": batch, "neuron": {"name": spec.name, "reset": spec.reset, "decay": spec.decay}}
+        done = subprocess.run([sys.executable, __file__, "--peak-child", json.dumps(job)],
+                              env={**os.environ, **MALLOC_ENV}, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"peak-memory child failed: {done.stderr.strip().splitlines()[-1:]}")
+        peaks = json.loads(done.stdout.strip().splitlines()[-1])
+    b, least = peaks["B"], peaks["least"]
+    per_image = (peaks["2B"][least] - b[least]) / batch
+    fixed = b[least] - per_image * batch
+    out["peak"] = {**peaks, "measure": "cuda_peak" if device.type == "cuda" else "rss_high_water_mark",
+                   "lean_vs_ann_B": b["sakd_lean"] / b["ann_B"],
+                   "least_T8_vs_T1": peaks["least_T"]["8"] / peaks["least_T"]["1"],
+                   "least_largest_batch": int((budget_gib * 1024 - fixed) // per_image) if per_image > 0 else None,
+                   "budget_gib": budget_gib}
+    if "sakd_min" in b:
+        out["peak"] |= {"min_vs_ann_B": b["sakd_min"] / b["ann_B"], "fast_vs_min": b["sakd"] / b["sakd_min"]}
     return out
 
 
@@ -762,6 +860,8 @@ def report(result: dict, goals: list | None = None) -> list[list[str]]:
                 + (f", SpikingJelly SNN {ips['snn_spikingjelly']:.0f} img/s" if "snn_spikingjelly" in ips else ""),
             ]
         )
+    for net in result.get("networks", []):
+        rows += network_rows(net, goals)
     n = result["neuron"]
     ms = n["ms"]
     best = ms.get("sakd_compiled", ms["sakd_fused"])
@@ -780,6 +880,37 @@ def report(result: dict, goals: list | None = None) -> list[list[str]]:
             ", ".join(f"{k} {v * 1e3:.0f} us" for k, v in call["ms"].items()),
         ]
     )
+    return rows
+
+
+def network_rows(net: dict, goals: list | None = None) -> list[list[str]]:
+    """Figure 10's rows for one network (``min``'s only where it names blocks to run again)."""
+    tag, p = f"{net['network']}, B={net['batch']}", net["peak"]
+    b, by_t, least = p["B"], p["least_T"], p["least"].removeprefix("sakd_")
+    rows = [
+        goal_row(f"10 limit ratio ({tag})", net["limit_ratio"], f"{net['limit_ratio']:.3f}", "limit_ratio",
+                 f"{net['model']}: SNN step vs ANN on T·B", record=goals),
+        goal_row(f"10 lean SAKD step time / fast ({tag})", net["lean_time"], f"{net['lean_time']:.3f}", "lean_time",
+                 "", record=goals),
+    ]
+    peaks = ", ".join(f"{k.removeprefix('sakd_').replace('sakd', 'fast').replace('ann_B', 'ANN on B')} {v:.0f}"
+                      for k, v in b.items())
+    if "min_time" in net:
+        rows += [
+            goal_row(f"10 min SAKD step time / fast ({tag})", net["min_time"], f"{net['min_time']:.3f}", "min_time",
+                     "", record=goals),
+            goal_row(f"10 peak memory min / ANN on B ({tag})", p["min_vs_ann_B"], f"{p['min_vs_ann_B']:.2f}",
+                     "min_peak_vs_ann_peak", f"{p['measure']}, MiB: {peaks}", record=goals),
+            goal_row(f"10 peak memory fast / min ({tag})", p["fast_vs_min"], f"{p['fast_vs_min']:.2f}",
+                     "fast_peak_vs_min_peak", "", record=goals),
+        ]
+    else:
+        rows.append([f"10 peak memory, MiB ({tag})", f"lean {b['sakd_lean']:.0f}", "", "",
+                     f"{p['measure']}: {peaks}; no blocks for run.memory=min (a plain network)"])
+    rows.append([f"10 {least} peak T=1 -> 8; largest {least} batch in {p['budget_gib']:.0f} GiB ({tag})",
+                 f"{p['least_T8_vs_T1']:.2f}x", "", "",
+                 f"MiB: T=1 {by_t['1']:.0f}, T=4 {by_t['4']:.0f}, T=8 {by_t['8']:.0f}; batch "
+                 f"{p['least_largest_batch']} (linear fit of B and 2B)"])
     return rows
 
 
@@ -857,6 +988,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch", type=int, default=None, help="training batch B (default: per device)")
     parser.add_argument("--widths", type=float, nargs="+", default=None, help="width multipliers of ResNet-19")
+    parser.add_argument("--networks", nargs="*", default=None, choices=sorted(NETWORKS),
+                        help="figure 10's other networks (default: all of them; none with --quick)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--neuron-shape", type=int, nargs="+", default=[4, 64, 128, 16, 16])
@@ -870,8 +1003,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.peak_child:
         job = json.loads(args.peak_child)
-        sj = spikingjelly()[0] if job["peer"] else None
         spec = NeuronSpec(**job["neuron"])
+        if "network" in job:  # figure 10
+            print(json.dumps(measure_network_peaks(job["network"], job["batch"], torch.device("cpu"), spec)))
+            return {}
+        sj = spikingjelly()[0] if job["peer"] else None
         peaks = {b: measure_peaks(job["width"], b, torch.device("cpu"), sj, spec) for b in job["batches"]}
         peaks["vs_T"] = measure_peaks_vs_T(job["width"], job["batches"][0], torch.device("cpu"), spec)
         print(json.dumps(peaks))
@@ -904,6 +1040,10 @@ def main(argv: list[str] | None = None) -> dict:
         result["widths"].append(bench_width(w, batch, device, sj, spec, args.warmup, repeats, log))
         result["widths"][-1]["peak"] = bench_peak(w, batch, device, sj, spec, args.budget_gib, log)
         out.write_text(json.dumps({**result, "partial": True}, indent=2))  # a run cut short keeps what it measured
+    result["networks"] = []
+    for key in args.networks if args.networks is not None else ([] if args.quick else list(NETWORKS)):
+        result["networks"].append(bench_network(key, batch, device, spec, args.warmup, repeats, args.budget_gib, log))
+        out.write_text(json.dumps({**result, "partial": True}, indent=2))
     log(f"neuron alone ({spec.name}) {args.neuron_shape}")
     result["neuron"] = bench_neuron(device, sj, spec, args.warmup, repeats, tuple(args.neuron_shape))
     # the same on a tensor of 4 x 8 elements: what a layer costs besides its elementwise work

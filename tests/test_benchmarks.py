@@ -21,7 +21,7 @@ def test_suite_reports_every_figure(tmp_path):
     out = tmp_path / "suite.json"
     result = suite.main(["--device", "cpu", "--widths", "0.0625", "--batch", "2", "--repeats", "1",
                          "--warmup", "1", "--neuron-shape", "4", "2", "8", "4", "4", "--no-peer",
-                         "--out", str(out), *neuron])
+                         "--networks", "torchvision_resnet18", "plain_cnn", "--out", str(out), *neuron])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))  # the file round-trips
     (w,) = result["widths"]
     for key in ("limit_ratio", "sakd_overhead"):
@@ -55,6 +55,14 @@ def test_suite_reports_every_figure(tmp_path):
     for fit in peak["fit"].values():
         b = fit["largest_batch"]
         assert fit["fixed_mib"] + fit["per_image_mib"] * b <= budget < fit["fixed_mib"] + fit["per_image_mib"] * (b + 1)
+    # figure 10: another network's row, through the graph twin (a plain one names no blocks for min)
+    resnet, plain = result["networks"]
+    assert resnet["model"] == "torchvision:resnet18" and resnet["peak"]["least"] == "sakd_min"
+    assert resnet["min_time"] > 0
+    assert plain["peak"]["least"] == "sakd_lean" and "min_time" not in plain and plain["limit_ratio"] > 0
+    assert set(resnet["peak"]["least_T"]) == {"1", "4", "8"} and resnet["peak"]["least_largest_batch"] > 0
+    assert {g["goal"] for g in result["goals"] if "torchvision_resnet18" in g["where"]} == {
+        "limit_ratio", "lean_time", "min_time", "min_peak_vs_ann_peak", "fast_peak_vs_min_peak"}
     n = result["neuron"]
     assert n["neuron"] == result["student_neuron"]["name"] == neuron[1]
     assert n["ms"]["relu"] > 0 and set(n["ms"]) == set(result["neuron_call"]["ms"])  # ReLU beside the neuron
