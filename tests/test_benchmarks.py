@@ -356,3 +356,16 @@ def test_conversion_study_quick_converts_trains_and_names_a_leader_at_each_t(tmp
     start = torch.load(result["cells"]["qcfs/T2/seed0"]["run_dir"], weights_only=False)["conversion"]
     assert start["method"] == "qcfs" and start["timesteps"] == 2
     assert conversion.main(args)["cells"] == result["cells"]  # resumed: every cell was in the file
+
+
+def test_the_peak_record_names_what_is_alive_at_a_steps_peak(tmp_path):
+    import peak_record
+
+    result = peak_record.main(["--width", "0.0625", "--batch", "2", "--out", str(tmp_path / "r.json")])
+    ann, sakd = result["steps"]["ann_B"], result["steps"]["sakd_min"]
+    for r in result["steps"].values():  # what the rows count is the peak
+        assert sum(row["mib"] for row in r["alive"]) == pytest.approx(r["peak_mib"], rel=1e-9)
+    assert ann["phase"] == "start" and all(row["phase"] == "start" for row in ann["alive"])  # no hooks on the ANN
+    assert sakd["phase"] in ("forward", "run again", "backward")
+    assert any(row["phase"] == "run again" for row in sakd["alive"])  # a block run again in backward holds memory
+    assert 0 < sakd["peak_without_neuron_temporaries_mib"] <= sakd["peak_mib"]
