@@ -4,11 +4,13 @@ spikes packed as bits, and is run again in backward to make what its layers save
 While a unit runs forward, what its operations save for backward is kept as a ``lean`` step keeps
 it (spikes as bits, a BatchNorm's output and a residual sum as what makes them again: one float
 tensor per layer, not two) and autograd gets place holders (``torch.autograd.graph.saved_tensors_hooks``).
-The last units of the forward go on holding it, while together they hold at most what the
-largest unit held (backward needs them first, and makes the largest one's again anyway, so
-holding them should not raise the peak, and saves running them again; before a unit runs, room
-is made for it, guessed from its input's size against the largest's); every earlier unit frees
-it.
+The last units of the forward go on holding it, while together they hold at most
+:attr:`Recomputing.footprint` times what the largest unit held: backward needs them first, and
+later runs the largest one again, which is then alive at about that multiple of what it keeps
+(its kept convolution outputs beside the BatchNorm output, residual sum, unpacked input spikes
+and incoming gradient it makes: ``benchmarks/peak_record.py``), so holding them does not raise the
+step's peak and saves running them again (before a unit runs, room is made for it, guessed from
+its input's size against the largest's); every earlier unit frees it.
 The first time backward needs a freed tensor, the unit runs again from its kept input, under the
 forward's random state (torch's CPU and CUDA generators and the step's generators of
 :mod:`sakd.randomness`) and autocast state, with its BatchNorms' running statistics restored
@@ -225,6 +227,13 @@ class Recomputing:
     what it kept: ``run.memory=min`` passes ``lean``'s (:class:`sakd.training.memory.SavedTensors`
     over the unit's modules, counting)."""
 
+    # what the last units may hold together, as a multiple of what the largest unit holds: a unit
+    # run again is alive at its peak at about 3x what it keeps (ResNet-19's first block, 1/4 width:
+    # 8 MiB kept, 24 MiB of it alive then; benchmarks/results/peak_record-cpu.json). Measured side by
+    # side on the full-width ResNet-19 SAKD step (B=8): 1x ran 6 of 8 blocks again, 3x 4, at the same
+    # peak (126.1 MiB) and in less time (docs/speed-and-memory.md)
+    footprint = 3.0
+
     def __init__(self, units: list[nn.Module], saving, packing: str = "bits"):
         self.units, self.packing, self.saving = units, packing, saving
         self.calls: list[UnitCall] = []
@@ -255,7 +264,7 @@ class Recomputing:
             self.calls.append(call)
             if self.holding:  # room for what this call will hold, guessed from its input's size
                 most, elements = self.largest
-                self._hold_at_most(most * (1 - call.elements / max(elements, 1)))
+                self._hold_at_most(self.footprint * most * (1 - call.elements / max(elements, 1)))
             self.depth += 1
             self._open.append(call)
             call.begin(args)
@@ -271,7 +280,7 @@ class Recomputing:
         self.holding.append(call)
         if call.held > self.largest[0]:
             self.largest = (call.held, call.elements)
-        self._hold_at_most(self.largest[0])
+        self._hold_at_most(self.footprint * self.largest[0])
 
     def _hold_at_most(self, nbytes: float) -> None:
         """Free the earliest held calls until the rest hold at most ``nbytes``."""
