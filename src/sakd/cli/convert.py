@@ -12,7 +12,6 @@ from sakd.cli.command import COMMANDS, Command, positive
 from sakd.errors import ConfigError
 from sakd.outputs import writable, write_text
 
-DEFAULTS = {"images": 256, "percentile": 99.9}
 # what a conversion reads of its recipe (the rest, the data and the network, come from the checkpoint)
 READ = ("model.init", "model.timesteps", "convert.", "run.name", "run.output_dir")
 
@@ -36,9 +35,9 @@ class Convert(Command):
         p.add_argument("--timesteps", type=positive, metavar="T", help="the SNN's timesteps")
         p.add_argument("-o", "--out", metavar="FILE", help="the SNN checkpoint to write")
         p.add_argument("--images", type=positive,
-                       help=f"calibration images from the run's training split (default {DEFAULTS['images']})")
+                       help="calibration images from the run's training split (default 256)")
         p.add_argument("--percentile", type=float,
-                       help=f"for --method percentile (default {DEFAULTS['percentile']})")
+                       help="for --method percentile (default 99.9)")
         p.add_argument("--start", type=float, default=None,
                        help="the initial membrane as a fraction of the threshold (default: 0.5 for qcfs, 0 "
                             "otherwise, SpikingJelly's)")
@@ -86,7 +85,7 @@ class Convert(Command):
     def run(self, args) -> int:
         from sakd.training.conversion import convert
 
-        todo = {**DEFAULTS, **self.settings(args)}
+        todo = self.settings(args)  # what is not given: convert()'s defaults
         if args.config and not args.out:  # the recipe's output, checked as -o is
             writable(todo["out"], "the converted checkpoint")
         summary = convert(todo.pop("checkpoint"), todo.pop("method"), todo.pop("timesteps"), todo.pop("out"), **todo)

@@ -30,7 +30,6 @@ class Train(Command):
 
     def run(self, args) -> int:
         from sakd.training import load_config
-        from sakd.training.config import not_a_conversion
 
         trainer_cls = self.trainer_class()
         if args.resume:
@@ -40,9 +39,7 @@ class Train(Command):
         else:
             if not args.config:
                 raise SakdError(f"{self.usage} needs --config FILE (or --resume RUN); see `sakd configs`")
-            cfg = load_config(args.config, args.overrides)
-            not_a_conversion(cfg, args.config)
-            trainer = trainer_cls(cfg)
+            trainer = trainer_cls(load_config(args.config, args.overrides))
         trainer.console.print(f"run folder: {trainer.run_dir}")
         print(json.dumps(trainer.fit(), indent=2))
         return 0

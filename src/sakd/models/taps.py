@@ -11,8 +11,9 @@ as SAKD's eq. 8 reads them) gives each feature as that mean, ``[B, C, H, W]``, t
 runs, so no ``[T, B, ...]`` tap outlives its layer; and its gradient waits at the size of one
 timestep until backward reaches the layer, where it joins the layer's own gradient (torch's mean
 would make the whole ``[T, B, ...]`` gradient at the loss and hold it through the backward of every
-layer after the tap). The values and gradients are those of ``f.mean(0)`` bit for bit
-(``tests/test_distill.py``).
+layer after the tap). The values are those of ``f.mean(0)`` bit for bit, and so are the gradients
+where the tapped tensor feeds one layer besides the tap; where it feeds two (a ResNet block's output
+spikes), they differ by the rounding of the sum's order (``tests/test_distill.py``).
 """
 
 from __future__ import annotations
