@@ -49,16 +49,16 @@ def sakd_step(model, teacher, objective, x, y, mode, packing):
     return sakd_step_at(model, teacher, objective, x, y, mode, "stage", packing)
 
 
-def sakd_step_at(model, teacher, objective, x, y, mode, level, packing="bits"):
+def sakd_step_at(model, teacher, objective, x, y, mode, level, packing="bits", plan=None):
     """:func:`sakd_step` with the features tapped at ``level`` (the student's as their time means,
-    as a run whose terms read only those taps them)."""
+    as a run whose terms read only those taps them); ``plan``: ``min``'s per block (a MemoryBudget)."""
     s_fx, t_fx = FeatureExtractor(model, level, time_mean=True), FeatureExtractor(teacher, level)
     for p in [*model.parameters(), *objective.parameters()]:
         p.grad = None
     with torch.no_grad():
         t_logits, t_feats = t_fx(x)
     params = {p.untyped_storage().data_ptr() for p in [*model.parameters(), *objective.parameters()]}
-    with SavedTensors(model, mode, packing, exclude=params, count=True) as saved:
+    with SavedTensors(model, mode, packing, exclude=params, count=True, plan=plan) as saved:
         logits, feats = s_fx(x)
         loss = objective(logits, y, t_logits, feats, t_feats).total
     loss.backward()
@@ -208,8 +208,8 @@ def test_min_replays_the_random_draws_of_a_unit_and_refuses_a_model_without_unit
             noise = torch.rand(x.shape, generator=step_generator(x.device))
             return self.drop(torch.relu(self.bn(self.conv(x)))) * noise
 
-    def lean(members, alive):
-        return SavedTensors(members, "lean", exclude=alive, count=True)
+    def lean(members, alive, mode):
+        return SavedTensors(members, mode, exclude=alive, count=True)
 
     torch.manual_seed(0)
     unit = Noisy()

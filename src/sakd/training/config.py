@@ -59,6 +59,18 @@ def parse_interval(spec: str | int | None) -> tuple[str, float] | None:
     return unit, float(m.group(1))
 
 
+def parse_size(spec: str | int | None) -> int | None:
+    """``run.memory_budget``: ``null``, or a size: ``16GiB``, ``16G`` and ``16GB`` are 16·2^30 bytes
+    (binary units), ``800MiB`` / ``800M``, ``1.5TiB``, or a number of bytes."""
+    if spec is None:
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(?:([kmgt])i?b?|b)?", str(spec).strip().lower())
+    size = int(float(m.group(1)) * 1024 ** (" kmgt".index(m.group(2)) if m.group(2) else 0)) if m else 0
+    if size < 1:
+        raise ConfigError(f"{spec!r} is not a memory size; use e.g. 16GiB, 800MiB or a number of bytes")
+    return size
+
+
 @dataclass
 class ModelConfig:
     # the architecture (or SOURCE:NAME: torchvision:resnet18)
@@ -253,9 +265,16 @@ class RunConfig:
     channels_last: bool = True  # NHWC weights and activations (faster convolutions on CPU and GPU)
     # what a step keeps for backward: fast (autograd's default) | lean (spikes saved as bits, neuron
     # inputs made again in backward; same gradients) | min (lean, and each block keeps only its input
-    # spikes as bits and runs again in backward; same gradients) | auto (lean for a spiking student,
-    # fast for an ANN)
+    # spikes as bits and runs again in backward, but those whose holding does not raise the step's
+    # peak, measured in the first steps; same gradients) | auto (lean for a spiking student, fast
+    # for an ANN)
     memory: Literal["auto", "fast", "lean", "min"] = "auto"
+    # with run.memory=auto: the most memory a training step may take on its device (e.g. 12GiB; CUDA:
+    # what the allocator has allocated, so leave room for its cache and the context; CPU: the
+    # tensors the step makes over the parameters, gradients and optimizer state), and each block is
+    # kept (as fast or lean) or run again to fit it in the least time, measured in the first steps
+    # (sakd.training.memory.budget; same gradients)
+    memory_budget: str | None = limited(None, check=parse_size)
     # backpropagation through time: full (BPTT) | sltt (one timestep at a time, no gradient back
     # through the membrane: memory constant in T; sakd.training.online)
     bptt: Literal["full", "sltt"] = "full"

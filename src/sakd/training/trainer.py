@@ -29,6 +29,7 @@ owned by named parts: the run's assembled :class:`~sakd.training.assemble.RunPar
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -51,11 +52,11 @@ from sakd.data.augmentation import mix
 from sakd.randomness import step_draws
 from sakd.training.assemble import RunParts, assemble
 from sakd.training.bptt import bptt_strategy, synchronised
-from sakd.training.config import Config, save_config
+from sakd.training.config import Config, parse_size, save_config
 from sakd.training.distributed import barrier, broadcast_object
 from sakd.training.epoch_meter import EpochMeter
 from sakd.training.evaluate import evaluate
-from sakd.training.memory import SavedTensors, resolve_memory
+from sakd.training.memory import MemoryBudget, SavedTensors, resident_bytes, resolve_memory
 from sakd.training.metrics import MetricsLog
 from sakd.training.resilience import CheckpointKeeper
 from sakd.training.run_folder import Checkpoint, FolderLock, discard_unstarted, history_summary, new_run_folder
@@ -83,7 +84,11 @@ class Trainer:
         cfg = self.cfg
         self.student_step = self.make_step()
         self.step_module = self._wrap(self.student_step)
-        self.memory = resolve_memory(cfg.run.memory, run.model)
+        budget = parse_size(cfg.run.memory_budget)
+        self.memory = resolve_memory(cfg.run.memory, run.model, budget)
+        # run.memory_budget's plan, or run.memory=min's (the least step's peak as its budget)
+        self.budget = None if budget is None and self.memory != "min" else MemoryBudget(
+            budget, self.device, self._resident, lambda line: self.console.print(line, soft_wrap=True, highlight=False))
         self.bptt = bptt_strategy(cfg.run.bptt, run.model, cfg.distill.term_specs(), self.teacher_outputs)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         # progress: completed epochs, completed optimiser steps of the current epoch and that
@@ -178,6 +183,8 @@ class Trainer:
         epoch, first, accumulate = self.epoch, self.step, cfg.optim.accumulate_steps
         features = parts.objective.reads_features(epoch)  # a term weighed in this epoch reads the taps
         mixing = self.mixes(epoch)
+        if self.budget is not None:
+            self.budget.recheck()
         meter = EpochMeter(self.device, self.partial)
         sampler = parts.train_loader.batch_sampler
         sampler.set_epoch(epoch, first)
@@ -199,8 +206,9 @@ class Trainer:
                     if mixing:  # mixed images and labels; accuracy counts the larger share's label
                         x, target = mix(x, y, parts.data.num_classes, cfg.data.mixup, cfg.data.cutmix)
                         y = target.argmax(1)
-                    loss, terms, logits = self.bptt(self.step_loss, self.backward, self.synchronised, x, target,
-                                                    epoch, features, last_micro)
+                    with self.budget.step() if self.budget is not None else contextlib.nullcontext():
+                        loss, terms, logits = self.bptt(self.step_loss, self.backward, self.synchronised, x, target,
+                                                        epoch, features, last_micro)
                 meter.add(step, loss, terms, logits, y)
                 if not last_micro:
                     continue
@@ -247,8 +255,13 @@ class Trainer:
         ``(loss, {term: value}, student logits)``; ``teacher``: its outputs, if already made."""
         t_logits, t_feats = teacher or self.teacher_outputs(x, features)
         with autocast(self.device, self.amp_dtype):
-            with SavedTensors(self.student_step, self.memory):  # the student and the transforms
+            with SavedTensors(self.student_step, self.memory, plan=self.budget):  # the student and the transforms
                 return self.step_module(x, y, t_logits, t_feats, features, epoch)
+
+    def _resident(self) -> int:
+        """The bytes alive on the device before a step (``run.memory_budget`` on CPU)."""
+        modules = [self.student_step] + ([self.parts.teacher] if self.parts.teacher is not None else [])
+        return resident_bytes(self.device, modules, self.parts.optimizer)
 
     def backward(self, loss: torch.Tensor) -> None:
         """``loss / optim.accumulate_steps`` backpropagated (scaled under fp16)."""

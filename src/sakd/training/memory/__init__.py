@@ -7,7 +7,11 @@
   (:mod:`~sakd.training.memory.recipes`).
 * ``min``: ``lean``, and each block a model names (its ``recompute_units``) keeps only its input
   and runs again in backward (:mod:`~sakd.training.memory.units`), keeping then what ``lean``
-  keeps of what it saves; exact too.
+  keeps of what it saves; exact too. In a trainer, the blocks whose holding does not raise the
+  least step's peak hold what they saved instead (a :class:`MemoryBudget` at that peak).
+* ``auto`` with ``run.memory_budget=SIZE``: each block holds what it saves (as ``fast`` or ``lean``
+  keeps it) or runs again, planned from the run's first steps to fit the budget in the least time
+  (:mod:`~sakd.training.memory.budget`; peaks measured by :mod:`~sakd.training.memory.meter`).
 
 :class:`~sakd.training.memory.saved.SavedTensors` composes them around a step's forward, and
 counts the bytes kept (:mod:`~sakd.training.memory.counting`). Every mode gives ``fast``'s
@@ -21,18 +25,29 @@ composed in ``SavedTensors.lean_form``; ``min``'s blocks (``Recomputing``) and t
 
 from torch import nn
 
+from sakd.errors import ConfigError
+from sakd.training.memory.budget import MemoryBudget
 from sakd.training.memory.kept import Kept
 from sakd.training.memory.packing import Packed
 from sakd.training.memory.recipes import Recomputed
 from sakd.training.memory.saved import MEMORY_MODES, SavedTensors
-from sakd.training.memory.units import recompute_units
+from sakd.training.memory.meter import StepPeaks, resident_bytes
+from sakd.training.memory.units import named_units, recompute_units
 
-__all__ = ["MEMORY_MODES", "Kept", "Packed", "Recomputed", "SavedTensors", "recompute_units", "resolve_memory"]
+__all__ = ["MEMORY_MODES", "Kept", "MemoryBudget", "Packed", "Recomputed", "SavedTensors", "StepPeaks",
+           "recompute_units", "resident_bytes", "resolve_memory"]
 
 
-def resolve_memory(mode: str, model: nn.Module) -> str:
+def resolve_memory(mode: str, model: nn.Module, budget: int | None = None) -> str:
     """``run.memory`` for ``model``: ``auto`` is ``lean`` for a spiking model and ``fast`` for an
-    ANN, which has no spikes to pack and keeps no neuron inputs."""
+    ANN, which has no spikes to pack and keeps no neuron inputs; with a ``run.memory_budget``, it
+    is ``min`` with each block's treatment planned (:class:`MemoryBudget`), or ``lean`` for a model
+    that names no blocks."""
+    if budget is not None:
+        if mode != "auto":
+            raise ConfigError(f"run.memory_budget chooses what each block keeps itself; it needs run.memory=auto, "
+                              f"not run.memory={mode}")
+        return "min" if named_units(model) else "lean"
     if mode == "min":
         recompute_units(model)  # one clear line where the model names no blocks
     if mode != "auto":

@@ -44,11 +44,14 @@ class SavedTensors:
     replayable modules made again (:attr:`recipes`; ``recompute=False``: packing only, for the
     benchmarks' breakdown); ``min`` also runs ``model``'s blocks again (:attr:`units`); with
     ``count``, :attr:`kept_bytes` counts the bytes kept for backward (``exclude``: storages not to
-    count, such as the parameters'). ``model`` is every module whose layers count: a trainer
-    passes the student with its loss (the feature transforms' BatchNorms)."""
+    count, such as the parameters'); under ``min``, ``plan`` (a
+    :class:`~sakd.training.memory.budget.MemoryBudget`) chooses for each block whether it holds
+    what it saves, as it is or as ``lean`` keeps it, or runs again. ``model`` is every module
+    whose layers count: a trainer passes the student with its loss (the feature transforms'
+    BatchNorms)."""
 
     def __init__(self, model: nn.Module, mode: Literal["fast", "lean", "min"] = "fast", packing: str = "bits",
-                 exclude: set[int] | None = None, count: bool = False, recompute: bool = True):
+                 exclude: set[int] | None = None, count: bool = False, recompute: bool = True, plan=None):
         if mode not in MEMORY_MODES:
             raise ValueError(f"unknown memory mode {mode!r}; choose one of {MEMORY_MODES}")
         if packing not in PACKINGS:
@@ -57,16 +60,17 @@ class SavedTensors:
         lean = mode != "fast"
         self.plain = LiveTable()  # tensors saved as they are (a recipe's arguments may be among them)
         self.spikes = SpikePacking(packing) if lean else None
-        self.units = Recomputing(recompute_units(model), self._lean_unit, packing) if mode == "min" else None
+        self.units = Recomputing(recompute_units(model), self._unit_saving, packing, plan) if mode == "min" else None
         inside_unit = (lambda: self.units.depth > 0) if self.units is not None else (lambda: False)
         self.recipes = OutputRecipes(self.lean_form, self.plain, inside_unit) if lean and recompute else None
         self.counter = ByteCount(exclude) if count else None
         self._unit_bytes = 0  # what min's blocks kept, counted when the context closes
         self._token, self._handles, self._hooks, self._inner = None, [], None, False
 
-    def _lean_unit(self, members: nn.Module, alive: set[int]) -> SavedTensors:
-        """min: what a block made again in backward keeps of what it saves (a lean step's, counted)."""
-        return SavedTensors(members, "lean", self.packing, exclude=alive, count=True)
+    def _unit_saving(self, members: nn.Module, alive: set[int], mode: str) -> SavedTensors:
+        """min: what a block keeps of what it saves, counted: a lean step's, or (``mode="fast"``, a
+        block a plan holds as it is) autograd's."""
+        return SavedTensors(members, mode, self.packing, exclude=alive, count=True)
 
     @property
     def kept_bytes(self) -> int:

@@ -4,8 +4,10 @@ spikes packed as bits, and is run again in backward to make what its layers save
 While a unit runs forward, what its operations save for backward is kept as a ``lean`` step keeps
 it (spikes as bits, a BatchNorm's output and a residual sum as what makes them again: one float
 tensor per layer, not two) and autograd gets place holders (``torch.autograd.graph.saved_tensors_hooks``).
-The last units of the forward go on holding it, while together they hold at most
-:attr:`Recomputing.footprint` times what the largest unit held: backward needs them first, and
+Which units go on holding it is a plan's where there is one (a trainer's ``run.memory=min`` and
+``run.memory_budget``: :mod:`~sakd.training.memory.budget`, measured); without one, the last units
+of the forward do, while together they hold at most :attr:`Recomputing.footprint` times what the
+largest unit held: backward needs them first, and
 later runs the largest one again, which is then alive at about that multiple of what it keeps
 (its kept convolution outputs beside the BatchNorm output, residual sum, unpacked input spikes
 and incoming gradient it makes: ``benchmarks/peak_record.py``), so holding them does not raise the
@@ -41,10 +43,15 @@ from sakd.models.base import TwinModel
 from sakd.training.memory.packing import Packed, dense_order, is_binary
 
 
+def named_units(model: nn.Module) -> list[nn.Module]:
+    """The units every sakd model in ``model`` names (:meth:`~sakd.models.base.TwinModel.recompute_units`)."""
+    return [u for m in model.modules() if isinstance(m, TwinModel) for u in m.recompute_units()]
+
+
 def recompute_units(model: nn.Module) -> list[nn.Module]:
-    """The units ``run.memory=min`` runs again in backward: those every sakd model in ``model``
-    names (:meth:`~sakd.models.base.TwinModel.recompute_units`)."""
-    units = [u for m in model.modules() if isinstance(m, TwinModel) for u in m.recompute_units()]
+    """The units ``run.memory=min`` runs again in backward (:func:`named_units`; one clear line
+    where there are none)."""
+    units = named_units(model)
     if not units:
         raise ConfigError("run.memory=min runs blocks again in backward, but this model names none "
                           "(TwinModel.recompute_units); use run.memory=lean")
@@ -127,8 +134,12 @@ class UnitCall:
     """One forward call of a unit: its kept inputs, its random and autocast state, and the place
     holders of what its operations saved."""
 
-    def __init__(self, run, args: tuple, packing: str, device: torch.device, members: nn.Module, saving):
+    def __init__(self, run, args: tuple, packing: str, device: torch.device, members: nn.Module, saving,
+                 choice: str = "lean"):
         self.run, self.packing, self.members, self.saving = run, packing, members, saving
+        self.choice = choice  # a plan's (run.memory_budget): fast or lean (held as such) or again (freed)
+        self.watch = None  # a plan measuring this call (MemoryBudget): what it saves, its time, its run again
+        self.index = 0  # its place among the forward's block calls
         self.inputs = [_Input(a, packing) for a in args]
         self.elements = sum(a.numel() for a in args if isinstance(a, torch.Tensor))
         self.random = _RandomState(device)
@@ -143,6 +154,11 @@ class UnitCall:
     def nbytes(self) -> int:
         return sum(i.nbytes for i in self.inputs)
 
+    @property
+    def mode(self) -> str:
+        """How what it saves is kept: as it is (a block a plan holds as ``fast``) or as ``lean`` keeps it."""
+        return "fast" if self.choice == "fast" else "lean"
+
     def begin(self, args: tuple) -> None:
         """The forward call starts (a forward pre-hook): until :meth:`end`, what its operations
         save is held as ``saving`` keeps it (a :meth:`release` later frees it, and backward then
@@ -150,14 +166,17 @@ class UnitCall:
         alive = {a.untyped_storage().data_ptr() for a in args if isinstance(a, torch.Tensor)}  # kept anyway
         alive |= {b.untyped_storage().data_ptr() for b in self.members.buffers()}
         self._open = contextlib.ExitStack()
-        saving = self._open.enter_context(self.saving(self.members, alive))
+        saving = self._open.enter_context(self.saving(self.members, alive, self.mode))
         self._mark_spikes(saving, args)
+        watch = self.watch
 
         def keep(t):
             if isinstance(t, nn.Parameter):  # alive anyway
                 return t
             index, self.count = self.count, self.count + 1
             self.saved[index] = saving.keep(t)
+            if watch is not None:
+                watch.saved(self, t)
             return (self, index)
 
         self._open.enter_context(torch.autograd.graph.saved_tensors_hooks(keep, UnitCall.unpack))
@@ -175,6 +194,8 @@ class UnitCall:
         self.held = 0
 
     def _mark_spikes(self, saving, args) -> None:
+        if self.mode == "fast":
+            return
         for i, a in zip(self.inputs, args):
             if isinstance(i.value, Packed):
                 saving.mark_spikes(a)
@@ -190,6 +211,8 @@ class UnitCall:
 
     def recompute(self) -> None:
         """Run the unit again (in the forward's context: backward may run on autograd's device thread)."""
+        if self.watch is not None:
+            self.watch.run_again(self)
         self.context.copy().run(self._recompute)
 
     def _recompute(self) -> None:
@@ -198,7 +221,7 @@ class UnitCall:
         captured: list = []
         kind, enabled, dtype = self.autocast
         args = [i.get() for i in self.inputs]
-        with self.saving(self.members, set()) as saving:
+        with self.saving(self.members, set(), self.mode) as saving:
             self._mark_spikes(saving, args)
 
             def capture(t):  # what saving keeps holds no graph: the recomputation's own is never run
@@ -220,12 +243,17 @@ class Recomputing:
     begins it, a forward hook ends it; the hooks go when the context closes); ``calls`` holds every
     call of the forward, for counting.
 
-    ``saving``, a function of a unit's modules and the storages not to count (alive anyway: the
-    unit's input, its buffers), gives the context a unit's forward and its recomputation run in:
-    its ``keep(t)`` returns what is kept of a saved tensor (an object whose ``unpack()`` gives it
-    back), its ``mark_spikes(t)`` names the unit's input as spikes and its ``kept_bytes`` counts
-    what it kept: ``run.memory=min`` passes ``lean``'s (:class:`sakd.training.memory.SavedTensors`
-    over the unit's modules, counting)."""
+    ``saving``, a function of a unit's modules, the storages not to count (alive anyway: the
+    unit's input, its buffers) and a mode (``lean``, or ``fast`` for a block a plan holds as it
+    is), gives the context a unit's forward and its recomputation run in: its ``keep(t)`` returns
+    what is kept of a saved tensor (an object whose ``unpack()`` gives it back), its
+    ``mark_spikes(t)`` names the unit's input as spikes and its ``kept_bytes`` counts what it
+    kept: ``run.memory=min`` passes :class:`sakd.training.memory.SavedTensors` over the unit's
+    modules, counting. With a ``plan`` (``run.memory_budget``'s
+    :class:`~sakd.training.memory.budget.MemoryBudget`), each call is held (as ``fast`` or
+    ``lean`` keeps it) or freed as the plan chooses by its place in the forward, and the plan
+    measures the calls of the steps it plans from; without one, the last calls are held within
+    :attr:`footprint`."""
 
     # what the last units may hold together, as a multiple of what the largest unit holds: a unit
     # run again is alive at its peak at about 3x what it keeps (ResNet-19's first block, 1/4 width:
@@ -234,8 +262,11 @@ class Recomputing:
     # peak (126.1 MiB) and in less time (docs/speed-and-memory.md)
     footprint = 3.0
 
-    def __init__(self, units: list[nn.Module], saving, packing: str = "bits"):
+    def __init__(self, units: list[nn.Module], saving, packing: str = "bits", plan=None):
         self.units, self.packing, self.saving = units, packing, saving
+        # a MemoryBudget (run.memory_budget): its choice for each call, by its place in the forward,
+        # instead of the hold bound; it measures the calls of the step it plans from
+        self.plan = plan
         self.calls: list[UnitCall] = []
         self.holding: list[UnitCall] = []  # the last calls, which hold what they saved
         self.largest = (0, 1)  # the most bytes one call of this forward held, and its input's elements
@@ -260,9 +291,14 @@ class Recomputing:
                 raise ConfigError(f"run.memory=min runs {type(unit).__name__} again from its positional inputs, but it "
                                   f"was called with keyword arguments ({', '.join(kwargs)}); use run.memory=lean")
             device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
-            call = UnitCall(run, args, self.packing, device, members, self.saving)
+            plan = self.plan
+            call = UnitCall(run, args, self.packing, device, members, self.saving,
+                            plan.choice(len(self.calls)) if plan is not None else "lean")
+            call.index = len(self.calls)
             self.calls.append(call)
-            if self.holding:  # room for what this call will hold, guessed from its input's size
+            if plan is not None:
+                plan.begin(call)
+            elif self.holding:  # room for what this call will hold, guessed from its input's size
                 most, elements = self.largest
                 self._hold_at_most(self.footprint * most * (1 - call.elements / max(elements, 1)))
             self.depth += 1
@@ -277,6 +313,11 @@ class Recomputing:
             return
         self.depth -= 1
         call.end()
+        if self.plan is not None:
+            self.plan.end(call)
+            if call.choice == "again":
+                call.release()
+            return
         self.holding.append(call)
         if call.held > self.largest[0]:
             self.largest = (call.held, call.elements)
