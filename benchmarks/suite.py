@@ -28,7 +28,8 @@ candidates, median over repeats), so that a noisy machine slows all candidates a
                   levels >= 2 cannot run: they search by measuring CUDA memory). Measured at B and
                   2B; peak(B) is linear in B, so the largest batch that fits a budget
                   (``--budget-gib``, default 16) follows. Goal: lean <= 0.8x memopt. ``run.memory:
-                  min`` (blocks kept as their input spikes, run again in backward): its peak
+                  min`` (blocks kept as their input spikes, run again in backward, but those a
+                  plan measured in its first steps holds without raising the peak): its peak
                   <= 1.0x the ANN step's on B (``min_peak_vs_ann_peak``), >= 8x below fast's
                   (``fast_peak_vs_min_peak``), its step <= 1.15x fast's time (``min_time``, fig. 7);
                   and where its step peaks (before the student's forward, in it, while a block runs
@@ -88,7 +89,7 @@ import torch.nn.functional as F
 from sakd.distill import SAKDLoss
 from sakd.models import FeatureExtractor, create_model
 from sakd.neurons import NEURONS, NeuronSpec, SpikeActivation, kernels
-from sakd.training.memory import SavedTensors
+from sakd.training.memory import MemoryBudget, SavedTensors, resident_bytes
 from sakd.training.online import timestep_by_timestep
 from sakd.training.runtime import place
 from sakd.training.trainer import StudentStep
@@ -246,9 +247,13 @@ class Setup:
     """Models, data and one training step per candidate for one width on one device."""
 
     def __init__(self, width: float, batch: int, device: torch.device, sj, spec: NeuronSpec,
-                 network_key: str | None = None):
+                 network_key: str | None = None, plans: dict | None = None):
         torch.manual_seed(0)
         self.device, self.batch, self.sj, self.spec = device, batch, sj, spec
+        self.tag = network_key or f"resnet19x{width}"
+        # run.memory=min's plans, by step (min_plan's key): made here, or given (a CPU peak child gets
+        # its parent's, since the profiler that measures a plan would move the resident set it reads)
+        self.plans = {} if plans is None else plans
         self.x = torch.randn(batch, 3, 32, 32, device=device)
         self.y = torch.randint(0, 10, (batch,), device=device)
         self.x_ann = self.x.repeat(T, 1, 1, 1)  # the T·B images of the convolution limit
@@ -282,10 +287,13 @@ class Setup:
         return model
 
     def step(self, model, sakd: bool, memory: str = "fast", packing: str = "bits", recompute: bool = True,
-             bptt: str = "full"):
+             bptt: str = "full", plan=None):
         """One SGD step of the plain SNN (cross-entropy) or of the SAKD student (CIFAR preset:
         tau=20, alpha=0, gamma=1, beta=100, stage taps before the spike, conv transform, L2), with
-        ``run.memory`` ``memory`` and ``run.bptt`` ``bptt`` (sltt: one timestep at a time)."""
+        ``run.memory`` ``memory`` and ``run.bptt`` ``bptt`` (sltt: one timestep at a time);
+        ``plan``: a ``run.memory_budget`` plan (``MemoryBudget``; ``memory="min"``), which measures
+        the forward and backward of its first steps as a trainer's does; ``min`` without one is
+        planned as a trainer plans it (:meth:`min_plan`)."""
         taps = FeatureExtractor(model, "stage", "before", time_mean=True) if sakd else None
         t_taps = FeatureExtractor(self.teacher, "stage", "before") if sakd else None
         objective = SAKDLoss(taps.channels if sakd else (), t_taps.channels if sakd else (),
@@ -299,6 +307,13 @@ class Setup:
 
         def run():
             opt.zero_grad(set_to_none=True)
+            with run.plan.step() if run.plan is not None else contextlib.nullcontext():
+                forward_and_backward()
+            opt.step()
+            if reset:
+                reset(model)
+
+        def forward_and_backward():
             t_logits = t_feats = None
             if sakd:
                 with torch.no_grad():
@@ -310,15 +325,30 @@ class Setup:
 
                 timestep_by_timestep(model, self.x, t_feats, one, lambda loss, last: loss.backward(), model.timesteps)
             else:
-                with SavedTensors(module, memory, packing, recompute=recompute):
+                with SavedTensors(module, memory, packing, recompute=recompute, plan=run.plan):
                     loss, _, _ = module(self.x, self.y, t_logits, t_feats, beta, bool(beta))
                 loss.backward()
-            opt.step()
-            if reset:
-                reset(model)
 
         run.model, run.memory, run.packing, run.recompute = module, memory, packing, recompute
+        run.teacher, run.optimizer, run.plan = self.teacher, opt, plan
+        if memory == "min" and plan is None and bptt == "full":
+            self.min_plan(run, model, sakd)
         return run
+
+    def min_plan(self, run, model, sakd: bool):
+        """``run.memory=min``'s plan for this step (``MemoryBudget`` at the least step's peak), as
+        a trainer makes it (its first steps measured), or as :attr:`plans` has it."""
+        key = f"{self.tag}/{self.batch}/{model.timesteps}/{'sakd' if sakd else 'snn'}"
+        resident = lambda: resident_bytes(self.device, [run.model, self.teacher], run.optimizer)  # noqa: E731
+        plan = MemoryBudget(None, self.device, resident, lambda line: None)
+        run.plan = plan  # run() reads it
+        if key in self.plans:
+            plan.choices, plan.state = list(self.plans[key]), "planned"
+        else:
+            while plan.state != "planned":
+                run()
+            self.plans[key] = list(plan.choices)
+        return plan
 
     def ann_step(self, images: str = "TxB"):
         """One SGD step of the ANN twin on the T·B images of the convolution limit, or on B."""
@@ -330,7 +360,7 @@ class Setup:
             F.cross_entropy(self.ann(x), y).backward()
             opt.step()
 
-        run.model = self.ann
+        run.model, run.teacher, run.optimizer = self.ann, None, opt
         return run
 
 
@@ -344,7 +374,8 @@ def step_memory(step) -> dict:
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
     with SavedTensors(step.model, getattr(step, "memory", "fast"), getattr(step, "packing", "bits"), exclude=params,
-                      count=True, recompute=getattr(step, "recompute", True)) as saved:
+                      count=True, recompute=getattr(step, "recompute", True),
+                      plan=getattr(step, "plan", None)) as saved:
         step()
     out = {"saved_mib": mib(saved.kept_bytes)}
     if dev.type == "cuda":
@@ -462,16 +493,26 @@ def peak_steps(s: Setup) -> dict:
     return steps
 
 
-def measure_peaks(width: float, batch: int, device, sj, spec: NeuronSpec) -> dict:
+def min_plans(make, steps: list[tuple[int, int, bool]]) -> dict:
+    """``run.memory=min``'s plans (:meth:`Setup.min_plan`) of the steps (batch, T, SAKD or not) a
+    CPU peak child measures, made in this process: ``make(batch, plans)`` gives a :class:`Setup`."""
+    plans, setups = {}, {}
+    for batch, t, sakd in steps:
+        s = setups[batch] = setups.get(batch) or make(batch, plans)
+        s.step(s.student(timesteps=t), sakd, "min")
+    return plans
+
+
+def measure_peaks(width: float, batch: int, device, sj, spec: NeuronSpec, plans: dict | None = None) -> dict:
     """Figure 8 at one batch size, in this process: {step: peak MiB}."""
-    s = Setup(width, batch, device, sj, spec)
+    s = Setup(width, batch, device, sj, spec, plans=plans)
     return {name: peak_mib(step, device) for name, step in peak_steps(s).items()}
 
 
-def measure_peaks_vs_T(width: float, batch: int, device, spec: NeuronSpec) -> dict:
+def measure_peaks_vs_T(width: float, batch: int, device, spec: NeuronSpec, plans: dict | None = None) -> dict:
     """Figure 9's peaks, in this process: {mode: {T: peak MiB}} of the SAKD step (against figure 8's
     ANN step on B)."""
-    s = Setup(width, batch, device, None, spec)
+    s = Setup(width, batch, device, None, spec, plans=plans)
     out = {mode: {str(t): peak_mib(s.step(s.student(timesteps=t), True, mode), device) for t in TIMESTEPS}
            for mode in MEMORY_MODES_T}
     out["sltt"] = {
@@ -483,10 +524,10 @@ def measure_peaks_vs_T(width: float, batch: int, device, spec: NeuronSpec) -> di
     return out
 
 
-def measure_network_peaks(key: str, batch: int, device, spec: NeuronSpec) -> dict:
+def measure_network_peaks(key: str, batch: int, device, spec: NeuronSpec, plans: dict | None = None) -> dict:
     """Figure 10's peaks, in this process: the ANN step and the fast, lean and min SAKD steps at B;
     the ANN and min steps at 2B (the largest batch's fit); min at T = 1 and 8."""
-    s, s2 = Setup(1.0, batch, device, None, spec, key), Setup(1.0, 2 * batch, device, None, spec, key)
+    s, s2 = Setup(1.0, batch, device, None, spec, key, plans), Setup(1.0, 2 * batch, device, None, spec, key, plans)
     modes = {"sakd": "fast", "sakd_lean": "lean", "sakd_min": "min"} if has_blocks(s) else {"sakd": "fast",
                                                                                            "sakd_lean": "lean"}
     least = "sakd_min" if "sakd_min" in modes else "sakd_lean"  # the least-memory mode the network has
@@ -525,7 +566,9 @@ def bench_network(key: str, batch: int, device, spec: NeuronSpec, warmup: int, r
     if device.type == "cuda":
         peaks = measure_network_peaks(key, batch, device, spec)
     else:
-        job = {"network": key, "batch": batch, "neuron": {"name": spec.name, "reset": spec.reset, "decay": spec.decay}}
+        steps = [(batch, T, True), (2 * batch, T, True), (batch, 1, True), (batch, 8, True)] if has_blocks(s) else []
+        job = {"network": key, "batch": batch, "neuron": {"name": spec.name, "reset": spec.reset, "decay": spec.decay},
+               "plans": min_plans(lambda b, plans: Setup(1.0, b, device, None, spec, key, plans), steps)}
         done = subprocess.run([sys.executable, __file__, "--peak-child", json.dumps(job)],
                               env={**os.environ, **MALLOC_ENV}, capture_output=True, text=True)
         if done.returncode:
@@ -558,8 +601,10 @@ def bench_peak(width: float, batch: int, device, sj, spec: NeuronSpec, budget_gi
         by_batch = {b: measure_peaks(width, b, device, sj, spec) for b in batches}
         by_t = measure_peaks_vs_T(width, batch, device, spec)
     else:  # one child for both sizes: each step's peak is its own (clear_refs resets the high-water mark)
+        steps = [(b, T, True) for b in batches] + [(batch, t, True) for t in TIMESTEPS] + [(batch, T, False)]
         job = {"width": width, "batches": batches, "peer": sj is not None,
-               "neuron": {"name": spec.name, "reset": spec.reset, "decay": spec.decay}}
+               "neuron": {"name": spec.name, "reset": spec.reset, "decay": spec.decay},
+               "plans": min_plans(lambda b, plans: Setup(width, b, device, None, spec, plans=plans), steps)}
         done = subprocess.run(
             [sys.executable, __file__, "--peak-child", json.dumps(job)],
             env={**os.environ, **MALLOC_ENV},
@@ -1005,11 +1050,13 @@ def main(argv: list[str] | None = None) -> dict:
         job = json.loads(args.peak_child)
         spec = NeuronSpec(**job["neuron"])
         if "network" in job:  # figure 10
-            print(json.dumps(measure_network_peaks(job["network"], job["batch"], torch.device("cpu"), spec)))
+            print(json.dumps(measure_network_peaks(job["network"], job["batch"], torch.device("cpu"), spec,
+                                                   job["plans"])))
             return {}
         sj = spikingjelly()[0] if job["peer"] else None
-        peaks = {b: measure_peaks(job["width"], b, torch.device("cpu"), sj, spec) for b in job["batches"]}
-        peaks["vs_T"] = measure_peaks_vs_T(job["width"], job["batches"][0], torch.device("cpu"), spec)
+        plans = job["plans"]
+        peaks = {b: measure_peaks(job["width"], b, torch.device("cpu"), sj, spec, plans) for b in job["batches"]}
+        peaks["vs_T"] = measure_peaks_vs_T(job["width"], job["batches"][0], torch.device("cpu"), spec, plans)
         print(json.dumps(peaks))
         return {}
 

@@ -369,3 +369,18 @@ def test_the_peak_record_names_what_is_alive_at_a_steps_peak(tmp_path):
     assert sakd["phase"] in ("forward", "run again", "backward")
     assert any(row["phase"] == "run again" for row in sakd["alive"])  # a block run again in backward holds memory
     assert 0 < sakd["peak_without_neuron_temporaries_mib"] <= sakd["peak_mib"]
+
+
+def test_memory_budget_records_a_plan_per_budget_that_fits_it(tmp_path):
+    import memory_budget
+
+    out = tmp_path / "budget.json"
+    result = memory_budget.main(["--widths", "0.0625", "--batch", "2", "--repeats", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    (width,) = result["widths"]
+    rows = width["budgets"]
+    assert rows[0]["budget"] == width["least"] and rows[-1]["budget"] == width["fastest"] and len(rows) >= 5
+    assert width["all_fit"] and all(r["measured"] <= r["budget"] + memory_budget.NOISE and r["time_vs_fast"] > 0
+                                    for r in rows)
+    held = [sum(c != "again" for c in r["choices"]) for r in rows]
+    assert held[0] <= held[-1] == len(rows[-1]["choices"])  # the least budget holds fewest; the fastest's every block
