@@ -53,9 +53,12 @@ def _args(out: Path, teacher_ckpt: str) -> list[str]:  # 16 steps an epoch
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory, teacher_ckpt) -> Path:
-    """One uninterrupted two-process run: the reference of both tests."""
+    """One uninterrupted two-process run: the reference of both tests. It runs run.memory=min, whose
+    plan each process measures and both make from the largest of each measurement (exact: the
+    runs it is compared with keep everything)."""
     out = tmp_path_factory.mktemp("ddp")
-    _run(2, _args(out, teacher_ckpt) + ["run.name=ddp"])
+    said = _run(2, _args(out, teacher_ckpt) + ["run.name=ddp", "run.memory=min"])
+    assert said.count("run.memory=min: ") == 1, said  # the plan, said by rank 0
     return out / "ddp"
 
 

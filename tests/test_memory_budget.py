@@ -137,3 +137,30 @@ def test_a_budget_it_cannot_meet_and_a_budget_beside_a_mode_are_one_line(tmp_pat
     assert not list(tmp_path.iterdir())  # the run folder it made is gone
     with pytest.raises(ConfigError, match="needs run.memory=auto, not run.memory=min"):
         Trainer(fast_config(tmp_path, "run.memory=min", "run.memory_budget=1GiB"))
+
+
+def test_every_process_plans_from_the_largest_measurement_any_made(tmp_path):
+    """Under torchrun each process measures its own steps; the plan and its checks use the largest
+    of each measurement over the processes (``agree``: here another process measures twice as much),
+    so that all plan alike, and a budget another process cannot meet stops this one too.
+    (tests/test_distributed.py trains two processes under run.memory=min through gloo.)"""
+    seen = []
+
+    def twice(values):  # what the other process measured: twice this one's
+        seen.append(list(values))
+        return [2 * v for v in values]
+
+    trainer = Trainer(fast_config(tmp_path / "min", "run.memory=min", "optim.epochs=1"))
+    trainer.budget.agree = twice
+    trainer.fit()
+    budget = trainer.budget
+    first, check = seen[0], seen[1]
+    own = first[:len(budget.segments)]
+    assert [peak for _, peak in budget.segments] == [2 * v for v in own] and budget.least == 2 * max(own)
+    assert [c.lean for c in budget.costs] == [2 * v for v in first[len(own)::3]]
+    assert len(check) == 1 and budget.measured == 2 * check[0]
+    seen.clear()
+    trainer = Trainer(fast_config(tmp_path / "budget", f"run.memory_budget={int(1.5 * max(own))}"))
+    trainer.budget.agree = twice
+    with pytest.raises(ConfigError, match="below the least this step needs"):
+        trainer.fit()

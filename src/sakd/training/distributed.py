@@ -59,6 +59,12 @@ def all_reduce_min(t: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return t
 
 
+def all_reduce_max(t: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    if ctx.enabled:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
 def broadcast_object(obj, ctx: DistContext):
     if not ctx.enabled:
         return obj

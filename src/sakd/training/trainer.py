@@ -53,7 +53,7 @@ from sakd.randomness import step_draws
 from sakd.training.assemble import RunParts, assemble
 from sakd.training.bptt import bptt_strategy, synchronised
 from sakd.training.config import Config, parse_size, save_config
-from sakd.training.distributed import barrier, broadcast_object
+from sakd.training.distributed import all_reduce_max, barrier, broadcast_object
 from sakd.training.epoch_meter import EpochMeter
 from sakd.training.evaluate import evaluate
 from sakd.training.memory import MemoryBudget, SavedTensors, resident_bytes, resolve_memory
@@ -88,7 +88,8 @@ class Trainer:
         self.memory = resolve_memory(cfg.run.memory, run.model, budget)
         # run.memory_budget's plan, or run.memory=min's (the least step's peak as its budget)
         self.budget = None if budget is None and self.memory != "min" else MemoryBudget(
-            budget, self.device, self._resident, lambda line: self.console.print(line, soft_wrap=True, highlight=False))
+            budget, self.device, self._resident, lambda line: self.console.print(line, soft_wrap=True, highlight=False),
+            self._largest)
         self.bptt = bptt_strategy(cfg.run.bptt, run.model, cfg.distill.term_specs(), self.teacher_outputs)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         # progress: completed epochs, completed optimiser steps of the current epoch and that
@@ -262,6 +263,10 @@ class Trainer:
         """The bytes alive on the device before a step (``run.memory_budget`` on CPU)."""
         modules = [self.student_step] + ([self.parts.teacher] if self.parts.teacher is not None else [])
         return resident_bytes(self.device, modules, self.parts.optimizer)
+
+    def _largest(self, values: list[float]) -> list[float]:
+        """The largest of each value over the run's processes (``run.memory_budget``'s measurements)."""
+        return all_reduce_max(torch.tensor(values, dtype=torch.float64, device=self.device), self.dist).tolist()
 
     def backward(self, loss: torch.Tensor) -> None:
         """``loss / optim.accumulate_steps`` backpropagated (scaled under fp16)."""

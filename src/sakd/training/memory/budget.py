@@ -46,6 +46,10 @@ A budget below what a step with every block run again was measured to need stops
 one line (the run has taken at most a few steps: without a checkpoint, its folder goes). The
 plan changes only what is kept, never a value: a run's results do not depend on it, and a
 resumed run plans again.
+
+**Across processes** (``torchrun``): each process measures its own steps, and every measurement
+and check is the largest any process made (``agree``), so that every process plans alike and a
+budget one process cannot meet stops them all.
 """
 
 from __future__ import annotations
@@ -137,11 +141,13 @@ class MemoryBudget:
     micro-batch's forward and backward measures the first steps; :meth:`choice` is what the
     blocks of a forward get (``run.memory=min``'s :class:`~sakd.training.memory.units.Recomputing`
     asks it). ``resident``: the bytes alive on the device before a step (CPU; CUDA counts them);
-    ``say``: where the plan is reported."""
+    ``say``: where the plan is reported; ``agree``: the largest of each of a list of measurements
+    over the run's processes (one process: the list itself)."""
 
     def __init__(self, budget: int | None, device: torch.device, resident: Callable[[], int],
-                 say: Callable[[str], None] = print):
+                 say: Callable[[str], None] = print, agree: Callable[[list[float]], list[float]] | None = None):
         self.budget, self.device, self.resident, self.say = budget, device, resident, say
+        self.agree = agree or (lambda values: values)
         self.stated = budget is not None  # None: run.memory=min's plan, whose budget is the least step's peak
         # warm-up (the first step: every block runs again), measure (the next), check (the plan's
         # first step, and each re-plan's), planned
@@ -152,6 +158,7 @@ class MemoryBudget:
         # bytes: the first step's peak, the plan's estimate and its measured peak
         self.least = self.predicted = self.measured = None
         self.margin, self.tries, self.checks = 0, 0, 0  # checks: the plan's measured steps
+        self._said: list[str] | None = None  # the plan last reported
         self._meter: StepPeaks | None = None
         self._labels: list[tuple | None] = []
         self._started: dict[int, float] = {}
@@ -219,9 +226,14 @@ class MemoryBudget:
         if self.state == "measure":
             self._first(segments)
         else:
-            self._check(max(peak for _, peak in segments))
+            self._check(int(self.agree([max(peak for _, peak in segments)])[0]))
 
     def _first(self, segments: list[tuple[tuple | None, int]]) -> None:
+        costs = [v for c in self.costs for v in (c.lean, c.fast, c.seconds)]
+        values = self.agree([peak for _, peak in segments] + costs)
+        segments = [(label, int(v)) for (label, _), v in zip(segments, values)]
+        rows = values[len(segments):]
+        self.costs = [BlockCost(int(rows[i]), int(rows[i + 1]), rows[i + 2]) for i in range(0, len(rows), 3)]
         self.segments = segments
         self.least = max(peak for _, peak in segments)
         if not self.stated:
@@ -242,15 +254,13 @@ class MemoryBudget:
 
     def _check(self, peak: int) -> None:
         self.measured, self.checks = peak, self.checks + 1
-        if peak <= self.budget + NOISE:
-            self.state = "planned"
-            self.say(self.describe())
-            return
-        if all(c == "again" for c in self.choices):
-            if self.stated:
+        if peak <= self.budget + NOISE or all(c == "again" for c in self.choices):
+            if peak > self.budget + NOISE and self.stated:
                 self._too_small(peak)
-            self.state = "planned"  # min: the least step, as it is
-            self.say(self.describe())
+            self.state = "planned"  # (min above its budget: the least step, as it is)
+            if self.choices != self._said:  # said once, and again where an epoch's check changed it
+                self._said = list(self.choices)
+                self.say(self.describe())
             return
         self.tries += 1
         if self.tries < TRIES:  # lower the plan's budget by the estimate's error, at least by the excess
