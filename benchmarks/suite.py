@@ -23,9 +23,13 @@ candidates, median over repeats), so that a noisy machine slows all candidates a
 8. peak memory    the true peak a step adds (CUDA: the allocator's peak; CPU, Linux: the resident
                   set's high-water mark in a child process whose malloc returns every large block
                   at once) of the ANN step on B, our fast and lean SAKD steps, SpikingJelly's
-                  default and after its ``memopt.optimize_memory`` (its best level on the device:
-                  4 on CUDA; 1, checkpointing every block with spike compression, on CPU, where
-                  levels >= 2 cannot run: they search by measuring CUDA memory). Measured at B and
+                  default and after its ``memopt.optimize_memory`` (the ICLR 2026 gradient
+                  checkpointing with spike compression, by its authors) at its best level on the
+                  device (4 on CUDA; 1 on CPU, where levels 2 and 3 are level 1 without their
+                  split callbacks and search by measuring CUDA memory with them, as level 4
+                  does) and each ``checkpoint_budget`` (memory, balanced, speed: every block,
+                  3/4 and 1/2 of them, the largest activations first), each also timed in
+                  figure 7 beside ``min``. Measured at B and
                   2B; peak(B) is linear in B, so the largest batch that fits a budget
                   (``--budget-gib``, default 16) follows. Goal: lean <= 0.8x memopt. ``run.memory:
                   min`` (blocks kept as their input spikes, run again in backward, but those a
@@ -272,16 +276,16 @@ class Setup:
             model.reset_peer = self.sj[0].reset_net  # SpikingJelly's nodes keep their membranes
         return place(model, self.device, True)
 
-    def memopt_student(self):
+    def memopt_student(self, budget: str = "memory"):
         """The SpikingJelly student after ``memopt.optimize_memory`` at its best level for the
-        device (see figure 8), every residual block a candidate."""
+        device (see figure 8), every residual block a candidate, with ``checkpoint_budget=budget``."""
         from spikingjelly.activation_based.memopt import optimize_memory
 
         from sakd.models.resnet import BasicBlock
 
         model = self.student(peer=True)
         level = 4 if self.device.type == "cuda" else 1
-        optimize_memory(model, BasicBlock, lambda m: m(self.x), level=level, checkpoint_budget="memory", compress=True)
+        optimize_memory(model, BasicBlock, lambda m: m(self.x), level=level, checkpoint_budget=budget, compress=True)
         model.reset_peer(model)
         model.memopt_level = level
         return model
@@ -489,8 +493,19 @@ def peak_steps(s: Setup) -> dict:
     }
     if s.sj:
         steps["sakd_spikingjelly"] = s.step(s.student(peer=True), True)
-        steps["sakd_spikingjelly_memopt"] = s.step(s.memopt_student(), True)
+        steps |= memopt_steps(s)
     return steps
+
+
+# SpikingJelly's memopt checkpoint_budget values: the share of its candidate blocks it checkpoints
+# (the largest activations first): every block, 3/4, 1/2
+MEMOPT_BUDGETS = {"memory": "sakd_spikingjelly_memopt", "balanced": "sakd_spikingjelly_memopt_balanced",
+                  "speed": "sakd_spikingjelly_memopt_speed"}
+
+
+def memopt_steps(s: Setup) -> dict:
+    """The SpikingJelly SAKD step after ``memopt.optimize_memory`` at each ``checkpoint_budget``."""
+    return {name: s.step(s.memopt_student(budget), True) for budget, name in MEMOPT_BUDGETS.items()}
 
 
 def min_plans(make, steps: list[tuple[int, int, bool]]) -> dict:
@@ -629,6 +644,8 @@ def bench_peak(width: float, batch: int, device, sj, spec: NeuronSpec, budget_gi
     if "sakd_spikingjelly_memopt" in p1:
         out["memopt_level"] = 4 if device.type == "cuda" else 1
         out["lean_vs_memopt"] = p1["sakd_lean"] / p1["sakd_spikingjelly_memopt"]
+        out["min_vs_memopt"] = p1["sakd_min"] / p1["sakd_spikingjelly_memopt"]
+        out["memopt_vs_default"] = {b: p1[name] / p1["sakd_spikingjelly"] for b, name in MEMOPT_BUDGETS.items()}
     out["lean_vs_ann_B"] = p1["sakd_lean"] / p1["ann_B"]
     out["min_vs_ann_B"] = p1["sakd_min"] / p1["ann_B"]
     out["fast_vs_min"] = p1["sakd"] / p1["sakd_min"]
@@ -653,6 +670,7 @@ def bench_width(width: float, batch: int, device, sj, spec: NeuronSpec, warmup: 
     if sj:
         steps["snn_spikingjelly"] = s.step(s.student(peer=True), False)
         steps["sakd_spikingjelly"] = s.step(s.student(peer=True), True)
+        steps |= memopt_steps(s)
     log(f"width {width}: timing {', '.join(steps)} (batch {batch}, T={T}, {repeats} rounds)")
     sec = interleaved(steps, device, warmup, repeats)
     mem = {k: step_memory(fn) for k, fn in steps.items()}
@@ -689,6 +707,9 @@ def bench_width(width: float, batch: int, device, sj, spec: NeuronSpec, warmup: 
             "sakd_speedup": sec["sakd_spikingjelly"] / sec["sakd"],
             "sakd_memory_ratio": mem["sakd"][key] / mem["sakd_spikingjelly"][key],
             "memory_measure": key,
+            # SpikingJelly's memopt step (each checkpoint_budget) against its own default step's time
+            "memopt_time": {budget: sec[name] / sec["sakd_spikingjelly"] for budget, name in MEMOPT_BUDGETS.items()},
+            "min_time_vs_memopt": sec["sakd_min"] / sec["sakd_spikingjelly_memopt"],
         }
 
     # 5. memory vs T (one step each; the time axis is what grows)
@@ -833,6 +854,9 @@ def report(result: dict, goals: list | None = None) -> list[list[str]]:
                     record=goals,
                 )
             )
+            times = ", ".join(f"{b} {v:.2f}x" for b, v in peer["memopt_time"].items())
+            rows.append([f"7 min step time / SpikingJelly memopt's ({tag})", f"{peer['min_time_vs_memopt']:.2f}x", "",
+                         "", f"memopt's step / SpikingJelly's default by checkpoint_budget: {times}"])
         else:
             rows.append([f"3 peer ({tag})", "n/a", "", "n/a", f"SpikingJelly: {result['spikingjelly_missing']}"])
         lean, mem = w["lean"], w["memory"]
@@ -971,7 +995,8 @@ def peak_rows(peak: dict, tag: str, goals: list | None = None) -> list[list[str]
         "sakd_lean": "lean",
         "sakd_min": "min",
         "sakd_spikingjelly": "SpikingJelly",
-        "sakd_spikingjelly_memopt": f"SpikingJelly memopt L{peak.get('memopt_level', '')}",
+        **{name: f"SpikingJelly memopt L{peak.get('memopt_level', '')} {budget}"
+           for budget, name in MEMOPT_BUDGETS.items()},
     }
     detail = ", ".join(f"{names[k]} {v:.0f}" for k, v in p.items())
     rows = [goal_row(f"8 peak memory lean / ANN on B ({tag})", peak["lean_vs_ann_B"], f"{peak['lean_vs_ann_B']:.2f}",
@@ -981,6 +1006,9 @@ def peak_rows(peak: dict, tag: str, goals: list | None = None) -> list[list[str]
                              f"{peak['lean_vs_memopt']:.2f}x", "lean_vs_memopt",
                              f"memopt level {peak['memopt_level']}; lean / SpikingJelly default "
                              f"{p['sakd_lean'] / p['sakd_spikingjelly']:.2f}x", record=goals))
+        shares = ", ".join(f"{b} {v:.2f}x" for b, v in peak["memopt_vs_default"].items())
+        rows.append([f"8 peak memory min / SpikingJelly memopt ({tag})", f"{peak['min_vs_memopt']:.2f}x", "", "",
+                     f"memopt's peak / SpikingJelly's default by checkpoint_budget: {shares}"])
     rows.append(
         goal_row(
             f"8 peak memory min / ANN on B ({tag})",

@@ -90,6 +90,28 @@ def test_saved_for_backward_counts_distinct_storages_once():
     assert sum(saved.values()) == x.untyped_storage().nbytes()
 
 
+def test_spikingjelly_memopt_rows_checkpoint_the_share_of_blocks_each_budget_names():
+    """Figure 8's memopt rows: ResNet-19's 8 blocks, every one, 6 and 4 of them checkpointed (the
+    largest activations first), each step running."""
+    sj, missing = suite.spikingjelly()
+    if sj is None:
+        pytest.skip(f"SpikingJelly: {missing}")
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper  # memopt's
+
+    from sakd.models.resnet import BasicBlock
+
+    s = suite.Setup(0.0625, 2, torch.device("cpu"), sj, NeuronSpec(name="lif"))
+    counts = {}
+    for budget in suite.MEMOPT_BUDGETS:
+        model = s.memopt_student(budget)
+        wrapped = [m._checkpoint_wrapped_module for m in model.modules() if isinstance(m, CheckpointWrapper)]
+        counts[budget] = len(wrapped)
+        assert all(isinstance(m, BasicBlock) for m in wrapped)
+    assert counts == {"memory": 8, "balanced": 6, "speed": 4}
+    for step in suite.memopt_steps(s).values():
+        step()
+
+
 @pytest.mark.parametrize("reset", ["hard", "soft"])
 @pytest.mark.parametrize("name", sorted(n for n, node in suite.SJ_NODES.items() if node))
 def test_spikingjelly_peer_computes_the_same_neuron(name, reset):
