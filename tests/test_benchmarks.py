@@ -406,3 +406,15 @@ def test_memory_budget_records_a_plan_per_budget_that_fits_it(tmp_path):
                                     for r in rows)
     held = [sum(c != "again" for c in r["choices"]) for r in rows]
     assert held[0] <= held[-1] == len(rows[-1]["choices"])  # the least budget holds fewest; the fastest's every block
+
+
+def test_min_plan_records_each_plan_its_checks_and_both_true_peaks():
+    import min_plan
+
+    from sakd.training.memory.budget import NOISE
+
+    (row,) = min_plan.plans(0.0625, 2, (2,), 1)
+    assert len(row["choices"]) == 8 and row["held"] == sum(c != "again" for c in row["choices"])
+    assert row["checks"] >= 1 and row["peak_mib"] >= 0 and row["peak_every_block_again_mib"] >= 0
+    # the plan's checked step fits the least step's peak, or the plan runs every block again
+    assert row["profiled_measured_mib"] * 2**20 <= row["profiled_least_mib"] * 2**20 + NOISE or row["held"] == 0

@@ -14,7 +14,7 @@ from sakd.models import create_model
 from sakd.training import Trainer
 from sakd.training.config import parse_size
 from sakd.training.memory import MemoryBudget, StepPeaks, resident_bytes
-from sakd.training.memory.budget import NOISE, BlockCost, estimate, plan
+from sakd.training.memory.budget import NOISE, BlockCost, estimate, held, plan
 from test_memory import sakd_step_at
 
 MiB = 2**20
@@ -65,6 +65,30 @@ def test_the_plan_is_greedy_in_time_per_byte_and_its_estimate_adds_held_blocks_w
     assert plan(costs, segments, 10**6) == ["fast", "fast"]
     mid = plan(costs, segments, 150)  # block 1 lean (most time per byte), block 0 lean, block 1 fast
     assert mid == ["lean", "fast"] and estimate(mid, costs, segments) == 150
+
+
+def test_a_plan_measured_above_its_budget_is_followed_by_one_that_holds_less_not_nothing():
+    """run.memory=min's budget is the least step's peak, which every block run again is estimated
+    at: a plan measured above it plans again holding fewer bytes (not none), and after TRIES such
+    plans every block runs again."""
+    costs = [BlockCost(lean=10, fast=30, seconds=1.0), BlockCost(lean=10, fast=30, seconds=2.0),
+             BlockCost(lean=10, fast=30, seconds=3.0)]
+    segments = [(None, 50), (("in", 0), 100), (("after", 0), 60), (("in", 1), 70), (("after", 1), 60),
+                (("in", 2), 60), (("after", 2), 55), (("in", 2), 60), (("in", 1), 70), (("in", 0), 100)]
+    assert plan(costs, segments, 100, cap=25) == ["again", "lean", "lean"]  # 20 bytes held: within the cap
+    budget = MemoryBudget(None, torch.device("cpu"), lambda: 0, lambda line: None)
+    budget.costs, budget.state = costs, "measure"
+    budget._first(segments)
+    first = list(budget.choices)
+    assert budget.budget == budget.least == 100 and held(first, costs) > 0
+    budget._check(budget.least + 2 * NOISE)  # measured above the least: plans again, holding less
+    second = list(budget.choices)
+    assert budget.state == "check" and 0 < held(second, costs) < held(first, costs), (first, second)
+    budget._check(budget.least + 2 * NOISE)
+    budget._check(budget.least + 2 * NOISE)  # the third plan above it: every block runs again
+    assert budget.choices == ["again"] * 3
+    budget._check(budget.least)
+    assert budget.state == "planned"
 
 
 def test_any_plan_gives_fasts_gradients_and_batchnorm_statistics():

@@ -38,9 +38,12 @@ the budget; ``lean`` costs :data:`LEAN_COST` of a block's forward (``lean``'s wh
 **Checked.** The estimate adds bytes to measured peaks but cannot see every tensor a treatment
 moves (the allocator's rounding, what a held block's neighbours keep of its output), so the plan's
 first step is measured too (it fits within :data:`NOISE` of the budget: what two identical steps'
-peaks differ by). One above the budget lowers the plan's budget by the estimate's error
-(at least by the excess) and plans again, until :data:`TRIES` plans were measured above it; then
-every block runs again. Each epoch's first step checks the plan again (the loss terms a step runs
+peaks differ by). One above the budget plans again: within the budget lowered by the
+estimate's error (at least by the excess; no lower than the least step's peak, which the
+estimate of every block run again is), its blocks holding fewer bytes together than the plan
+measured above it did (so ``run.memory=min``, whose budget is the least step's peak, holds fewer
+blocks instead of none), until :data:`TRIES` plans were measured above it; then every block runs
+again. Each epoch's first step checks the plan again (the loss terms a step runs
 may change with the epoch), and plans again the same way where it is above.
 A budget below what a step with every block run again was measured to need stops the run with
 one line (the run has taken at most a few steps: without a checkpoint, its folder goes). The
@@ -115,8 +118,15 @@ def estimate(choices: list[str], costs: list[BlockCost], segments: list[tuple[tu
     return peak
 
 
-def plan(costs: list[BlockCost], segments: list[tuple[tuple | None, int]], limit: int) -> list[str]:
-    """The treatment of each block (greedy, most time saved per byte first), estimated within ``limit``."""
+def held(choices: list[str], costs: list[BlockCost]) -> int:
+    """The bytes a plan's blocks hold together."""
+    return sum(c.holds(t) for c, t in zip(costs, choices))
+
+
+def plan(costs: list[BlockCost], segments: list[tuple[tuple | None, int]], limit: int,
+         cap: int | None = None) -> list[str]:
+    """The treatment of each block (greedy, most time saved per byte first), estimated within
+    ``limit``, its blocks holding at most ``cap`` bytes together."""
     choices = ["again"] * len(costs)
     while True:
         best, best_score = None, -1.0
@@ -125,7 +135,7 @@ def plan(costs: list[BlockCost], segments: list[tuple[tuple | None, int]], limit
                 continue
             nxt = TREATMENTS[TREATMENTS.index(now) + 1]
             trial = [*choices[:i], nxt, *choices[i + 1:]]
-            if estimate(trial, costs, segments) > limit:
+            if estimate(trial, costs, segments) > limit or (cap is not None and held(trial, costs) > cap):
                 continue
             saved = cost.seconds * ((1 - LEAN_COST) if nxt == "lean" else LEAN_COST)
             score = saved / max(cost.holds(nxt) - cost.holds(now), 1)
@@ -158,6 +168,7 @@ class MemoryBudget:
         # bytes: the first step's peak, the plan's estimate and its measured peak
         self.least = self.predicted = self.measured = None
         self.margin, self.tries, self.checks = 0, 0, 0  # checks: the plan's measured steps
+        self.cap: int | None = None  # below what the last plan measured above the budget held
         self._said: list[str] | None = None  # the plan last reported
         self._meter: StepPeaks | None = None
         self._labels: list[tuple | None] = []
@@ -243,7 +254,7 @@ class MemoryBudget:
         self._plan()
 
     def _plan(self) -> None:
-        self.choices = plan(self.costs, self.segments, self.budget - self.margin)
+        self.choices = plan(self.costs, self.segments, max(self.budget - self.margin, self.least), self.cap)
         self.predicted = estimate(self.choices, self.costs, self.segments)
         self.state = "check"
 
@@ -263,8 +274,9 @@ class MemoryBudget:
                 self.say(self.describe())
             return
         self.tries += 1
-        if self.tries < TRIES:  # lower the plan's budget by the estimate's error, at least by the excess
+        if self.tries < TRIES:  # lower by the estimate's error (at least the excess), holding less than this plan
             self.margin = max(self.margin + peak - self.budget, peak - self.predicted)
+            self.cap = held(self.choices, self.costs) - 1
             self._plan()
         else:
             self.choices, self.predicted = ["again"] * len(self.costs), self.least
