@@ -106,15 +106,15 @@ def estimate(choices: list[str], costs: list[BlockCost], segments: list[tuple[tu
     again in backward (the blocks before it are held, and it holds what ``fast`` keeps beyond
     ``lean``); ``("after", i)``, the end of its forward (it and the blocks before it are held);
     ``None``, the step's start (no block yet)."""
-    held = [c.holds(t) for c, t in zip(costs, choices)]
+    each = [c.holds(t) for c, t in zip(costs, choices)]
     peak = 0
     for label, measured in segments:
         if label is None:
             peak = max(peak, measured)
             continue
         kind, i = label
-        own = max(0, held[i] - costs[i].lean) if choices[i] != "again" else 0
-        peak = max(peak, measured + (sum(held[:i]) + own if kind == "in" else sum(held[:i + 1])))
+        own = max(0, each[i] - costs[i].lean) if choices[i] != "again" else 0
+        peak = max(peak, measured + (sum(each[:i]) + own if kind == "in" else sum(each[:i + 1])))
     return peak
 
 
