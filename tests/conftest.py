@@ -145,8 +145,10 @@ def small_disk(tmp_path):
 
 def pytest_configure(config):
     """Under pytest-xdist each worker process gets one of the machine's cores: torch's threads are
-    one per worker, so two workers on two cores do not fight over them (10-70x slower when they do)."""
+    one per worker, so two workers on two cores do not fight over them (10-70x slower when they do),
+    and so are those of every process a test starts (OMP_NUM_THREADS, which they inherit)."""
     import os
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"
