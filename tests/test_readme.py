@@ -29,6 +29,8 @@ MARKED = {
     "python benchmarks/suite.py --neuron plif --reset soft": "a benchmark; tests/test_benchmarks.py runs it",
     "bash benchmarks/cuda_check.sh": "a GPU",
     "python benchmarks/min_plan.py": "a benchmark of minutes; tests/test_benchmarks.py runs its plans at 1/16 width",
+    "python benchmarks/peak_record.py": "it writes the recorded benchmarks/results/peak_record-cpu.json (a test must "
+    "not; under pytest's one thread per worker its record differs); tests/test_benchmarks.py runs it at 1/16 width",
     "sakd train --config quickstart/snn model.name=python:my_pkg.nets:my_cnn": "a package of your own; "
     "tests/test_graph_twins.py builds, trains and exports python:test_graph_twins:user_net",
     "sakd train --config quickstart/snn model.name=timm:mobilenetv3_small_050 "
